@@ -1,0 +1,177 @@
+//! The authz filter's configuration, as JSON in the wasm `PluginConfig.configuration`.
+//!
+//! Modelled on Istio's `AuthorizationPolicy` + `RequestAuthentication` so a mesh user
+//! recognises every field: rules are OR-ed, the fields inside a rule are AND-ed, the
+//! values inside a field are OR-ed, and every field has a `not_` form.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Top-level authz configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// Trust domain used to expand the namespace shorthand (`namespaces: ["corp"]`).
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+    /// JWT providers; a request carrying a token is validated against them.
+    #[serde(default)]
+    pub jwt: Vec<JwtProvider>,
+}
+
+pub fn default_trust_domain() -> String {
+    "cluster.local".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Action {
+    Allow,
+    Deny,
+    Audit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Unique name; appears in stats, logs and the default deny body.
+    pub name: String,
+    pub action: Action,
+    /// Evaluated and counted as "would deny", never enforced.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The policy applies when any rule matches. No rules = never applies (as in Istio).
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// What a caller denied by this policy receives.
+    #[serde(default)]
+    pub deny_response: Option<DenyResponse>,
+}
+
+/// All present fields must match. Inside a list, any value may match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// SPIFFE ids of the mTLS peer: exact, `prefix*`, `*suffix` or `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principals: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_principals: Option<Vec<String>>,
+    /// Namespace shorthand: `corp` means `spiffe://<trust_domain>/ns/corp/*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_namespaces: Option<Vec<String>>,
+    /// `GET`, `POST`, ...; `*` matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_methods: Option<Vec<String>>,
+    /// Path patterns (query string ignored): exact `/a/b`, prefix `/a/*`, suffix `*.json`,
+    /// `*`, or templates with `{*}` (one segment) and `{**}` (any remainder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_paths: Option<Vec<String>>,
+    /// Source IPs or CIDRs (IPv4 and IPv6) of the downstream peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_blocks: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ip_blocks: Option<Vec<String>>,
+    /// Header conditions, all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderCondition>,
+    /// Conditions on the claims of a validated JWT; all must hold. Without a valid
+    /// token no claim condition matches (a `not: true` one does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimCondition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCondition {
+    /// Header name, case-insensitive.
+    pub name: String,
+    /// Accepted values (same pattern forms as principals). Absent = presence check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    /// Negates the condition.
+    #[serde(default)]
+    pub not: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimCondition {
+    /// Claim name; nested claims with `.`, e.g. `realm.role`.
+    pub name: String,
+    /// Accepted values: a string claim equals one, or an array claim contains one.
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub not: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyResponse {
+    #[serde(default = "default_deny_status")]
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+pub fn default_deny_status() -> u16 {
+    403
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtProvider {
+    pub name: String,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values; empty = any.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Header the token is read from.
+    #[serde(default = "default_jwt_header")]
+    pub from_header: String,
+    /// Prefix stripped from the header value.
+    #[serde(default = "default_jwt_prefix")]
+    pub prefix: String,
+    /// When true a request without a token is denied with 401.
+    #[serde(default)]
+    pub required: bool,
+    /// Allowed clock skew for `exp` / `nbf`, seconds.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Verification keys.
+    pub keys: JwtKeys,
+}
+
+pub fn default_jwt_header() -> String {
+    "authorization".to_string()
+}
+pub fn default_jwt_prefix() -> String {
+    "Bearer ".to_string()
+}
+pub fn default_clock_skew() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeys {
+    /// HS256 shared secrets (raw text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hs256_secrets: Vec<String>,
+    /// A JWKS document (`{"keys":[...]}`) with RSA (`n`,`e`) and EC P-256 (`x`,`y`) keys,
+    /// either inline as JSON or as a JSON string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+}
+

@@ -1,0 +1,31 @@
+//! Configuration errors shared by every filter.
+
+use std::fmt;
+
+/// A configuration the filter refuses, naming the field path and the reason.
+///
+/// `on_configure` logs `Display` of this as a single line and returns false, so Envoy
+/// refuses to start (static config) or NACKs (ECDS) with the reason in its log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Dotted field path, e.g. `policies[2].rules[0].ip_blocks[1]`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+
+    /// Errors from serde_json already carry a line/column; keep the message, field is the path serde reports.
+    pub fn from_json(err: &serde_json::Error) -> Self {
+        Self::new("configuration", err.to_string())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: field `{}`: {}", self.field, self.reason)
+    }
+}

@@ -1,0 +1,16 @@
+//! Host-free core of the weft filters.
+//!
+//! Everything here is a pure function of plain inputs: the filter configuration types
+//! (shared verbatim with the control plane, so it can only emit what the filters parse)
+//! and the decision logic of each filter. There is no proxy-wasm dependency; the cdylibs
+//! under `filters/<name>` read what a decision needs from the host and act on the answer.
+//! Time and randomness are always passed in, so every decision is testable natively and,
+//! through wasm-bindgen-test, on wasm32.
+#![forbid(unsafe_code)]
+
+pub mod attrs;
+pub mod authz;
+pub mod error;
+
+pub use attrs::RequestAttributes;
+pub use error::ConfigError;
