@@ -1,1 +1,22 @@
-//! placeholder
+//! The one place weft talks to the proxy-wasm ABI.
+//!
+//! Filters are thin: they read what the host-free core needs through [`HostRequest`],
+//! call the core, and act on the answer with the helpers here (local replies, stats,
+//! configuration loading). Host status codes become `Option`/`Result` here so the
+//! filters never unwrap.
+#![forbid(unsafe_code)]
+
+mod config;
+mod host;
+mod metrics;
+
+pub use config::load_plugin_config;
+pub use host::{now_millis, now_unix_secs, send_local_reply, HostRequest};
+pub use metrics::{sanitize_stat_segment, Counter, Gauge};
+
+use proxy_wasm::types::LogLevel;
+
+/// Install the logger (and with it the panic hook that logs at critical) once per VM.
+pub fn init_logging() {
+    proxy_wasm::set_log_level(LogLevel::Trace);
+}
