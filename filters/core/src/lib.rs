@@ -10,6 +10,9 @@
 
 pub mod attrs;
 pub mod authz;
+pub mod breaker;
+pub mod canary;
+pub mod fault;
 pub mod error;
 
 pub use attrs::RequestAttributes;

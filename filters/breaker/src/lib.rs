@@ -1,0 +1,1 @@
+//! weft breaker filter (to be written).

@@ -1,0 +1,1 @@
+//! weft canary filter (to be written).

@@ -1,0 +1,1 @@
+//! breaker decisions (to be written).

@@ -1,0 +1,1 @@
+//! canary decisions (to be written).

@@ -1,0 +1,1 @@
+//! fault decisions (to be written).

@@ -1,0 +1,1 @@
+//! weft fault filter (to be written).
