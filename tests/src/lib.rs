@@ -1,1 +1,67 @@
-//! placeholder
+//! `weft_e2e`: the harness for weft's end-to-end tests.
+//!
+//! Each test makes its own [`TestNet`] (a private Docker network with a unique name), starts
+//! [`Upstream`]s (the `weft-test-service` image) and an [`Envoy`] on it, and talks to both through
+//! ports mapped to 127.0.0.1. Everything is removed when the handles drop; an [`Envoy`] dropped
+//! while its test panics prints its log first, so a failing test shows what Envoy saw.
+//!
+//! Readiness is always bounded polling ([`poll_until`]), never a fixed sleep. Tests run on a
+//! multi-thread runtime (`#[tokio::test(flavor = "multi_thread")]`): container clean-up blocks in
+//! `Drop`, and should fail by panicking (`unwrap`, `assert!`) so that the log dump fires.
+#![forbid(unsafe_code)]
+
+mod config;
+mod envoy;
+mod net;
+mod poll;
+mod stats;
+mod upstream;
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+pub use config::{DownstreamTls, EnvoyConfig, FailurePolicy, Route, WasmFilter};
+pub use envoy::{envoy_image, Envoy, EnvoyOptions, ADMIN_PORT, FILTERS_DIR};
+pub use net::TestNet;
+pub use poll::poll_until;
+pub use reqwest;
+pub use stats::{binomial_interval_999, within_binomial_999};
+pub use upstream::{test_service_image, Upstream, UpstreamOptions, UpstreamStats, SERVICE_PORT};
+
+/// The workspace root (the parent of `tests/`).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// The directory the filter builds land in: `dist/filters/` in the workspace.
+pub fn filters_dir() -> PathBuf {
+    workspace_root().join("dist").join("filters")
+}
+
+/// The built filter `dist/filters/<name>.wasm`, or an error saying how to build it.
+pub fn artifact(name: &str) -> anyhow::Result<PathBuf> {
+    let path = filters_dir().join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "filter artifact {} is missing: run scripts/build-filters first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// One HTTP client for everything the harness and tests send: short timeouts, no proxy.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        // Only fails when the TLS backend cannot initialise; nothing to test without it.
+        .unwrap_or_else(|_| reqwest::Client::new())
+}

@@ -83,3 +83,12 @@ pub fn send_local_reply(status: u16, headers: &[(String, String)], body: &str) {
         log::error!("weft: cannot send local reply {status}: {status_err:?}");
     }
 }
+
+/// A per-context random seed from the host clock (nanoseconds) and a context id.
+pub fn seed(context_id: u32) -> u64 {
+    let nanos = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(nanos) << 32) ^ u64::from(context_id) ^ now_millis().rotate_left(17)
+}

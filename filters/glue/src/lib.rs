@@ -8,11 +8,16 @@
 
 mod config;
 mod host;
+mod http_call;
 mod metrics;
+pub mod shared;
+mod tick;
 
 pub use config::load_plugin_config;
-pub use host::{now_millis, now_unix_secs, send_local_reply, HostRequest};
+pub use host::{now_millis, now_unix_secs, seed, send_local_reply, HostRequest};
+pub use http_call::{dispatch_detached, request_body_chunk, request_headers_for_copy};
 pub use metrics::{sanitize_stat_segment, Counter, Gauge};
+pub use tick::{resume_http_request, send_local_reply_for, TickScheduler};
 
 use proxy_wasm::types::LogLevel;
 

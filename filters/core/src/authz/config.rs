@@ -143,7 +143,8 @@ pub struct JwtProvider {
     /// Prefix stripped from the header value.
     #[serde(default = "default_jwt_prefix")]
     pub prefix: String,
-    /// When true a request without a token is denied with 401.
+    /// When true a request without a token is denied with 401. A token in this provider's
+    /// header that another provider (reading the same header) owns by `iss` counts as present.
     #[serde(default)]
     pub required: bool,
     /// Allowed clock skew for `exp` / `nbf`, seconds.
@@ -166,12 +167,12 @@ pub fn default_clock_skew() -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeys {
-    /// HS256 shared secrets (raw text).
+    /// HS256 shared secrets (raw text), at least 32 bytes each (RFC 7518 §3.2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hs256_secrets: Vec<String>,
-    /// A JWKS document (`{"keys":[...]}`) with RSA (`n`,`e`) and EC P-256 (`x`,`y`) keys,
-    /// either inline as JSON or as a JSON string.
+    /// A JWKS document (`{"keys":[...]}`) with RSA (`n`,`e`; 2048..=4096 bits) and EC P-256
+    /// (`x`,`y`) keys, either inline as JSON or as a JSON string. Any other key type, `alg`
+    /// or a `use` other than `sig` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
 }
-

@@ -4,17 +4,37 @@
 //! ALLOW policy exists the request must match one of them; AUDIT never changes the outcome.
 //! Dry-run policies are evaluated the same way in a shadow decision and reported as
 //! "would deny" without being enforced.
+//!
+//! JWT validation runs first: a token that fails its provider, or a missing token for a
+//! `required` provider, is a 401 before any policy is looked at. A valid token's claims
+//! are what `claims` conditions see.
 
+mod compile;
 pub mod config;
+mod jwt;
+mod matchers;
+mod rules;
+
+#[cfg(test)]
+mod tests;
 
 pub use config::*;
+pub use jwt::JwtError;
 
 use crate::{ConfigError, RequestAttributes};
+use jwt::Provider;
+use rules::{CompiledPolicy, RequestView};
+use serde_json::{Map, Value};
+
+/// Policy name reported when enforced ALLOW policies exist and none matched.
+pub const DEFAULT_DENY_POLICY: &str = "default-deny";
 
 /// A validated, pre-compiled authz configuration. Built once in `on_configure`.
 #[derive(Debug, Clone)]
 pub struct Authz {
     config: AuthzConfig,
+    policies: Vec<CompiledPolicy>,
+    providers: Vec<Provider>,
 }
 
 /// What the filter must do with the request.
@@ -22,15 +42,21 @@ pub struct Authz {
 pub enum Verdict {
     /// Let it through. `policy` names the ALLOW policy that matched, if any.
     Allow { policy: Option<String> },
-    /// Send a local reply. `policy` names the denying policy (for stats and logs).
-    Deny { policy: String, status: u16, body: String, headers: Vec<(String, String)> },
+    /// Send a local reply. `policy` names the denying policy (for stats and logs):
+    /// a policy name, [`DEFAULT_DENY_POLICY`], or `jwt:<provider>` for a 401.
+    Deny {
+        policy: String,
+        status: u16,
+        body: String,
+        headers: Vec<(String, String)>,
+    },
 }
 
 /// The full outcome of one evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// Dry-run policies that would have denied this request.
+    /// Dry-run policies that would have denied this request (only when it is allowed).
     pub dry_run_denied: Vec<String>,
     /// AUDIT policies that matched.
     pub audited: Vec<String>,
@@ -38,15 +64,41 @@ pub struct Decision {
     pub reason: String,
 }
 
+// === impl Authz ===
+
 impl Authz {
+    /// Parses and validates. A serde error names the field path serde was in, e.g.
+    /// `policies[0].rules[1].methodz`, and keeps serde's message with line and column.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let config: AuthzConfig =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError::from_json(&e))?;
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let config: AuthzConfig = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "configuration".to_string()
+            } else {
+                path
+            };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        de.end().map_err(|e| ConfigError::from_json(&e))?;
         Self::new(config)
     }
 
     pub fn new(config: AuthzConfig) -> Result<Self, ConfigError> {
-        Ok(Self { config })
+        compile::trust_domain(&config.trust_domain)?;
+        let policies = compile::policies(&config)?;
+        compile::unique_names("jwt", config.jwt.iter().map(|p| p.name.as_str()))?;
+        let providers = config
+            .jwt
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Provider::compile(&format!("jwt[{i}]"), p))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            config,
+            policies,
+            providers,
+        })
     }
 
     pub fn config(&self) -> &AuthzConfig {
@@ -54,12 +106,182 @@ impl Authz {
     }
 
     /// Decide one request. `now_unix_secs` is used for JWT `exp`/`nbf`.
-    pub fn decide(&self, _req: &dyn RequestAttributes, _now_unix_secs: u64) -> Decision {
+    pub fn decide(&self, req: &dyn RequestAttributes, now_unix_secs: u64) -> Decision {
+        let claims = match self.authenticate(req, now_unix_secs) {
+            Ok(claims) => claims,
+            Err(denied) => return *denied,
+        };
+        let view = RequestView::new(req, claims.as_ref());
+        let matched: Vec<Option<usize>> = self
+            .policies
+            .iter()
+            .map(|p| p.rules.iter().position(|r| r.matches(&view)))
+            .collect();
+        let hits = || self.policies.iter().zip(matched.iter().copied());
+        let audited = hits()
+            .filter(|(p, m)| p.action == Action::Audit && m.is_some())
+            .map(|(p, _)| p.name.clone())
+            .collect();
+        let (verdict, reason) = self.enforce(&matched);
+        let dry_run_denied = match verdict {
+            Verdict::Allow { .. } => self.shadow(&matched),
+            Verdict::Deny { .. } => Vec::new(),
+        };
         Decision {
-            verdict: Verdict::Allow { policy: None },
-            dry_run_denied: Vec::new(),
-            audited: Vec::new(),
-            reason: String::new(),
+            verdict,
+            dry_run_denied,
+            audited,
+            reason,
         }
     }
+
+    fn enforce(&self, matched: &[Option<usize>]) -> (Verdict, String) {
+        let enforced = |action| {
+            self.policies
+                .iter()
+                .zip(matched.iter().copied())
+                .filter(move |(p, _)| p.action == action && !p.dry_run)
+        };
+        if let Some((p, Some(rule))) = enforced(Action::Deny).find(|(_, m)| m.is_some()) {
+            return (
+                deny(p),
+                format!("DENY policy {:?} rule {rule} matched", p.name),
+            );
+        }
+        let mut allows = enforced(Action::Allow).peekable();
+        let Some((first, _)) = allows.peek().copied() else {
+            return (
+                Verdict::Allow { policy: None },
+                "no enforced ALLOW or DENY policy applies".into(),
+            );
+        };
+        if let Some((p, Some(rule))) = allows.find(|(_, m)| m.is_some()) {
+            let reason = format!("ALLOW policy {:?} rule {rule} matched", p.name);
+            return (
+                Verdict::Allow {
+                    policy: Some(p.name.clone()),
+                },
+                reason,
+            );
+        }
+        let reply = first.deny.as_ref();
+        let verdict = Verdict::Deny {
+            policy: DEFAULT_DENY_POLICY.to_string(),
+            status: reply.map_or(403, |r| r.status),
+            body: reply
+                .and_then(|r| r.body.clone())
+                .unwrap_or_else(|| "access denied: no ALLOW policy matched\n".to_string()),
+            headers: reply.map(|r| r.headers.clone()).unwrap_or_default(),
+        };
+        (verdict, "no ALLOW policy matched".into())
+    }
+
+    /// Dry-run policies that would have denied an allowed request, with the dry-run
+    /// policies treated as enforced alongside the enforced ones.
+    fn shadow(&self, matched: &[Option<usize>]) -> Vec<String> {
+        let hits = || self.policies.iter().zip(matched.iter().copied());
+        let mut out: Vec<String> = hits()
+            .filter(|(p, m)| p.dry_run && p.action == Action::Deny && m.is_some())
+            .map(|(p, _)| p.name.clone())
+            .collect();
+        let mut allows = hits().filter(|(p, _)| p.action == Action::Allow);
+        let dry_allows = hits().any(|(p, _)| p.dry_run && p.action == Action::Allow);
+        if dry_allows && !allows.any(|(_, m)| m.is_some()) {
+            out.extend(
+                hits()
+                    .filter(|(p, _)| p.dry_run && p.action == Action::Allow)
+                    .map(|(p, _)| p.name.clone()),
+            );
+        }
+        out
+    }
+
+    /// Validates the tokens present; the claims of the first valid one, or a 401.
+    fn authenticate(
+        &self,
+        req: &dyn RequestAttributes,
+        now: u64,
+    ) -> Result<Option<Map<String, Value>>, Box<Decision>> {
+        if self.providers.is_empty() {
+            return Ok(None);
+        }
+        let mut headers: Vec<(&str, Option<String>)> = Vec::new();
+        for p in &self.providers {
+            if !headers.iter().any(|(h, _)| *h == p.header) {
+                headers.push((&p.header, req.header(&p.header)));
+            }
+        }
+        let token_of = |p: &Provider| -> Option<&str> {
+            let value = headers.iter().find(|(h, _)| *h == p.header)?.1.as_deref()?;
+            p.extract(value)
+        };
+        let mut claims = None;
+        for p in &self.providers {
+            let Some(token) = token_of(p) else {
+                if p.required {
+                    return Err(unauthorized(
+                        p,
+                        "jwt is missing\n",
+                        r#"Bearer realm="weft""#,
+                        "token missing".into(),
+                    ));
+                }
+                continue;
+            };
+            // Providers reading the same header share its token: it belongs to the one
+            // naming its issuer (else to the first), the others leave it alone.
+            let mut sharers = self.providers.iter().filter(|q| token_of(q) == Some(token));
+            if sharers.clone().nth(1).is_some() {
+                let iss = jwt::peek_issuer(token);
+                let owner = sharers
+                    .clone()
+                    .find(|q| iss.as_deref() == Some(q.issuer.as_str()))
+                    .or(sharers.next());
+                if !owner.is_some_and(|o| std::ptr::eq(o, p)) {
+                    continue;
+                }
+            }
+            match p.validate(token, now) {
+                Ok(c) => {
+                    claims.get_or_insert(c);
+                }
+                Err(e) => {
+                    let header = r#"Bearer realm="weft", error="invalid_token""#;
+                    return Err(unauthorized(
+                        p,
+                        "jwt verification failed\n",
+                        header,
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(claims)
+    }
+}
+
+fn deny(p: &CompiledPolicy) -> Verdict {
+    let reply = p.deny.as_ref();
+    Verdict::Deny {
+        policy: p.name.clone(),
+        status: reply.map_or(403, |r| r.status),
+        body: reply
+            .and_then(|r| r.body.clone())
+            .unwrap_or_else(|| format!("access denied by weft policy {:?}\n", p.name)),
+        headers: reply.map(|r| r.headers.clone()).unwrap_or_default(),
+    }
+}
+
+fn unauthorized(p: &Provider, body: &str, challenge: &str, why: String) -> Box<Decision> {
+    Box::new(Decision {
+        verdict: Verdict::Deny {
+            policy: format!("jwt:{}", p.name),
+            status: 401,
+            body: body.to_string(),
+            headers: vec![("www-authenticate".to_string(), challenge.to_string())],
+        },
+        dry_run_denied: Vec::new(),
+        audited: Vec::new(),
+        reason: format!("jwt provider {:?}: {why}", p.name),
+    })
 }

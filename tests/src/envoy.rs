@@ -1,0 +1,395 @@
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context};
+use testcontainers::{
+    core::{logs::LogFrame, AccessMode, IntoContainerPort, Mount},
+    runners::AsyncRunner,
+    ContainerAsync, ContainerRequest, GenericImage, ImageExt,
+};
+
+use crate::{filters_dir, http_client, poll_until, upstream::split_image, TestNet};
+
+/// Envoy's admin port; bootstraps from [`crate::EnvoyConfig`] bind it on 0.0.0.0.
+pub const ADMIN_PORT: u16 = 9901;
+/// Where the filters directory is mounted (read-only) inside the Envoy container.
+pub const FILTERS_DIR: &str = "/etc/weft/filters";
+const BOOTSTRAP_PATH: &str = "/etc/envoy/envoy.yaml";
+
+/// The Envoy image: `$ENVOY_IMAGE`, else `weft-envoy:1.40.0` (built by scripts/setup).
+pub fn envoy_image() -> String {
+    std::env::var("ENVOY_IMAGE").unwrap_or_else(|_| "weft-envoy:1.40.0".into())
+}
+
+/// How to run one Envoy.
+#[derive(Clone, Debug)]
+pub struct EnvoyOptions {
+    /// The bootstrap, mounted at `/etc/envoy/envoy.yaml`.
+    pub bootstrap_yaml: String,
+    /// Mounted read-only at [`FILTERS_DIR`]; `None` mounts nothing.
+    pub wasm_dir: Option<PathBuf>,
+    /// `(path in the container, contents)`, each mounted read-only (certificates, keys, ...).
+    pub extra_files: Vec<(String, Vec<u8>)>,
+    /// Listener ports to map to the host; the admin port is always mapped.
+    pub ports: Vec<u16>,
+    pub concurrency: u32,
+    pub log_level: String,
+    /// Bound on waiting for admin `/ready`.
+    pub ready_timeout: Duration,
+    /// The container's hostname on the test network.
+    pub hostname: String,
+}
+
+impl EnvoyOptions {
+    /// `bootstrap_yaml` with `dist/filters` mounted, listener 10000 mapped, one worker, log
+    /// level info and 30 s to become ready.
+    pub fn new(bootstrap_yaml: impl Into<String>) -> Self {
+        Self {
+            bootstrap_yaml: bootstrap_yaml.into(),
+            wasm_dir: Some(filters_dir()),
+            extra_files: Vec::new(),
+            ports: vec![10_000],
+            concurrency: 1,
+            log_level: "info".into(),
+            ready_timeout: Duration::from_secs(30),
+            hostname: "envoy".into(),
+        }
+    }
+
+    pub fn extra_file(mut self, container_path: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.extra_files
+            .push((container_path.into(), contents.into()));
+        self
+    }
+
+    pub fn ports(mut self, ports: impl IntoIterator<Item = u16>) -> Self {
+        self.ports = ports.into_iter().collect();
+        self
+    }
+
+    pub fn concurrency(mut self, concurrency: u32) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = level.into();
+        self
+    }
+}
+
+/// A running Envoy container. Dropped while the thread panics, it prints its log to stderr.
+pub struct Envoy {
+    container: ContainerAsync<GenericImage>,
+    mapped: HashMap<u16, u16>,
+    log: LogBuffer,
+    client: reqwest::Client,
+    /// Holds the bootstrap and extra files for as long as the container mounts them.
+    _files: tempfile::TempDir,
+}
+
+// === impl Envoy ===
+
+impl Envoy {
+    /// Starts Envoy and waits until admin `/ready` answers 200.
+    ///
+    /// Fails with Envoy's log when it exits (a refused config) or is not ready in time.
+    pub async fn start(net: &TestNet, options: EnvoyOptions) -> anyhow::Result<Self> {
+        let (request, files, log) = request(net, &options, true)?;
+        let container = request.start().await.with_context(|| {
+            format!(
+                "starting Envoy ({}); is the image built? run scripts/setup\n{}",
+                envoy_image(),
+                log.text()
+            )
+        })?;
+        let client = http_client();
+        let mut mapped = HashMap::new();
+        for port in options.ports.iter().copied().chain([ADMIN_PORT]) {
+            match container.get_host_port_ipv4(port.tcp()).await {
+                Ok(host_port) => mapped.insert(port, host_port),
+                Err(error) => {
+                    let logs = container_logs(&container, &log).await;
+                    bail!("Envoy port {port} is not mapped ({error}); Envoy log:\n{logs}");
+                }
+            };
+        }
+        let envoy = Self {
+            container,
+            mapped,
+            log,
+            client,
+            _files: files,
+        };
+        envoy.wait_ready(options.ready_timeout).await?;
+        Ok(envoy)
+    }
+
+    /// Runs Envoy on a config it must refuse: waits for the container to exit and returns its
+    /// log. Fails when Envoy becomes ready instead, or neither happens within `ready_timeout`.
+    pub async fn start_expect_failure(
+        net: &TestNet,
+        options: EnvoyOptions,
+    ) -> anyhow::Result<String> {
+        // No ports: an exited container has no mappings to read.
+        let options = EnvoyOptions {
+            ports: Vec::new(),
+            ..options
+        };
+        let (request, _files, log) = request(net, &options, false)?;
+        let container = request
+            .start()
+            .await
+            .with_context(|| format!("starting Envoy\n{}", log.text()))?;
+        let code = wait_exit(&container, options.ready_timeout).await;
+        let logs = container_logs(&container, &log).await;
+        match code {
+            Ok(Some(0)) => bail!("Envoy exited 0, expected it to refuse the config:\n{logs}"),
+            Ok(_) => Ok(logs),
+            Err(error) => Err(error.context(format!("Envoy did not exit; its log:\n{logs}"))),
+        }
+    }
+
+    /// Runs `envoy --mode validate -c <config>` with `dir` mounted read-only at `mount_at` and
+    /// `dist/filters` (when built) at [`FILTERS_DIR`]; returns the exit code and Envoy's output.
+    pub async fn validate(
+        dir: &std::path::Path,
+        mount_at: &str,
+        config: &str,
+    ) -> anyhow::Result<(Option<i64>, String)> {
+        let (repo, tag) = split_image(&envoy_image());
+        let mut request = GenericImage::new(repo, tag)
+            .with_mount(read_only(dir, mount_at))
+            .with_cmd(["--mode", "validate", "-c", config, "-l", "warning"]);
+        let filters = filters_dir();
+        if filters.is_dir() {
+            request = request.with_mount(read_only(&filters, FILTERS_DIR));
+        }
+        let container = request
+            .start()
+            .await
+            .with_context(|| format!("starting Envoy ({}) to validate", envoy_image()))?;
+        let code = wait_exit(&container, Duration::from_secs(60)).await?;
+        let log = LogBuffer::default();
+        Ok((code, container_logs(&container, &log).await))
+    }
+
+    /// `http://127.0.0.1:<host port>` for listener `port` (which must be in `options.ports`).
+    pub fn url(&self, port: u16) -> String {
+        match self.mapped.get(&port) {
+            Some(host_port) => format!("http://127.0.0.1:{host_port}"),
+            // A test asking for a port it did not expose is a bug in the test.
+            #[allow(clippy::panic)]
+            None => panic!("Envoy port {port} is not exposed: add it to EnvoyOptions::ports"),
+        }
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.url(ADMIN_PORT)
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+
+    /// Counters and gauges from admin `/stats?format=json`.
+    pub async fn stats(&self) -> anyhow::Result<HashMap<String, u64>> {
+        let url = format!("{}/stats?format=json", self.admin_url());
+        let body: serde_json::Value = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?
+            .error_for_status()?
+            .json()
+            .await?;
+        let entries = body["stats"]
+            .as_array()
+            .ok_or_else(|| anyhow!("{url}: no \"stats\" array"))?;
+        Ok(entries
+            .iter()
+            .filter_map(|entry| {
+                Some((entry["name"].as_str()?.to_owned(), entry["value"].as_u64()?))
+            })
+            .collect())
+    }
+
+    /// One counter or gauge; `None` when Envoy has not created it (yet).
+    pub async fn stat(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self.stats().await?.get(name).copied())
+    }
+
+    /// Envoy's stdout and stderr so far.
+    pub async fn logs(&self) -> String {
+        container_logs(&self.container, &self.log).await
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/ready", self.admin_url());
+        let exited = poll_until(
+            "Envoy admin /ready",
+            timeout,
+            Duration::from_millis(50),
+            || {
+                let url = url.clone();
+                async move {
+                    if !self.container.is_running().await? {
+                        return Ok(Some(true));
+                    }
+                    let response = self
+                        .client
+                        .get(&url)
+                        .timeout(Duration::from_secs(1))
+                        .send()
+                        .await?;
+                    Ok(response.status().is_success().then_some(false))
+                }
+            },
+        )
+        .await;
+        match exited {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                let code = self.container.exit_code().await.ok().flatten();
+                let logs = self.logs().await;
+                bail!("Envoy exited (code {code:?}) before it was ready; its log:\n{logs}")
+            }
+            Err(error) => {
+                let logs = self.logs().await;
+                Err(error.context(format!("Envoy did not become ready; its log:\n{logs}")))
+            }
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Drop cannot await: print what the log stream delivered, which trails by milliseconds.
+            eprintln!(
+                "===== Envoy {} log (test failed) =====\n{}\n===== end of Envoy log =====",
+                self.container.id(),
+                self.log.text()
+            );
+        }
+    }
+}
+
+fn request(
+    net: &TestNet,
+    options: &EnvoyOptions,
+    admin: bool,
+) -> anyhow::Result<(ContainerRequest<GenericImage>, tempfile::TempDir, LogBuffer)> {
+    let files = tempfile::Builder::new()
+        .prefix("weft-e2e-envoy-")
+        .tempdir()
+        .context("creating a temp dir for Envoy's files")?;
+    let bootstrap = files.path().join("envoy.yaml");
+    std::fs::write(&bootstrap, &options.bootstrap_yaml)?;
+
+    let (repo, tag) = split_image(&envoy_image());
+    let mut image = GenericImage::new(repo, tag);
+    for port in options
+        .ports
+        .iter()
+        .copied()
+        .chain(admin.then_some(ADMIN_PORT))
+    {
+        image = image.with_exposed_port(port.tcp());
+    }
+    let log = LogBuffer::default();
+    let mut request = image
+        .with_network(net.name())
+        .with_hostname(options.hostname.clone())
+        .with_mount(read_only(&bootstrap, BOOTSTRAP_PATH))
+        .with_log_consumer(log.consumer())
+        .with_cmd([
+            "-c".to_owned(),
+            BOOTSTRAP_PATH.to_owned(),
+            "--concurrency".to_owned(),
+            options.concurrency.to_string(),
+            "-l".to_owned(),
+            options.log_level.clone(),
+            "--file-flush-interval-msec".to_owned(),
+            "100".to_owned(),
+        ]);
+    if let Some(dir) = &options.wasm_dir {
+        if !dir.is_dir() {
+            bail!(
+                "filter directory {} is missing: run scripts/build-filters first",
+                dir.display()
+            );
+        }
+        request = request.with_mount(read_only(dir, FILTERS_DIR));
+    }
+    for (index, (container_path, contents)) in options.extra_files.iter().enumerate() {
+        let host_path = files.path().join(format!("extra-{index}"));
+        std::fs::write(&host_path, contents)?;
+        request = request.with_mount(read_only(&host_path, container_path));
+    }
+    Ok((request, files, log))
+}
+
+/// Polls until the container has exited; its exit code.
+async fn wait_exit(
+    container: &ContainerAsync<GenericImage>,
+    timeout: Duration,
+) -> anyhow::Result<Option<i64>> {
+    poll_until(
+        "the Envoy container to exit",
+        timeout,
+        Duration::from_millis(50),
+        || async {
+            if container.is_running().await? {
+                return Ok(None);
+            }
+            Ok(Some(container.exit_code().await?))
+        },
+    )
+    .await
+}
+
+fn read_only(host: &std::path::Path, container: &str) -> Mount {
+    Mount::bind_mount(host.to_string_lossy(), container).with_access_mode(AccessMode::ReadOnly)
+}
+
+/// Complete logs from the engine; what the stream delivered if the engine cannot answer.
+async fn container_logs(container: &ContainerAsync<GenericImage>, log: &LogBuffer) -> String {
+    let stdout = container.stdout_to_vec().await;
+    let stderr = container.stderr_to_vec().await;
+    match (stdout, stderr) {
+        (Ok(mut out), Ok(err)) => {
+            out.extend(err);
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        _ => log.text(),
+    }
+}
+
+/// Container output as it streams in, readable without awaiting (for `Drop`).
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn consumer(&self) -> impl Fn(&LogFrame) + Send + Sync + 'static {
+        let buffer = self.0.clone();
+        move |frame: &LogFrame| {
+            let bytes = match frame {
+                LogFrame::StdOut(bytes) | LogFrame::StdErr(bytes) => bytes,
+            };
+            buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(bytes);
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
