@@ -156,10 +156,12 @@ impl Envoy {
 
     /// Runs `envoy --mode validate -c <config>` with `dir` mounted read-only at `mount_at` and
     /// `dist/filters` (when built) at [`FILTERS_DIR`]; returns the exit code and Envoy's output.
+    /// `extra_mounts` are further `(host dir, container path)` pairs, e.g. test certificates.
     pub async fn validate(
         dir: &std::path::Path,
         mount_at: &str,
         config: &str,
+        extra_mounts: &[(&std::path::Path, &str)],
     ) -> anyhow::Result<(Option<i64>, String)> {
         let (repo, tag) = split_image(&envoy_image());
         let mut request = GenericImage::new(repo, tag)
@@ -168,6 +170,9 @@ impl Envoy {
         let filters = filters_dir();
         if filters.is_dir() {
             request = request.with_mount(read_only(&filters, FILTERS_DIR));
+        }
+        for (host_dir, container_path) in extra_mounts {
+            request = request.with_mount(read_only(host_dir, container_path));
         }
         let container = request
             .start()

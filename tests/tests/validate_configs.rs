@@ -9,10 +9,36 @@ use weft_e2e::{
 };
 
 const CONFIGS_IN_CONTAINER: &str = "/etc/weft/configs";
+/// Configs with TLS (the demo sidecars) read their certificates here; validation gets
+/// throwaway ones, as Envoy loads the files even in validate mode.
+const TLS_DIR: &str = "/etc/weft/tls";
+
+fn throwaway_tls() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    for (name, pem) in [("ca.pem", ca.pem()), ("server.pem", cert.pem()), ("server.key", key.serialize_pem())] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    dir
+}
 
 fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // `policies/` folders hold weft policy documents (input to `weft apply`), not Envoy configs.
+        if path.is_dir() && path.file_name().is_some_and(|n| n == "policies") {
+            continue;
+        }
         if path.is_dir() {
             yaml_files(&path, found);
         } else if matches!(
@@ -48,6 +74,7 @@ async fn every_envoy_config_validates() {
     files.sort();
     assert!(!files.is_empty(), "no configs under {}", configs.display());
 
+    let tls = throwaway_tls();
     let mut failures = Vec::new();
     for file in &files {
         let relative = file.strip_prefix(&configs).unwrap();
@@ -57,9 +84,14 @@ async fn every_envoy_config_validates() {
             artifact(&name).unwrap();
         }
         let in_container = format!("{CONFIGS_IN_CONTAINER}/{}", relative.display());
-        let (code, logs) = Envoy::validate(&configs, CONFIGS_IN_CONTAINER, &in_container)
-            .await
-            .unwrap();
+        let (code, logs) = Envoy::validate(
+            &configs,
+            CONFIGS_IN_CONTAINER,
+            &in_container,
+            &[(tls.path(), TLS_DIR)],
+        )
+        .await
+        .unwrap();
         println!(
             "checked envoy-configs/{} ({}): exit {code:?}",
             relative.display(),
@@ -99,7 +131,7 @@ async fn harness_bootstraps_validate() {
         std::fs::write(dir.path().join(format!("{name}.yaml")), config.to_yaml()).unwrap();
     }
     for (name, _) in &configs {
-        let (code, logs) = Envoy::validate(dir.path(), "/cfg", &format!("/cfg/{name}.yaml"))
+        let (code, logs) = Envoy::validate(dir.path(), "/cfg", &format!("/cfg/{name}.yaml"), &[])
             .await
             .unwrap();
         println!("checked harness bootstrap {name}: exit {code:?}");
