@@ -67,12 +67,16 @@ fn rules_config() -> Value {
 }
 
 async fn start_rules_envoy(net: &TestNet) -> (Upstream, Envoy) {
-    let upstream = Upstream::start(net, "finance-reporting", "v1").await.unwrap();
+    let upstream = Upstream::start(net, "finance-reporting", "v1")
+        .await
+        .unwrap();
     let bootstrap = EnvoyConfig::sidecar_inbound(upstream.alias())
         .wasm_filter(WasmFilter::new("authz", rules_config()))
         .to_yaml();
     weft_e2e::artifact("authz").unwrap();
-    let envoy = Envoy::start(net, EnvoyOptions::new(bootstrap)).await.unwrap();
+    let envoy = Envoy::start(net, EnvoyOptions::new(bootstrap))
+        .await
+        .unwrap();
     (upstream, envoy)
 }
 
@@ -83,14 +87,21 @@ struct Reply {
 }
 
 async fn send(envoy: &Envoy, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut request = http_client().request(method.parse().unwrap(), format!("{}{path}", envoy.url(10_000)));
+    let mut request = http_client().request(
+        method.parse().unwrap(),
+        format!("{}{path}", envoy.url(10_000)),
+    );
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    Reply { status, headers, body: response.text().await.unwrap() }
+    Reply {
+        status,
+        headers,
+        body: response.text().await.unwrap(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,8 +120,18 @@ async fn allow_and_deny_by_path_method_header_cidr_with_configured_replies() {
     assert_eq!(deep.body, "not a report reader\n");
     // Method: POST needs the writer header.
     assert_eq!(send(&envoy, "POST", "/reports/q3", &[]).await.status, 403);
-    assert_eq!(send(&envoy, "POST", "/reports/q3", &[("x-role", "writer")]).await.status, 200);
-    assert_eq!(send(&envoy, "POST", "/reports/q3", &[("x-role", "reader")]).await.status, 403);
+    assert_eq!(
+        send(&envoy, "POST", "/reports/q3", &[("x-role", "writer")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&envoy, "POST", "/reports/q3", &[("x-role", "reader")])
+            .await
+            .status,
+        403
+    );
     // CIDR: the Docker bridge address we come from is private; the TEST-NET-3 block is not ours.
     assert_eq!(send(&envoy, "GET", "/lan/status", &[]).await.status, 200);
     assert_eq!(send(&envoy, "GET", "/far/status", &[]).await.status, 403);
@@ -121,7 +142,10 @@ async fn allow_and_deny_by_path_method_header_cidr_with_configured_replies() {
     assert_eq!(admin.body, "admin is closed\n");
     assert_eq!(admin.headers["x-weft-policy"], "block-admin");
     let delete = send(&envoy, "DELETE", "/reports/q3", &[]).await;
-    assert_eq!(delete.status, 451, "DELETE matches an ALLOW and a DENY; DENY wins");
+    assert_eq!(
+        delete.status, 451,
+        "DELETE matches an ALLOW and a DENY; DENY wins"
+    );
 
     // No rule internals leak in a default deny.
     let denied = send(&envoy, "PUT", "/nowhere", &[]).await;
@@ -132,7 +156,12 @@ async fn allow_and_deny_by_path_method_header_cidr_with_configured_replies() {
     assert_eq!(upstream.stats().await.unwrap().requests, 3);
 
     let stats = envoy.stats().await.unwrap();
-    let stat = |name: &str| stats.get(&format!("wasmcustom.weft.authz.{name}")).copied().unwrap_or(0);
+    let stat = |name: &str| {
+        stats
+            .get(&format!("wasmcustom.weft.authz.{name}"))
+            .copied()
+            .unwrap_or(0)
+    };
     assert_eq!(stat("allowed"), 3, "{stats:?}");
     assert_eq!(stat("denied"), 7);
     assert_eq!(stat("policy.block-admin.denied"), 2);
@@ -145,21 +174,53 @@ async fn jwt_claims_decide_and_bad_tokens_get_401() {
     let net = TestNet::new("authz-jwt");
     let (_upstream, envoy) = start_rules_envoy(&net).await;
     let t = now();
-    let admin = hs256_token(json!({"iss": ISSUER, "aud": "finance", "sub": "ada", "role": "admin", "exp": t + 600}));
-    let user = hs256_token(json!({"iss": ISSUER, "aud": "finance", "sub": "bob", "role": "user", "exp": t + 600}));
-    let expired = hs256_token(json!({"iss": ISSUER, "aud": "finance", "role": "admin", "exp": t - 3600}));
-    let wrong_aud = hs256_token(json!({"iss": ISSUER, "aud": "shipping", "role": "admin", "exp": t + 600}));
+    let admin = hs256_token(
+        json!({"iss": ISSUER, "aud": "finance", "sub": "ada", "role": "admin", "exp": t + 600}),
+    );
+    let user = hs256_token(
+        json!({"iss": ISSUER, "aud": "finance", "sub": "bob", "role": "user", "exp": t + 600}),
+    );
+    let expired =
+        hs256_token(json!({"iss": ISSUER, "aud": "finance", "role": "admin", "exp": t - 3600}));
+    let wrong_aud =
+        hs256_token(json!({"iss": ISSUER, "aud": "shipping", "role": "admin", "exp": t + 600}));
     let mut forged = admin.clone();
     forged.pop();
     forged.push(if admin.ends_with('A') { 'B' } else { 'A' });
 
     let bearer = |token: &str| format!("Bearer {token}");
-    assert_eq!(send(&envoy, "GET", "/claims/ledger", &[("authorization", &bearer(&admin))]).await.status, 200);
-    assert_eq!(send(&envoy, "GET", "/claims/ledger", &[("authorization", &bearer(&user))]).await.status, 403);
+    assert_eq!(
+        send(
+            &envoy,
+            "GET",
+            "/claims/ledger",
+            &[("authorization", &bearer(&admin))]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        send(
+            &envoy,
+            "GET",
+            "/claims/ledger",
+            &[("authorization", &bearer(&user))]
+        )
+        .await
+        .status,
+        403
+    );
     // No token: the provider is not `required`, so claims just do not match -> 403, not 401.
     assert_eq!(send(&envoy, "GET", "/claims/ledger", &[]).await.status, 403);
     for bad in [&expired, &wrong_aud, &forged, &"not-a-jwt".to_string()] {
-        let reply = send(&envoy, "GET", "/claims/ledger", &[("authorization", &bearer(bad))]).await;
+        let reply = send(
+            &envoy,
+            "GET",
+            "/claims/ledger",
+            &[("authorization", &bearer(bad))],
+        )
+        .await;
         assert_eq!(reply.status, 401, "token {bad}: {}", reply.body);
         assert!(reply.headers.contains_key("www-authenticate"));
     }
@@ -173,10 +234,18 @@ async fn dry_run_counts_without_denying_and_audit_never_changes_the_outcome() {
         let reply = send(&envoy, "GET", "/reports/q1", &[("x-legacy-client", "1")]).await;
         assert_eq!(reply.status, 200, "dry-run must not deny");
     }
-    assert_eq!(send(&envoy, "GET", "/reports/export", &[]).await.status, 200);
+    assert_eq!(
+        send(&envoy, "GET", "/reports/export", &[]).await.status,
+        200
+    );
     assert_eq!(upstream.stats().await.unwrap().requests, 4);
     let stats = envoy.stats().await.unwrap();
-    let stat = |name: &str| stats.get(&format!("wasmcustom.weft.authz.{name}")).copied().unwrap_or(0);
+    let stat = |name: &str| {
+        stats
+            .get(&format!("wasmcustom.weft.authz.{name}"))
+            .copied()
+            .unwrap_or(0)
+    };
     assert_eq!(stat("dry_run_denied"), 3, "{stats:?}");
     assert_eq!(stat("policy.tighten-later.dry_run_denied"), 3);
     assert_eq!(stat("policy.audit-exports.audited"), 1);
@@ -187,15 +256,22 @@ async fn dry_run_counts_without_denying_and_audit_never_changes_the_outcome() {
 async fn bad_configuration_is_refused_and_the_log_names_the_field() {
     let net = TestNet::new("authz-bad");
     let cases = [
-        (json!({"policies": [{"name": "p", "action": "ALLOW", "rules": [{"ip_blocks": ["10.0.0.300/8"]}]}]}),
-         "policies[0].rules[0].ip_blocks[0]"),
-        (json!({"policies": [{"name": "p", "action": "ALLOW", "rules": [{"pathz": ["/"]}]}]}), "pathz"),
+        (
+            json!({"policies": [{"name": "p", "action": "ALLOW", "rules": [{"ip_blocks": ["10.0.0.300/8"]}]}]}),
+            "policies[0].rules[0].ip_blocks[0]",
+        ),
+        (
+            json!({"policies": [{"name": "p", "action": "ALLOW", "rules": [{"pathz": ["/"]}]}]}),
+            "pathz",
+        ),
     ];
     for (config, field) in cases {
         let bootstrap = EnvoyConfig::sidecar_inbound("nowhere")
             .wasm_filter(WasmFilter::new("authz", config))
             .to_yaml();
-        let logs = Envoy::start_expect_failure(&net, EnvoyOptions::new(bootstrap)).await.unwrap();
+        let logs = Envoy::start_expect_failure(&net, EnvoyOptions::new(bootstrap))
+            .await
+            .unwrap();
         let line = logs
             .lines()
             .find(|l| l.contains("weft-authz: invalid configuration"))
@@ -215,7 +291,9 @@ fn make_pki(client_ids: &[&str]) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(DnType::CommonName, "weft e2e CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "weft e2e CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
@@ -229,13 +307,21 @@ fn make_pki(client_ids: &[&str]) -> Pki {
     let server = leaf(vec![
         SanType::DnsName("localhost".try_into().unwrap()),
         SanType::IpAddress("127.0.0.1".parse().unwrap()),
-        SanType::URI("spiffe://weft.test/ns/finance/sa/finance-reporting".try_into().unwrap()),
+        SanType::URI(
+            "spiffe://weft.test/ns/finance/sa/finance-reporting"
+                .try_into()
+                .unwrap(),
+        ),
     ]);
     let clients = client_ids
         .iter()
         .map(|id| leaf(vec![SanType::URI((*id).try_into().unwrap())]))
         .collect();
-    Pki { ca_pem: ca.pem(), server, clients }
+    Pki {
+        ca_pem: ca.pem(),
+        server,
+        clients,
+    }
 }
 
 fn mtls_client(pki: &Pki, client: usize) -> reqwest::Client {
@@ -258,7 +344,9 @@ async fn only_exec_portal_may_call_finance_reporting_over_mtls() {
     let shadow = "spiffe://weft.test/ns/corp/sa/shadow-dashboard";
     let pki = make_pki(&[exec, shadow]);
     let net = TestNet::new("authz-mtls");
-    let upstream = Upstream::start(&net, "finance-reporting", "v1").await.unwrap();
+    let upstream = Upstream::start(&net, "finance-reporting", "v1")
+        .await
+        .unwrap();
     let config = json!({
         "trust_domain": "weft.test",
         "policies": [{"name": "exec-only", "action": "ALLOW",
@@ -267,20 +355,38 @@ async fn only_exec_portal_may_call_finance_reporting_over_mtls() {
     });
     let bootstrap = EnvoyConfig::sidecar_inbound(upstream.alias())
         .wasm_filter(WasmFilter::new("authz", config))
-        .downstream_tls(DownstreamTls::mtls("/etc/weft/tls/server.pem", "/etc/weft/tls/server.key", "/etc/weft/tls/ca.pem"))
+        .downstream_tls(DownstreamTls::mtls(
+            "/etc/weft/tls/server.pem",
+            "/etc/weft/tls/server.key",
+            "/etc/weft/tls/ca.pem",
+        ))
         .to_yaml();
     let options = EnvoyOptions::new(bootstrap)
         .extra_file("/etc/weft/tls/server.pem", pki.server.0.clone())
         .extra_file("/etc/weft/tls/server.key", pki.server.1.clone())
         .extra_file("/etc/weft/tls/ca.pem", pki.ca_pem.clone());
     let envoy = Envoy::start(&net, options).await.unwrap();
-    let url = envoy.url(10_000).replace("http://", "https://").replace("127.0.0.1", "localhost");
+    let url = envoy
+        .url(10_000)
+        .replace("http://", "https://")
+        .replace("127.0.0.1", "localhost");
 
-    let allowed = mtls_client(&pki, 0).get(format!("{url}/quarterly")).send().await.unwrap();
+    let allowed = mtls_client(&pki, 0)
+        .get(format!("{url}/quarterly"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(allowed.status(), 200);
-    let denied = mtls_client(&pki, 1).get(format!("{url}/quarterly")).send().await.unwrap();
+    let denied = mtls_client(&pki, 1)
+        .get(format!("{url}/quarterly"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied.status(), 403);
-    assert_eq!(denied.text().await.unwrap(), "finance-reporting is for the executive portal\n");
+    assert_eq!(
+        denied.text().await.unwrap(),
+        "finance-reporting is for the executive portal\n"
+    );
     // Without a client certificate the TLS handshake itself is refused.
     let anonymous = reqwest::Client::builder()
         .no_proxy()
@@ -289,6 +395,10 @@ async fn only_exec_portal_may_call_finance_reporting_over_mtls() {
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
-    assert!(anonymous.get(format!("{url}/quarterly")).send().await.is_err());
+    assert!(anonymous
+        .get(format!("{url}/quarterly"))
+        .send()
+        .await
+        .is_err());
     assert_eq!(upstream.stats().await.unwrap().requests, 1);
 }

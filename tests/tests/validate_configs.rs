@@ -26,7 +26,11 @@ fn throwaway_tls() -> tempfile::TempDir {
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
-    for (name, pem) in [("ca.pem", ca.pem()), ("server.pem", cert.pem()), ("server.key", key.serialize_pem())] {
+    for (name, pem) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", cert.pem()),
+        ("server.key", key.serialize_pem()),
+    ] {
         std::fs::write(dir.path().join(name), pem).unwrap();
     }
     dir

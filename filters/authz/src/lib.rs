@@ -31,7 +31,10 @@ impl Outcome {
                 (p.clone(), Counter::new(&name))
             })
             .collect();
-        Self { total: Counter::new(&format!("weft.authz.{outcome}")), by_policy }
+        Self {
+            total: Counter::new(&format!("weft.authz.{outcome}")),
+            by_policy,
+        }
     }
 
     fn count(&self, policy: Option<&str>) {
@@ -66,7 +69,12 @@ impl RootContext for AuthzRoot {
         let Some(authz) = glue::load_plugin_config("authz", Authz::from_json) else {
             return false;
         };
-        let mut names: Vec<String> = authz.config().policies.iter().map(|p| p.name.clone()).collect();
+        let mut names: Vec<String> = authz
+            .config()
+            .policies
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         names.extend(authz.config().jwt.iter().map(|p| format!("jwt:{}", p.name)));
         names.push("default-deny".to_string());
         let stats = Stats {
@@ -75,7 +83,10 @@ impl RootContext for AuthzRoot {
             dry_run_denied: Outcome::new("dry_run_denied", &names),
             audited: Outcome::new("audited", &names),
         };
-        log::info!("weft-authz: configured with {} policies", authz.config().policies.len());
+        log::info!(
+            "weft-authz: configured with {} policies",
+            authz.config().policies.len()
+        );
         self.shared = Some(Rc::new(Shared { authz, stats }));
         true
     }
@@ -98,7 +109,10 @@ impl Context for AuthzHttp {}
 
 impl HttpContext for AuthzHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let decision = self.shared.authz.decide(&HostRequest, glue::now_unix_secs());
+        let decision = self
+            .shared
+            .authz
+            .decide(&HostRequest, glue::now_unix_secs());
         let stats = &self.shared.stats;
         for policy in &decision.dry_run_denied {
             stats.dry_run_denied.count(Some(policy));
@@ -112,9 +126,17 @@ impl HttpContext for AuthzHttp {
                 log::debug!("weft-authz: allow ({})", decision.reason);
                 Action::Continue
             }
-            Verdict::Deny { policy, status, body, headers } => {
+            Verdict::Deny {
+                policy,
+                status,
+                body,
+                headers,
+            } => {
                 stats.denied.count(Some(&policy));
-                log::debug!("weft-authz: deny {status} by {policy} ({})", decision.reason);
+                log::debug!(
+                    "weft-authz: deny {status} by {policy} ({})",
+                    decision.reason
+                );
                 glue::send_local_reply(status, &headers, &body);
                 Action::Pause
             }

@@ -34,15 +34,24 @@ fn run(dir: &Path) -> Result<(), String> {
     }
     let mut sums = String::new();
     for path in &artifacts {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let digest = Sha256::digest(&bytes);
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let hex = digest.iter().fold(String::with_capacity(64), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         });
         let _ = writeln!(sums, "{hex}  {name}");
-        println!("{name:<16} {:>8} bytes  {:>7.1} KiB  sha256 {}", bytes.len(), bytes.len() as f64 / 1024.0, &hex[..16]);
+        println!(
+            "{name:<16} {:>8} bytes  {:>7.1} KiB  sha256 {}",
+            bytes.len(),
+            bytes.len() as f64 / 1024.0,
+            &hex[..16]
+        );
     }
     let out = dir.join("SHA256SUMS");
     std::fs::write(&out, sums).map_err(|e| format!("cannot write {}: {e}", out.display()))
