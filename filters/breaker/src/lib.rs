@@ -1,1 +1,309 @@
-//! weft breaker filter (to be written).
+//! weft breaker: a circuit breaker and concurrency cap per upstream cluster.
+//!
+//! The state machine lives in `weft_filter_core::breaker`; this crate keeps each guarded
+//! cluster's `BreakerState` in Envoy shared data (one record per cluster, seeded in
+//! `on_configure`, changed only by compare-and-swap, see `weft_proxy_glue::shared`), admits or
+//! fails fast in `on_http_request_headers`, and feeds the outcome back in `on_log`, which
+//! Envoy calls on every way a request can end, so the in-flight slot is always released.
+#![forbid(unsafe_code)]
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+use weft_filter_core::breaker::{
+    Admission, Breaker, BreakerState, Policy, Rejection, Ticket, Transition,
+};
+use weft_filter_core::rng::Rng;
+use weft_proxy_glue::shared::{self, SharedError};
+use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, Gauge, HostRequest};
+
+proxy_wasm::main! {{
+    glue::init_logging();
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BreakerRoot::default()) });
+}}
+
+/// CAS attempts per admission / release. Two threads rarely collide more than once; a
+/// release gets more room because giving up would leak an in-flight slot.
+const ADMIT_ATTEMPTS: u32 = 64;
+const RELEASE_ATTEMPTS: u32 = 1024;
+/// Gauges are refreshed from shared data this often, so they settle even when the last
+/// writer's gauge update raced another worker's.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+const HEADER: &str = "x-weft-breaker";
+
+struct ClusterStats {
+    state: Gauge,
+    in_flight: Gauge,
+    opens: Counter,
+    half_opens: Counter,
+    closes: Counter,
+    probes: Counter,
+    rejections: Counter,
+    rejected_open: Counter,
+    rejected_half_open: Counter,
+    rejected_overflow: Counter,
+}
+
+impl ClusterStats {
+    fn new(cluster: &str) -> Self {
+        let prefix = format!("weft.breaker.{}", sanitize_stat_segment(cluster));
+        let counter = |name: &str| Counter::new(&format!("{prefix}.{name}"));
+        Self {
+            state: Gauge::new(&format!("{prefix}.state")),
+            in_flight: Gauge::new(&format!("{prefix}.in_flight")),
+            opens: counter("opens"),
+            half_opens: counter("half_opens"),
+            closes: counter("closes"),
+            probes: counter("probes"),
+            rejections: counter("rejections"),
+            rejected_open: counter("rejected.open"),
+            rejected_half_open: counter("rejected.half_open"),
+            rejected_overflow: counter("rejected.overflow"),
+        }
+    }
+
+    fn show(&self, state: &BreakerState) {
+        self.state.set(state.phase as u64);
+        self.in_flight.set(u64::from(state.in_flight));
+    }
+}
+
+/// One guarded upstream cluster.
+struct Guarded {
+    name: String,
+    key: String,
+    policy: Policy,
+    stats: ClusterStats,
+}
+
+impl Guarded {
+    fn report(&self, transition: Option<Transition>, state: &BreakerState) {
+        match transition {
+            None => {}
+            Some(Transition::Opened {
+                reason,
+                interval_ms,
+            }) => {
+                self.stats.opens.inc();
+                log::info!(
+                    "weft-breaker: {}: -> open for {interval_ms} ms ({reason:?})",
+                    self.name
+                );
+            }
+            Some(Transition::HalfOpened) => {
+                self.stats.half_opens.inc();
+                log::info!("weft-breaker: {}: open -> half-open", self.name);
+            }
+            Some(Transition::Closed) => {
+                self.stats.closes.inc();
+                log::info!("weft-breaker: {}: half-open -> closed", self.name);
+            }
+        }
+        self.stats.show(state);
+    }
+}
+
+struct Shared {
+    cluster_header: Option<String>,
+    clusters: HashMap<String, Guarded>,
+    cas_retries: Counter,
+    cas_exhausted: Counter,
+    unseeded: Counter,
+}
+
+impl Shared {
+    /// The guarded cluster this request was routed to, if any.
+    fn guarded(&self) -> Option<&Guarded> {
+        let cluster = match &self.cluster_header {
+            Some(header) => weft_filter_core::RequestAttributes::header(&HostRequest, header),
+            None => HostRequest::property(&["xds", "cluster_name"]),
+        }?;
+        self.clusters.get(&cluster)
+    }
+
+    fn failed_update(&self, cluster: &Guarded, err: SharedError) {
+        match err {
+            SharedError::Missing => self.unseeded.inc(),
+            SharedError::Contended { .. } => self.cas_exhausted.inc(),
+            SharedError::Host(_) => {}
+        }
+        log::warn!(
+            "weft-breaker: {}: shared state {}: {err:?}",
+            cluster.name,
+            cluster.key
+        );
+    }
+}
+
+fn decode(bytes: &[u8]) -> BreakerState {
+    // A record this build cannot read (a different format version) starts over as closed.
+    BreakerState::decode(bytes).unwrap_or_default()
+}
+
+#[derive(Default)]
+struct BreakerRoot {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for BreakerRoot {}
+
+impl RootContext for BreakerRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(breaker) = glue::load_plugin_config("breaker", Breaker::from_json) else {
+            return false;
+        };
+        let mut clusters = HashMap::new();
+        for (name, policy) in breaker.clusters() {
+            let key = format!("weft.breaker.v1/{name}");
+            match shared::seed(&key, &BreakerState::default().encode()) {
+                Ok(true) => log::info!("weft-breaker: seeded shared state {key}"),
+                Ok(false) => {}
+                Err(err) => log::warn!("weft-breaker: cannot seed {key}: {err:?}"),
+            }
+            let stats = ClusterStats::new(name);
+            let guarded = Guarded {
+                name: name.to_string(),
+                key,
+                policy: policy.clone(),
+                stats,
+            };
+            clusters.insert(name.to_string(), guarded);
+        }
+        log::info!(
+            "weft-breaker: configured, guarding {} clusters",
+            clusters.len()
+        );
+        self.shared = Some(Rc::new(Shared {
+            cluster_header: breaker.config().cluster_header.clone(),
+            clusters,
+            cas_retries: Counter::new("weft.breaker.cas_retries"),
+            cas_exhausted: Counter::new("weft.breaker.cas_exhausted"),
+            unseeded: Counter::new("weft.breaker.unseeded"),
+        }));
+        self.set_tick_period(GAUGE_REFRESH);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        for cluster in shared.clusters.values() {
+            if let Ok(Some(bytes)) = shared::read(&cluster.key) {
+                cluster.stats.show(&decode(&bytes));
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(BreakerHttp {
+            shared,
+            rng: Rng::new(glue::seed(context_id)),
+            admitted: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct BreakerHttp {
+    shared: Rc<Shared>,
+    rng: Rng,
+    /// Set when this request took an in-flight slot: (cluster, ticket).
+    admitted: Option<(String, Ticket)>,
+}
+
+impl Context for BreakerHttp {}
+
+impl HttpContext for BreakerHttp {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let Some(cluster) = shared.guarded() else {
+            return Action::Continue;
+        };
+        let now = glue::now_millis();
+        let result = shared::update(&cluster.key, ADMIT_ATTEMPTS, |bytes| {
+            let mut state = decode(bytes);
+            let (admission, transition) = cluster.policy.admit(now, &mut state);
+            let encoded = state.encode();
+            let write = (encoded != bytes).then_some(encoded);
+            (write, (admission, transition, state))
+        });
+        let rejection = match result {
+            Ok(updated) => {
+                shared.cas_retries.add(i64::from(updated.cas_retries));
+                let (admission, transition, state) = updated.value;
+                cluster.report(transition, &state);
+                match admission {
+                    Admission::Admitted(ticket) => {
+                        if ticket.probe {
+                            cluster.stats.probes.inc();
+                        }
+                        self.admitted = Some((cluster.name.clone(), ticket));
+                        return Action::Continue;
+                    }
+                    Admission::Rejected(rejection) => Some(rejection),
+                }
+            }
+            // Never seeded: the breaker cannot guard this cluster; let the request through.
+            Err(err @ SharedError::Missing) => {
+                shared.failed_update(cluster, err);
+                return Action::Continue;
+            }
+            // Could not take a slot: fail safe, the cap must hold.
+            Err(err) => {
+                shared.failed_update(cluster, err);
+                None
+            }
+        };
+        let stats = &cluster.stats;
+        stats.rejections.inc();
+        match rejection {
+            Some(Rejection::Open) => stats.rejected_open.inc(),
+            Some(Rejection::HalfOpenFull) => stats.rejected_half_open.inc(),
+            Some(Rejection::Overflow) | None => stats.rejected_overflow.inc(),
+        }
+        let reason = rejection.map_or("contended", Rejection::header_value);
+        let headers = [(HEADER.to_string(), reason.to_string())];
+        let body = format!(
+            "upstream {} unavailable: circuit breaker {reason}\n",
+            cluster.name
+        );
+        glue::send_local_reply(cluster.policy.reject_status, &headers, &body);
+        Action::Pause
+    }
+
+    fn on_log(&mut self) {
+        let Some((name, ticket)) = self.admitted.take() else {
+            return;
+        };
+        let shared = Rc::clone(&self.shared);
+        let Some(cluster) = shared.clusters.get(&name) else {
+            return;
+        };
+        let code = HostRequest::property_u64(&["response", "code"]).unwrap_or(0);
+        let flags = HostRequest::property_u64(&["response", "flags"]).unwrap_or(0);
+        let outcome = cluster.policy.classify(code, flags);
+        log::debug!("weft-breaker: {name}: ended {code} flags {flags:#x}: {outcome:?}");
+        let now = glue::now_millis();
+        let rng = &mut self.rng;
+        let result = shared::update(&cluster.key, RELEASE_ATTEMPTS, |bytes| {
+            let mut state = decode(bytes);
+            let transition = cluster
+                .policy
+                .on_result(now, ticket, outcome, rng, &mut state);
+            (Some(state.encode()), (transition, state))
+        });
+        match result {
+            Ok(updated) => {
+                shared.cas_retries.add(i64::from(updated.cas_retries));
+                let (transition, state) = updated.value;
+                cluster.report(transition, &state);
+            }
+            Err(err) => shared.failed_update(cluster, err),
+        }
+    }
+}

@@ -12,7 +12,11 @@ pub fn load_plugin_config<T>(
     filter: &str,
     parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
 ) -> Option<T> {
-    let bytes = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
+    let bytes = match hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    ) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => Vec::new(),
         Err(status) => {
@@ -21,7 +25,11 @@ pub fn load_plugin_config<T>(
         }
     };
     // An absent configuration means "the empty object": every filter has safe defaults.
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}".to_vec() } else { bytes };
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".to_vec()
+    } else {
+        bytes
+    };
     match parse(&bytes) {
         Ok(parsed) => Some(parsed),
         Err(err) => {

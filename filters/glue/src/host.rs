@@ -34,7 +34,9 @@ impl HostRequest {
     }
 
     pub fn set_header(name: &str, value: &str) {
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+        if let Err(status) =
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+        {
             log::warn!("weft: cannot set request header {name}: {status:?}");
         }
     }
@@ -50,7 +52,9 @@ impl RequestAttributes for HostRequest {
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
     }
 
     fn source_address(&self) -> Option<String> {
@@ -77,8 +81,15 @@ pub fn now_millis() -> u64 {
 
 /// Answer the current request locally.
 pub fn send_local_reply(status: u16, headers: &[(String, String)], body: &str) {
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let body = if body.is_empty() { None } else { Some(body.as_bytes()) };
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = if body.is_empty() {
+        None
+    } else {
+        Some(body.as_bytes())
+    };
     if let Err(status_err) = hostcalls::send_http_response(u32::from(status), headers, body) {
         log::error!("weft: cannot send local reply {status}: {status_err:?}");
     }

@@ -60,6 +60,12 @@ impl Gauge {
 /// Make a user-chosen name safe as one segment of a dotted stat name.
 pub fn sanitize_stat_segment(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

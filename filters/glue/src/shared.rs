@@ -54,7 +54,9 @@ pub fn seed(key: &str, initial: &[u8]) -> Result<bool, SharedError> {
 
 /// The current bytes of `key` (`None` when it was never seeded).
 pub fn read(key: &str) -> Result<Option<Vec<u8>>, SharedError> {
-    Ok(hostcalls::get_shared_data(key).map_err(SharedError::Host)?.0)
+    Ok(hostcalls::get_shared_data(key)
+        .map_err(SharedError::Host)?
+        .0)
 }
 
 /// Read-modify-write `key` with compare-and-swap, up to `max_attempts` times.
@@ -76,13 +78,23 @@ pub fn update<R>(
         };
         let (new_bytes, value) = step(&bytes);
         let Some(new_bytes) = new_bytes else {
-            return Ok(Updated { value, cas_retries: attempt });
+            return Ok(Updated {
+                value,
+                cas_retries: attempt,
+            });
         };
         match hostcalls::set_shared_data(key, Some(&new_bytes), Some(cas)) {
-            Ok(()) => return Ok(Updated { value, cas_retries: attempt }),
+            Ok(()) => {
+                return Ok(Updated {
+                    value,
+                    cas_retries: attempt,
+                })
+            }
             Err(Status::CasMismatch) => continue,
             Err(status) => return Err(SharedError::Host(status)),
         }
     }
-    Err(SharedError::Contended { attempts: max_attempts })
+    Err(SharedError::Contended {
+        attempts: max_attempts,
+    })
 }

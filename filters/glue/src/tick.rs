@@ -118,11 +118,16 @@ impl<T> TickScheduler<T> {
 /// Continue a paused request from the root context. False when the request is gone
 /// (the host answers `BadArgument` for a context whose client disconnected): not an error.
 pub fn resume_http_request(context_id: u32) -> bool {
-    with_effective_context(context_id, || hostcalls::resume_http_request())
+    with_effective_context(context_id, hostcalls::resume_http_request)
 }
 
 /// Answer a paused request locally from the root context (an abort after a delay).
-pub fn send_local_reply_for(context_id: u32, status: u16, headers: &[(String, String)], body: &str) -> bool {
+pub fn send_local_reply_for(
+    context_id: u32,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> bool {
     with_effective_context(context_id, || {
         crate::host::send_local_reply(status, headers, body);
         Ok(())
