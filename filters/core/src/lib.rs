@@ -13,6 +13,7 @@ pub mod authz;
 pub mod breaker;
 pub mod canary;
 pub mod fault;
+pub mod rng;
 pub mod error;
 
 pub use attrs::RequestAttributes;
