@@ -1,1 +1,305 @@
-//! fault decisions (to be written).
+//! Fault injection decisions: `Fault::decide(&request, now, delays_pending, &mut rng)`.
+//!
+//! Policies are evaluated in order; the first that matches the request and has not
+//! expired decides. A policy that allows it obeys the trigger header when present
+//! (injecting exactly what it asks, every time); otherwise abort and delay are each
+//! sampled with their percentage. A delay is skipped, and counted as such, when the worker
+//! already holds `max_concurrent_delays` requests. When both are chosen the request is
+//! delayed first and then aborted, as Envoy's fault filter does.
+//!
+//! Percentages are kept in basis points (0.01 % steps) and drawn with
+//! [`Rng::chance_bp`](crate::rng::Rng::chance_bp). Time and randomness come from the
+//! caller; [`schedule`] is the matching pending-set bookkeeping for the delays.
+
+mod compile;
+pub mod config;
+mod reply;
+pub mod schedule;
+mod trigger;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::*;
+pub use reply::{
+    grpc_status_for_http, is_grpc_content_type, percent_encode_grpc_message, AbortReply,
+};
+pub use schedule::{tick_period_ms, DelaySchedule};
+pub use trigger::{parse_trigger, Trigger};
+
+use crate::rng::Rng;
+use crate::{ConfigError, RequestAttributes};
+use compile::{CompiledMatch, CompiledPolicy};
+use reply::AbortReplies;
+
+/// Body of an abort asked for by the trigger header.
+pub const HEADER_ABORT_BODY: &str = "fault injected by request header";
+
+/// Header-triggered delays can be any length up to `max_header_delay_ms`; for the tick
+/// period they count as this long, so they are resumed within 5 ms of their due time.
+pub const HEADER_DELAY_TICK_REFERENCE_MS: u64 = 100;
+
+/// A validated, pre-compiled fault configuration. Built once in `on_configure`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    config: FaultConfig,
+    policies: Vec<CompiledPolicy>,
+    trigger_header: String,
+}
+
+/// Why a matching policy injected nothing, for the "skipped" stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The policy had expired (and the next policy was looked at).
+    Expired,
+    /// A delay was chosen, but the worker already holds `max_concurrent_delays` requests.
+    DelayCap,
+}
+
+/// What the filter must do with one request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// Index (in `policies`) of the policy that decided; `None` when none applied.
+    pub policy: Option<usize>,
+    /// Hold the request this long first.
+    pub delay_ms: Option<u64>,
+    /// Then answer with this instead of forwarding.
+    pub abort: Option<AbortReply>,
+    /// The faults came from the trigger header.
+    pub by_header: bool,
+    /// `(policy index, reason)` for every matching policy that injected nothing it would have.
+    pub skipped: Vec<(usize, Skip)>,
+}
+
+impl Decision {
+    pub fn is_noop(&self) -> bool {
+        self.delay_ms.is_none() && self.abort.is_none()
+    }
+}
+
+// === impl Fault ===
+
+impl Fault {
+    /// Parses and validates. A serde error names the field path serde was in, e.g.
+    /// `policies[0].abort.percnt`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let config: FaultConfig = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "configuration".to_string()
+            } else {
+                path
+            };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        de.end().map_err(|e| ConfigError::from_json(&e))?;
+        Self::new(config)
+    }
+
+    pub fn new(config: FaultConfig) -> Result<Self, ConfigError> {
+        let trigger_header = compile::top_level(&config)?;
+        let policies = compile::policies(&config)?;
+        Ok(Self {
+            config,
+            policies,
+            trigger_header,
+        })
+    }
+
+    pub fn config(&self) -> &FaultConfig {
+        &self.config
+    }
+
+    /// Policy names, indexed like [`Decision::policy`].
+    pub fn policy_names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|p| p.name.as_str())
+    }
+
+    /// The root tick period this configuration needs while a delay is pending, or `None`
+    /// when it can never delay (then no tick is ever set).
+    pub fn tick_period_ms(&self) -> Option<u64> {
+        tick_period_ms(self.policies.iter().flat_map(|p| {
+            let configured = p.delay.map(|d| d.min_ms);
+            let by_header = p
+                .allow_header_trigger
+                .then_some(HEADER_DELAY_TICK_REFERENCE_MS);
+            configured.into_iter().chain(by_header)
+        }))
+    }
+
+    /// Decide one request at host time `now_unix_ms`, with `delays_pending` requests
+    /// already held by this worker.
+    pub fn decide(
+        &self,
+        req: &dyn RequestAttributes,
+        now_unix_ms: u64,
+        delays_pending: usize,
+        rng: &mut Rng,
+    ) -> Decision {
+        let mut decision = Decision::default();
+        let Some(index) = self.first_applicable(req, now_unix_ms, &mut decision.skipped) else {
+            return decision;
+        };
+        decision.policy = Some(index);
+        let Some(policy) = self.policies.get(index) else {
+            return decision;
+        };
+        let (delay_ms, abort) = match self.header_trigger(policy, req) {
+            Some(trigger) => {
+                decision.by_header = true;
+                let abort = trigger.abort_status.map(|status| {
+                    AbortReplies::new(status, None, HEADER_ABORT_BODY).pick(is_grpc(req))
+                });
+                (trigger.delay_ms, abort)
+            }
+            None => {
+                // Both drawn every time, so each percentage holds on its own.
+                let abort = policy
+                    .abort
+                    .as_ref()
+                    .filter(|a| rng.chance_bp(a.basis_points));
+                let delay = policy.delay.filter(|d| rng.chance_bp(d.basis_points));
+                let delay_ms = delay.map(|d| d.min_ms + rng.below(d.max_ms - d.min_ms + 1));
+                (delay_ms, abort.map(|a| a.replies.pick(is_grpc(req))))
+            }
+        };
+        let at_cap = delays_pending
+            >= usize::try_from(self.config.max_concurrent_delays).unwrap_or(usize::MAX);
+        if delay_ms.is_some() && at_cap {
+            decision.skipped.push((index, Skip::DelayCap));
+        } else {
+            decision.delay_ms = delay_ms;
+        }
+        decision.abort = abort;
+        decision
+    }
+
+    fn first_applicable(
+        &self,
+        req: &dyn RequestAttributes,
+        now_unix_ms: u64,
+        skipped: &mut Vec<(usize, Skip)>,
+    ) -> Option<usize> {
+        let mut view = LazyRequest::new(req);
+        for (index, policy) in self.policies.iter().enumerate() {
+            if !policy.matcher.matches(&mut view) {
+                continue;
+            }
+            if policy
+                .expires_at_unix_ms
+                .is_some_and(|at| now_unix_ms >= at)
+            {
+                skipped.push((index, Skip::Expired));
+                continue;
+            }
+            return Some(index);
+        }
+        None
+    }
+
+    fn header_trigger(
+        &self,
+        policy: &CompiledPolicy,
+        req: &dyn RequestAttributes,
+    ) -> Option<Trigger> {
+        if !policy.allow_header_trigger {
+            return None;
+        }
+        let value = req.header(&self.trigger_header)?;
+        parse_trigger(&value, self.config.max_header_delay_ms).ok()
+    }
+}
+
+fn is_grpc(req: &dyn RequestAttributes) -> bool {
+    is_grpc_content_type(req.header("content-type").as_deref())
+}
+
+/// Request attributes read at most once, and only when a matcher asks.
+struct LazyRequest<'a> {
+    req: &'a dyn RequestAttributes,
+    host: Option<Option<String>>,
+    path: Option<Option<String>>,
+    principal: Option<Option<String>>,
+}
+
+impl<'a> LazyRequest<'a> {
+    fn new(req: &'a dyn RequestAttributes) -> Self {
+        Self {
+            req,
+            host: None,
+            path: None,
+            principal: None,
+        }
+    }
+
+    fn host(&mut self) -> Option<&str> {
+        let req = self.req;
+        self.host
+            .get_or_insert_with(|| req.authority().map(|a| strip_port(&a).to_ascii_lowercase()))
+            .as_deref()
+    }
+
+    fn path(&mut self) -> Option<&str> {
+        let req = self.req;
+        self.path.get_or_insert_with(|| req.path()).as_deref()
+    }
+
+    fn principal(&mut self) -> Option<&str> {
+        let req = self.req;
+        self.principal
+            .get_or_insert_with(|| req.peer_principal())
+            .as_deref()
+    }
+}
+
+/// `host:port` -> `host`, `[v6]:port` -> `[v6]`; a bare IPv6 address is left alone.
+fn strip_port(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => authority,
+    }
+}
+
+// === impl CompiledMatch ===
+
+impl CompiledMatch {
+    fn matches(&self, req: &mut LazyRequest<'_>) -> bool {
+        if !self.hosts.is_empty() {
+            let Some(host) = req.host() else { return false };
+            if !self.hosts.iter().any(|p| p.matches(host)) {
+                return false;
+            }
+        }
+        if !self.path_prefixes.is_empty() {
+            let Some(path) = req.path() else { return false };
+            if !self
+                .path_prefixes
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
+            {
+                return false;
+            }
+        }
+        if !self.principals.is_empty() {
+            let Some(principal) = req.principal() else {
+                return false;
+            };
+            if !self.principals.iter().any(|p| p.matches(principal)) {
+                return false;
+            }
+        }
+        self.headers
+            .iter()
+            .all(|h| match (req.req.header(&h.name), &h.value) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(value), Some(pattern)) => pattern.matches(&value),
+            })
+    }
+}
