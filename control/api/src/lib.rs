@@ -1,0 +1,31 @@
+//! The control plane's REST API: JSON over HTTP/1.1 under `/api/v1`, described by the OpenAPI
+//! document served at `/openapi.json` (kept in `openapi.json` beside this crate's manifest; a
+//! test checks every route is in it).
+//!
+//! Handlers translate HTTP to [`ControlPlane`] calls and [`StateError`]s to status codes:
+//! 413 too large, 422 invalid (with every field error), 404 not found, 409 conflict, 500
+//! store failure. Bodies are read up to the policy size limit and refused beyond it.
+#![forbid(unsafe_code)]
+
+mod routes;
+
+pub use routes::{router, ROUTES};
+
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use weft_state::ControlPlane;
+
+/// The OpenAPI 3 description of the API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ControlPlane>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

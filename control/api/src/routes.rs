@@ -1,0 +1,305 @@
+//! Routes and handlers.
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use weft_compile::SidecarId;
+use weft_policy::{DocKey, FieldError, Kind};
+use weft_state::{ControlPlane, StateError};
+
+/// Every route as `(method, path)`, in OpenAPI path syntax; the router is built from the
+/// same paths and a test holds `openapi.json` to this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/openapi.json"),
+    ("get", "/api/v1/status"),
+    ("post", "/api/v1/apply"),
+    ("post", "/api/v1/validate"),
+    ("post", "/api/v1/diff"),
+    ("get", "/api/v1/policies"),
+    ("get", "/api/v1/policies/{kind}/{namespace}/{name}"),
+    ("delete", "/api/v1/policies/{kind}/{namespace}/{name}"),
+    ("get", "/api/v1/history"),
+    ("get", "/api/v1/history/{version}"),
+    ("post", "/api/v1/rollback/{version}"),
+    ("get", "/api/v1/sidecars"),
+    (
+        "get",
+        "/api/v1/sidecars/{namespace}/{service}/{version}/config",
+    ),
+];
+
+type AppState = Arc<ControlPlane>;
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.limits().max_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/openapi.json", get(openapi))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/apply", post(apply))
+        .route("/api/v1/validate", post(validate))
+        .route("/api/v1/diff", post(diff))
+        .route("/api/v1/policies", get(list))
+        .route(
+            "/api/v1/policies/{kind}/{namespace}/{name}",
+            get(get_one).delete(delete),
+        )
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/history/{version}", get(history_one))
+        .route("/api/v1/rollback/{version}", post(rollback))
+        .route("/api/v1/sidecars", get(sidecars))
+        .route(
+            "/api/v1/sidecars/{namespace}/{service}/{version}/config",
+            get(sidecar_config),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// `{"error": "...", "details": [{document, field, reason}]}` with a fitting status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    details: Vec<FieldError>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.message, "details": self.details})),
+        )
+            .into_response()
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        let message = e.to_string();
+        match e {
+            StateError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            StateError::Invalid(details) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message,
+                details,
+            },
+            StateError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
+            StateError::Conflict(_) => Self::new(StatusCode::CONFLICT, message),
+            StateError::Store(_) => {
+                tracing::error!(error = %message, "store failure");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+            }
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Runs a blocking state call (store appends `fsync`) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+/// Reads the body up to the policy size limit; a larger one is a 413 with the JSON error.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.limits().max_bytes;
+    to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangeParams {
+    #[serde(default)]
+    dry_run: bool,
+    author: Option<String>,
+    expect_version: Option<u64>,
+}
+
+/// `x-weft-author` header, else `?author=`, else `anonymous`.
+fn author(headers: &HeaderMap, params: &ChangeParams) -> String {
+    headers
+        .get("x-weft-author")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| params.author.clone())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "anonymous".to_string())
+}
+
+fn json_ok(value: impl serde::Serialize) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+}
+
+async fn status(State(state): State<AppState>) -> ApiResult {
+    let snap = state.snapshot();
+    json_ok(json!({
+        "server": "weft",
+        "serverVersion": env!("CARGO_PKG_VERSION"),
+        "policyVersion": snap.version,
+        "documents": snap.documents.len(),
+        "sidecars": snap.compiled.len(),
+    }))
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    Query(p): Query<ChangeParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let body = read_body(&state, body).await?;
+    let who = author(&headers, &p);
+    let st = state.clone();
+    let out = blocking(move || st.apply(&body, &who, p.dry_run, p.expect_version)).await?;
+    if out.created {
+        tracing::info!(version = out.version, author = %author(&headers, &p), documents = ?out.documents, "applied");
+    }
+    json_ok(out)
+}
+
+async fn validate(State(state): State<AppState>, body: Body) -> ApiResult {
+    let body = read_body(&state, body).await?;
+    let st = state.clone();
+    let docs = blocking(move || st.validate(&body)).await?;
+    let keys: Vec<String> = docs.iter().map(|d| d.key().to_string()).collect();
+    json_ok(json!({"valid": true, "documents": keys}))
+}
+
+async fn diff(State(state): State<AppState>, body: Body) -> ApiResult {
+    let body = read_body(&state, body).await?;
+    let st = state.clone();
+    json_ok(blocking(move || st.diff(&body)).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    kind: Option<String>,
+    namespace: Option<String>,
+}
+
+fn kind(name: &str) -> Result<Kind, ApiError> {
+    Kind::parse(name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown kind {name:?}")))
+}
+
+async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> ApiResult {
+    let kind = p.kind.as_deref().map(kind).transpose()?;
+    json_ok(state.list(kind, p.namespace.as_deref()))
+}
+
+fn doc_key((k, namespace, name): (String, String, String)) -> Result<DocKey, ApiError> {
+    Ok(DocKey {
+        kind: kind(&k)?,
+        namespace,
+        name,
+    })
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String, String)>,
+) -> ApiResult {
+    json_ok(state.get(&doc_key(path)?)?)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String, String)>,
+    Query(p): Query<ChangeParams>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let key = doc_key(path)?;
+    let who = author(&headers, &p);
+    let st = state.clone();
+    let out = blocking(move || st.delete(&key, &who, p.dry_run)).await?;
+    if out.created {
+        tracing::info!(version = out.version, author = %author(&headers, &p), "deleted");
+    }
+    json_ok(out)
+}
+
+async fn history(State(state): State<AppState>) -> ApiResult {
+    let st = state.clone();
+    json_ok(blocking(move || st.history()).await?)
+}
+
+async fn history_one(State(state): State<AppState>, Path(version): Path<u64>) -> ApiResult {
+    let st = state.clone();
+    json_ok(blocking(move || st.record(version)).await?)
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path(version): Path<u64>,
+    Query(p): Query<ChangeParams>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = author(&headers, &p);
+    let st = state.clone();
+    let out = blocking(move || st.rollback(version, &who, p.dry_run)).await?;
+    if out.created {
+        tracing::info!(version = out.version, to = version, author = %author(&headers, &p), "rolled back");
+    }
+    json_ok(out)
+}
+
+async fn sidecars(State(state): State<AppState>) -> ApiResult {
+    let snap = state.snapshot();
+    json_ok(json!({"version": snap.version, "sidecars": snap.compiled.keys().collect::<Vec<_>>()}))
+}
+
+async fn sidecar_config(
+    State(state): State<AppState>,
+    Path((namespace, service, version)): Path<(String, String, String)>,
+) -> ApiResult {
+    let snap = state.snapshot();
+    let id = SidecarId {
+        namespace,
+        service,
+        version,
+    };
+    let filters = snap
+        .compiled
+        .get(&id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("sidecar {id} not found")))?;
+    let value: Value = json!({"version": snap.version, "sidecar": id, "filters": filters});
+    json_ok(value)
+}

@@ -1,0 +1,197 @@
+//! Policy documents -> the filter configurations each sidecar receives.
+//!
+//! [`compile`] is a pure function of a [`PolicySet`]: one [`SidecarFilters`] per declared
+//! `(namespace, service, version)`. The output types are the filters' own configuration types
+//! from `weft-filter-core`, so the control plane can only emit what the filters parse, and
+//! [`check`] runs every filter's `from_json` over the serialised output as a last guard.
+//!
+//! Placement follows the mesh: authorization (and JWT validation) is inbound, so each sidecar
+//! gets the policies targeting its own service and version; canary routing, fault injection
+//! and circuit breaking act on the caller's side, so every sidecar gets those of every
+//! service it may call.
+#![forbid(unsafe_code)]
+
+mod authz;
+mod outbound;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use weft_filter_core::authz::AuthzConfig;
+use weft_filter_core::breaker::BreakerConfig;
+use weft_filter_core::canary::CanaryConfig;
+use weft_filter_core::fault::FaultConfig;
+use weft_policy::{FieldError, PolicySet};
+
+/// One sidecar: a version of a declared service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SidecarId {
+    pub namespace: String,
+    pub service: String,
+    pub version: String,
+}
+
+impl fmt::Display for SidecarId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.service, self.version)
+    }
+}
+
+/// Everything one sidecar's filters are configured with. An empty configuration is a no-op
+/// filter (allow everything, route nothing, inject nothing, guard nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SidecarFilters {
+    pub authz: AuthzConfig,
+    pub canary: CanaryConfig,
+    pub fault: FaultConfig,
+    pub breaker: BreakerConfig,
+}
+
+/// The filter names, as they appear in diffs and in [`check`] errors.
+pub const FILTERS: [&str; 4] = ["authz", "canary", "fault", "breaker"];
+
+/// Compiled configurations of every sidecar.
+pub type Compiled = BTreeMap<SidecarId, SidecarFilters>;
+
+/// Envoy cluster of one service version (Istio's naming, so mesh users recognise it). The
+/// xDS server creates clusters with the same function.
+pub fn cluster_name(namespace: &str, service: &str, port: u16, version: &str) -> String {
+    format!("outbound|{port}|{version}|{service}.{namespace}")
+}
+
+/// Compiles a validated set. Pure and deterministic: the same set always yields the same
+/// configurations, in the same order.
+pub fn compile(set: &PolicySet) -> Compiled {
+    let outbound = outbound::compile(set);
+    let mut out = Compiled::new();
+    for (namespace, service, spec) in set.services() {
+        for version in &spec.versions {
+            let id = SidecarId {
+                namespace: namespace.into(),
+                service: service.into(),
+                version: version.clone(),
+            };
+            let filters = SidecarFilters {
+                authz: authz::compile(set, &id),
+                canary: outbound.canary.clone(),
+                fault: outbound.fault.clone(),
+                breaker: outbound.breaker.clone(),
+            };
+            out.insert(id, filters);
+        }
+    }
+    out
+}
+
+/// Runs each filter's own `from_json` over the serialised configurations; an error here
+/// means validation let through something a filter would refuse (a bug), reported against
+/// the sidecar and the filter's field path.
+pub fn check(compiled: &Compiled) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, f) in compiled {
+        for (name, json) in serialised(f) {
+            let json = match json {
+                Ok(json) => json,
+                Err(e) => {
+                    errors.push(FieldError::new(
+                        format!("sidecar {id}"),
+                        name,
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            // Outbound configurations are shared by every sidecar: check each once.
+            if !seen.insert(json.clone()) {
+                continue;
+            }
+            if let Err(e) = parse(name, &json) {
+                errors.push(FieldError::new(
+                    format!("sidecar {id}"),
+                    format!("{name}.{}", e.field),
+                    e.reason,
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn serialised(f: &SidecarFilters) -> [(&'static str, serde_json::Result<Vec<u8>>); 4] {
+    [
+        ("authz", serde_json::to_vec(&f.authz)),
+        ("canary", serde_json::to_vec(&f.canary)),
+        ("fault", serde_json::to_vec(&f.fault)),
+        ("breaker", serde_json::to_vec(&f.breaker)),
+    ]
+}
+
+fn parse(filter: &str, json: &[u8]) -> Result<(), weft_filter_core::ConfigError> {
+    use weft_filter_core::{authz::Authz, breaker::Breaker, canary::Canary, fault::Fault};
+    match filter {
+        "authz" => Authz::from_json(json).map(drop),
+        "canary" => Canary::from_json(json).map(drop),
+        "fault" => Fault::from_json(json).map(drop),
+        _ => Breaker::from_json(json).map(drop),
+    }
+}
+
+/// How one sidecar's configuration changes between two compilations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarChange {
+    pub sidecar: SidecarId,
+    /// `added`, `removed` or `changed`.
+    pub change: String,
+    /// The filters whose configuration differs.
+    pub filters: Vec<String>,
+}
+
+/// Per sidecar: what an apply would change.
+pub fn diff(before: &Compiled, after: &Compiled) -> Vec<SidecarChange> {
+    let mut out = Vec::new();
+    let names = |a: Option<&SidecarFilters>, b: Option<&SidecarFilters>| -> Vec<String> {
+        // Per filter: its serialised configuration, or None for an absent sidecar.
+        let json = |f: Option<&SidecarFilters>| -> Vec<Option<Vec<u8>>> {
+            match f {
+                Some(f) => serialised(f).into_iter().map(|(_, j)| j.ok()).collect(),
+                None => vec![None; FILTERS.len()],
+            }
+        };
+        let (a, b) = (json(a), json(b));
+        FILTERS
+            .iter()
+            .zip(a.iter().zip(&b))
+            .filter(|(_, (x, y))| x != y)
+            .map(|(n, _)| n.to_string())
+            .collect()
+    };
+    for (id, f) in after {
+        match before.get(id) {
+            None => out.push(SidecarChange {
+                sidecar: id.clone(),
+                change: "added".into(),
+                filters: names(None, Some(f)),
+            }),
+            Some(old) if old != f => out.push(SidecarChange {
+                sidecar: id.clone(),
+                change: "changed".into(),
+                filters: names(Some(old), Some(f)),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (id, f) in before {
+        if !after.contains_key(id) {
+            out.push(SidecarChange {
+                sidecar: id.clone(),
+                change: "removed".into(),
+                filters: names(Some(f), None),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,227 @@
+//! `TrafficSplit`, `FaultInjection` and `CircuitBreaker` -> the caller-side filter
+//! configurations, the same for every sidecar (any of them may call any service).
+
+use crate::cluster_name;
+use std::collections::BTreeMap;
+use weft_filter_core::breaker::{BreakerConfig, BreakerPolicy, FailureKind, FailureRate};
+use weft_filter_core::canary::config::{
+    default_mirror_max_body, default_mirror_timeout, CanaryConfig, Cohort, KeySource, MatchRule,
+    Mirror, Service, SplitEntry, Sticky, ValueMatch, Version,
+};
+use weft_filter_core::fault::{
+    AbortSpec, DelaySpec, FaultConfig, FaultMatch, FaultPolicy, HeaderMatch,
+};
+use weft_policy::model::{
+    CircuitBreakerSpec, Document, FaultInjectionSpec, ServiceSpec, Spec, TrafficSplitSpec,
+};
+use weft_policy::units::{parse_duration, percent_to_bp};
+use weft_policy::PolicySet;
+
+pub(crate) struct Outbound {
+    pub canary: CanaryConfig,
+    pub fault: FaultConfig,
+    pub breaker: BreakerConfig,
+}
+
+pub(crate) fn compile(set: &PolicySet) -> Outbound {
+    let mut canary = CanaryConfig::default();
+    let mut fault = FaultConfig::default();
+    let mut breaker = BreakerConfig::default();
+    for doc in set.iter() {
+        let Some(t) = doc.target() else { continue };
+        let Some(svc) = set.service(doc.namespace(), &t.service) else {
+            continue;
+        };
+        match &doc.spec {
+            Spec::TrafficSplit(s) => canary.services.push(split(doc, svc, s)),
+            Spec::FaultInjection(s) => {
+                if let Some(cap) = s.percent_cap {
+                    fault.percent_cap = fault.percent_cap.max(cap);
+                }
+                fault.policies.push(fault_policy(doc, svc, s));
+            }
+            Spec::CircuitBreaker(s) => {
+                let versions = t.versions.as_ref().unwrap_or(&svc.versions);
+                for v in versions {
+                    let cluster = cluster_name(doc.namespace(), &t.service, svc.port, v);
+                    breaker.clusters.insert(cluster, breaker_policy(s));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !canary.services.is_empty() && !breaker.clusters.is_empty() {
+        // The canary filter picks the version's cluster after routing: the breaker must read
+        // the choice from the same header.
+        breaker.cluster_header = Some(canary.cluster_header.clone());
+    }
+    Outbound {
+        canary,
+        fault,
+        breaker,
+    }
+}
+
+fn host(name: &str, svc: &ServiceSpec) -> String {
+    svc.host.clone().unwrap_or_else(|| name.to_string())
+}
+
+fn bp(percent: f64) -> u32 {
+    percent_to_bp(percent).unwrap_or(0)
+}
+
+fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec) -> Service {
+    let (ns, name) = (doc.namespace(), s.target.service.as_str());
+    let cluster = |v: &str| cluster_name(ns, name, svc.port, v);
+    let value = |nv: &Option<weft_policy::model::NameValue>| {
+        nv.as_ref().map(|nv| ValueMatch {
+            name: nv.name.clone(),
+            value: nv.value.clone(),
+        })
+    };
+    Service {
+        // `_` cannot occur in either DNS label, so the stats name is unique.
+        name: Some(format!("{name}_{ns}")),
+        host: host(name, svc),
+        path_prefix: s.path_prefix.clone(),
+        stable: svc
+            .stable_version
+            .clone()
+            .or_else(|| svc.versions.first().cloned())
+            .unwrap_or_default(),
+        versions: svc
+            .versions
+            .iter()
+            .map(|v| {
+                (
+                    v.clone(),
+                    Version {
+                        cluster: cluster(v),
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        rules: s
+            .routes
+            .iter()
+            .map(|r| MatchRule {
+                header: value(&r.matches.header),
+                cookie: value(&r.matches.cookie),
+                claim: value(&r.matches.claim),
+                version: r.version.clone(),
+            })
+            .collect(),
+        split: s
+            .split
+            .iter()
+            .map(|w| SplitEntry {
+                version: w.version.clone(),
+                weight: bp(w.weight),
+            })
+            .collect(),
+        sticky: s.sticky.as_ref().and_then(|st| {
+            let key = match (&st.header, &st.cookie, &st.claim) {
+                (Some(h), _, _) => KeySource::Header(h.to_ascii_lowercase()),
+                (_, Some(c), _) => KeySource::Cookie(c.clone()),
+                (_, _, Some(c)) => KeySource::Claim(c.clone()),
+                _ => return None,
+            };
+            Some(Sticky {
+                key,
+                salt: st.salt.clone().unwrap_or_else(|| format!("{ns}/{name}")),
+            })
+        }),
+        cohort: s.cohort.as_ref().map(|c| Cohort {
+            request_header: c.request_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            response_header: c.response_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            honour_incoming: c.honour_incoming,
+        }),
+        mirror: s.mirror.as_ref().map(|m| Mirror {
+            cluster: cluster(&m.version),
+            percent_bp: bp(m.percent),
+            max_body_bytes: m.max_body_bytes.unwrap_or_else(default_mirror_max_body),
+            timeout_ms: m
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .and_then(|ms| u32::try_from(ms).ok())
+                .unwrap_or_else(default_mirror_timeout),
+        }),
+    }
+}
+
+fn fault_policy(doc: &Document, svc: &ServiceSpec, s: &FaultInjectionSpec) -> FaultPolicy {
+    let m = s.matches.clone().unwrap_or_default();
+    let ms = |d: &str| parse_duration(d).unwrap_or(0);
+    FaultPolicy {
+        name: format!("{}_{}", doc.metadata.name, doc.namespace()),
+        matcher: FaultMatch {
+            hosts: vec![host(&s.target.service, svc)],
+            path_prefixes: m.path_prefixes,
+            principals: m.principals,
+            headers: m
+                .headers
+                .into_iter()
+                .map(|h| HeaderMatch {
+                    name: h.name.to_ascii_lowercase(),
+                    exact: h.exact,
+                    prefix: h.prefix,
+                })
+                .collect(),
+        },
+        abort: s.abort.as_ref().map(|a| AbortSpec {
+            percent: a.percent,
+            http_status: a.http_status,
+            grpc_status: a.grpc_status,
+            body: a.body.clone(),
+        }),
+        delay: s.delay.as_ref().map(|d| DelaySpec {
+            percent: d.percent,
+            fixed_ms: ms(&d.fixed_delay),
+            max_ms: d.max_delay.as_deref().map(ms),
+        }),
+        allow_header_trigger: s.allow_header_trigger,
+        expires_at_unix_ms: None,
+    }
+}
+
+fn breaker_policy(s: &CircuitBreakerSpec) -> BreakerPolicy {
+    let d = BreakerPolicy::default();
+    let ms = |v: &Option<String>, default: u64| {
+        v.as_deref()
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(default)
+    };
+    BreakerPolicy {
+        consecutive_failures: s.consecutive_failures.unwrap_or(d.consecutive_failures),
+        failure_rate: s.failure_rate.as_ref().map(|r| FailureRate {
+            threshold_percent: r.threshold_percent,
+            window_ms: ms(&r.window, weft_filter_core::breaker::default_window_ms()),
+            min_requests: r
+                .min_requests
+                .unwrap_or_else(weft_filter_core::breaker::default_min_requests),
+        }),
+        failure_on: s.failure_on.as_ref().map_or(d.failure_on, |kinds| {
+            kinds.iter().filter_map(|k| failure_kind(k)).collect()
+        }),
+        open_interval_ms: ms(&s.open_interval, d.open_interval_ms),
+        backoff_multiplier: s.backoff_multiplier.unwrap_or(d.backoff_multiplier),
+        max_open_interval_ms: ms(&s.max_open_interval, d.max_open_interval_ms)
+            .max(ms(&s.open_interval, d.open_interval_ms)),
+        jitter_percent: s.jitter_percent.unwrap_or(d.jitter_percent),
+        half_open_probes: s.half_open_probes.unwrap_or(d.half_open_probes),
+        max_concurrent: s.max_concurrent,
+        reject_status: s.reject_status.unwrap_or(d.reject_status),
+    }
+}
+
+fn failure_kind(k: &str) -> Option<FailureKind> {
+    Some(match k {
+        "5xx" => FailureKind::Status5xx,
+        "gatewayErrors" => FailureKind::GatewayErrors,
+        "connectFailure" => FailureKind::ConnectFailure,
+        "reset" => FailureKind::Reset,
+        "timeout" => FailureKind::Timeout,
+        _ => return None,
+    })
+}

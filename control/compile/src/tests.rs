@@ -1,0 +1,67 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use super::*;
+use weft_policy::{load, Limits};
+
+fn mk_set(yaml: &str) -> PolicySet {
+    PolicySet::from_documents(load(yaml.as_bytes(), &Limits::default()).unwrap())
+}
+
+const SERVICE: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec: {port: 9080, versions: [v1, v2]}\n";
+
+fn mk_policy(versions: &str) -> String {
+    format!("---\napiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  target: {{service: reviews{versions}}}\n  rules: [{{to: {{methods: [GET]}}}}]\n")
+}
+
+#[test]
+fn one_sidecar_per_service_version() {
+    let compiled = compile(&mk_set(SERVICE));
+    let ids: Vec<String> = compiled.keys().map(ToString::to_string).collect();
+    assert_eq!(ids, ["shop/reviews/v1", "shop/reviews/v2"]);
+    assert!(compiled
+        .values()
+        .all(|f| f.authz.policies.is_empty() && f.canary.services.is_empty()));
+}
+
+#[test]
+fn diff_names_sidecars_and_filters() {
+    let before = compile(&mk_set(SERVICE));
+    let after = compile(&mk_set(&format!(
+        "{SERVICE}{}",
+        mk_policy(", versions: [v2]")
+    )));
+    let changes = diff(&before, &after);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].sidecar.to_string(), "shop/reviews/v2");
+    assert_eq!(
+        (changes[0].change.as_str(), changes[0].filters.clone()),
+        ("changed", vec!["authz".to_string()])
+    );
+    assert_eq!(diff(&after, &after), vec![]);
+    let removed = diff(&after, &Compiled::new());
+    assert!(removed
+        .iter()
+        .all(|c| c.change == "removed" && c.filters == FILTERS));
+}
+
+#[test]
+fn check_reports_what_a_filter_refuses() {
+    let mut compiled = compile(&mk_set(&format!("{SERVICE}{}", mk_policy(""))));
+    assert_eq!(check(&compiled), vec![]);
+    if let Some(f) = compiled.values_mut().next() {
+        f.authz.trust_domain = "Not Valid".into();
+    }
+    let errs = check(&compiled);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        (errs[0].document.as_str(), errs[0].field.as_str()),
+        ("sidecar shop/reviews/v1", "authz.trust_domain")
+    );
+}
+
+#[test]
+fn cluster_names_are_istio_like() {
+    assert_eq!(
+        cluster_name("shop", "reviews", 9080, "v2"),
+        "outbound|9080|v2|reviews.shop"
+    );
+}

@@ -1,0 +1,118 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use super::*;
+use weft_store::MemoryStore;
+
+const SERVICES: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec: {port: 9080, versions: [v1, v2]}\n";
+
+fn mk_policy(name: &str, method: &str) -> String {
+    format!("apiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  rules: [{{to: {{methods: [{method}]}}}}]\n")
+}
+
+fn mk_plane() -> ControlPlane {
+    ControlPlane::open(Arc::new(MemoryStore::new()), Limits::default()).unwrap()
+}
+
+#[test]
+fn apply_versions_publishes_and_skips_no_op_applies() {
+    let cp = mk_plane();
+    let mut rx = cp.subscribe();
+    let out = cp.apply(SERVICES.as_bytes(), "alice", false, None).unwrap();
+    assert_eq!((out.version, out.created), (1, true));
+    assert_eq!(out.sidecars.len(), 2);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(rx.borrow_and_update().version, 1);
+    let again = cp.apply(SERVICES.as_bytes(), "alice", false, None).unwrap();
+    assert_eq!((again.version, again.created), (1, false));
+    assert!(!rx.has_changed().unwrap());
+}
+
+#[test]
+fn an_invalid_multi_document_apply_changes_nothing() {
+    let cp = mk_plane();
+    cp.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    let bad = format!("{}---\n{}", mk_policy("ok", "GET"), mk_policy("bad", "get"));
+    let Err(StateError::Invalid(errs)) = cp.apply(bad.as_bytes(), "a", false, None) else {
+        panic!("expected invalid")
+    };
+    assert_eq!(errs[0].document, "AuthorizationPolicy/shop/bad (#2)");
+    assert_eq!(cp.snapshot().version, 1);
+    assert_eq!(cp.history().unwrap().len(), 1);
+}
+
+#[test]
+fn delete_rollback_and_conflicts() {
+    let cp = mk_plane();
+    cp.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    cp.apply(mk_policy("p", "GET").as_bytes(), "a", false, None)
+        .unwrap();
+    let key = DocKey {
+        kind: Kind::AuthorizationPolicy,
+        namespace: "shop".into(),
+        name: "p".into(),
+    };
+    // The service is still referenced by the policy.
+    let svc = DocKey {
+        kind: Kind::Service,
+        namespace: "shop".into(),
+        name: "reviews".into(),
+    };
+    let Err(StateError::Invalid(errs)) = cp.delete(&svc, "a", false) else {
+        panic!("expected invalid")
+    };
+    assert_eq!(errs[0].document, "AuthorizationPolicy/shop/p (stored)");
+    assert_eq!(cp.delete(&key, "bob", false).unwrap().version, 3);
+    assert!(matches!(
+        cp.delete(&key, "bob", false),
+        Err(StateError::NotFound(_))
+    ));
+    let back = cp.rollback(2, "carol", false).unwrap();
+    assert_eq!(back.version, 4);
+    assert_eq!(back.documents.added, ["AuthorizationPolicy/shop/p"]);
+    assert_eq!(
+        cp.record(4).unwrap().documents,
+        cp.record(2).unwrap().documents
+    );
+    assert!(matches!(
+        cp.rollback(99, "c", false),
+        Err(StateError::NotFound(_))
+    ));
+    assert!(matches!(
+        cp.apply(mk_policy("q", "PUT").as_bytes(), "a", false, Some(1)),
+        Err(StateError::Conflict(_))
+    ));
+}
+
+#[test]
+fn dry_run_and_diff_change_nothing() {
+    let cp = mk_plane();
+    let out = cp.diff(SERVICES.as_bytes()).unwrap();
+    assert_eq!(
+        (out.version, out.created, out.sidecars.len()),
+        (0, false, 2)
+    );
+    assert_eq!(cp.snapshot().version, 0);
+    assert!(
+        cp.validate(mk_policy("p", "GET").as_bytes()).is_err(),
+        "unknown service before the Service exists"
+    );
+}
+
+#[test]
+fn reopening_a_store_restores_the_latest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        ControlPlane::open(
+            Arc::new(weft_store::FileStore::open(dir.path()).unwrap()),
+            Limits::default(),
+        )
+        .unwrap()
+    };
+    let first = {
+        let cp = open();
+        cp.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+        cp.apply(mk_policy("p", "GET").as_bytes(), "a", false, None)
+            .unwrap();
+        cp.snapshot()
+    };
+    assert_eq!(open().snapshot(), first);
+}

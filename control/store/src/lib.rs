@@ -1,0 +1,135 @@
+//! Versioned storage of policy sets.
+//!
+//! Every change (apply, delete, rollback) appends a [`Record`] holding the *full* document set
+//! after the change, its author, time and a summary of what changed; versions count up from 1
+//! without gaps. [`Store`] is the seam for a distributed implementation (etcd: a transaction
+//! comparing the latest version key, which is what [`NewRecord::parent`] is for);
+//! [`FileStore`] is the embedded default and [`MemoryStore`] serves tests.
+#![forbid(unsafe_code)]
+
+mod file;
+mod memory;
+
+pub use file::{FileStore, Recovery};
+pub use memory::MemoryStore;
+
+use serde::{Deserialize, Serialize};
+use weft_policy::set::DocDiff;
+use weft_policy::PolicySet;
+
+/// What produced a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Operation {
+    Apply,
+    Delete { document: String },
+    Rollback { to: u64 },
+}
+
+/// One stored version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub version: u64,
+    pub author: String,
+    pub time_unix_ms: u64,
+    pub operation: Operation,
+    pub diff: DocDiff,
+    /// The whole set after this change.
+    pub documents: PolicySet,
+}
+
+/// A record's metadata, for history listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordSummary {
+    pub version: u64,
+    pub author: String,
+    pub time_unix_ms: u64,
+    pub operation: Operation,
+    pub diff: DocDiff,
+    pub documents: usize,
+}
+
+impl From<&Record> for RecordSummary {
+    fn from(r: &Record) -> Self {
+        Self {
+            version: r.version,
+            author: r.author.clone(),
+            time_unix_ms: r.time_unix_ms,
+            operation: r.operation.clone(),
+            diff: r.diff.clone(),
+            documents: r.documents.len(),
+        }
+    }
+}
+
+/// A change to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecord {
+    /// The version this change was computed from (0 = empty store). The append fails with
+    /// [`StoreError::Conflict`] when the store has moved on, so no change is lost.
+    pub parent: u64,
+    pub author: String,
+    pub operation: Operation,
+    pub diff: DocDiff,
+    pub documents: PolicySet,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another process")]
+    Locked(String),
+    #[error("corrupt store {path} at byte {offset}: {reason}")]
+    Corrupt {
+        path: String,
+        offset: u64,
+        reason: String,
+    },
+    #[error("version conflict: change computed from version {parent}, store is at {latest}")]
+    Conflict { parent: u64, latest: u64 },
+    #[error("store unusable after a failed write; restart to recover: {0}")]
+    Poisoned(String),
+    #[error("record encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Versioned storage. `append` returns only once the record is durable.
+pub trait Store: Send + Sync {
+    fn append(&self, record: NewRecord) -> Result<Record, StoreError>;
+    fn latest(&self) -> Result<Option<Record>, StoreError>;
+    fn get(&self, version: u64) -> Result<Option<Record>, StoreError>;
+    fn history(&self) -> Result<Vec<RecordSummary>, StoreError>;
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Builds the record `new` becomes on top of `latest`.
+pub(crate) fn next_record(latest: u64, new: NewRecord) -> Result<Record, StoreError> {
+    if new.parent != latest {
+        return Err(StoreError::Conflict {
+            parent: new.parent,
+            latest,
+        });
+    }
+    Ok(Record {
+        version: latest + 1,
+        author: new.author,
+        time_unix_ms: now_unix_ms(),
+        operation: new.operation,
+        diff: new.diff,
+        documents: new.documents,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! The command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "weft service-mesh control plane and CLI",
+    propagate_version = true
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict."
+)]
+pub struct Cli {
+    /// Control plane address.
+    #[arg(
+        long,
+        short = 's',
+        global = true,
+        env = "WEFT_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub server: String,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or replace the documents of a file, atomically.
+    Apply {
+        /// YAML or JSON file, `-` for standard input.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Recorded in the history.
+        #[arg(long, env = "WEFT_AUTHOR")]
+        author: Option<String>,
+        /// Validate and show the change without storing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse (exit 5) unless the server is at this version.
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+    /// List documents, or show one.
+    Get {
+        /// Kind (`AuthorizationPolicy`, case-insensitive); all kinds when absent.
+        kind: Option<String>,
+        /// Document name.
+        name: Option<String>,
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+    },
+    /// Delete one document.
+    Delete {
+        kind: String,
+        name: String,
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        #[arg(long, env = "WEFT_AUTHOR")]
+        author: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show what applying a file would change, per document and per sidecar.
+    Diff {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+    },
+    /// Validate a file against the server's current set, or on its own with --offline.
+    Validate {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// No server: check the documents and the references among them only.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// List every version.
+    History,
+    /// Create a new version equal to an earlier one.
+    Rollback {
+        #[arg(value_name = "VERSION")]
+        target: u64,
+        #[arg(long, env = "WEFT_AUTHOR")]
+        author: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Server and policy version.
+    Status,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Run the control plane server.
+    Serve {
+        /// Where versions are stored.
+        #[arg(long, env = "WEFT_DATA_DIR")]
+        data_dir: PathBuf,
+        /// REST API listen address (`127.0.0.1:0` picks a free port; the address is printed).
+        #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// error, warn, info, debug or trace.
+        #[arg(long, env = "WEFT_LOG", default_value = "info")]
+        log_level: tracing::Level,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

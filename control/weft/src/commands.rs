@@ -1,0 +1,320 @@
+//! Running each subcommand.
+
+use crate::cli::{Cli, Command, Output};
+use crate::client::{Client, Failure};
+use crate::output::{print, rfc3339, table, text};
+use crate::Exit;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::Path;
+
+pub fn run(cli: Cli) -> Exit {
+    let format = cli.output;
+    let result = match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            log_level,
+        } => return crate::serve::run(&data_dir, &listen, log_level),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "weft", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Validate {
+            file,
+            offline: true,
+        } => validate_offline(&file, format),
+        command => remote(&Client::new(&cli.server), command, format),
+    };
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            for d in &f.details {
+                eprintln!("  {}: {}: {}", d.document, d.field, d.reason);
+            }
+            f.exit
+        }
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    let mut buf = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut buf).map(drop)
+    } else {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map(drop)
+    };
+    read.map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", path.display())))?;
+    Ok(buf)
+}
+
+fn author(a: Option<String>) -> String {
+    a.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+fn dry(dry_run: bool) -> &'static str {
+    if dry_run {
+        "?dryRun=true"
+    } else {
+        ""
+    }
+}
+
+fn remote(client: &Client, command: Command, format: Output) -> Result<(), Failure> {
+    match command {
+        Command::Apply {
+            file,
+            author: who,
+            dry_run,
+            expect_version,
+        } => {
+            let body = read_input(&file)?;
+            let mut query = vec![];
+            if dry_run {
+                query.push("dryRun=true".to_string());
+            }
+            if let Some(v) = expect_version {
+                query.push(format!("expectVersion={v}"));
+            }
+            let path = format!(
+                "/api/v1/apply{}{}",
+                if query.is_empty() { "" } else { "?" },
+                query.join("&")
+            );
+            let out = client.post(&path, Some(&body), Some(&author(who)))?;
+            print(format, &out, |v| outcome_table(v, dry_run));
+        }
+        Command::Diff { file } => {
+            let out = client.post("/api/v1/diff", Some(&read_input(&file)?), None)?;
+            print(format, &out, |v| outcome_table(v, true));
+        }
+        Command::Validate { file, .. } => {
+            let out = client.post("/api/v1/validate", Some(&read_input(&file)?), None)?;
+            print(format, &out, |v| {
+                format!(
+                    "valid: {} document(s)\n",
+                    v["documents"].as_array().map_or(0, Vec::len)
+                )
+            });
+        }
+        Command::Get {
+            kind,
+            name,
+            namespace,
+        } => get(client, kind, name, namespace, format)?,
+        Command::Delete {
+            kind,
+            name,
+            namespace,
+            author: who,
+            dry_run,
+        } => {
+            let path = format!("/api/v1/policies/{kind}/{namespace}/{name}{}", dry(dry_run));
+            let out = client.delete(&path, Some(&author(who)))?;
+            print(format, &out, |v| outcome_table(v, dry_run));
+        }
+        Command::Rollback {
+            target,
+            author: who,
+            dry_run,
+        } => {
+            let out = client.post(
+                &format!("/api/v1/rollback/{target}{}", dry(dry_run)),
+                None,
+                Some(&author(who)),
+            )?;
+            print(format, &out, |v| outcome_table(v, dry_run));
+        }
+        Command::History => {
+            let out = client.get("/api/v1/history")?;
+            print(format, &out, history_table);
+        }
+        Command::Status => {
+            let out = client.get("/api/v1/status")?;
+            print(format, &out, |v| {
+                let mut s = format!("server: {}\n", client_base(v));
+                for k in ["policyVersion", "documents", "sidecars"] {
+                    s.push_str(&format!("{k}: {}\n", text(&v[k])));
+                }
+                s
+            });
+        }
+        Command::Serve { .. } | Command::Completions { .. } => {}
+    }
+    Ok(())
+}
+
+fn client_base(v: &Value) -> String {
+    format!("{} {}", text(&v["server"]), text(&v["serverVersion"]))
+}
+
+fn get(
+    client: &Client,
+    kind: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    format: Output,
+) -> Result<(), Failure> {
+    match (kind, name) {
+        (Some(kind), Some(name)) => {
+            let ns = namespace.unwrap_or_else(|| "default".into());
+            let doc = client.get(&format!("/api/v1/policies/{kind}/{ns}/{name}"))?;
+            // A single document reads best as the YAML it was written in.
+            print(format, &doc, |v| {
+                serde_norway::to_string(v).unwrap_or_default()
+            });
+        }
+        (kind, None) => {
+            let mut query = Vec::new();
+            if let Some(k) = kind {
+                query.push(format!("kind={k}"));
+            }
+            if let Some(n) = namespace {
+                query.push(format!("namespace={n}"));
+            }
+            let path = format!(
+                "/api/v1/policies{}{}",
+                if query.is_empty() { "" } else { "?" },
+                query.join("&")
+            );
+            let docs = client.get(&path)?;
+            print(format, &docs, |v| {
+                let rows: Vec<Vec<String>> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");
+                        vec![
+                            text(&d["kind"]),
+                            ns.to_string(),
+                            text(&d["metadata"]["name"]),
+                            text(&d["spec"]["target"]["service"]),
+                        ]
+                    })
+                    .collect();
+                table(&["KIND", "NAMESPACE", "NAME", "TARGET"], &rows)
+            });
+        }
+        (None, Some(_)) => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "a name needs a kind: weft get KIND NAME",
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn outcome_table(v: &Value, dry_run: bool) -> String {
+    let state = match (dry_run, v["created"].as_bool()) {
+        (true, _) => "planned on",
+        (false, Some(true)) => "created",
+        _ => "unchanged at",
+    };
+    let mut out = format!("{state} version {}\n", text(&v["version"]));
+    let mut rows = Vec::new();
+    for change in ["added", "changed", "removed"] {
+        for d in v["documents"][change].as_array().into_iter().flatten() {
+            rows.push(vec![change.to_string(), text(d)]);
+        }
+    }
+    if !rows.is_empty() {
+        out.push_str(&table(&["DOCUMENT", "NAME"], &rows));
+    }
+    let sidecars: Vec<Vec<String>> = v["sidecars"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let id = &s["sidecar"];
+            let filters: Vec<String> = s["filters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            vec![
+                format!(
+                    "{}/{}/{}",
+                    text(&id["namespace"]),
+                    text(&id["service"]),
+                    text(&id["version"])
+                ),
+                text(&s["change"]),
+                filters.join(","),
+            ]
+        })
+        .collect();
+    if !sidecars.is_empty() {
+        out.push_str(&table(&["SIDECAR", "CHANGE", "FILTERS"], &sidecars));
+    }
+    out
+}
+
+fn history_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let op = match h["operation"]["op"].as_str() {
+                Some("rollback") => format!("rollback to {}", text(&h["operation"]["to"])),
+                Some("delete") => format!("delete {}", text(&h["operation"]["document"])),
+                other => other.unwrap_or("").to_string(),
+            };
+            let d = &h["diff"];
+            let n = |k: &str| d[k].as_array().map_or(0, Vec::len);
+            vec![
+                text(&h["version"]),
+                rfc3339(h["timeUnixMs"].as_u64().unwrap_or(0)),
+                text(&h["author"]),
+                op,
+                format!("+{} ~{} -{}", n("added"), n("changed"), n("removed")),
+            ]
+        })
+        .collect();
+    table(
+        &["VERSION", "TIME", "AUTHOR", "OPERATION", "CHANGES"],
+        &rows,
+    )
+}
+
+/// Validation without a server: each document, then the references among the file's own
+/// documents, then compilation and the filters' parsers.
+fn validate_offline(file: &Path, format: Output) -> Result<(), Failure> {
+    let input = read_input(file)?;
+    let invalid = |details| Failure {
+        exit: Exit::Invalid,
+        message: "invalid documents".into(),
+        details,
+    };
+    let docs = weft_policy::load(&input, &weft_policy::Limits::default()).map_err(|e| match e {
+        weft_policy::PolicyError::TooLarge { .. } => Failure::new(Exit::Invalid, e.to_string()),
+        weft_policy::PolicyError::Invalid(d) => invalid(d),
+    })?;
+    let set = weft_policy::PolicySet::from_documents(docs.clone());
+    let errors = weft_policy::validate_set(
+        &set,
+        &weft_policy::labels(&docs),
+        weft_policy::References::Lenient,
+    );
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let errors = weft_compile::check(&weft_compile::compile(&set));
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let keys: Vec<String> = docs.iter().map(|d| d.key().to_string()).collect();
+    let out = json!({"valid": true, "documents": keys});
+    print(format, &out, |_| {
+        format!("valid: {} document(s) (offline)\n", keys.len())
+    });
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The `weft` command: `weft serve` runs the control plane; every other subcommand is a client
+//! of its REST API (plus `validate --offline` and `completions`, which need no server).
+//!
+//! Exit codes mean something: see [`Exit`].
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod commands;
+mod output;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// The server could not be reached, or failed (5xx).
+    Server = 1,
+    /// Bad command line or unreadable input file.
+    Usage = 2,
+    /// The documents are invalid (422) or too large (413).
+    Invalid = 3,
+    /// No such document, version or sidecar (404).
+    NotFound = 4,
+    /// The server moved on (409: `--expect-version` did not match).
+    Conflict = 5,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = cli::Cli::parse();
+    commands::run(cli).into()
+}
