@@ -16,6 +16,7 @@ mod net;
 mod poll;
 mod stats;
 mod upstream;
+pub mod xds_support;
 
 use std::path::PathBuf;
 

@@ -26,6 +26,8 @@ pub struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    #[command(flatten)]
+    pub xds: crate::xds::XdsClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -116,7 +118,12 @@ pub enum Command {
         /// error, warn, info, debug or trace.
         #[arg(long, env = "WEFT_LOG", default_value = "info")]
         log_level: tracing::Level,
+        #[command(flatten)]
+        xds: crate::xds::XdsServeArgs,
     },
+    /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
+    #[command(disable_version_flag = true)]
+    Bootstrap(crate::xds::BootstrapArgs),
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ pub fn run(cli: Cli) -> Exit {
             data_dir,
             listen,
             log_level,
-        } => return crate::serve::run(&data_dir, &listen, log_level),
+            xds,
+        } => return crate::serve::run(&data_dir, &listen, log_level, xds),
+        Command::Bootstrap(args) => return crate::xds::bootstrap(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "weft", &mut std::io::stdout());
@@ -25,7 +27,7 @@ pub fn run(cli: Cli) -> Exit {
             file,
             offline: true,
         } => validate_offline(&file, format),
-        command => remote(&Client::new(&cli.server), command, format),
+        command => remote(&Client::new(&cli.server), command, format, &cli.xds),
     };
     match result {
         Ok(()) => Exit::Ok,
@@ -65,7 +67,12 @@ fn dry(dry_run: bool) -> &'static str {
     }
 }
 
-fn remote(client: &Client, command: Command, format: Output) -> Result<(), Failure> {
+fn remote(
+    client: &Client,
+    command: Command,
+    format: Output,
+    xds: &crate::xds::XdsClientArgs,
+) -> Result<(), Failure> {
     match command {
         Command::Apply {
             file,
@@ -88,6 +95,9 @@ fn remote(client: &Client, command: Command, format: Output) -> Result<(), Failu
             );
             let out = client.post(&path, Some(&body), Some(&author(who)))?;
             print(format, &out, |v| outcome_table(v, dry_run));
+            if !dry_run {
+                crate::xds::wait_for_acks(xds, &out)?;
+            }
         }
         Command::Diff { file } => {
             let out = client.post("/api/v1/diff", Some(&read_input(&file)?), None)?;
@@ -143,8 +153,9 @@ fn remote(client: &Client, command: Command, format: Output) -> Result<(), Failu
                 }
                 s
             });
+            crate::xds::print_sidecars(xds, format)?;
         }
-        Command::Serve { .. } | Command::Completions { .. } => {}
+        Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod output;
 mod serve;
+mod xds;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -7,7 +7,12 @@ use weft_policy::Limits;
 use weft_state::ControlPlane;
 use weft_store::FileStore;
 
-pub fn run(data_dir: &Path, listen: &str, level: tracing::Level) -> Exit {
+pub fn run(
+    data_dir: &Path,
+    listen: &str,
+    level: tracing::Level,
+    xds: crate::xds::XdsServeArgs,
+) -> Exit {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -23,7 +28,7 @@ pub fn run(data_dir: &Path, listen: &str, level: tracing::Level) -> Exit {
             return Exit::Server;
         }
     };
-    match runtime.block_on(serve(data_dir, listen)) {
+    match runtime.block_on(serve(data_dir, listen, xds)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "server failed");
@@ -32,7 +37,7 @@ pub fn run(data_dir: &Path, listen: &str, level: tracing::Level) -> Exit {
     }
 }
 
-async fn serve(data_dir: &Path, listen: &str) -> anyhow::Result<()> {
+async fn serve(data_dir: &Path, listen: &str, xds: crate::xds::XdsServeArgs) -> anyhow::Result<()> {
     let store = FileStore::open(data_dir)?;
     if let Some(r) = store.recovery() {
         tracing::warn!(offset = r.offset, dropped_bytes = r.dropped_bytes, reason = %r.reason, "dropped a torn tail of the log (an unacknowledged write)");
@@ -44,7 +49,32 @@ async fn serve(data_dir: &Path, listen: &str) -> anyhow::Result<()> {
     tracing::info!(%addr, "serving the REST API");
     // The one line on stdout: tests and scripts read the chosen port from it.
     println!("listening on http://{addr}");
-    weft_api::serve(listener, plane, shutdown_signal()).await?;
+    // One signal stops both servers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_on = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let xds = {
+        let plane = Arc::clone(&plane);
+        let stopped = stopped.clone();
+        async move {
+            match xds.xds_listen {
+                Some(_) => crate::xds::serve(xds, plane, stop_on(stopped)).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let api = weft_api::serve(listener, plane, stop_on(stopped));
+    tokio::pin!(api);
+    tokio::select! {
+        () = shutdown_signal() => {
+            let _ = stop.send(true);
+            api.await?;
+        }
+        result = &mut api => result?,
+        // Returns only on failure (or after the stop signal, handled above).
+        result = xds => result?,
+    }
     tracing::info!("shut down");
     Ok(())
 }

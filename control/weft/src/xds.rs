@@ -1,0 +1,410 @@
+//! xDS in the `weft` command: the xDS server next to the REST API in `weft serve`
+//! (`--xds-listen`), fed every published policy version; `weft bootstrap`; and the sidecar
+//! views of `weft status` and `weft apply` (waiting for acknowledgements).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use weft_state::{ControlPlane, Snapshot};
+use weft_xds::{
+    bootstrap::{render, BootstrapParams},
+    FilterSpec, MeshService, ModuleSource, SidecarGroup, StaticService, WasmModules, XdsSettings,
+    XdsState,
+};
+
+use crate::cli::Output;
+use crate::client::{Client, Failure};
+use crate::Exit;
+
+/// `weft serve` options for xDS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct XdsServeArgs {
+    /// xDS (ADS gRPC) and wasm module listen address, e.g. `0.0.0.0:18000`; no xDS when absent.
+    #[arg(long, env = "WEFT_XDS_LISTEN")]
+    pub xds_listen: Option<String>,
+    /// Directory with the filter modules and their `SHA256SUMS`; a module whose hash does not
+    /// match is refused at start.
+    #[arg(long, env = "WEFT_MODULES_DIR", default_value = "dist/filters")]
+    pub modules_dir: PathBuf,
+    /// URL prefix sidecars fetch modules from, through their `weft_xds` cluster.
+    #[arg(
+        long,
+        env = "WEFT_MODULE_BASE_URL",
+        default_value = "http://weft-control"
+    )]
+    pub module_base_url: String,
+    /// How long a gone sidecar stays an endpoint (it may be reconnecting), in milliseconds.
+    #[arg(long, env = "WEFT_XDS_GRACE_MS", default_value_t = 5000)]
+    pub grace_ms: u64,
+    /// After start, how long sidecars get to reconnect and register before CDS/EDS are
+    /// served (so a restart does not briefly tell callers the mesh is empty), in milliseconds.
+    #[arg(long, env = "WEFT_MESH_WARMUP_MS", default_value_t = 2000)]
+    pub mesh_warmup_ms: u64,
+    /// A service outside the mesh, `NAME=HOST:PORT` (repeatable): a DNS-resolved cluster
+    /// `NAME` in every sidecar's CDS.
+    #[arg(long = "static-service", value_parser = parse_static_service)]
+    pub static_services: Vec<StaticService>,
+}
+
+fn parse_static_service(text: &str) -> Result<StaticService, String> {
+    let usage = || format!("{text:?}: expected NAME=HOST:PORT");
+    let (name, address) = text.split_once('=').ok_or_else(usage)?;
+    let (host, port) = address.rsplit_once(':').ok_or_else(usage)?;
+    let port: u32 = port.parse().map_err(|_| usage())?;
+    if name.is_empty() || host.is_empty() || port == 0 || port > 65535 {
+        return Err(usage());
+    }
+    Ok(StaticService {
+        name: name.into(),
+        host: host.into(),
+        port,
+    })
+}
+
+/// Client options for the xDS server's sidecar view (`weft status`, `weft apply`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct XdsClientArgs {
+    /// The xDS server's HTTP address (sidecar status).
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_XDS_SERVER",
+        default_value = "http://127.0.0.1:18000"
+    )]
+    pub xds_server: String,
+    /// `weft apply`: seconds to wait for sidecars to acknowledge the new version (0: do not).
+    #[arg(long, global = true, env = "WEFT_ACK_TIMEOUT", default_value_t = 30)]
+    pub ack_timeout: u64,
+    /// `weft apply`: how many sidecars must acknowledge (default: every connected one).
+    #[arg(long, global = true)]
+    pub ack_min: Option<usize>,
+}
+
+/// `weft bootstrap`: print a sidecar's Envoy bootstrap.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootstrapArgs {
+    #[arg(long)]
+    pub service: String,
+    #[arg(long)]
+    pub version: String,
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Unique per running sidecar; default `<service>-<version>`.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Control plane host (xDS and modules) as the sidecar reaches it.
+    #[arg(long, default_value = "weft-control")]
+    pub xds_host: String,
+    #[arg(long, default_value_t = 18000)]
+    pub xds_port: u16,
+    /// The application behind the sidecar.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub app_host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub app_port: u16,
+    #[arg(long, default_value_t = 15006)]
+    pub inbound_port: u16,
+    #[arg(long, default_value_t = 15001)]
+    pub outbound_port: u16,
+    /// `ip:port` other sidecars reach this one at; default: the IP of its xDS connection.
+    #[arg(long)]
+    pub inbound_address: Option<String>,
+    /// Incremental xDS (DELTA_GRPC).
+    #[arg(long)]
+    pub delta: bool,
+}
+
+pub fn bootstrap(args: BootstrapArgs) -> Exit {
+    let mut params =
+        BootstrapParams::new(&args.service, &args.version, &args.xds_host, args.xds_port);
+    params.namespace = args.namespace;
+    params.node_id = args.node_id;
+    params.app_host = args.app_host;
+    params.app_port = args.app_port;
+    params.inbound_port = args.inbound_port;
+    params.outbound_port = args.outbound_port;
+    params.inbound_address = args.inbound_address;
+    params.delta = args.delta;
+    match render(&params) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            Exit::Ok
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Exit::Server
+        }
+    }
+}
+
+/// Runs the xDS server until `shutdown`, publishing every version `plane` publishes.
+pub async fn serve(
+    args: XdsServeArgs,
+    plane: Arc<ControlPlane>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let Some(listen) = args.xds_listen.clone() else {
+        return Ok(());
+    };
+    let modules = WasmModules::load_dir(&args.modules_dir)?;
+    let settings = XdsSettings {
+        module_source: ModuleSource {
+            cluster: "weft_xds".into(),
+            base_url: args.module_base_url.trim_end_matches('/').to_string(),
+        },
+        grace: Duration::from_millis(args.grace_ms),
+        mesh_warmup: Duration::from_millis(args.mesh_warmup_ms),
+    };
+    let state = XdsState::new(settings, modules);
+    state.set_static_services(args.static_services.clone())?;
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, modules = %args.modules_dir.display(), "serving xDS");
+    println!("xds listening on {addr}");
+    let mut versions = plane.subscribe();
+    let publisher = Arc::clone(&state);
+    let publish = async move {
+        loop {
+            let snapshot = versions.borrow_and_update().clone();
+            publish_version(&publisher, &snapshot);
+            if versions.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        // Not graceful on purpose: sidecars keep their streams open.
+        result = weft_xds::serve(listener, state, std::future::pending()) => result?,
+        () = publish => {}
+        () = shutdown => {}
+    }
+    Ok(())
+}
+
+fn publish_version(state: &XdsState, snapshot: &Snapshot) {
+    let mut filters = BTreeMap::new();
+    for (id, compiled) in &snapshot.compiled {
+        let json = [
+            ("authz", serde_json::to_string(&compiled.authz)),
+            ("canary", serde_json::to_string(&compiled.canary)),
+            ("fault", serde_json::to_string(&compiled.fault)),
+            ("breaker", serde_json::to_string(&compiled.breaker)),
+        ];
+        let mut specs = Vec::new();
+        for (module, json) in json {
+            match json {
+                Ok(json) => specs.push(FilterSpec::new(module, json)),
+                Err(error) => tracing::error!(sidecar = %id, module, %error, "cannot serialise"),
+            }
+        }
+        filters.insert(
+            SidecarGroup::new(&id.namespace, &id.service, &id.version),
+            specs,
+        );
+    }
+    let services = snapshot
+        .documents
+        .services()
+        .map(|(namespace, name, spec)| MeshService {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            port: spec.port,
+            host: spec.host.clone().unwrap_or_else(|| name.to_string()),
+            stable_version: spec
+                .stable_version
+                .clone()
+                .or_else(|| spec.versions.first().cloned())
+                .unwrap_or_default(),
+        })
+        .collect();
+    match state.set_config(snapshot.version, filters, services) {
+        Ok(()) => tracing::info!(version = snapshot.version, "published to sidecars"),
+        Err(error) => tracing::error!(version = snapshot.version, %error, "not published"),
+    }
+}
+
+/// The sidecar table of `weft status`; an unreachable xDS server is reported, not fatal.
+pub fn print_sidecars(args: &XdsClientArgs, format: Output) -> Result<(), Failure> {
+    let client = Client::new(&args.xds_server);
+    let body = match client.get("/v1/sidecars") {
+        Ok(body) => body,
+        Err(failure) => {
+            eprintln!("xds: {} unreachable: {}", args.xds_server, failure.message);
+            return Ok(());
+        }
+    };
+    crate::output::print(format, &body, sidecar_table);
+    Ok(())
+}
+
+fn sidecar_table(body: &Value) -> String {
+    let mut out = format!("xds revision: {}\n", body["revision"]);
+    let sidecars = body["sidecars"].as_array().cloned().unwrap_or_default();
+    if sidecars.is_empty() {
+        out.push_str("sidecars: none connected\n");
+        return out;
+    }
+    out.push_str("NODE\tGROUP\tCONNECTED\tSYNCED\tNACK\n");
+    for s in sidecars {
+        let nack = match &s["current_nack"] {
+            Value::Null => "-".to_string(),
+            n => format!(
+                "{} ({})",
+                n["message"].as_str().unwrap_or(""),
+                short_type(&n["type_url"])
+            ),
+        };
+        out.push_str(&format!(
+            "{}\t{}/{}/{}\t{}\t{}\t{}\n",
+            s["node_id"].as_str().unwrap_or(""),
+            s["namespace"].as_str().unwrap_or(""),
+            s["service"].as_str().unwrap_or(""),
+            s["version"].as_str().unwrap_or(""),
+            s["connected"],
+            s["synced_revision"],
+            nack,
+        ));
+    }
+    out
+}
+
+fn short_type(type_url: &Value) -> String {
+    type_url
+        .as_str()
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+const LASTING_REFUSAL: Duration = Duration::from_secs(3);
+
+/// After `weft apply` created `version`: wait (with a progress line on stderr) until the
+/// wanted number of sidecars acknowledged it, or report the sidecars that refused it.
+pub fn wait_for_acks(args: &XdsClientArgs, outcome: &Value) -> Result<(), Failure> {
+    let (Some(version), true) = (outcome["version"].as_u64(), outcome["created"] == true) else {
+        return Ok(());
+    };
+    if args.ack_timeout == 0 {
+        return Ok(());
+    }
+    let client = Client::new(&args.xds_server);
+    let deadline = Instant::now() + Duration::from_secs(args.ack_timeout);
+    // A sidecar fetching a new module refuses once and accepts on the retry: only a refusal
+    // that lasts counts.
+    let mut refusing_since: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        let body = match client.get("/v1/sidecars") {
+            Ok(body) => body,
+            Err(failure) => {
+                eprintln!(
+                    "xds: {} unreachable, not waiting for sidecars: {}",
+                    args.xds_server, failure.message
+                );
+                return Ok(());
+            }
+        };
+        let sidecars = body["sidecars"].as_array().cloned().unwrap_or_default();
+        let connected: Vec<&Value> = sidecars.iter().filter(|s| s["connected"] == true).collect();
+        let acked = connected
+            .iter()
+            .filter(|s| s["synced_revision"].as_u64().is_some_and(|r| r >= version))
+            .count();
+        refusing_since.retain(|node, _| {
+            connected
+                .iter()
+                .any(|s| s["node_id"] == node.as_str() && !s["current_nack"].is_null())
+        });
+        for s in &connected {
+            if !s["current_nack"].is_null() {
+                let node = s["node_id"].as_str().unwrap_or("").to_string();
+                refusing_since.entry(node).or_insert_with(Instant::now);
+            }
+        }
+        let refused: Vec<&&Value> = connected
+            .iter()
+            .filter(|s| {
+                s["node_id"]
+                    .as_str()
+                    .and_then(|n| refusing_since.get(n))
+                    .is_some_and(|t| t.elapsed() >= LASTING_REFUSAL || Instant::now() >= deadline)
+            })
+            .collect();
+        let want = args.ack_min.unwrap_or(connected.len());
+        eprint!(
+            "\rversion {version}: {acked} of {} sidecar(s) acknowledged",
+            connected.len()
+        );
+        if acked >= want && body["revision"].as_u64().is_some_and(|r| r >= version) {
+            eprintln!();
+            return Ok(());
+        }
+        if !refused.is_empty() {
+            eprintln!();
+            for s in &refused {
+                eprintln!(
+                    "  {} refused: {}",
+                    s["node_id"].as_str().unwrap_or(""),
+                    s["current_nack"]["message"].as_str().unwrap_or("")
+                );
+            }
+            return Err(Failure::new(
+                Exit::Server,
+                format!("{} sidecar(s) refused version {version}; they keep running the last version they accepted", refused.len()),
+            ));
+        }
+        if Instant::now() >= deadline {
+            eprintln!();
+            return Err(Failure::new(
+                Exit::Server,
+                format!("timed out: {acked} of {want} sidecar(s) acknowledged version {version}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn static_services_parse_name_host_port() {
+        let s = parse_static_service("payments=api.example.com:443")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            (s.name.as_str(), s.host.as_str(), s.port),
+            ("payments", "api.example.com", 443)
+        );
+        for bad in ["payments", "=h:1", "p=h", "p=h:0", "p=:80", "p=h:99999"] {
+            assert!(parse_static_service(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sidecar_table_shows_acks_and_nack_reasons() {
+        let body = json!({"revision": 7, "sidecars": [
+            {"node_id": "reviews-v1", "namespace": "shop", "service": "reviews", "version": "v1",
+             "connected": true, "synced_revision": 7, "current_nack": null},
+            {"node_id": "reviews-v2", "namespace": "shop", "service": "reviews", "version": "v2",
+             "connected": true, "synced_revision": 6, "current_nack": {
+                "type_url": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                "message": "Unable to create Wasm plugin weft.authz"}},
+        ]});
+        let table = sidecar_table(&body);
+        assert!(table.contains("xds revision: 7"), "{table}");
+        assert!(
+            table.contains("reviews-v1\tshop/reviews/v1\ttrue\t7\t-"),
+            "{table}"
+        );
+        assert!(
+            table.contains("reviews-v2\tshop/reviews/v2\ttrue\t6\tUnable to create Wasm plugin weft.authz (TypedExtensionConfig)"),
+            "{table}"
+        );
+        assert!(sidecar_table(&json!({"revision": 0, "sidecars": []})).contains("none connected"));
+    }
+}

@@ -1,0 +1,152 @@
+//! `weft bootstrap`: a sidecar's Envoy bootstrap, made from the checked-in template
+//! `envoy-configs/bootstrap/sidecar.yaml` (itself a valid config, validated by the e2e suite)
+//! by filling in who the sidecar is and where things are.
+
+use serde_json::{json, Value};
+
+/// The template, compiled in so the binary needs no files at run time.
+pub const SIDECAR_TEMPLATE: &str = include_str!("../../../envoy-configs/bootstrap/sidecar.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("the bootstrap template does not parse: {0}")]
+    Parse(String),
+    #[error("the bootstrap template has no {0}")]
+    Missing(&'static str),
+    #[error("printing the bootstrap: {0}")]
+    Print(String),
+}
+
+/// What differs between sidecars.
+#[derive(Clone, Debug)]
+pub struct BootstrapParams {
+    pub namespace: String,
+    pub service: String,
+    pub version: String,
+    /// Defaults to `<service>-<version>`; must be unique per running sidecar.
+    pub node_id: Option<String>,
+    /// Control plane (xDS and wasm modules), `host` may be a DNS name.
+    pub xds_host: String,
+    pub xds_port: u16,
+    /// The application this sidecar fronts.
+    pub app_host: String,
+    pub app_port: u16,
+    pub inbound_port: u16,
+    pub outbound_port: u16,
+    /// The address other sidecars reach this one at, `ip:port`; `None`: the IP the xDS
+    /// stream comes from and `inbound_port`.
+    pub inbound_address: Option<String>,
+    /// Incremental xDS (`DELTA_GRPC`) instead of state of the world.
+    pub delta: bool,
+}
+
+impl BootstrapParams {
+    pub fn new(service: &str, version: &str, xds_host: &str, xds_port: u16) -> Self {
+        Self {
+            namespace: "default".into(),
+            service: service.into(),
+            version: version.into(),
+            node_id: None,
+            xds_host: xds_host.into(),
+            xds_port,
+            app_host: "127.0.0.1".into(),
+            app_port: 8080,
+            inbound_port: 15006,
+            outbound_port: 15001,
+            inbound_address: None,
+            delta: false,
+        }
+    }
+}
+
+/// The bootstrap as YAML.
+pub fn render(params: &BootstrapParams) -> Result<String, BootstrapError> {
+    let value = render_value(params)?;
+    serde_norway::to_string(&value).map_err(|e| BootstrapError::Print(e.to_string()))
+}
+
+/// The bootstrap as a JSON value (JSON is YAML too).
+pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
+    let mut root: Value = serde_norway::from_str(SIDECAR_TEMPLATE)
+        .map_err(|e| BootstrapError::Parse(e.to_string()))?;
+    let node_id = params
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", params.service, params.version));
+    let inbound_address = params
+        .inbound_address
+        .clone()
+        .unwrap_or_else(|| format!(":{}", params.inbound_port));
+    root["node"] = json!({
+        "id": node_id,
+        "cluster": params.service,
+        "metadata": {
+            "namespace": params.namespace,
+            "version": params.version,
+            "inbound_address": inbound_address,
+        },
+    });
+    let ads = root
+        .pointer_mut("/dynamic_resources/ads_config/api_type")
+        .ok_or(BootstrapError::Missing(
+            "dynamic_resources.ads_config.api_type",
+        ))?;
+    *ads = json!(if params.delta { "DELTA_GRPC" } else { "GRPC" });
+    for (listener, port) in [
+        ("inbound", params.inbound_port),
+        ("outbound", params.outbound_port),
+    ] {
+        let address = named(&mut root, "/static_resources/listeners", listener)?
+            .pointer_mut("/address/socket_address/port_value")
+            .ok_or(BootstrapError::Missing("listener port"))?;
+        *address = json!(port);
+    }
+    for (cluster, host, port) in [
+        ("weft_xds", &params.xds_host, params.xds_port),
+        ("local_app", &params.app_host, params.app_port),
+    ] {
+        let address = named(&mut root, "/static_resources/clusters", cluster)?
+            .pointer_mut(
+                "/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address",
+            )
+            .ok_or(BootstrapError::Missing("cluster address"))?;
+        *address = json!({"address": host, "port_value": port});
+    }
+    Ok(root)
+}
+
+fn named<'a>(root: &'a mut Value, list: &str, name: &str) -> Result<&'a mut Value, BootstrapError> {
+    root.pointer_mut(list)
+        .and_then(Value::as_array_mut)
+        .and_then(|items| items.iter_mut().find(|item| item["name"] == name))
+        .ok_or(BootstrapError::Missing(
+            "a listener or cluster the template should have",
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn fills_node_addresses_and_ports() {
+        let mut params = BootstrapParams::new("reviews", "v2", "10.0.0.1", 18000);
+        params.app_host = "reviews-app".into();
+        params.inbound_port = 16000;
+        params.delta = true;
+        let v = render_value(&params).unwrap();
+        assert_eq!(v["node"]["id"], "reviews-v2");
+        assert_eq!(v["node"]["cluster"], "reviews");
+        assert_eq!(v["node"]["metadata"]["version"], "v2");
+        assert_eq!(v["node"]["metadata"]["inbound_address"], ":16000");
+        assert_eq!(
+            v["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        let text = render(&params).unwrap();
+        assert!(
+            text.contains("10.0.0.1") && text.contains("reviews-app") && text.contains("16000")
+        );
+    }
+}

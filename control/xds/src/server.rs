@@ -1,0 +1,329 @@
+//! The tonic side: the ADS service (both variants) and the HTTP handler that serves wasm
+//! modules, on one listener. Each stream is one task running a `select!` loop around its
+//! state machine; snapshots arrive through a `watch` receiver, so a slow sidecar only ever
+//! skips to the newest snapshot and never delays another.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    aggregated_discovery_service_server::{
+        AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+    },
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, wrappers::TcpListenerStream, Stream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::delta::DeltaConnection;
+use crate::event::Event;
+use crate::snapshot::Snapshot;
+use crate::sotw::{ProtocolError, SotwConnection};
+use crate::state::{NodeIdentity, XdsState};
+
+/// Responses queued per stream before its task waits for the sidecar to read.
+const STREAM_BUFFER: usize = 8;
+/// A NACKed snapshot is sent again after 0.2 s, 0.4 s, ... up to this many times, then left
+/// until the next snapshot: it covers Envoy's background module fetch after a code cache
+/// miss without hammering a sidecar that refuses the config for good.
+const NACK_RETRIES: u32 = 5;
+const NACK_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Serves ADS, `GET /wasm/<module>.wasm` (the modules sidecars fetch) and `GET /v1/sidecars`
+/// (what `weft status` shows) on `listener` until `shutdown` resolves. Plain HTTP/1.1 is
+/// accepted for the two GETs; ADS is HTTP/2. Shutdown is graceful: it waits for open ADS
+/// streams, which sidecars keep open, so callers that want to stop at once drop the future.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<XdsState>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let ads = AggregatedDiscoveryServiceServer::new(AdsService {
+        state: Arc::clone(&state),
+    })
+    .max_decoding_message_size(16 * 1024 * 1024);
+    if !state.settings().mesh_warmup.is_zero() {
+        let warming = Arc::clone(&state);
+        let warmup = state.settings().mesh_warmup;
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            warming.end_mesh_warmup();
+        });
+    }
+    let modules = Arc::clone(&state);
+    let router = tonic::service::Routes::new(ads)
+        .into_axum_router()
+        .route(
+            "/wasm/{file}",
+            axum::routing::get(move |path: axum::extract::Path<String>| {
+                let state = Arc::clone(&modules);
+                async move { wasm_module(&state, &path.0) }
+            }),
+        )
+        .route(
+            "/v1/sidecars",
+            axum::routing::get(move || {
+                let state = Arc::clone(&state);
+                async move {
+                    axum::Json(serde_json::json!({
+                        "revision": state.revision(),
+                        "sidecars": state.sidecars(),
+                    }))
+                }
+            }),
+        );
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_routes(tonic::service::Routes::from(router))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+fn wasm_module(state: &XdsState, file: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let module = file
+        .strip_suffix(".wasm")
+        .and_then(|name| state.module(name));
+    match module {
+        Some(module) => (
+            [(axum::http::header::CONTENT_TYPE, "application/wasm")],
+            module.bytes.as_ref().clone(),
+        )
+            .into_response(),
+        None => (axum::http::StatusCode::NOT_FOUND, "no such module\n").into_response(),
+    }
+}
+
+struct AdsService {
+    state: Arc<XdsState>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(start::<SotwConnection>(&self.state, request)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(start::<DeltaConnection>(
+            &self.state,
+            request,
+        )))
+    }
+}
+
+fn start<M: Machine>(
+    state: &Arc<XdsState>,
+    request: Request<Streaming<M::Request>>,
+) -> ResponseStream<M::Response> {
+    let peer_ip = request.remote_addr().map(|a| a.ip().to_string());
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(drive::<M>(
+        Arc::clone(state),
+        request.into_inner(),
+        tx,
+        peer_ip,
+    ));
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// Marks the sidecar disconnected however the stream task ends.
+struct ConnectionGuard {
+    state: Arc<XdsState>,
+    node_id: String,
+    connection: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.state.disconnected(&self.node_id, self.connection);
+    }
+}
+
+async fn drive<M: Machine>(
+    state: Arc<XdsState>,
+    mut requests: Streaming<M::Request>,
+    tx: mpsc::Sender<Result<M::Response, Status>>,
+    peer_ip: Option<String>,
+) {
+    let first = match requests.message().await {
+        Ok(Some(first)) => first,
+        _ => return,
+    };
+    let Some(node) = M::node(&first).cloned() else {
+        let _ = tx
+            .send(Err(Status::invalid_argument(
+                "the first request must carry the node",
+            )))
+            .await;
+        return;
+    };
+    let identity = NodeIdentity::from_node(&node, peer_ip);
+    let (connection, mut snapshots) = state.connected(&identity, M::PROTOCOL);
+    let _guard = ConnectionGuard {
+        state: Arc::clone(&state),
+        node_id: identity.id.clone(),
+        connection,
+    };
+    tracing::info!(node = %identity.id, service = %identity.service, version = %identity.version, protocol = M::PROTOCOL, "sidecar connected");
+    let mut machine = M::new(snapshots.borrow_and_update().clone());
+    let mut next = Some(first);
+    let mut retry = NackRetry::default();
+    loop {
+        let responses = match next.take() {
+            Some(request) => machine.handle_request(request),
+            None => tokio::select! {
+                message = requests.message() => match message {
+                    Ok(Some(request)) => machine.handle_request(request),
+                    _ => break,
+                },
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => {
+                        let snapshot = snapshots.borrow_and_update().clone();
+                        if snapshot.revision != machine.snapshot_revision() {
+                            // A new policy: it gets its own retries.
+                            retry = NackRetry::default();
+                        }
+                        Ok(machine.handle_update(snapshot))
+                    }
+                    Err(_) => break,
+                },
+                () = retry.wait(), if retry.due.is_some() => {
+                    retry.due = None;
+                    // Release the hold; while attempts remain, re-issue the group's filters
+                    // (same content, new module URL) so Envoy tries again.
+                    let mut out = machine.resend_nacked(false);
+                    if retry.attempts <= NACK_RETRIES {
+                        state.refresh_group(&identity.group());
+                    }
+                    out.extend(machine.handle_update(snapshots.borrow_and_update().clone()));
+                    Ok(out)
+                },
+            },
+        };
+        let responses = match responses {
+            Ok(responses) => responses,
+            Err(error) => {
+                let _ = tx
+                    .send(Err(Status::invalid_argument(error.to_string())))
+                    .await;
+                break;
+            }
+        };
+        for response in responses {
+            if tx.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+        let synced = machine.is_synced().then(|| machine.snapshot_revision());
+        let events = machine.drain_events();
+        if events.iter().any(|e| matches!(e, Event::Nacked(_))) {
+            retry.schedule();
+        }
+        state.record(&identity.id, events, synced);
+    }
+    tracing::info!(node = %identity.id, "sidecar stream ended");
+}
+
+/// When to send a NACKed snapshot again.
+#[derive(Default)]
+struct NackRetry {
+    attempts: u32,
+    due: Option<tokio::time::Instant>,
+}
+
+impl NackRetry {
+    /// After the last attempt one more timer releases the hold without resending, so later
+    /// snapshots flow again.
+    fn schedule(&mut self) {
+        let delay = NACK_RETRY_BASE * 2u32.pow(self.attempts.min(NACK_RETRIES));
+        self.due = Some(tokio::time::Instant::now() + delay);
+        self.attempts += 1;
+    }
+
+    async fn wait(&self) {
+        match self.due {
+            Some(due) => tokio::time::sleep_until(due).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What the stream loop needs from a connection state machine.
+trait Machine: Send + 'static {
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: Send + 'static;
+    const PROTOCOL: &'static str;
+    fn new(snapshot: Arc<Snapshot>) -> Self;
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn handle_request(
+        &mut self,
+        request: Self::Request,
+    ) -> Result<Vec<Self::Response>, ProtocolError>;
+    fn handle_update(&mut self, snapshot: Arc<Snapshot>) -> Vec<Self::Response>;
+    fn resend_nacked(&mut self, force: bool) -> Vec<Self::Response>;
+    fn is_synced(&self) -> bool;
+    fn snapshot_revision(&self) -> u64;
+    fn drain_events(&mut self) -> Vec<Event>;
+}
+
+macro_rules! impl_machine {
+    ($machine:ty, $request:ty, $response:ty, $protocol:literal) => {
+        impl Machine for $machine {
+            type Request = $request;
+            type Response = $response;
+            const PROTOCOL: &'static str = $protocol;
+            fn new(snapshot: Arc<Snapshot>) -> Self {
+                <$machine>::new(snapshot)
+            }
+            fn node(request: &Self::Request) -> Option<&Node> {
+                request.node.as_ref()
+            }
+            fn handle_request(
+                &mut self,
+                request: Self::Request,
+            ) -> Result<Vec<Self::Response>, ProtocolError> {
+                <$machine>::handle_request(self, request)
+            }
+            fn handle_update(&mut self, snapshot: Arc<Snapshot>) -> Vec<Self::Response> {
+                <$machine>::handle_update(self, snapshot)
+            }
+            fn resend_nacked(&mut self, force: bool) -> Vec<Self::Response> {
+                <$machine>::resend_nacked(self, force)
+            }
+            fn is_synced(&self) -> bool {
+                <$machine>::is_synced(self)
+            }
+            fn snapshot_revision(&self) -> u64 {
+                <$machine>::snapshot_revision(self)
+            }
+            fn drain_events(&mut self) -> Vec<Event> {
+                <$machine>::drain_events(self)
+            }
+        }
+    };
+}
+
+impl_machine!(SotwConnection, DiscoveryRequest, DiscoveryResponse, "sotw");
+impl_machine!(
+    DeltaConnection,
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    "delta"
+);

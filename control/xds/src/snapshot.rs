@@ -1,0 +1,124 @@
+//! A snapshot: every resource one group of sidecars should have, checked for consistency
+//! before anyone can see it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster::ClusterDiscoveryType, Cluster};
+use prost::Message;
+
+use crate::resource::{type_url, Resource};
+
+/// Why a snapshot was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("{type_url}: a resource has an empty name")]
+    EmptyName { type_url: String },
+    #[error("{type_url}: resource {name:?} appears twice")]
+    Duplicate { type_url: String, name: String },
+    #[error("cluster {0:?} cannot be decoded")]
+    BadCluster(String),
+    #[error("EDS cluster {cluster:?} has no ClusterLoadAssignment {service:?}")]
+    MissingEndpoints { cluster: String, service: String },
+}
+
+/// Resources by type URL and name, plus the revision of the policy they were compiled from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// The policy revision (store version) these resources come from; what `weft apply`
+    /// waits for sidecars to acknowledge.
+    pub revision: u64,
+    types: BTreeMap<String, BTreeMap<String, Resource>>,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Builds and checks a snapshot: names unique and non-empty, every EDS cluster has its
+    /// endpoints.
+    pub fn new(
+        revision: u64,
+        by_type: impl IntoIterator<Item = (String, Vec<Resource>)>,
+    ) -> Result<Self, SnapshotError> {
+        let mut types: BTreeMap<String, BTreeMap<String, Resource>> = BTreeMap::new();
+        for (type_url, resources) in by_type {
+            let entry = types.entry(type_url.clone()).or_default();
+            for resource in resources {
+                if resource.name.is_empty() {
+                    return Err(SnapshotError::EmptyName { type_url });
+                }
+                if entry.contains_key(&resource.name) {
+                    return Err(SnapshotError::Duplicate {
+                        type_url,
+                        name: resource.name,
+                    });
+                }
+                entry.insert(resource.name.clone(), resource);
+            }
+        }
+        let snapshot = Self { revision, types };
+        snapshot.check_endpoints()?;
+        Ok(snapshot)
+    }
+
+    /// The resources of one type (empty when the snapshot has none).
+    pub fn resources(&self, type_url: &str) -> impl Iterator<Item = &Resource> {
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
+    /// Whether the snapshot speaks for this type at all. A type it does not hold is not
+    /// answered (Envoy keeps what it has), which differs from holding it with no resources
+    /// (for CDS: remove every cluster).
+    pub fn has_type(&self, type_url: &str) -> bool {
+        self.types.contains_key(type_url)
+    }
+
+    pub fn get(&self, type_url: &str, name: &str) -> Option<&Resource> {
+        self.types.get(type_url).and_then(|m| m.get(name))
+    }
+
+    /// The resources a subscription selects: all of the type (`None`, wildcard) or the named
+    /// ones that exist.
+    pub fn select<'a>(
+        &'a self,
+        type_url: &str,
+        names: Option<&BTreeSet<String>>,
+    ) -> Vec<&'a Resource> {
+        match names {
+            None => self.resources(type_url).collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| self.get(type_url, name))
+                .collect(),
+        }
+    }
+
+    fn check_endpoints(&self) -> Result<(), SnapshotError> {
+        for resource in self.resources(type_url::CLUSTER) {
+            let cluster = Cluster::decode(resource.body.value.as_slice())
+                .map_err(|_| SnapshotError::BadCluster(resource.name.clone()))?;
+            let is_eds = matches!(
+                cluster.cluster_discovery_type,
+                Some(ClusterDiscoveryType::Type(t)) if t == envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType::Eds as i32
+            );
+            if !is_eds {
+                continue;
+            }
+            let service = cluster
+                .eds_cluster_config
+                .as_ref()
+                .map(|c| c.service_name.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| cluster.name.clone());
+            if self.get(type_url::ENDPOINT, &service).is_none() {
+                return Err(SnapshotError::MissingEndpoints {
+                    cluster: cluster.name,
+                    service,
+                });
+            }
+        }
+        Ok(())
+    }
+}

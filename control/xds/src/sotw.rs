@@ -1,0 +1,222 @@
+//! The state-of-the-world ADS connection as a sans-IO state machine.
+//!
+//! It is fed requests from Envoy ([`SotwConnection::handle_request`]) and new snapshots
+//! ([`SotwConnection::handle_update`]) and answers with the responses to send. It keeps, per
+//! type URL, what Envoy subscribed to, the last nonce and version sent, and the last version
+//! acknowledged. Rules (xDS protocol):
+//!
+//! - the first request of a type is always answered, even when the client already has the
+//!   version (it may be a new control plane instance after a restart);
+//! - a request whose nonce is not the last one sent for its type is stale and ignored;
+//! - a request with the current nonce is an ACK, or a NACK when it carries `error_detail`; a
+//!   NACK is recorded and never answered by resending the same thing (that would loop);
+//! - a changed subscription is answered with the newly selected resources;
+//! - an empty subscription means all resources for CDS and LDS (wildcard), and `*` means all
+//!   for any type;
+//! - a new snapshot is sent for a type only when the selected resources changed;
+//! - a type the snapshot does not hold is not answered at all (see [`Snapshot::has_type`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use crate::event::{Event, Nack};
+use crate::resource::{content_version, type_url::is_wildcard_type};
+use crate::snapshot::Snapshot;
+
+/// A request the protocol does not allow.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("a request on an aggregated stream must name its type_url")]
+    MissingTypeUrl,
+}
+
+/// One type's subscription on one stream.
+#[derive(Clone, Debug, Default)]
+struct Watch {
+    /// `None`: wildcard.
+    names: Option<BTreeSet<String>>,
+    sent_version: Option<String>,
+    sent_nonce: Option<String>,
+    acked_version: Option<String>,
+    /// The last response sent is neither ACKed nor NACKed yet.
+    awaiting_reply: bool,
+    /// The last response sent was NACKed.
+    nacked: bool,
+    /// After a NACK nothing more is sent for this type until [`SotwConnection::resend_nacked`]:
+    /// a refusal may be transient (a module fetch in progress), and Envoy may accept a
+    /// resend during that window without applying it.
+    held: bool,
+}
+
+/// One ADS stream, state of the world.
+#[derive(Debug)]
+pub struct SotwConnection {
+    node: Option<Node>,
+    snapshot: Arc<Snapshot>,
+    watches: BTreeMap<String, Watch>,
+    next_nonce: u64,
+    events: Vec<Event>,
+}
+
+// === impl SotwConnection ===
+
+impl SotwConnection {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        Self {
+            node: None,
+            snapshot,
+            watches: BTreeMap::new(),
+            next_nonce: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// The node of the first request that named one.
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    pub fn handle_request(
+        &mut self,
+        request: DiscoveryRequest,
+    ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+        if request.type_url.is_empty() {
+            return Err(ProtocolError::MissingTypeUrl);
+        }
+        if self.node.is_none() {
+            self.node = request.node.clone();
+        }
+        let first = !self.watches.contains_key(&request.type_url);
+        let watch = self.watches.entry(request.type_url.clone()).or_default();
+        if !first && watch.sent_nonce.as_deref() != Some(request.response_nonce.as_str()) {
+            // Stale (or absent) nonce: Envoy has not seen our latest response yet; it will
+            // answer that one.
+            return Ok(Vec::new());
+        }
+        if !request.response_nonce.is_empty() {
+            watch.awaiting_reply = false;
+            match &request.error_detail {
+                Some(status) => {
+                    watch.nacked = true;
+                    watch.held = true;
+                    self.events.push(Event::Nacked(Nack {
+                        type_url: request.type_url.clone(),
+                        rejected_version: watch.sent_version.clone().unwrap_or_default(),
+                        nonce: request.response_nonce.clone(),
+                        code: status.code,
+                        message: status.message.clone(),
+                    }));
+                }
+                None => {
+                    watch.nacked = false;
+                    watch.acked_version = Some(request.version_info.clone());
+                    self.events.push(Event::Acked {
+                        type_url: request.type_url.clone(),
+                        version: request.version_info.clone(),
+                    });
+                }
+            }
+        }
+        let names = subscription(&request.type_url, &request.resource_names);
+        let changed = watch.names != names;
+        watch.names = names;
+        if first || changed {
+            Ok(self.respond(&request.type_url, true).into_iter().collect())
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A new snapshot: the responses for every subscribed type whose selection changed.
+    pub fn handle_update(&mut self, snapshot: Arc<Snapshot>) -> Vec<DiscoveryResponse> {
+        self.snapshot = snapshot;
+        let types: Vec<String> = self.watches.keys().cloned().collect();
+        types
+            .iter()
+            .filter_map(|type_url| self.respond(type_url, false))
+            .collect()
+    }
+
+    /// Sends again what Envoy refused last, for every type whose latest response was NACKed.
+    ///
+    /// Some refusals are transient: with `nack_on_code_cache_miss` Envoy refuses a wasm
+    /// module it has not fetched yet and fetches it in the background, so the same
+    /// configuration succeeds a moment later. The caller decides when (and how often) to retry.
+    /// With `force` false it only releases the hold: a type is sent when its selection
+    /// changed since the refused response.
+    pub fn resend_nacked(&mut self, force: bool) -> Vec<DiscoveryResponse> {
+        let held: Vec<String> = self
+            .watches
+            .iter_mut()
+            .filter(|(_, w)| w.held)
+            .map(|(t, w)| {
+                w.held = false;
+                t.clone()
+            })
+            .collect();
+        held.iter()
+            .filter_map(|type_url| self.respond(type_url, force))
+            .collect()
+    }
+
+    /// Every subscribed type has acknowledged the latest response: the sidecar runs the
+    /// current snapshot.
+    pub fn is_synced(&self) -> bool {
+        self.watches
+            .values()
+            .all(|w| !w.awaiting_reply && !w.nacked && w.sent_nonce.is_some())
+    }
+
+    pub fn snapshot_revision(&self) -> u64 {
+        self.snapshot.revision
+    }
+
+    /// ACKs and NACKs seen since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn respond(&mut self, type_url: &str, force: bool) -> Option<DiscoveryResponse> {
+        let watch = self.watches.get_mut(type_url)?;
+        if watch.held || !self.snapshot.has_type(type_url) {
+            return None;
+        }
+        let selected = self.snapshot.select(type_url, watch.names.as_ref());
+        let parts: Vec<&[u8]> = selected
+            .iter()
+            .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()])
+            .collect();
+        let version = content_version(&parts);
+        if !force && watch.sent_version.as_deref() == Some(version.as_str()) {
+            return None;
+        }
+        self.next_nonce += 1;
+        let nonce = self.next_nonce.to_string();
+        watch.sent_version = Some(version.clone());
+        watch.sent_nonce = Some(nonce.clone());
+        watch.awaiting_reply = true;
+        watch.nacked = false;
+        Some(DiscoveryResponse {
+            version_info: version,
+            resources: selected.iter().map(|r| r.body.clone()).collect(),
+            type_url: type_url.to_string(),
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+/// `None` (wildcard) for `*` or for an empty list on a wildcard type.
+fn subscription(type_url: &str, names: &[String]) -> Option<BTreeSet<String>> {
+    if names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url)) {
+        None
+    } else {
+        Some(names.iter().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,519 @@
+//! The xDS index: what the control plane wants each group of sidecars to run, who is
+//! connected, and what each sidecar acknowledged or refused. One mutex guards the inputs;
+//! every change rebuilds the snapshots and publishes them through one `watch` channel per
+//! group, so connections read the newest snapshot at their own pace.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::ecds::{extension_config, FilterSpec, ModuleSource};
+use crate::event::{Event, Nack};
+use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, StaticService};
+use crate::modules::WasmModules;
+use crate::resource::type_url;
+use crate::snapshot::{Snapshot, SnapshotError};
+
+/// Why a configuration was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("group {group}: filter {filter} needs module {module:?}, which is not loaded")]
+    MissingModule {
+        group: String,
+        filter: String,
+        module: String,
+    },
+    #[error("group {group}: {source}")]
+    Inconsistent {
+        group: String,
+        source: SnapshotError,
+    },
+}
+
+/// Sidecars are grouped by what they run: a version of a service in a namespace (weft-compile
+/// compiles one set of filter configurations per group).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+pub struct SidecarGroup {
+    pub namespace: String,
+    pub service: String,
+    pub version: String,
+}
+
+impl SidecarGroup {
+    pub fn new(namespace: &str, service: &str, version: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            service: service.into(),
+            version: version.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SidecarGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.service, self.version)
+    }
+}
+
+type GroupKey = SidecarGroup;
+
+/// Fixed settings of the xDS server.
+#[derive(Clone, Debug)]
+pub struct XdsSettings {
+    pub module_source: ModuleSource,
+    /// How long a sidecar's endpoint stays after its stream ends (it may just be reconnecting).
+    pub grace: Duration,
+    /// After a (re)start, CDS/EDS are not served for this long, so sidecars reconnecting
+    /// after a control-plane restart can register before anyone is told the mesh; otherwise
+    /// the first caller back would be sent a mesh without the others and drop their
+    /// clusters. Filter configurations (ECDS) are served at once. Zero for a fresh mesh.
+    pub mesh_warmup: Duration,
+}
+
+/// What one sidecar says about itself in its xDS node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub id: String,
+    pub namespace: String,
+    pub service: String,
+    pub version: String,
+    /// `ip:port` it serves on, when it takes inbound traffic.
+    pub inbound: Option<(String, u32)>,
+}
+
+impl NodeIdentity {
+    /// `node.cluster` is the service; `node.metadata` carries `version`, `namespace` (default
+    /// `default`) and `inbound_address` (`ip:port`, or `:port` to take the IP the stream
+    /// comes from).
+    pub fn from_node(node: &Node, peer_ip: Option<String>) -> Self {
+        let meta = |key: &str| -> Option<String> {
+            use envoy_types::pb::google::protobuf::value::Kind;
+            match node.metadata.as_ref()?.fields.get(key)?.kind.as_ref()? {
+                Kind::StringValue(s) => Some(s.clone()),
+                _ => None,
+            }
+        };
+        let inbound = meta("inbound_address").and_then(|addr| {
+            let (host, port) = addr.rsplit_once(':')?;
+            let port: u32 = port.parse().ok()?;
+            let host = if host.is_empty() || host == "0.0.0.0" {
+                peer_ip.clone()?
+            } else {
+                host.to_string()
+            };
+            Some((host, port))
+        });
+        Self {
+            id: node.id.clone(),
+            namespace: meta("namespace").unwrap_or_else(|| "default".into()),
+            service: node.cluster.clone(),
+            version: meta("version").unwrap_or_else(|| "unversioned".into()),
+            inbound,
+        }
+    }
+
+    pub fn group(&self) -> GroupKey {
+        SidecarGroup::new(&self.namespace, &self.service, &self.version)
+    }
+}
+
+/// What `weft status` shows for one sidecar.
+#[derive(Clone, Debug, Serialize)]
+pub struct SidecarStatus {
+    pub node_id: String,
+    pub namespace: String,
+    pub service: String,
+    pub version: String,
+    pub inbound_address: Option<String>,
+    pub connected: bool,
+    /// `sotw` or `delta`.
+    pub protocol: &'static str,
+    /// The newest policy revision whose every resource this sidecar acknowledged.
+    pub synced_revision: Option<u64>,
+    /// Last acknowledged version per type URL.
+    pub acked: BTreeMap<String, String>,
+    /// The refusal in force: set by a NACK, cleared once the sidecar acknowledges everything.
+    pub current_nack: Option<Nack>,
+    /// The latest refusal, kept after it is resolved (a module fetch in progress is refused
+    /// once, for example).
+    pub last_nack: Option<Nack>,
+    pub nack_count: u64,
+    /// Unix milliseconds of the last NACK.
+    pub last_nack_at_ms: Option<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    revision: u64,
+    filters: BTreeMap<GroupKey, Vec<FilterSpec>>,
+    services: Vec<MeshService>,
+    statics: Vec<StaticService>,
+    modules: WasmModules,
+    /// node id -> (connection id, endpoint, connected).
+    registrations: BTreeMap<String, (u64, Option<MeshEndpoint>, bool)>,
+    sidecars: BTreeMap<String, SidecarStatus>,
+    groups: HashMap<GroupKey, watch::Sender<Arc<Snapshot>>>,
+    /// Per group, bumped to make Envoy re-create filters after a refused module fetch.
+    refresh: HashMap<GroupKey, u64>,
+    /// CDS/EDS are published (the warm-up is over).
+    mesh_ready: bool,
+    next_connection: u64,
+}
+
+/// The shared state of the xDS server.
+pub struct XdsState {
+    settings: XdsSettings,
+    inner: Mutex<Inner>,
+    /// Bumped whenever a sidecar's status changes; `wait_synced` watches it.
+    status_changed: watch::Sender<u64>,
+}
+
+// === impl XdsState ===
+
+impl XdsState {
+    pub fn new(settings: XdsSettings, modules: WasmModules) -> Arc<Self> {
+        let (status_changed, _) = watch::channel(0);
+        let mesh_ready = settings.mesh_warmup.is_zero();
+        Arc::new(Self {
+            settings,
+            inner: Mutex::new(Inner {
+                modules,
+                mesh_ready,
+                ..Default::default()
+            }),
+            status_changed,
+        })
+    }
+
+    pub fn settings(&self) -> &XdsSettings {
+        &self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes revision `revision`: the compiled filter configurations by sidecar group and
+    /// the declared mesh services. Refused as a whole when any group's snapshot would be
+    /// inconsistent; the previous revision then stays.
+    pub fn set_config(
+        &self,
+        revision: u64,
+        filters: BTreeMap<GroupKey, Vec<FilterSpec>>,
+        services: Vec<MeshService>,
+    ) -> Result<(), PublishError> {
+        let mut inner = self.lock();
+        let previous = (
+            std::mem::replace(&mut inner.filters, filters),
+            std::mem::replace(&mut inner.services, services),
+            std::mem::replace(&mut inner.revision, revision),
+        );
+        if let Err(error) = self.publish(&mut inner) {
+            (inner.filters, inner.services, inner.revision) = previous;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Ends the mesh warm-up (see [`XdsSettings::mesh_warmup`]): CDS/EDS go out.
+    pub fn end_mesh_warmup(&self) {
+        let mut inner = self.lock();
+        if inner.mesh_ready {
+            return;
+        }
+        inner.mesh_ready = true;
+        if let Err(error) = self.publish(&mut inner) {
+            tracing::error!(%error, "publishing the mesh after the warm-up");
+        }
+    }
+
+    /// Replaces the static (outside the mesh) services.
+    pub fn set_static_services(&self, statics: Vec<StaticService>) -> Result<(), PublishError> {
+        let mut inner = self.lock();
+        inner.statics = statics;
+        self.publish(&mut inner)
+    }
+
+    /// Replaces the served modules and republishes (filter resources carry their hashes).
+    pub fn set_modules(&self, modules: WasmModules) -> Result<(), PublishError> {
+        let mut inner = self.lock();
+        let previous = std::mem::replace(&mut inner.modules, modules);
+        if let Err(error) = self.publish(&mut inner) {
+            inner.modules = previous;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// The module with this name, for the HTTP handler.
+    pub fn module(&self, name: &str) -> Option<crate::modules::WasmModule> {
+        self.lock().modules.get(name).cloned()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.lock().revision
+    }
+
+    pub fn sidecars(&self) -> Vec<SidecarStatus> {
+        self.lock().sidecars.values().cloned().collect()
+    }
+
+    /// The current snapshot of a group (built on demand).
+    pub fn snapshot(&self, group: &GroupKey) -> Arc<Snapshot> {
+        let mut inner = self.lock();
+        self.subscribe_locked(&mut inner, group).borrow().clone()
+    }
+
+    /// Waits until `want` connected sidecars (all connected ones when `None`) run `revision`
+    /// or `timeout` passes; returns the final statuses.
+    pub async fn wait_synced(
+        &self,
+        revision: u64,
+        want: Option<usize>,
+        timeout: Duration,
+    ) -> Vec<SidecarStatus> {
+        let mut changed = self.status_changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let sidecars = self.sidecars();
+            let connected: Vec<&SidecarStatus> = sidecars.iter().filter(|s| s.connected).collect();
+            let synced = connected
+                .iter()
+                .filter(|s| s.synced_revision.is_some_and(|r| r >= revision))
+                .count();
+            if synced >= want.unwrap_or(connected.len()) {
+                return sidecars;
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return sidecars,
+            }
+        }
+    }
+
+    /// A stream identified its node: registers it and returns its group's snapshots and a
+    /// connection id for [`XdsState::disconnected`].
+    pub(crate) fn connected(
+        &self,
+        identity: &NodeIdentity,
+        protocol: &'static str,
+    ) -> (u64, watch::Receiver<Arc<Snapshot>>) {
+        let mut inner = self.lock();
+        inner.next_connection += 1;
+        let connection = inner.next_connection;
+        let endpoint = identity.inbound.as_ref().map(|(ip, port)| MeshEndpoint {
+            group: identity.group(),
+            ip: ip.clone(),
+            port: *port,
+        });
+        inner
+            .registrations
+            .insert(identity.id.clone(), (connection, endpoint, true));
+        let status = SidecarStatus {
+            node_id: identity.id.clone(),
+            namespace: identity.namespace.clone(),
+            service: identity.service.clone(),
+            version: identity.version.clone(),
+            inbound_address: identity
+                .inbound
+                .as_ref()
+                .map(|(ip, port)| format!("{ip}:{port}")),
+            connected: true,
+            protocol,
+            synced_revision: None,
+            acked: BTreeMap::new(),
+            current_nack: None,
+            last_nack: None,
+            nack_count: 0,
+            last_nack_at_ms: None,
+        };
+        let previous = inner.sidecars.insert(identity.id.clone(), status);
+        if let (Some(previous), Some(status)) = (previous, inner.sidecars.get_mut(&identity.id)) {
+            // NACK history survives reconnects.
+            status.last_nack = previous.last_nack;
+            status.nack_count = previous.nack_count;
+            status.last_nack_at_ms = previous.last_nack_at_ms;
+        }
+        let receiver = self.subscribe_locked(&mut inner, &identity.group());
+        if let Err(error) = self.publish(&mut inner) {
+            tracing::error!(%error, "publishing after a sidecar connected");
+        }
+        drop(inner);
+        self.status_changed.send_modify(|n| *n += 1);
+        (connection, receiver)
+    }
+
+    /// Re-issues a group's filter resources with a new module URL (see
+    /// [`crate::ecds::extension_config`]): used after a sidecar NACKed them.
+    pub(crate) fn refresh_group(&self, group: &GroupKey) {
+        let mut inner = self.lock();
+        if !inner.filters.contains_key(group) {
+            return;
+        }
+        *inner.refresh.entry(group.clone()).or_default() += 1;
+        if let Err(error) = self.publish(&mut inner) {
+            tracing::error!(%error, "publishing a refresh");
+        }
+    }
+
+    /// Records what a connection's state machine reported.
+    pub(crate) fn record(&self, node_id: &str, events: Vec<Event>, synced_revision: Option<u64>) {
+        if events.is_empty() && synced_revision.is_none() {
+            return;
+        }
+        let mut inner = self.lock();
+        let Some(status) = inner.sidecars.get_mut(node_id) else {
+            return;
+        };
+        for event in events {
+            match event {
+                Event::Acked { type_url, version } => {
+                    status.acked.insert(type_url, version);
+                }
+                Event::Nacked(nack) => {
+                    tracing::warn!(node = node_id, type_url = %nack.type_url, message = %nack.message, "NACK");
+                    status.nack_count += 1;
+                    status.last_nack_at_ms = Some(unix_ms());
+                    status.current_nack = Some(nack.clone());
+                    status.last_nack = Some(nack);
+                }
+            }
+        }
+        if let Some(revision) = synced_revision {
+            status.synced_revision = Some(revision);
+            status.current_nack = None;
+        }
+        drop(inner);
+        self.status_changed.send_modify(|n| *n += 1);
+    }
+
+    /// A stream ended: the sidecar is shown disconnected at once and its endpoint removed
+    /// after the grace period unless it reconnected meanwhile.
+    pub(crate) fn disconnected(self: &Arc<Self>, node_id: &str, connection: u64) {
+        {
+            let mut inner = self.lock();
+            match inner.registrations.get_mut(node_id) {
+                Some(entry) if entry.0 == connection => entry.2 = false,
+                _ => return,
+            }
+            if let Some(status) = inner.sidecars.get_mut(node_id) {
+                status.connected = false;
+            }
+        }
+        self.status_changed.send_modify(|n| *n += 1);
+        let state = Arc::clone(self);
+        let node_id = node_id.to_string();
+        let grace = self.settings.grace;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(grace).await;
+                state.expire(&node_id, connection);
+            });
+        }
+    }
+
+    fn expire(&self, node_id: &str, connection: u64) {
+        let mut inner = self.lock();
+        match inner.registrations.get(node_id) {
+            Some((c, _, false)) if *c == connection => {}
+            _ => return,
+        }
+        inner.registrations.remove(node_id);
+        inner.sidecars.remove(node_id);
+        if let Err(error) = self.publish(&mut inner) {
+            tracing::error!(%error, "publishing after a sidecar left");
+        }
+        drop(inner);
+        self.status_changed.send_modify(|n| *n += 1);
+    }
+
+    fn subscribe_locked(
+        &self,
+        inner: &mut Inner,
+        group: &GroupKey,
+    ) -> watch::Receiver<Arc<Snapshot>> {
+        inner
+            .groups
+            .entry(group.clone())
+            .or_insert_with(|| watch::channel(Arc::new(Snapshot::default())).0)
+            .subscribe()
+    }
+
+    /// Rebuilds every group's snapshot; publishes only when all are consistent.
+    fn publish(&self, inner: &mut Inner) -> Result<(), PublishError> {
+        let endpoints: BTreeSet<MeshEndpoint> = inner
+            .registrations
+            .values()
+            .filter_map(|(_, endpoint, _)| endpoint.clone())
+            .collect();
+        let mesh = if inner.mesh_ready {
+            mesh_resources(&inner.services, &endpoints, &inner.statics)
+        } else {
+            Vec::new()
+        };
+        let keys: BTreeSet<GroupKey> = inner
+            .groups
+            .keys()
+            .cloned()
+            .chain(inner.filters.keys().cloned())
+            .collect();
+        let mut built = Vec::with_capacity(keys.len());
+        for group in keys {
+            let name = group.to_string();
+            let mut ecds = Vec::new();
+            for spec in inner.filters.get(&group).into_iter().flatten() {
+                let module =
+                    inner
+                        .modules
+                        .get(&spec.module)
+                        .ok_or_else(|| PublishError::MissingModule {
+                            group: name.clone(),
+                            filter: spec.name.clone(),
+                            module: spec.module.clone(),
+                        })?;
+                let refresh = inner.refresh.get(&group).copied().unwrap_or(0);
+                ecds.push(extension_config(
+                    spec,
+                    module,
+                    &self.settings.module_source,
+                    refresh,
+                ));
+            }
+            let by_type = mesh
+                .iter()
+                .cloned()
+                .chain([(type_url::EXTENSION_CONFIG.to_string(), ecds)]);
+            let snapshot = Snapshot::new(inner.revision, by_type).map_err(|source| {
+                PublishError::Inconsistent {
+                    group: name,
+                    source,
+                }
+            })?;
+            built.push((group, snapshot));
+        }
+        for (group, snapshot) in built {
+            let sender = inner
+                .groups
+                .entry(group)
+                .or_insert_with(|| watch::channel(Arc::new(Snapshot::default())).0);
+            sender.send_if_modified(|current| {
+                if **current == snapshot {
+                    return false;
+                }
+                *current = Arc::new(snapshot);
+                true
+            });
+        }
+        Ok(())
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,310 @@
+//! The tonic ADS server end to end over loopback with envoy-types' own client: SotW and
+//! Delta handshakes, ACK tracking for `weft status`, and a sidecar that stops reading not
+//! holding back updates to another.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest,
+    DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use weft_xds::{
+    type_url, FilterSpec, ModuleSource, SidecarGroup, WasmModules, XdsSettings, XdsState,
+};
+
+const ECDS: &str = type_url::EXTENSION_CONFIG;
+
+fn mk_state() -> Arc<XdsState> {
+    let mut modules = WasmModules::default();
+    modules.insert(
+        "authz",
+        b"\0asm".to_vec(),
+        weft_xds::modules::sha256_hex(b"\0asm"),
+    );
+    XdsState::new(
+        XdsSettings {
+            module_source: ModuleSource {
+                cluster: "weft_xds".into(),
+                base_url: "http://cp".into(),
+            },
+            grace: Duration::from_millis(100),
+            mesh_warmup: Duration::ZERO,
+        },
+        modules,
+    )
+}
+
+fn publish(state: &XdsState, revision: u64, config: &str) {
+    let filters = BTreeMap::from([(
+        SidecarGroup::new("default", "reviews", "v1"),
+        vec![FilterSpec::new("authz", config.into())],
+    )]);
+    state.set_config(revision, filters, Vec::new()).unwrap();
+}
+
+fn mk_node(id: &str) -> Node {
+    let meta = |v: &str| Value {
+        kind: Some(Kind::StringValue(v.into())),
+    };
+    Node {
+        id: id.into(),
+        cluster: "reviews".into(),
+        metadata: Some(Struct {
+            fields: [
+                ("version".to_string(), meta("v1")),
+                ("inbound_address".to_string(), meta(":15006")),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn start(state: Arc<XdsState>) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        weft_xds::serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+    (addr, task)
+}
+
+struct Sotw {
+    tx: mpsc::Sender<DiscoveryRequest>,
+    rx: tonic::Streaming<DiscoveryResponse>,
+}
+
+async fn sotw(addr: &str, node: &str) -> Sotw {
+    let mut client = AggregatedDiscoveryServiceClient::connect(addr.to_string())
+        .await
+        .unwrap();
+    let (tx, requests) = mpsc::channel(16);
+    tx.send(DiscoveryRequest {
+        node: Some(mk_node(node)),
+        type_url: ECDS.into(),
+        resource_names: vec!["weft.authz".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let rx = client
+        .stream_aggregated_resources(ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    Sotw { tx, rx }
+}
+
+impl Sotw {
+    async fn next(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(5), self.rx.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn ack(&self, response: &DiscoveryResponse) {
+        self.tx
+            .send(DiscoveryRequest {
+                type_url: ECDS.into(),
+                resource_names: vec!["weft.authz".into()],
+                version_info: response.version_info.clone(),
+                response_nonce: response.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sotw_handshake_ack_and_status() {
+    let state = mk_state();
+    publish(&state, 1, "{}");
+    let (addr, _server) = start(Arc::clone(&state)).await;
+    let mut sidecar = sotw(&addr, "reviews-1").await;
+    let first = sidecar.next().await;
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.type_url, ECDS);
+    sidecar.ack(&first).await;
+    let statuses = state.wait_synced(1, Some(1), Duration::from_secs(5)).await;
+    assert_eq!(statuses[0].synced_revision, Some(1), "{statuses:?}");
+    assert_eq!(
+        statuses[0]
+            .inbound_address
+            .as_deref()
+            .map(|a| a.starts_with("127.0.0.1:")),
+        Some(true)
+    );
+
+    publish(&state, 2, r#"{"policies":[]}"#);
+    let second = sidecar.next().await;
+    assert_ne!(second.version_info, first.version_info);
+    sidecar.ack(&second).await;
+    let statuses = state.wait_synced(2, Some(1), Duration::from_secs(5)).await;
+    assert_eq!(statuses[0].synced_revision, Some(2));
+
+    drop(sidecar);
+    // Shown disconnected, then removed after the grace period.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !state.sidecars().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_that_stops_reading_does_not_hold_back_another() {
+    let state = mk_state();
+    publish(&state, 1, "{}");
+    let (addr, _server) = start(Arc::clone(&state)).await;
+    // `stuck` never reads after its first response: its stream buffers fill up.
+    let mut stuck = sotw(&addr, "stuck").await;
+    let _ = stuck.next().await;
+    let mut healthy = sotw(&addr, "healthy").await;
+    let mut latest = healthy.next().await;
+    healthy.ack(&latest).await;
+    // ~2 KB per response, 400 KB in all: far beyond what HTTP/2 flow control and the
+    // server's per-stream buffer hold for a reader that does not read.
+    let padding = "x".repeat(2048);
+    for revision in 2..=200u64 {
+        publish(
+            &state,
+            revision,
+            &format!(r#"{{"trust_domain":"r{revision}","pad":"{padding}"}}"#),
+        );
+        tokio::task::yield_now().await;
+    }
+    // The healthy sidecar converges on the last revision even though `stuck` is not reading.
+    let want = state.snapshot(&SidecarGroup::new("default", "reviews", "v1"));
+    let want_version = want.resources(ECDS).next().unwrap().version.clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let body = &latest.resources[0].value;
+            let text = String::from_utf8_lossy(body);
+            if text.contains("\"r200\"") {
+                break;
+            }
+            latest = healthy.next().await;
+            healthy.ack(&latest).await;
+        }
+    })
+    .await
+    .unwrap();
+    let statuses = state
+        .wait_synced(200, Some(1), Duration::from_secs(5))
+        .await;
+    let healthy_status = statuses.iter().find(|s| s.node_id == "healthy").unwrap();
+    assert_eq!(
+        healthy_status.synced_revision,
+        Some(200),
+        "{statuses:?} (want {want_version})"
+    );
+    let stuck_status = statuses.iter().find(|s| s.node_id == "stuck").unwrap();
+    assert_ne!(stuck_status.synced_revision, Some(200));
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_handshake_and_ack() {
+    let state = mk_state();
+    publish(&state, 1, "{}");
+    let (addr, _server) = start(Arc::clone(&state)).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(addr)
+        .await
+        .unwrap();
+    let (tx, requests) = mpsc::channel(16);
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(mk_node("delta-1")),
+        type_url: ECDS.into(),
+        resource_names_subscribe: vec!["weft.authz".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut rx = client
+        .delta_aggregated_resources(ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.resources[0].name, "weft.authz");
+    tx.send(DeltaDiscoveryRequest {
+        type_url: ECDS.into(),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let statuses = state.wait_synced(1, Some(1), Duration::from_secs(5)).await;
+    assert_eq!(statuses[0].protocol, "delta");
+    assert_eq!(statuses[0].synced_revision, Some(1));
+}
+
+#[test]
+fn modules_whose_hash_does_not_match_sha256sums_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("authz.wasm"), b"\0asm-good").unwrap();
+    let good = weft_xds::modules::sha256_hex(b"\0asm-good");
+    std::fs::write(
+        dir.path().join("SHA256SUMS"),
+        format!("{good}  authz.wasm\n"),
+    )
+    .unwrap();
+    let modules = WasmModules::load_dir(dir.path()).unwrap();
+    assert_eq!(modules.get("authz").unwrap().sha256, good);
+    std::fs::write(dir.path().join("authz.wasm"), b"\0asm-tampered").unwrap();
+    let error = WasmModules::load_dir(dir.path()).unwrap_err();
+    assert!(
+        error.to_string().contains("refusing to serve it"),
+        "{error}"
+    );
+}
+
+#[test]
+fn cds_and_eds_wait_for_the_mesh_warmup_while_filters_go_out_at_once() {
+    let mut modules = WasmModules::default();
+    modules.insert(
+        "authz",
+        b"\0asm".to_vec(),
+        weft_xds::modules::sha256_hex(b"\0asm"),
+    );
+    let state = XdsState::new(
+        XdsSettings {
+            module_source: ModuleSource {
+                cluster: "weft_xds".into(),
+                base_url: "http://cp".into(),
+            },
+            grace: Duration::from_millis(100),
+            mesh_warmup: Duration::from_secs(60),
+        },
+        modules,
+    );
+    publish(&state, 1, "{}");
+    let group = SidecarGroup::new("default", "reviews", "v1");
+    assert!(state.snapshot(&group).has_type(ECDS));
+    assert!(!state.snapshot(&group).has_type(type_url::CLUSTER));
+    assert!(!state.snapshot(&group).has_type(type_url::ENDPOINT));
+    state.end_mesh_warmup();
+    assert!(state.snapshot(&group).has_type(type_url::CLUSTER));
+    assert!(state.snapshot(&group).has_type(type_url::ENDPOINT));
+}

@@ -1,0 +1,134 @@
+//! Shared by the xds_*.rs tests: the weft xDS server running in the test process, reached by
+//! the Envoy containers through the test network's gateway IP.
+//!
+//! Why in-process rather than a `weft serve` container: the test drives the server's state
+//! directly (publish revision N, swap modules, read NACK records) with no REST layer in
+//! between, and the server binds 0.0.0.0:0, so runs never collide on ports.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use weft_e2e::{filters_dir, http_client, poll_until};
+use weft_xds::{
+    bootstrap::BootstrapParams, FilterSpec, ModuleSource, SidecarGroup, WasmModules, XdsSettings,
+    XdsState,
+};
+
+pub struct ControlPlane {
+    pub state: Arc<XdsState>,
+    pub port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    pub fn settings() -> XdsSettings {
+        XdsSettings {
+            module_source: ModuleSource {
+                cluster: "weft_xds".into(),
+                base_url: "http://weft-control".into(),
+            },
+            grace: Duration::from_secs(2),
+            mesh_warmup: Duration::ZERO,
+        }
+    }
+
+    pub fn modules() -> WasmModules {
+        weft_e2e::artifact("authz").unwrap();
+        WasmModules::load_dir(&filters_dir()).unwrap()
+    }
+
+    /// A fresh state served on 0.0.0.0:`port` (0: any).
+    pub async fn start(port: u16) -> Self {
+        Self::serve(XdsState::new(Self::settings(), Self::modules()), port).await
+    }
+
+    pub async fn serve(state: Arc<XdsState>, port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            weft_xds::serve(listener, serving, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            state,
+            port,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving: open streams are cut, the listener closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Streams are long-lived; graceful shutdown would wait for Envoy to hang up.
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    pub fn bootstrap(
+        &self,
+        gateway: &str,
+        service: &str,
+        version: &str,
+        app_host: &str,
+    ) -> BootstrapParams {
+        let mut params = BootstrapParams::new(service, version, gateway, self.port);
+        params.app_host = app_host.into();
+        params
+    }
+
+    /// Publishes authz `config` for `service/version` at `revision`.
+    pub fn apply_authz(&self, revision: u64, group: (&str, &str), config: &serde_json::Value) {
+        let filters = BTreeMap::from([(
+            SidecarGroup::new("default", group.0, group.1),
+            vec![FilterSpec::new("authz", config.to_string())],
+        )]);
+        self.state
+            .set_config(revision, filters, Vec::new())
+            .unwrap();
+    }
+}
+
+/// The status of `GET url`.
+pub async fn status_of(url: &str) -> u16 {
+    match http_client()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Polls until every `(url, status)` holds; returns how long that took.
+pub async fn until_statuses(what: &str, expect: &[(String, u16)], timeout: Duration) -> Duration {
+    let start = Instant::now();
+    poll_until(what, timeout, Duration::from_millis(5), || async {
+        for (url, status) in expect {
+            if status_of(url).await != *status {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+    .unwrap();
+    start.elapsed()
+}
