@@ -23,7 +23,9 @@ fn wrk_rps(url: &str, secs: u32) -> f64 {
 #[ignore = "measurement, run by hand"]
 async fn router_only_vs_authz_per_request_cost() {
     let net = TestNet::new("authz-cost");
-    let upstream = Upstream::start(&net, "finance-reporting", "v1").await.unwrap();
+    let upstream = Upstream::start(&net, "finance-reporting", "v1")
+        .await
+        .unwrap();
     let config = json!({
         "trust_domain": "weft.test",
         "policies": [
@@ -36,10 +38,19 @@ async fn router_only_vs_authz_per_request_cost() {
         .wasm_filter(WasmFilter::new("authz", config))
         .to_yaml();
     let a = Envoy::start(&net, EnvoyOptions::new(plain)).await.unwrap();
-    let b = Envoy::start(&net, EnvoyOptions { hostname: "envoy-authz".into(), ..EnvoyOptions::new(with_authz) })
-        .await
-        .unwrap();
-    let (ua, ub) = (format!("{}/reports/q3", a.url(10_000)), format!("{}/reports/q3", b.url(10_000)));
+    let b = Envoy::start(
+        &net,
+        EnvoyOptions {
+            hostname: "envoy-authz".into(),
+            ..EnvoyOptions::new(with_authz)
+        },
+    )
+    .await
+    .unwrap();
+    let (ua, ub) = (
+        format!("{}/reports/q3", a.url(10_000)),
+        format!("{}/reports/q3", b.url(10_000)),
+    );
     let (mut ra, mut rb) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         ra.push(wrk_rps(&ua, 4));
@@ -50,7 +61,17 @@ async fn router_only_vs_authz_per_request_cost() {
         v[v.len() / 2]
     };
     let (ma, mb) = (median(&mut ra), median(&mut rb));
-    println!("router-only: {ma:.0} req/s ({:.1} us/request end to end)", 1e6 / ma);
-    println!("with authz : {mb:.0} req/s ({:.1} us/request end to end)", 1e6 / mb);
-    println!("authz adds {:.1} us/request; throughput ratio {:.3}", 1e6 / mb - 1e6 / ma, mb / ma);
+    println!(
+        "router-only: {ma:.0} req/s ({:.1} us/request end to end)",
+        1e6 / ma
+    );
+    println!(
+        "with authz : {mb:.0} req/s ({:.1} us/request end to end)",
+        1e6 / mb
+    );
+    println!(
+        "authz adds {:.1} us/request; throughput ratio {:.3}",
+        1e6 / mb - 1e6 / ma,
+        mb / ma
+    );
 }

@@ -12,9 +12,9 @@ pub mod attrs;
 pub mod authz;
 pub mod breaker;
 pub mod canary;
+pub mod error;
 pub mod fault;
 pub mod rng;
-pub mod error;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;
