@@ -42,6 +42,7 @@ fn rules_config() -> Value {
             "audiences": ["finance"],
             "keys": {"hs256_secrets": [JWT_SECRET]}
         }],
+        "claim_headers": [{"claim": "role", "header": "x-weft-claim-role"}],
         "policies": [
             {"name": "block-admin", "action": "DENY",
              "rules": [{"paths": ["/admin/*"]}, {"paths": ["/reports/*"], "methods": ["DELETE"]}],

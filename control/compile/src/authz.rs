@@ -4,7 +4,8 @@
 use crate::SidecarId;
 use weft_filter_core::authz::{
     default_clock_skew, default_jwt_header, default_jwt_prefix, default_trust_domain, Action,
-    AuthzConfig, ClaimCondition, DenyResponse, HeaderCondition, JwtKeys, JwtProvider, Policy, Rule,
+    AuthzConfig, ClaimCondition, ClaimToHeader, DenyResponse, HeaderCondition, JwtKeys,
+    JwtProvider, Policy, Rule,
 };
 use weft_policy::model::{
     AuthorizationPolicySpec, AuthzAction, AuthzRule, Document, RequestAuthenticationSpec, Spec,
@@ -25,6 +26,7 @@ pub(crate) fn compile(set: &PolicySet, id: &SidecarId) -> AuthzConfig {
         trust_domain: default_trust_domain(),
         policies: Vec::new(),
         jwt: Vec::new(),
+        claim_headers: Vec::new(),
     };
     for doc in set.iter() {
         match &doc.spec {
@@ -32,7 +34,16 @@ pub(crate) fn compile(set: &PolicySet, id: &SidecarId) -> AuthzConfig {
                 config.policies.push(policy(doc, s))
             }
             Spec::RequestAuthentication(s) if applies(doc, &s.target, id) => {
-                config.jwt.extend(providers(doc, s))
+                config.jwt.extend(providers(doc, s));
+                for out in s.jwt_rules.iter().flat_map(|r| &r.output_claim_to_headers) {
+                    let header = out.header.to_ascii_lowercase();
+                    if !config.claim_headers.iter().any(|c| c.header == header) {
+                        config.claim_headers.push(ClaimToHeader {
+                            claim: out.claim.clone(),
+                            header,
+                        });
+                    }
+                }
             }
             _ => {}
         }

@@ -351,6 +351,17 @@ pub struct JwtRule {
     pub jwks: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hs256_secrets: Vec<String>,
+    /// Claims copied into request headers for the next hop (Istio's `outputClaimToHeaders`);
+    /// the headers are always stripped from incoming requests first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_claim_to_headers: Vec<ClaimToHeader>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimToHeader {
+    pub header: String,
+    pub claim: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

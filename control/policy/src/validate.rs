@@ -285,6 +285,16 @@ fn authentication(s: &RequestAuthenticationSpec, c: &mut Collector<'_>) {
             None => {}
             Some(jwks) => c.check(format!("{at}.jwks"), check_jwks(jwks)),
         }
+        for (k, out) in rule.output_claim_to_headers.iter().enumerate() {
+            let field = format!("{at}.outputClaimToHeaders[{k}]");
+            c.check(format!("{field}.header"), check_header_name(&out.header));
+            if out.claim.is_empty() || out.claim.split('.').any(str::is_empty) {
+                c.push(
+                    format!("{field}.claim"),
+                    format!("invalid claim name {:?}", out.claim),
+                );
+            }
+        }
         for (k, secret) in rule.hs256_secrets.iter().enumerate() {
             if secret.len() < 32 {
                 c.push(

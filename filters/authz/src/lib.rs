@@ -123,6 +123,12 @@ impl HttpContext for AuthzHttp {
         match decision.verdict {
             Verdict::Allow { policy } => {
                 stats.allowed.count(policy.as_deref());
+                for (name, value) in &decision.request_headers {
+                    match value {
+                        Some(value) => HostRequest::set_header(name, value),
+                        None => HostRequest::remove_header(name),
+                    }
+                }
                 log::debug!("weft-authz: allow ({})", decision.reason);
                 Action::Continue
             }

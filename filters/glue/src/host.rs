@@ -40,6 +40,12 @@ impl HostRequest {
             log::warn!("weft: cannot set request header {name}: {status:?}");
         }
     }
+
+    pub fn remove_header(name: &str) {
+        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+            log::warn!("weft: cannot remove request header {name}: {status:?}");
+        }
+    }
 }
 
 impl RequestAttributes for HostRequest {

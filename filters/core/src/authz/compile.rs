@@ -26,6 +26,33 @@ pub(crate) fn trust_domain(td: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Claim headers: a claim name and a lower-case, non-pseudo header name each.
+pub(crate) fn claim_headers(list: &[super::config::ClaimToHeader]) -> Result<(), ConfigError> {
+    for (i, c) in list.iter().enumerate() {
+        if c.claim.is_empty() || c.claim.split('.').any(str::is_empty) {
+            return Err(ConfigError::new(
+                format!("claim_headers[{i}].claim"),
+                format!("invalid claim name {:?}", c.claim),
+            ));
+        }
+        // An HTTP token (RFC 9110), lower-case as Envoy stores header names.
+        let valid = !c.header.is_empty()
+            && c.header.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+            });
+        if !valid {
+            return Err(ConfigError::new(
+                format!("claim_headers[{i}].header"),
+                format!(
+                    "invalid header name {:?}: expected a lower-case HTTP token",
+                    c.header
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Rejects empty and duplicate names in a list of named items.
 pub(crate) fn unique_names<'a>(
     list: &str,

@@ -19,6 +19,20 @@ pub struct AuthzConfig {
     /// JWT providers; a request carrying a token is validated against them.
     #[serde(default)]
     pub jwt: Vec<JwtProvider>,
+    /// Claims of a validated token copied into request headers for the next hop (Istio's
+    /// `outputClaimToHeaders`), e.g. for the canary filter's claim rules. These headers are
+    /// always removed from the incoming request first, so a caller cannot forge them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claim_headers: Vec<ClaimToHeader>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimToHeader {
+    /// Claim name; nested claims with `.`. Strings, numbers and booleans are copied.
+    pub claim: String,
+    /// Request header to write, lower-case, e.g. `x-weft-claim-tier`.
+    pub header: String,
 }
 
 pub fn default_trust_domain() -> String {

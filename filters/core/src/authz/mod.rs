@@ -62,6 +62,9 @@ pub struct Decision {
     pub audited: Vec<String>,
     /// Human-readable reason for the debug log: policy and rule index that decided.
     pub reason: String,
+    /// Request header changes to make when the request is allowed: every configured claim
+    /// header, set to the claim's value (`Some`) or removed (`None`).
+    pub request_headers: Vec<(String, Option<String>)>,
 }
 
 // === impl Authz ===
@@ -88,6 +91,7 @@ impl Authz {
         compile::trust_domain(&config.trust_domain)?;
         let policies = compile::policies(&config)?;
         compile::unique_names("jwt", config.jwt.iter().map(|p| p.name.as_str()))?;
+        compile::claim_headers(&config.claim_headers)?;
         let providers = config
             .jwt
             .iter()
@@ -123,16 +127,39 @@ impl Authz {
             .map(|(p, _)| p.name.clone())
             .collect();
         let (verdict, reason) = self.enforce(&matched);
-        let dry_run_denied = match verdict {
-            Verdict::Allow { .. } => self.shadow(&matched),
-            Verdict::Deny { .. } => Vec::new(),
+        let (dry_run_denied, request_headers) = match verdict {
+            Verdict::Allow { .. } => (self.shadow(&matched), self.claim_headers(claims.as_ref())),
+            Verdict::Deny { .. } => (Vec::new(), Vec::new()),
         };
         Decision {
             verdict,
             dry_run_denied,
             audited,
             reason,
+            request_headers,
         }
+    }
+
+    /// Every configured claim header, with the validated claim's value or removed.
+    fn claim_headers(&self, claims: Option<&Map<String, Value>>) -> Vec<(String, Option<String>)> {
+        self.config
+            .claim_headers
+            .iter()
+            .map(|c| {
+                let value = claims
+                    .and_then(|m| {
+                        let mut parts = c.claim.split('.');
+                        let first = m.get(parts.next()?)?;
+                        parts.try_fold(first, |v, k| v.as_object()?.get(k))
+                    })
+                    .and_then(|v| match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+                        _ => None,
+                    });
+                (c.header.clone(), value)
+            })
+            .collect()
     }
 
     fn enforce(&self, matched: &[Option<usize>]) -> (Verdict, String) {
@@ -283,5 +310,6 @@ fn unauthorized(p: &Provider, body: &str, challenge: &str, why: String) -> Box<D
         dry_run_denied: Vec::new(),
         audited: Vec::new(),
         reason: format!("jwt provider {:?}: {why}", p.name),
+        request_headers: Vec::new(),
     })
 }

@@ -350,3 +350,52 @@ fn trust_domain_expands_namespaces() {
     req.peer = Some("spiffe://corp.example/ns/corp/sa/web");
     assert_eq!(authz.decide(&req, NOW).verdict, allow(Some("a")));
 }
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn claim_headers_forward_validated_claims_and_strip_forgeries() {
+    let authz = mk_authz(json!({
+        "jwt": [{"name": "corp", "issuer": "https://idp", "keys": {"hs256_secrets": [HS_SECRET]}}],
+        "claim_headers": [
+            {"claim": "tier", "header": "x-weft-claim-tier"},
+            {"claim": "org.id", "header": "x-weft-claim-org"},
+            {"claim": "missing", "header": "x-weft-claim-missing"}
+        ]
+    }));
+    let token = mk_hs256(
+        &json!({"iss": "https://idp", "tier": "beta", "org": {"id": 42}, "exp": NOW + 60}),
+    );
+    let mut req = mk_req();
+    req.headers
+        .push(("authorization", format!("Bearer {token}")));
+    req.headers
+        .push(("x-weft-claim-missing", "forged".to_string()));
+    let d = authz.decide(&req, NOW);
+    assert_eq!(
+        d.request_headers,
+        vec![
+            ("x-weft-claim-tier".to_string(), Some("beta".to_string())),
+            ("x-weft-claim-org".to_string(), Some("42".to_string())),
+            ("x-weft-claim-missing".to_string(), None),
+        ]
+    );
+    // No token: every claim header is removed.
+    let d = authz.decide(&mk_req(), NOW);
+    assert!(d.request_headers.iter().all(|(_, v)| v.is_none()));
+    assert_eq!(d.request_headers.len(), 3);
+
+    for (bad, field) in [
+        (
+            json!({"claim": "", "header": "x-a"}),
+            "claim_headers[0].claim",
+        ),
+        (
+            json!({"claim": "a", "header": "X-A"}),
+            "claim_headers[0].header",
+        ),
+    ] {
+        let err =
+            Authz::from_json(json!({"claim_headers": [bad]}).to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, field);
+    }
+}
