@@ -36,3 +36,20 @@ impl fmt::Display for ConfigError {
         )
     }
 }
+
+/// Deserialize a filter configuration, naming the field serde was in when it failed
+/// (e.g. `policies[0].rules[1].methodz`) and keeping serde's message with line and column.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let config: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "configuration".to_string()
+        } else {
+            path
+        };
+        ConfigError::new(field, e.into_inner().to_string())
+    })?;
+    de.end().map_err(|e| ConfigError::from_json(&e))?;
+    Ok(config)
+}

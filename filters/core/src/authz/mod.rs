@@ -73,18 +73,7 @@ impl Authz {
     /// Parses and validates. A serde error names the field path serde was in, e.g.
     /// `policies[0].rules[1].methodz`, and keeps serde's message with line and column.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let config: AuthzConfig = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "configuration".to_string()
-            } else {
-                path
-            };
-            ConfigError::new(field, e.into_inner().to_string())
-        })?;
-        de.end().map_err(|e| ConfigError::from_json(&e))?;
-        Self::new(config)
+        Self::new(crate::error::parse_json::<AuthzConfig>(bytes)?)
     }
 
     pub fn new(config: AuthzConfig) -> Result<Self, ConfigError> {

@@ -33,18 +33,7 @@ pub struct Breaker {
 impl Breaker {
     /// Parses and validates; errors name the field, e.g. `clusters.reviews.jitter_percent`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let config: BreakerConfig = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "configuration".to_string()
-            } else {
-                path
-            };
-            ConfigError::new(field, e.into_inner().to_string())
-        })?;
-        de.end().map_err(|e| ConfigError::from_json(&e))?;
-        Self::new(config)
+        Self::new(crate::error::parse_json::<BreakerConfig>(bytes)?)
     }
 
     pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
