@@ -12,8 +12,8 @@ use serde_json::Value;
 use weft_state::{ControlPlane, Snapshot};
 use weft_xds::{
     bootstrap::{render, BootstrapParams},
-    FilterSpec, MeshService, ModuleSource, SidecarGroup, StaticService, WasmModules, XdsSettings,
-    XdsState,
+    FilterSpec, MeshService, MeshTls, ModuleSource, SidecarGroup, StaticService, WasmModules,
+    XdsSettings, XdsState,
 };
 
 use crate::cli::Output;
@@ -48,6 +48,16 @@ pub struct XdsServeArgs {
     /// `NAME` in every sidecar's CDS.
     #[arg(long = "static-service", value_parser = parse_static_service)]
     pub static_services: Vec<StaticService>,
+    /// Mesh mTLS: where the sidecars hold `ca.pem`, `cert.pem` and `key.pem` (their bootstrap
+    /// made with `weft bootstrap --mesh-tls-dir` and the same directory). Every mesh cluster
+    /// then speaks TLS 1.3 with that certificate and accepts only a callee presenting the
+    /// SPIFFE id of the destination service. Plaintext when absent.
+    #[arg(long, env = "WEFT_MESH_TLS_DIR_IN_SIDECAR")]
+    pub mesh_tls_dir_in_sidecar: Option<String>,
+    /// Trust domain of the mesh SPIFFE ids (`spiffe://<domain>/ns/<namespace>/sa/<service>`),
+    /// with `--mesh-tls-dir-in-sidecar`.
+    #[arg(long, env = "WEFT_MESH_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub mesh_trust_domain: String,
 }
 
 fn parse_static_service(text: &str) -> Result<StaticService, String> {
@@ -116,6 +126,12 @@ pub struct BootstrapArgs {
     /// Incremental xDS (DELTA_GRPC).
     #[arg(long)]
     pub delta: bool,
+    /// Mesh mTLS: directory inside the sidecar with `ca.pem` (mesh CA), `cert.pem` and
+    /// `key.pem` (this sidecar's SPIFFE certificate). The inbound listener then requires
+    /// TLS 1.3 and a client certificate from the mesh CA. Pair with
+    /// `weft serve --mesh-tls-dir-in-sidecar` (the same directory).
+    #[arg(long)]
+    pub mesh_tls_dir: Option<String>,
 }
 
 pub fn bootstrap(args: BootstrapArgs) -> Exit {
@@ -129,6 +145,7 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
     params.outbound_port = args.outbound_port;
     params.inbound_address = args.inbound_address;
     params.delta = args.delta;
+    params.mesh_tls_dir = args.mesh_tls_dir;
     match render(&params) {
         Ok(yaml) => {
             print!("{yaml}");
@@ -161,6 +178,12 @@ pub async fn serve(
     };
     let state = XdsState::new(settings, modules);
     state.set_static_services(args.static_services.clone())?;
+    if let Some(dir) = &args.mesh_tls_dir_in_sidecar {
+        let mut tls = MeshTls::new(dir);
+        tls.trust_domain = args.mesh_trust_domain.clone();
+        tracing::info!(dir = %tls.dir, trust_domain = %tls.trust_domain, "mesh clusters use mTLS");
+        state.set_mesh_tls(Some(tls))?;
+    }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, modules = %args.modules_dir.display(), "serving xDS");

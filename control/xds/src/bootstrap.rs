@@ -38,6 +38,10 @@ pub struct BootstrapParams {
     pub inbound_address: Option<String>,
     /// Incremental xDS (`DELTA_GRPC`) instead of state of the world.
     pub delta: bool,
+    /// Mesh mTLS: the directory (inside the sidecar) holding `ca.pem`, `cert.pem` and
+    /// `key.pem`. The inbound listener then requires TLS 1.3 and a client certificate chained
+    /// to `ca.pem`, and presents `cert.pem`. `None`: plaintext inbound.
+    pub mesh_tls_dir: Option<String>,
 }
 
 impl BootstrapParams {
@@ -55,6 +59,7 @@ impl BootstrapParams {
             outbound_port: 15001,
             inbound_address: None,
             delta: false,
+            mesh_tls_dir: None,
         }
     }
 }
@@ -101,6 +106,13 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
             .ok_or(BootstrapError::Missing("listener port"))?;
         *address = json!(port);
     }
+    if let Some(dir) = &params.mesh_tls_dir {
+        let chain = named(&mut root, "/static_resources/listeners", "inbound")?
+            .pointer_mut("/filter_chains/0")
+            .and_then(Value::as_object_mut)
+            .ok_or(BootstrapError::Missing("inbound filter chain"))?;
+        chain.insert("transport_socket".into(), inbound_tls(dir));
+    }
     for (cluster, host, port) in [
         ("weft_xds", &params.xds_host, params.xds_port),
         ("local_app", &params.app_host, params.app_port),
@@ -113,6 +125,27 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
         *address = json!({"address": host, "port_value": port});
     }
     Ok(root)
+}
+
+/// The inbound listener's mTLS: TLS 1.3, our certificate, a client certificate chained to the
+/// mesh CA required. Who the peer is (its SPIFFE id) is authz's business.
+fn inbound_tls(dir: &str) -> Value {
+    let dir = dir.trim_end_matches('/');
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_3"},
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": format!("{dir}/cert.pem")},
+                    "private_key": {"filename": format!("{dir}/key.pem")},
+                }],
+                "validation_context": {"trusted_ca": {"filename": format!("{dir}/ca.pem")}},
+            },
+        },
+    })
 }
 
 fn named<'a>(root: &'a mut Value, list: &str, name: &str) -> Result<&'a mut Value, BootstrapError> {
@@ -147,6 +180,45 @@ mod tests {
         let text = render(&params).unwrap();
         assert!(
             text.contains("10.0.0.1") && text.contains("reviews-app") && text.contains("16000")
+        );
+        assert!(!text.contains("transport_socket"), "plaintext by default");
+    }
+
+    #[test]
+    fn mesh_tls_dir_makes_the_inbound_listener_require_mesh_client_certificates() {
+        let mut params = BootstrapParams::new("payments", "v1", "10.0.0.1", 18000);
+        params.mesh_tls_dir = Some("/etc/weft/tls/".into());
+        let v = render_value(&params).unwrap();
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        let inbound = listeners.iter().find(|l| l["name"] == "inbound").unwrap();
+        let outbound = listeners.iter().find(|l| l["name"] == "outbound").unwrap();
+        let tls = &inbound["filter_chains"][0]["transport_socket"]["typed_config"];
+        assert_eq!(tls["require_client_certificate"], true);
+        let common = &tls["common_tls_context"];
+        assert_eq!(
+            common["tls_params"]["tls_minimum_protocol_version"],
+            "TLSv1_3"
+        );
+        assert_eq!(
+            common["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/etc/weft/tls/cert.pem"
+        );
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            "/etc/weft/tls/key.pem"
+        );
+        assert_eq!(
+            common["validation_context"]["trusted_ca"]["filename"],
+            "/etc/weft/tls/ca.pem"
+        );
+        // The app talks plaintext to the outbound listener; callees get mTLS from CDS.
+        assert!(outbound["filter_chains"][0]
+            .get("transport_socket")
+            .is_none());
+        // The filters are still there.
+        assert_eq!(
+            inbound["filter_chains"][0]["filters"][0]["name"],
+            "envoy.filters.network.http_connection_manager"
         );
     }
 }

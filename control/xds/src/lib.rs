@@ -27,7 +27,7 @@ mod test_support;
 
 pub use ecds::{FailureMode, FilterSpec, ModuleSource};
 pub use event::{Event, Nack};
-pub use mesh::{MeshEndpoint, MeshService, StaticService};
+pub use mesh::{MeshEndpoint, MeshService, MeshTls, StaticService};
 pub use modules::{WasmModule, WasmModules};
 pub use resource::{type_url, Resource};
 pub use server::serve;

@@ -4,6 +4,11 @@
 //! cluster named by the service's host, holding its stable version, which the outbound route
 //! falls back to when the canary filter did not pick a cluster. Services outside the mesh are
 //! static clusters resolved by DNS.
+//!
+//! With [`MeshTls`] the mesh clusters speak mTLS to the callee's inbound listener: the caller
+//! presents its own certificate and accepts only a peer whose certificate chains to the mesh
+//! CA and carries the SPIFFE id of the destination service (certificate files in the sidecar;
+//! see `weft bootstrap --mesh-tls-dir`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,12 +17,19 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, Address,
-    AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,
+    address, config_source::ConfigSourceSpecifier, data_source, socket_address::PortSpecifier,
+    transport_socket, Address, AggregatedConfigSource, ApiVersion, ConfigSource, DataSource,
+    SocketAddress, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+    tls_parameters::TlsProtocol, CertificateValidationContext, CommonTlsContext,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 use serde::{Deserialize, Serialize};
@@ -54,19 +66,99 @@ pub struct StaticService {
     pub port: u32,
 }
 
+/// Mesh mTLS with certificate files: where they are inside every sidecar, and the trust
+/// domain of the SPIFFE ids (`spiffe://<trust_domain>/ns/<namespace>/sa/<service>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshTls {
+    /// Directory inside the sidecar holding `ca.pem` (the mesh CA), `cert.pem` (the
+    /// sidecar's own chain) and `key.pem`.
+    pub dir: String,
+    /// weft-compile's trust domain is `cluster.local`.
+    pub trust_domain: String,
+}
+
+impl MeshTls {
+    pub fn new(dir: &str) -> Self {
+        Self {
+            dir: dir.trim_end_matches('/').to_string(),
+            trust_domain: "cluster.local".into(),
+        }
+    }
+
+    /// The SPIFFE id the sidecars of `service` present.
+    pub fn spiffe_id(&self, namespace: &str, service: &str) -> String {
+        format!("spiffe://{}/ns/{namespace}/sa/{service}", self.trust_domain)
+    }
+
+    fn file(&self, name: &str) -> Option<DataSource> {
+        Some(DataSource {
+            specifier: Some(data_source::Specifier::Filename(format!(
+                "{}/{name}",
+                self.dir
+            ))),
+            ..Default::default()
+        })
+    }
+
+    /// The transport socket of a cluster of `service`: TLS 1.3, our certificate, and the
+    /// peer must be a sidecar of `service`.
+    pub fn upstream_socket(&self, namespace: &str, service: &str) -> TransportSocket {
+        let context = UpstreamTlsContext {
+            common_tls_context: Some(CommonTlsContext {
+                // Envoy's client default maximum is TLS 1.2: both ends must say 1.3.
+                tls_params: Some(TlsParameters {
+                    tls_minimum_protocol_version: TlsProtocol::TlSv13 as i32,
+                    tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+                    ..Default::default()
+                }),
+                tls_certificates: vec![TlsCertificate {
+                    certificate_chain: self.file("cert.pem"),
+                    private_key: self.file("key.pem"),
+                    ..Default::default()
+                }],
+                validation_context_type: Some(ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        trusted_ca: self.file("ca.pem"),
+                        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                            san_type: SanType::Uri as i32,
+                            matcher: Some(StringMatcher {
+                                match_pattern: Some(MatchPattern::Exact(
+                                    self.spiffe_id(namespace, service),
+                                )),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        TransportSocket {
+            name: "envoy.transport_sockets.tls".into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+        }
+    }
+}
+
 /// The cluster of one version of a mesh service (the same format as weft-compile's
 /// `cluster_name`, Istio's naming).
 pub fn version_cluster(namespace: &str, service: &str, port: u16, version: &str) -> String {
     format!("outbound|{port}|{version}|{service}.{namespace}")
 }
 
-/// CDS and EDS resources (type URL -> resources), the same for every sidecar.
+/// CDS and EDS resources (type URL -> resources), the same for every sidecar. With `tls`,
+/// every mesh cluster (not the static ones) carries the mTLS transport socket.
 pub fn mesh_resources(
     services: &[MeshService],
     endpoints: &BTreeSet<MeshEndpoint>,
     statics: &[StaticService],
+    tls: Option<&MeshTls>,
 ) -> Vec<(String, Vec<Resource>)> {
-    let mut by_cluster: BTreeMap<String, Vec<&MeshEndpoint>> = BTreeMap::new();
+    // Cluster name -> (the service it belongs to, its endpoints).
+    let mut by_cluster: BTreeMap<String, (&MeshService, Vec<&MeshEndpoint>)> = BTreeMap::new();
     let declared = |e: &MeshEndpoint| {
         services
             .iter()
@@ -74,7 +166,9 @@ pub fn mesh_resources(
     };
     for service in services {
         // A stable cluster exists even with no endpoint yet: the route may name it.
-        by_cluster.entry(service.host.clone()).or_default();
+        by_cluster
+            .entry(service.host.clone())
+            .or_insert_with(|| (service, Vec::new()));
     }
     for endpoint in endpoints {
         let Some(service) = declared(endpoint) else {
@@ -88,19 +182,24 @@ pub fn mesh_resources(
                 service.port,
                 &group.version,
             ))
-            .or_default()
+            .or_insert_with(|| (service, Vec::new()))
+            .1
             .push(endpoint);
         if service.stable_version == group.version {
             by_cluster
                 .entry(service.host.clone())
-                .or_default()
+                .or_insert_with(|| (service, Vec::new()))
+                .1
                 .push(endpoint);
         }
     }
     let mut clusters = Vec::new();
     let mut assignments = Vec::new();
-    for (name, members) in &by_cluster {
-        clusters.push(Resource::new(name.clone(), pack_any(eds_cluster(name))));
+    for (name, (service, members)) in &by_cluster {
+        let mut cluster = eds_cluster(name);
+        cluster.transport_socket =
+            tls.map(|tls| tls.upstream_socket(&service.namespace, &service.name));
+        clusters.push(Resource::new(name.clone(), pack_any(cluster)));
         assignments.push(Resource::new(
             name.clone(),
             pack_any(load_assignment(
@@ -181,7 +280,7 @@ fn load_assignment(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use prost::Message;
 
@@ -234,7 +333,7 @@ mod tests {
                 port: 15006,
             },
         ]);
-        let out = mesh_resources(&services, &endpoints, &[]);
+        let out = mesh_resources(&services, &endpoints, &[], None);
         let names: Vec<&str> = out[0].1.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
@@ -270,9 +369,92 @@ mod tests {
                 host: "example.com".into(),
                 port: 443,
             }],
+            None,
         );
         let names: Vec<&str> = out[0].1.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["ratings", "ext"]);
         assert!(endpoints_of(&out, "ratings").is_empty());
+    }
+
+    #[test]
+    fn mesh_tls_puts_an_mtls_socket_checking_the_callee_spiffe_id_on_mesh_clusters_only() {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        let services = vec![MeshService {
+            namespace: "demo".into(),
+            name: "payments".into(),
+            port: 8080,
+            host: "payments".into(),
+            stable_version: "v1".into(),
+        }];
+        let endpoints = BTreeSet::from([MeshEndpoint {
+            group: SidecarGroup::new("demo", "payments", "v1"),
+            ip: "10.0.0.1".into(),
+            port: 15006,
+        }]);
+        let statics = [StaticService {
+            name: "ext".into(),
+            host: "example.com".into(),
+            port: 443,
+        }];
+        let tls = MeshTls::new("/etc/weft/tls/");
+        let out = mesh_resources(&services, &endpoints, &statics, Some(&tls));
+        let mut seen = 0;
+        for resource in &out[0].1 {
+            let cluster = Cluster::decode(resource.body.value.as_slice()).unwrap();
+            if resource.name == "ext" {
+                assert!(cluster.transport_socket.is_none());
+                continue;
+            }
+            seen += 1;
+            let socket = cluster.transport_socket.unwrap();
+            assert_eq!(socket.name, "envoy.transport_sockets.tls");
+            let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
+                panic!("no typed config")
+            };
+            assert!(any.type_url.ends_with("tls.v3.UpstreamTlsContext"));
+            let context = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+            let common = context.common_tls_context.unwrap();
+            let params = common.tls_params.unwrap();
+            assert_eq!(
+                (
+                    params.tls_minimum_protocol_version,
+                    params.tls_maximum_protocol_version
+                ),
+                (TlsProtocol::TlSv13 as i32, TlsProtocol::TlSv13 as i32)
+            );
+            let file = |d: &Option<DataSource>| match d.as_ref().unwrap().specifier.as_ref() {
+                Some(data_source::Specifier::Filename(f)) => f.clone(),
+                _ => String::new(),
+            };
+            assert_eq!(
+                file(&common.tls_certificates[0].certificate_chain),
+                "/etc/weft/tls/cert.pem"
+            );
+            assert_eq!(
+                file(&common.tls_certificates[0].private_key),
+                "/etc/weft/tls/key.pem"
+            );
+            let Some(ValidationContextType::ValidationContext(validation)) =
+                common.validation_context_type
+            else {
+                panic!("no validation context")
+            };
+            assert_eq!(file(&validation.trusted_ca), "/etc/weft/tls/ca.pem");
+            let san = &validation.match_typed_subject_alt_names[0];
+            assert_eq!(san.san_type, SanType::Uri as i32);
+            assert_eq!(
+                san.matcher.as_ref().unwrap().match_pattern,
+                Some(MatchPattern::Exact(
+                    "spiffe://cluster.local/ns/demo/sa/payments".into()
+                ))
+            );
+        }
+        assert_eq!(seen, 2, "the version cluster and the stable cluster");
+        // Without TLS: plaintext, as before.
+        let plain = mesh_resources(&services, &endpoints, &statics, None);
+        for resource in &plain[0].1 {
+            let cluster = Cluster::decode(resource.body.value.as_slice()).unwrap();
+            assert!(cluster.transport_socket.is_none());
+        }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::ecds::{extension_config, FilterSpec, ModuleSource};
 use crate::event::{Event, Nack};
-use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, StaticService};
+use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, MeshTls, StaticService};
 use crate::modules::WasmModules;
 use crate::resource::type_url;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -152,6 +152,8 @@ struct Inner {
     filters: BTreeMap<GroupKey, Vec<FilterSpec>>,
     services: Vec<MeshService>,
     statics: Vec<StaticService>,
+    /// mTLS on the mesh clusters, when the sidecars have certificate files.
+    mesh_tls: Option<MeshTls>,
     modules: WasmModules,
     /// node id -> (connection id, endpoint, connected).
     registrations: BTreeMap<String, (u64, Option<MeshEndpoint>, bool)>,
@@ -235,6 +237,13 @@ impl XdsState {
     pub fn set_static_services(&self, statics: Vec<StaticService>) -> Result<(), PublishError> {
         let mut inner = self.lock();
         inner.statics = statics;
+        self.publish(&mut inner)
+    }
+
+    /// Turns mesh mTLS on (or off with `None`) for every mesh cluster and republishes.
+    pub fn set_mesh_tls(&self, tls: Option<MeshTls>) -> Result<(), PublishError> {
+        let mut inner = self.lock();
+        inner.mesh_tls = tls;
         self.publish(&mut inner)
     }
 
@@ -451,7 +460,12 @@ impl XdsState {
             .filter_map(|(_, endpoint, _)| endpoint.clone())
             .collect();
         let mesh = if inner.mesh_ready {
-            mesh_resources(&inner.services, &endpoints, &inner.statics)
+            mesh_resources(
+                &inner.services,
+                &endpoints,
+                &inner.statics,
+                inner.mesh_tls.as_ref(),
+            )
         } else {
             Vec::new()
         };
