@@ -46,6 +46,14 @@ pub(crate) fn compile(set: &PolicySet) -> Outbound {
                     let cluster = cluster_name(doc.namespace(), &t.service, svc.port, v);
                     breaker.clusters.insert(cluster, breaker_policy(s));
                 }
+                // Without a split, callers reach the stable version through the fallback
+                // cluster named by the service's host: guard it too.
+                let stable = svc.stable_version.as_ref().or_else(|| svc.versions.first());
+                if stable.is_some_and(|st| versions.contains(st)) {
+                    breaker
+                        .clusters
+                        .insert(host(&t.service, svc), breaker_policy(s));
+                }
             }
             _ => {}
         }

@@ -65,3 +65,26 @@ fn cluster_names_are_istio_like() {
         "outbound|9080|v2|reviews.shop"
     );
 }
+
+#[test]
+fn a_breaker_on_the_stable_version_also_guards_the_fallback_cluster() {
+    let breaker = |versions: &str| {
+        let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: CircuitBreaker\nmetadata: {{name: b, namespace: shop}}\nspec:\n  target: {{service: reviews{versions}}}\n  consecutiveFailures: 3\n");
+        let compiled = compile(&mk_set(&yaml));
+        let filters = compiled.values().next().unwrap();
+        filters.breaker.clusters.keys().cloned().collect::<Vec<_>>()
+    };
+    // Callers without a split reach v1 (the stable version) through the cluster named by the host.
+    assert_eq!(
+        breaker(""),
+        [
+            "outbound|9080|v1|reviews.shop",
+            "outbound|9080|v2|reviews.shop",
+            "reviews"
+        ]
+    );
+    assert_eq!(
+        breaker(", versions: [v2]"),
+        ["outbound|9080|v2|reviews.shop"]
+    );
+}

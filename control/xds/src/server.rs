@@ -233,8 +233,11 @@ async fn drive<M: Machine>(
         }
         let synced = machine.is_synced().then(|| machine.snapshot_revision());
         let events = machine.drain_events();
-        if events.iter().any(|e| matches!(e, Event::Nacked(_))) {
-            retry.schedule();
+        if let Some(message) = events.iter().rev().find_map(|e| match e {
+            Event::Nacked(nack) => Some(nack.message.as_str()),
+            _ => None,
+        }) {
+            retry.schedule(message);
         }
         state.record(&identity.id, events, synced);
     }
@@ -246,12 +249,27 @@ async fn drive<M: Machine>(
 struct NackRetry {
     attempts: u32,
     due: Option<tokio::time::Instant>,
+    /// The last refusal's message. Envoy refuses a version naming several new remote
+    /// modules once per module, one after another: a refusal naming another plugin is
+    /// progress, so it starts a fresh budget instead of spending the old one.
+    last_message: String,
+    /// Fresh budgets granted so far; bounded so two refusals alternating forever cannot
+    /// keep a sidecar retrying.
+    fresh_budgets: u32,
 }
+
+/// More than the number of weft filters a sidecar runs.
+const NACK_FRESH_BUDGETS: u32 = 8;
 
 impl NackRetry {
     /// After the last attempt one more timer releases the hold without resending, so later
     /// snapshots flow again.
-    fn schedule(&mut self) {
+    fn schedule(&mut self, message: &str) {
+        if message != self.last_message && self.fresh_budgets < NACK_FRESH_BUDGETS {
+            self.attempts = 0;
+            self.fresh_budgets += 1;
+            self.last_message = message.to_string();
+        }
         let delay = NACK_RETRY_BASE * 2u32.pow(self.attempts.min(NACK_RETRIES));
         self.due = Some(tokio::time::Instant::now() + delay);
         self.attempts += 1;

@@ -116,10 +116,13 @@ struct Shared {
 impl Shared {
     /// The guarded cluster this request was routed to, if any.
     fn guarded(&self) -> Option<&Guarded> {
-        let cluster = match &self.cluster_header {
-            Some(header) => weft_filter_core::RequestAttributes::header(&HostRequest, header),
-            None => HostRequest::property(&["xds", "cluster_name"]),
-        }?;
+        // The canary's choice (its header) wins; a request it did not route went through
+        // the route's own cluster, e.g. the stable fallback.
+        let cluster = self
+            .cluster_header
+            .as_deref()
+            .and_then(|header| weft_filter_core::RequestAttributes::header(&HostRequest, header))
+            .or_else(|| HostRequest::property(&["xds", "cluster_name"]))?;
         self.clusters.get(&cluster)
     }
 
