@@ -12,6 +12,7 @@ pub fn load_plugin_config<T>(
     filter: &str,
     parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
 ) -> Option<T> {
+    crate::sync_log_level();
     let bytes = match hostcalls::get_buffer(
         proxy_wasm::types::BufferType::PluginConfiguration,
         0,

@@ -22,6 +22,17 @@ pub use tick::{resume_http_request, send_local_reply_for, TickScheduler};
 use proxy_wasm::types::LogLevel;
 
 /// Install the logger (and with it the panic hook that logs at critical) once per VM.
+///
+/// Starts at `info`; [`sync_log_level`] then follows Envoy's own level. Below the level,
+/// `log::debug!` costs one comparison: no formatting, no hostcall.
 pub fn init_logging() {
-    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_log_level(LogLevel::Info);
+}
+
+/// Follow Envoy's log level (`-l`, or the admin `/logging` at the next configuration).
+/// Called from [`load_plugin_config`], i.e. in every `on_configure`.
+pub fn sync_log_level() {
+    if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
 }
