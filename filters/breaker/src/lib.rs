@@ -9,6 +9,7 @@
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,7 +22,9 @@ use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, Gauge, HostR
 
 proxy_wasm::main! {{
     glue::init_logging();
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BreakerRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(BreakerRoot { context_id, shared: None })
+    });
 }}
 
 /// CAS attempts per admission / release. Two threads rarely collide more than once; a
@@ -68,6 +71,15 @@ impl ClusterStats {
         self.state.set(state.phase as u64);
         self.in_flight.set(u64::from(state.in_flight));
     }
+
+    /// After a request's update: the phase only changes with a transition (whose writer
+    /// sets it; `on_tick` settles it anyway), the in-flight count changes every time.
+    fn show_after(&self, transition: Option<Transition>, state: &BreakerState) {
+        if transition.is_some() {
+            self.state.set(state.phase as u64);
+        }
+        self.in_flight.set(u64::from(state.in_flight));
+    }
 }
 
 /// One guarded upstream cluster.
@@ -101,21 +113,26 @@ impl Guarded {
                 log::info!("weft-breaker: {}: half-open -> closed", self.name);
             }
         }
-        self.stats.show(state);
+        self.stats.show_after(transition, state);
     }
 }
 
 struct Shared {
     cluster_header: Option<String>,
-    clusters: HashMap<String, Guarded>,
+    /// Index into `guarded` by cluster name.
+    clusters: HashMap<String, usize>,
+    guarded: Vec<Guarded>,
+    /// One per worker, seeded once: reading the host clock for a seed per request costs
+    /// two host calls.
+    rng: RefCell<Rng>,
     cas_retries: Counter,
     cas_exhausted: Counter,
     unseeded: Counter,
 }
 
 impl Shared {
-    /// The guarded cluster this request was routed to, if any.
-    fn guarded(&self) -> Option<&Guarded> {
+    /// The guarded cluster this request was routed to, if any, and its index.
+    fn guarded(&self) -> Option<(usize, &Guarded)> {
         // The canary's choice (its header) wins; a request it did not route went through
         // the route's own cluster, e.g. the stable fallback.
         let cluster = self
@@ -123,7 +140,8 @@ impl Shared {
             .as_deref()
             .and_then(|header| weft_filter_core::RequestAttributes::header(&HostRequest, header))
             .or_else(|| HostRequest::property(&["xds", "cluster_name"]))?;
-        self.clusters.get(&cluster)
+        let index = *self.clusters.get(&cluster)?;
+        Some((index, self.guarded.get(index)?))
     }
 
     fn failed_update(&self, cluster: &Guarded, err: SharedError) {
@@ -145,8 +163,8 @@ fn decode(bytes: &[u8]) -> BreakerState {
     BreakerState::decode(bytes).unwrap_or_default()
 }
 
-#[derive(Default)]
 struct BreakerRoot {
+    context_id: u32,
     shared: Option<Rc<Shared>>,
 }
 
@@ -158,6 +176,7 @@ impl RootContext for BreakerRoot {
             return false;
         };
         let mut clusters = HashMap::new();
+        let mut guarded = Vec::new();
         for (name, policy) in breaker.clusters() {
             let key = format!("weft.breaker.v1/{name}");
             match shared::seed(&key, &BreakerState::default().encode()) {
@@ -166,13 +185,14 @@ impl RootContext for BreakerRoot {
                 Err(err) => log::warn!("weft-breaker: cannot seed {key}: {err:?}"),
             }
             let stats = ClusterStats::new(name);
-            let guarded = Guarded {
+            let cluster = Guarded {
                 name: name.to_string(),
                 key,
                 policy: policy.clone(),
                 stats,
             };
-            clusters.insert(name.to_string(), guarded);
+            clusters.insert(name.to_string(), guarded.len());
+            guarded.push(cluster);
         }
         log::info!(
             "weft-breaker: configured, guarding {} clusters",
@@ -181,6 +201,8 @@ impl RootContext for BreakerRoot {
         self.shared = Some(Rc::new(Shared {
             cluster_header: breaker.config().cluster_header.clone(),
             clusters,
+            guarded,
+            rng: RefCell::new(Rng::new(glue::seed(self.context_id))),
             cas_retries: Counter::new("weft.breaker.cas_retries"),
             cas_exhausted: Counter::new("weft.breaker.cas_exhausted"),
             unseeded: Counter::new("weft.breaker.unseeded"),
@@ -191,18 +213,17 @@ impl RootContext for BreakerRoot {
 
     fn on_tick(&mut self) {
         let Some(shared) = &self.shared else { return };
-        for cluster in shared.clusters.values() {
+        for cluster in &shared.guarded {
             if let Ok(Some(bytes)) = shared::read(&cluster.key) {
                 cluster.stats.show(&decode(&bytes));
             }
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
         Some(Box::new(BreakerHttp {
             shared,
-            rng: Rng::new(glue::seed(context_id)),
             admitted: None,
         }))
     }
@@ -214,9 +235,8 @@ impl RootContext for BreakerRoot {
 
 struct BreakerHttp {
     shared: Rc<Shared>,
-    rng: Rng,
-    /// Set when this request took an in-flight slot: (cluster, ticket).
-    admitted: Option<(String, Ticket)>,
+    /// Set when this request took an in-flight slot: (index into `guarded`, ticket).
+    admitted: Option<(usize, Ticket)>,
 }
 
 impl Context for BreakerHttp {}
@@ -224,15 +244,21 @@ impl Context for BreakerHttp {}
 impl HttpContext for BreakerHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let shared = Rc::clone(&self.shared);
-        let Some(cluster) = shared.guarded() else {
+        let Some((index, cluster)) = shared.guarded() else {
             return Action::Continue;
         };
-        let now = glue::now_millis();
+        // Only an open breaker looks at the time: read the clock once, and only then.
+        let mut now = None;
         let result = shared::update(&cluster.key, ADMIT_ATTEMPTS, |bytes| {
             let mut state = decode(bytes);
+            let now = if cluster.policy.admit_needs_time(&state) {
+                *now.get_or_insert_with(glue::now_millis)
+            } else {
+                0
+            };
             let (admission, transition) = cluster.policy.admit(now, &mut state);
-            let encoded = state.encode();
-            let write = (encoded != bytes).then_some(encoded);
+            let encoded = state.to_bytes();
+            let write = (encoded[..] != *bytes).then_some(encoded);
             (write, (admission, transition, state))
         });
         let rejection = match result {
@@ -245,7 +271,7 @@ impl HttpContext for BreakerHttp {
                         if ticket.probe {
                             cluster.stats.probes.inc();
                         }
-                        self.admitted = Some((cluster.name.clone(), ticket));
+                        self.admitted = Some((index, ticket));
                         return Action::Continue;
                     }
                     Admission::Rejected(rejection) => Some(rejection),
@@ -280,25 +306,33 @@ impl HttpContext for BreakerHttp {
     }
 
     fn on_log(&mut self) {
-        let Some((name, ticket)) = self.admitted.take() else {
+        let Some((index, ticket)) = self.admitted.take() else {
             return;
         };
         let shared = Rc::clone(&self.shared);
-        let Some(cluster) = shared.clusters.get(&name) else {
+        let Some(cluster) = shared.guarded.get(index) else {
             return;
         };
         let code = HostRequest::property_u64(&["response", "code"]).unwrap_or(0);
-        let flags = HostRequest::property_u64(&["response", "flags"]).unwrap_or(0);
+        // The flags only matter when the code did not already decide.
+        let flags = if cluster.policy.needs_flags(code) {
+            HostRequest::property_u64(&["response", "flags"]).unwrap_or(0)
+        } else {
+            0
+        };
         let outcome = cluster.policy.classify(code, flags);
-        log::debug!("weft-breaker: {name}: ended {code} flags {flags:#x}: {outcome:?}");
+        log::debug!(
+            "weft-breaker: {}: ended {code} flags {flags:#x}: {outcome:?}",
+            cluster.name
+        );
         let now = glue::now_millis();
-        let rng = &mut self.rng;
+        let rng = &mut shared.rng.borrow_mut();
         let result = shared::update(&cluster.key, RELEASE_ATTEMPTS, |bytes| {
             let mut state = decode(bytes);
             let transition = cluster
                 .policy
                 .on_result(now, ticket, outcome, rng, &mut state);
-            (Some(state.encode()), (transition, state))
+            (Some(state.to_bytes()), (transition, state))
         });
         match result {
             Ok(updated) => {

@@ -8,6 +8,7 @@
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 use weft_filter_core::canary::{Canary, Decision};
@@ -17,7 +18,9 @@ use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, HostRequest}
 
 proxy_wasm::main! {{
     glue::init_logging();
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(CanaryRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(CanaryRoot { context_id, shared: None })
+    });
 }}
 
 /// Counters of one configured service.
@@ -61,10 +64,13 @@ impl Stats {
 struct Shared {
     canary: Canary,
     stats: Stats,
+    /// One per worker, seeded once: reading the host clock for a seed per request costs
+    /// two host calls.
+    rng: RefCell<Rng>,
 }
 
-#[derive(Default)]
 struct CanaryRoot {
+    context_id: u32,
     shared: Option<Rc<Shared>>,
 }
 
@@ -80,15 +86,15 @@ impl RootContext for CanaryRoot {
             "weft-canary: configured with {} services",
             canary.services().len()
         );
-        self.shared = Some(Rc::new(Shared { canary, stats }));
+        let rng = RefCell::new(Rng::new(glue::seed(self.context_id)));
+        self.shared = Some(Rc::new(Shared { canary, stats, rng }));
         true
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
         Some(Box::new(CanaryHttp {
             shared,
-            rng: Rng::new(glue::seed(context_id)),
             response_header: None,
             mirror: None,
         }))
@@ -111,7 +117,6 @@ struct PendingMirror {
 
 struct CanaryHttp {
     shared: Rc<Shared>,
-    rng: Rng,
     /// `(header, version)` for the caller's response.
     response_header: Option<(String, String)>,
     mirror: Option<PendingMirror>,
@@ -166,7 +171,10 @@ impl Context for CanaryHttp {}
 impl HttpContext for CanaryHttp {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let shared = Rc::clone(&self.shared);
-        match shared.canary.decide(&HostRequest, &mut self.rng) {
+        let decision = shared
+            .canary
+            .decide(&HostRequest, &mut shared.rng.borrow_mut());
+        match decision {
             Some(decision) => {
                 log::debug!(
                     "weft-canary: {} by {}",

@@ -15,6 +15,8 @@ pub mod canary;
 pub mod error;
 pub mod fault;
 pub mod rng;
+#[cfg(test)]
+mod testing;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;

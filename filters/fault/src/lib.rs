@@ -184,12 +184,15 @@ impl Context for FaultHttp {
 impl HttpContext for FaultHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let shared = &self.shared;
-        let now = glue::now_millis();
+        // The clock is needed for expiring policies and for scheduling a delay only.
+        let now = shared.fault.needs_time().then(glue::now_millis);
         let pending = shared.scheduler.borrow().len();
-        let decision =
-            shared
-                .fault
-                .decide(&HostRequest, now, pending, &mut shared.rng.borrow_mut());
+        let decision = shared.fault.decide(
+            &HostRequest,
+            now.unwrap_or(0),
+            pending,
+            &mut shared.rng.borrow_mut(),
+        );
         for (policy, skip) in &decision.skipped {
             match skip {
                 Skip::Expired => shared.stats.skipped_expired.count(*policy),
@@ -200,6 +203,7 @@ impl HttpContext for FaultHttp {
             return Action::Continue;
         };
         if let Some(delay_ms) = decision.delay_ms {
+            let now = now.unwrap_or_else(glue::now_millis);
             let held = Held {
                 policy,
                 abort: decision.abort.clone(),

@@ -64,10 +64,10 @@ pub fn read(key: &str) -> Result<Option<Vec<u8>>, SharedError> {
 /// `step` gets the current bytes and returns the bytes to write (`None`: leave the record as
 /// it is, e.g. a decision that changed nothing) and a value for the caller. It runs again on
 /// every retry, on the fresh bytes, so it must not have effects beyond its result.
-pub fn update<R>(
+pub fn update<R, B: AsRef<[u8]>>(
     key: &str,
     max_attempts: u32,
-    mut step: impl FnMut(&[u8]) -> (Option<Vec<u8>>, R),
+    mut step: impl FnMut(&[u8]) -> (Option<B>, R),
 ) -> Result<Updated<R>, SharedError> {
     for attempt in 0..max_attempts {
         let (bytes, cas) = match hostcalls::get_shared_data(key).map_err(SharedError::Host)? {
@@ -83,7 +83,7 @@ pub fn update<R>(
                 cas_retries: attempt,
             });
         };
-        match hostcalls::set_shared_data(key, Some(&new_bytes), Some(cas)) {
+        match hostcalls::set_shared_data(key, Some(new_bytes.as_ref()), Some(cas)) {
             Ok(()) => {
                 return Ok(Updated {
                     value,

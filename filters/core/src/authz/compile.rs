@@ -97,7 +97,7 @@ fn policy(at: &str, td: &str, p: &Policy) -> Result<CompiledPolicy, ConfigError>
         .map(|d| deny_response(&format!("{at}.deny_response"), d))
         .transpose()?;
     Ok(CompiledPolicy {
-        name: p.name.clone(),
+        name: p.name.as_str().into(),
         action: p.action,
         dry_run: p.dry_run,
         rules,

@@ -224,7 +224,12 @@ impl PathMatcher {
 
 /// Strips the query string (and a fragment, should a client send one).
 pub(crate) fn strip_query(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
+    // Both are ASCII, so the byte position is a char boundary.
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
 }
 
 /// An IPv4 or IPv6 CIDR block; a plain IP is a /32 or /128.

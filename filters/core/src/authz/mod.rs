@@ -25,6 +25,8 @@ use crate::{ConfigError, RequestAttributes};
 use jwt::Provider;
 use rules::{CompiledPolicy, RequestView};
 use serde_json::{Map, Value};
+use std::fmt;
+use std::sync::Arc;
 
 /// Policy name reported when enforced ALLOW policies exist and none matched.
 pub const DEFAULT_DENY_POLICY: &str = "default-deny";
@@ -60,11 +62,43 @@ pub struct Decision {
     pub dry_run_denied: Vec<String>,
     /// AUDIT policies that matched.
     pub audited: Vec<String>,
-    /// Human-readable reason for the debug log: policy and rule index that decided.
-    pub reason: String,
+    /// Why, for the debug log: policy and rule index that decided. Formatted (`Display`)
+    /// only when it is logged.
+    pub reason: Reason,
     /// Request header changes to make when the request is allowed: every configured claim
     /// header, set to the claim's value (`Some`) or removed (`None`).
     pub request_headers: Vec<(String, Option<String>)>,
+}
+
+/// What decided a request, kept unformatted so the request path allocates nothing for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Rule `rule` of the enforced DENY policy `policy` matched.
+    DenyMatched { policy: Arc<str>, rule: usize },
+    /// Rule `rule` of the enforced ALLOW policy `policy` matched.
+    AllowMatched { policy: Arc<str>, rule: usize },
+    /// No enforced ALLOW or DENY policy exists.
+    NoEnforcedPolicy,
+    /// Enforced ALLOW policies exist and none matched.
+    NoAllowMatched,
+    /// A JWT provider refused the request.
+    Jwt { provider: String, why: String },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DenyMatched { policy, rule } => {
+                write!(f, "DENY policy {:?} rule {rule} matched", &**policy)
+            }
+            Self::AllowMatched { policy, rule } => {
+                write!(f, "ALLOW policy {:?} rule {rule} matched", &**policy)
+            }
+            Self::NoEnforcedPolicy => f.write_str("no enforced ALLOW or DENY policy applies"),
+            Self::NoAllowMatched => f.write_str("no ALLOW policy matched"),
+            Self::Jwt { provider, why } => write!(f, "jwt provider {provider:?}: {why}"),
+        }
+    }
 }
 
 // === impl Authz ===
@@ -113,7 +147,7 @@ impl Authz {
         let hits = || self.policies.iter().zip(matched.iter().copied());
         let audited = hits()
             .filter(|(p, m)| p.action == Action::Audit && m.is_some())
-            .map(|(p, _)| p.name.clone())
+            .map(|(p, _)| String::from(&*p.name))
             .collect();
         let (verdict, reason) = self.enforce(&matched);
         let (dry_run_denied, request_headers) = match verdict {
@@ -151,7 +185,13 @@ impl Authz {
             .collect()
     }
 
-    fn enforce(&self, matched: &[Option<usize>]) -> (Verdict, String) {
+    /// Whether [`decide`](Self::decide) looks at the time (only JWT validation does), so a
+    /// filter without JWT providers can skip reading the host clock.
+    pub fn needs_time(&self) -> bool {
+        !self.providers.is_empty()
+    }
+
+    fn enforce(&self, matched: &[Option<usize>]) -> (Verdict, Reason) {
         let enforced = |action| {
             self.policies
                 .iter()
@@ -159,23 +199,24 @@ impl Authz {
                 .filter(move |(p, _)| p.action == action && !p.dry_run)
         };
         if let Some((p, Some(rule))) = enforced(Action::Deny).find(|(_, m)| m.is_some()) {
-            return (
-                deny(p),
-                format!("DENY policy {:?} rule {rule} matched", p.name),
-            );
+            let reason = Reason::DenyMatched {
+                policy: Arc::clone(&p.name),
+                rule,
+            };
+            return (deny(p), reason);
         }
         let mut allows = enforced(Action::Allow).peekable();
         let Some((first, _)) = allows.peek().copied() else {
-            return (
-                Verdict::Allow { policy: None },
-                "no enforced ALLOW or DENY policy applies".into(),
-            );
+            return (Verdict::Allow { policy: None }, Reason::NoEnforcedPolicy);
         };
         if let Some((p, Some(rule))) = allows.find(|(_, m)| m.is_some()) {
-            let reason = format!("ALLOW policy {:?} rule {rule} matched", p.name);
+            let reason = Reason::AllowMatched {
+                policy: Arc::clone(&p.name),
+                rule,
+            };
             return (
                 Verdict::Allow {
-                    policy: Some(p.name.clone()),
+                    policy: Some(String::from(&*p.name)),
                 },
                 reason,
             );
@@ -189,7 +230,7 @@ impl Authz {
                 .unwrap_or_else(|| "access denied: no ALLOW policy matched\n".to_string()),
             headers: reply.map(|r| r.headers.clone()).unwrap_or_default(),
         };
-        (verdict, "no ALLOW policy matched".into())
+        (verdict, Reason::NoAllowMatched)
     }
 
     /// Dry-run policies that would have denied an allowed request, with the dry-run
@@ -198,7 +239,7 @@ impl Authz {
         let hits = || self.policies.iter().zip(matched.iter().copied());
         let mut out: Vec<String> = hits()
             .filter(|(p, m)| p.dry_run && p.action == Action::Deny && m.is_some())
-            .map(|(p, _)| p.name.clone())
+            .map(|(p, _)| String::from(&*p.name))
             .collect();
         let mut allows = hits().filter(|(p, _)| p.action == Action::Allow);
         let dry_allows = hits().any(|(p, _)| p.dry_run && p.action == Action::Allow);
@@ -206,7 +247,7 @@ impl Authz {
             out.extend(
                 hits()
                     .filter(|(p, _)| p.dry_run && p.action == Action::Allow)
-                    .map(|(p, _)| p.name.clone()),
+                    .map(|(p, _)| String::from(&*p.name)),
             );
         }
         out
@@ -279,7 +320,7 @@ impl Authz {
 fn deny(p: &CompiledPolicy) -> Verdict {
     let reply = p.deny.as_ref();
     Verdict::Deny {
-        policy: p.name.clone(),
+        policy: String::from(&*p.name),
         status: reply.map_or(403, |r| r.status),
         body: reply
             .and_then(|r| r.body.clone())
@@ -298,7 +339,10 @@ fn unauthorized(p: &Provider, body: &str, challenge: &str, why: String) -> Box<D
         },
         dry_run_denied: Vec::new(),
         audited: Vec::new(),
-        reason: format!("jwt provider {:?}: {why}", p.name),
+        reason: Reason::Jwt {
+            provider: p.name.clone(),
+            why,
+        },
         request_headers: Vec::new(),
     })
 }

@@ -4,12 +4,14 @@ use super::matchers::{strip_query, Cidr, NamespaceMatcher, PathMatcher, StrMatch
 use super::Action;
 use crate::RequestAttributes;
 use serde_json::{Map, Value};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledPolicy {
-    pub(crate) name: String,
+    /// Shared with the [`Reason`](super::Reason)s naming it.
+    pub(crate) name: Arc<str>,
     pub(crate) action: Action,
     pub(crate) dry_run: bool,
     pub(crate) rules: Vec<CompiledRule>,
@@ -66,6 +68,8 @@ pub(crate) struct RequestView<'a> {
     path: OnceCell<Option<String>>,
     source_ip: OnceCell<Option<IpAddr>>,
     principal: OnceCell<Option<String>>,
+    /// Headers asked for by `headers` conditions, each read once (rules often repeat one).
+    headers: RefCell<Vec<(&'a str, Option<String>)>>,
 }
 
 // === impl RequestView ===
@@ -82,7 +86,20 @@ impl<'a> RequestView<'a> {
             path: OnceCell::new(),
             source_ip: OnceCell::new(),
             principal: OnceCell::new(),
+            headers: RefCell::new(Vec::new()),
         }
+    }
+
+    /// `f` of header `name`'s value, read from the host on first use only.
+    fn with_header<R>(&self, name: &'a str, f: impl FnOnce(Option<&str>) -> R) -> R {
+        let mut headers = self.headers.borrow_mut();
+        if let Some((_, value)) = headers.iter().find(|(n, _)| *n == name) {
+            return f(value.as_deref());
+        }
+        let value = self.req.header(name);
+        let out = f(value.as_deref());
+        headers.push((name, value));
+        out
     }
 
     fn method(&self) -> Option<&str> {
@@ -91,7 +108,13 @@ impl<'a> RequestView<'a> {
 
     fn path(&self) -> Option<&str> {
         self.path
-            .get_or_init(|| self.req.path().map(|p| strip_query(&p).to_string()))
+            .get_or_init(|| {
+                self.req.path().map(|mut p| {
+                    let end = strip_query(&p).len();
+                    p.truncate(end);
+                    p
+                })
+            })
             .as_deref()
     }
 
@@ -137,7 +160,7 @@ fn field<M, V>(
 // === impl CompiledRule ===
 
 impl CompiledRule {
-    pub(crate) fn matches(&self, req: &RequestView<'_>) -> bool {
+    pub(crate) fn matches<'a>(&'a self, req: &RequestView<'a>) -> bool {
         field(
             &self.principals,
             &self.not_principals,
@@ -163,7 +186,7 @@ impl CompiledRule {
             &self.not_ip_blocks,
             || req.source_ip(),
             |c, ip| c.contains(*ip),
-        ) && self.headers.iter().all(|h| h.matches(req.req))
+        ) && self.headers.iter().all(|h| h.matches(req))
             && self.claims.iter().all(|c| c.matches(req.claims))
     }
 }
@@ -171,12 +194,12 @@ impl CompiledRule {
 // === impl HeaderMatch ===
 
 impl HeaderMatch {
-    fn matches(&self, req: &dyn RequestAttributes) -> bool {
-        let found = match (req.header(&self.name), &self.values) {
+    fn matches<'a>(&'a self, req: &RequestView<'a>) -> bool {
+        let found = req.with_header(&self.name, |value| match (value, &self.values) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(v), Some(ms)) => ms.iter().any(|m| m.matches(&v)),
-        };
+            (Some(v), Some(ms)) => ms.iter().any(|m| m.matches(v)),
+        });
         found != self.not
     }
 }

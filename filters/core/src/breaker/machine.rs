@@ -115,8 +115,7 @@ impl Policy {
     /// Classify a finished request from `response.code` (0 when no response was sent) and
     /// `response.flags`.
     pub fn classify(&self, code: u64, response_flags: u64) -> Outcome {
-        let failed = (self.on_5xx && (500..600).contains(&code))
-            || (self.on_gateway && matches!(code, 502..=504))
+        let failed = self.fails_by_code(code)
             || (self.on_connect_failure
                 && response_flags & flags::UPSTREAM_CONNECTION_FAILURE != 0)
             || (self.on_reset
@@ -136,6 +135,24 @@ impl Policy {
         } else {
             Outcome::Success
         }
+    }
+
+    /// Whether [`classify`](Self::classify)`(code, flags)` depends on `flags` at all: not
+    /// when the code alone fails the request, nor when no flag-based failure is configured.
+    /// Lets the filter skip reading `response.flags`.
+    pub fn needs_flags(&self, code: u64) -> bool {
+        (self.on_connect_failure || self.on_reset || self.on_timeout) && !self.fails_by_code(code)
+    }
+
+    fn fails_by_code(&self, code: u64) -> bool {
+        (self.on_5xx && (500..600).contains(&code))
+            || (self.on_gateway && matches!(code, 502..=504))
+    }
+
+    /// Whether [`admit`](Self::admit) looks at `now_ms` for this state: only an open breaker
+    /// does (to move to half-open), so a filter can skip the clock otherwise.
+    pub fn admit_needs_time(&self, state: &BreakerState) -> bool {
+        state.phase == Phase::Open
     }
 
     /// Decide one new request. Moves open to half-open once the open interval has passed.

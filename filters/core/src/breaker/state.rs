@@ -113,75 +113,100 @@ fn slot(index: u64) -> usize {
 impl BreakerState {
     /// Fixed little-endian layout, [`ENCODED_LEN`] bytes, led by a format version.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ENCODED_LEN);
-        out.push(FORMAT_VERSION);
-        out.push(self.phase as u8);
-        for v in [
-            self.generation,
-            self.in_flight,
-            self.consecutive_failures,
-            self.probes_admitted,
-            self.probe_successes,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [self.open_until_ms, self.open_interval_ms, self.window.head] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        self.to_bytes().to_vec()
+    }
+
+    /// [`encode`](Self::encode) without the allocation: the same bytes in an array.
+    pub fn to_bytes(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [0u8; ENCODED_LEN];
+        let mut w = Writer {
+            bytes: &mut out,
+            at: 2,
+        };
+        w.bytes[0] = FORMAT_VERSION;
+        w.bytes[1] = self.phase as u8;
+        w.put(self.generation.to_le_bytes());
+        w.put(self.in_flight.to_le_bytes());
+        w.put(self.consecutive_failures.to_le_bytes());
+        w.put(self.probes_admitted.to_le_bytes());
+        w.put(self.probe_successes.to_le_bytes());
+        w.put(self.open_until_ms.to_le_bytes());
+        w.put(self.open_interval_ms.to_le_bytes());
+        w.put(self.window.head.to_le_bytes());
         for b in &self.window.buckets {
-            out.extend_from_slice(&b.requests.to_le_bytes());
-            out.extend_from_slice(&b.failures.to_le_bytes());
+            w.put(b.requests.to_le_bytes());
+            w.put(b.failures.to_le_bytes());
         }
         out
     }
 
     /// `None` for anything [`encode`](Self::encode) did not produce.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != ENCODED_LEN || bytes[0] != FORMAT_VERSION {
+        let bytes: &[u8; ENCODED_LEN] = bytes.try_into().ok()?;
+        if bytes[0] != FORMAT_VERSION {
             return None;
         }
         let mut r = Reader { bytes, at: 2 };
         let mut state = Self {
             phase: Phase::from_u8(bytes[1])?,
-            generation: r.u32()?,
-            in_flight: r.u32()?,
-            consecutive_failures: r.u32()?,
-            probes_admitted: r.u32()?,
-            probe_successes: r.u32()?,
-            open_until_ms: r.u64()?,
-            open_interval_ms: r.u64()?,
+            generation: r.u32(),
+            in_flight: r.u32(),
+            consecutive_failures: r.u32(),
+            probes_admitted: r.u32(),
+            probe_successes: r.u32(),
+            open_until_ms: r.u64(),
+            open_interval_ms: r.u64(),
             window: Window {
-                head: r.u64()?,
+                head: r.u64(),
                 buckets: [Bucket::default(); WINDOW_BUCKETS],
             },
         };
         for bucket in &mut state.window.buckets {
             *bucket = Bucket {
-                requests: r.u32()?,
-                failures: r.u32()?,
+                requests: r.u32(),
+                failures: r.u32(),
             };
         }
         Some(state)
     }
 }
 
+/// Writes consecutive fields; the layout above fills exactly [`ENCODED_LEN`] bytes.
+struct Writer<'a> {
+    bytes: &'a mut [u8; ENCODED_LEN],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put<const N: usize>(&mut self, value: [u8; N]) {
+        if let Some(dst) = self.bytes.get_mut(self.at..self.at + N) {
+            dst.copy_from_slice(&value);
+        }
+        self.at += N;
+    }
+}
+
+/// Reads consecutive fields of a record already known to be [`ENCODED_LEN`] bytes long.
 struct Reader<'a> {
-    bytes: &'a [u8],
+    bytes: &'a [u8; ENCODED_LEN],
     at: usize,
 }
 
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let out = self.bytes.get(self.at..self.at + N)?.try_into().ok()?;
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        if let Some(src) = self.bytes.get(self.at..self.at + N) {
+            out.copy_from_slice(src);
+        }
         self.at += N;
-        Some(out)
+        out
     }
 
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_le_bytes)
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
     }
 
-    fn u64(&mut self) -> Option<u64> {
-        self.take().map(u64::from_le_bytes)
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
     }
 }

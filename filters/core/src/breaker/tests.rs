@@ -171,6 +171,80 @@ fn classification_by_code_and_flags() {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
+fn admission_reads_the_clock_only_when_open() {
+    let policy = mk_policy(r#"{"half_open_probes": 2, "max_concurrent": 3}"#);
+    let mut rng = Rng::new(9);
+    for _ in 0..2000 {
+        let mut state = BreakerState {
+            phase: match rng.below(3) {
+                0 => Phase::Closed,
+                1 => Phase::Open,
+                _ => Phase::HalfOpen,
+            },
+            in_flight: u32::try_from(rng.below(5)).unwrap(),
+            probes_admitted: u32::try_from(rng.below(4)).unwrap(),
+            open_until_ms: rng.below(2000),
+            ..BreakerState::default()
+        };
+        if policy.admit_needs_time(&state) {
+            continue;
+        }
+        // Any time gives the same answer: the filter passes 0 without reading the clock.
+        let mut at_zero = state;
+        let want = policy.admit(0, &mut at_zero);
+        let now = rng.below(u64::MAX / 2);
+        assert_eq!(policy.admit(now, &mut state), want, "{state:?}");
+        assert_eq!(state, at_zero);
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn flags_are_read_only_when_they_can_matter() {
+    let policies = [
+        r#"{"failure_on": ["5xx", "connect_failure", "reset", "timeout"]}"#,
+        r#"{"failure_on": ["5xx"]}"#,
+        r#"{"failure_on": ["gateway_errors"]}"#,
+        r#"{"failure_on": ["reset"]}"#,
+        r#"{"failure_on": ["timeout"]}"#,
+        r#"{"failure_on": ["connect_failure", "gateway_errors"]}"#,
+    ];
+    let all_flags = [
+        0,
+        0x4000,
+        flags::UPSTREAM_CONNECTION_FAILURE,
+        flags::UPSTREAM_REMOTE_RESET,
+        flags::UPSTREAM_CONNECTION_TERMINATION,
+        flags::UPSTREAM_PROTOCOL_ERROR,
+        flags::UPSTREAM_REQUEST_TIMEOUT,
+        flags::UPSTREAM_MAX_STREAM_DURATION,
+        u64::MAX,
+    ];
+    for json in policies {
+        let policy = mk_policy(json);
+        for code in [0, 200, 404, 499, 500, 502, 503, 504, 505, 599, 600] {
+            if policy.needs_flags(code) {
+                continue;
+            }
+            // Skipping the read (flags taken as 0) must give the same outcome for any flags.
+            for fl in all_flags {
+                assert_eq!(
+                    policy.classify(code, 0),
+                    policy.classify(code, fl),
+                    "{json} {code} {fl:#x}"
+                );
+            }
+        }
+    }
+    let bench = mk_policy(r#"{"failure_on": ["5xx"]}"#);
+    assert!(!bench.needs_flags(200));
+    let all = mk_policy(r#"{"failure_on": ["5xx", "reset"]}"#);
+    assert!(all.needs_flags(200));
+    assert!(!all.needs_flags(503));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn state_bytes_round_trip_and_reject_garbage() {
     let mut s = BreakerState {
         phase: Phase::HalfOpen,

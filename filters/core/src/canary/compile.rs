@@ -149,7 +149,7 @@ fn service(at: &str, claim_prefix: &str, s: &Service) -> Result<ServiceRoute, Co
             })
         }
     };
-    Ok(ServiceRoute {
+    let mut route = ServiceRoute {
         name,
         host,
         path_prefix: s.path_prefix.clone(),
@@ -162,7 +162,10 @@ fn service(at: &str, claim_prefix: &str, s: &Service) -> Result<ServiceRoute, Co
         cohort_response,
         honour_incoming_cohort: honour,
         mirror,
-    })
+        repeats_headers: false,
+    };
+    route.repeats_headers = route.repeats_headers();
+    Ok(route)
 }
 
 /// Cumulative upper bounds in the configured order: entry `k` owns `[bound[k-1], bound[k])`.

@@ -18,6 +18,7 @@ use config::TOTAL_WEIGHT_BP;
 use crate::rng::Rng;
 use crate::{ConfigError, RequestAttributes};
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 
 /// A validated, precompiled canary configuration.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct ServiceRoute {
     cohort_response: Option<String>,
     honour_incoming_cohort: bool,
     pub mirror: Option<MirrorTarget>,
+    /// Whether one decision can ask for the same header twice (then reads are cached).
+    repeats_headers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,12 +217,13 @@ impl ServiceRoute {
     }
 
     fn choose(&self, req: &dyn RequestAttributes, rng: &mut Rng) -> (usize, Reason) {
+        let req = Headers::new(req, self.repeats_headers);
         if self.honour_incoming_cohort {
-            if let Some(version) = self.incoming_cohort(req) {
+            if let Some(version) = self.incoming_cohort(&req) {
                 return (version, Reason::Cohort);
             }
         }
-        if let Some(i) = self.rules.iter().position(|(c, _)| c.matches(req)) {
+        if let Some(i) = self.rules.iter().position(|(c, _)| c.matches(&req)) {
             if let Some((_, version)) = self.rules.get(i) {
                 return (*version, Reason::Rule(i));
             }
@@ -227,7 +231,7 @@ impl ServiceRoute {
         let sticky = self
             .sticky
             .as_ref()
-            .and_then(|(key, salt)| Some(bucket(salt, &key.read(req)?)));
+            .and_then(|(key, salt)| key.read(&req, |k| bucket(salt, k)));
         let (point, reason) = match sticky {
             Some(b) => (b, Reason::Sticky(b)),
             None => {
@@ -239,10 +243,36 @@ impl ServiceRoute {
         (pick(&self.split, point).unwrap_or(self.stable), reason)
     }
 
-    fn incoming_cohort(&self, req: &dyn RequestAttributes) -> Option<usize> {
-        let value = req.header(self.cohort_request.as_deref()?)?;
-        let value = value.trim();
-        self.versions.iter().position(|v| v.name == value)
+    /// Whether two of the header reads [`choose`](Self::choose) may make name one header.
+    fn repeats_headers(&self) -> bool {
+        let cohort = self
+            .cohort_request
+            .iter()
+            .filter(|_| self.honour_incoming_cohort);
+        let rules = self.rules.iter().map(|(c, _)| match c {
+            Condition::Header { name, .. } => name.as_str(),
+            Condition::Cookie { .. } => "cookie",
+        });
+        let sticky = self.sticky.iter().map(|(key, _)| match key {
+            Key::Header(name) => name.as_str(),
+            Key::Cookie(_) => "cookie",
+        });
+        let names: Vec<&str> = cohort
+            .map(String::as_str)
+            .chain(rules)
+            .chain(sticky)
+            .collect();
+        names
+            .iter()
+            .enumerate()
+            .any(|(i, n)| names.iter().skip(i + 1).any(|m| m == n))
+    }
+
+    fn incoming_cohort<'a>(&'a self, req: &Headers<'a>) -> Option<usize> {
+        req.with(self.cohort_request.as_deref()?, |value| {
+            let value = value?.trim();
+            self.versions.iter().position(|v| v.name == value)
+        })
     }
 }
 
@@ -280,27 +310,66 @@ fn strip_port(authority: &str) -> &str {
     }
 }
 
-/// The value of cookie `name` in the `cookie` header(s), quotes removed.
-fn cookie(req: &dyn RequestAttributes, name: &str) -> Option<String> {
-    let header = req.header("cookie")?;
+/// Request headers as one decision sees them: each read from the host at most once, however
+/// many rules (and the sticky key) look at it; `cookie` included. Without repeated names
+/// nothing is cached.
+struct Headers<'a> {
+    req: &'a dyn RequestAttributes,
+    read: Option<RefCell<Vec<ReadHeader<'a>>>>,
+}
+
+/// A header name and the value the host gave for it.
+type ReadHeader<'a> = (&'a str, Option<String>);
+
+impl<'a> Headers<'a> {
+    fn new(req: &'a dyn RequestAttributes, cache: bool) -> Self {
+        Self {
+            req,
+            read: cache.then(|| RefCell::new(Vec::new())),
+        }
+    }
+
+    /// `f` of header `name`'s value.
+    fn with<R>(&self, name: &'a str, f: impl FnOnce(Option<&str>) -> R) -> R {
+        let Some(read) = &self.read else {
+            return f(self.req.header(name).as_deref());
+        };
+        let mut read = read.borrow_mut();
+        if let Some((_, value)) = read.iter().find(|(n, _)| *n == name) {
+            return f(value.as_deref());
+        }
+        let value = self.req.header(name);
+        let out = f(value.as_deref());
+        read.push((name, value));
+        out
+    }
+
+    /// `f` of the value of cookie `name` in the `cookie` header(s), quotes removed.
+    fn with_cookie<R>(&self, name: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
+        self.with("cookie", |header| f(header.and_then(|h| cookie(h, name))))
+    }
+}
+
+/// The value of cookie `name` in a `cookie` header, quotes removed.
+fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
     header.split([';', ',']).find_map(|pair| {
         let (n, v) = pair.trim().split_once('=')?;
-        (n.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        (n.trim() == name).then(|| v.trim().trim_matches('"'))
     })
 }
 
 // === impl Condition ===
 
 impl Condition {
-    fn matches(&self, req: &dyn RequestAttributes) -> bool {
-        let (found, value) = match self {
-            Self::Header { name, value } => (req.header(name), value),
-            Self::Cookie { name, value } => (cookie(req, name), value),
-        };
-        match (found, value) {
+    fn matches<'a>(&'a self, req: &Headers<'a>) -> bool {
+        let check = |found: Option<&str>, value: &Option<String>| match (found, value) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(found), Some(want)) => found.trim() == want,
+        };
+        match self {
+            Self::Header { name, value } => req.with(name, |found| check(found, value)),
+            Self::Cookie { name, value } => req.with_cookie(name, |found| check(found, value)),
         }
     }
 }
@@ -308,12 +377,12 @@ impl Condition {
 // === impl Key ===
 
 impl Key {
-    /// The sticky key, when present and not empty.
-    fn read(&self, req: &dyn RequestAttributes) -> Option<String> {
-        let value = match self {
-            Self::Header(name) => req.header(name),
-            Self::Cookie(name) => cookie(req, name),
-        }?;
-        (!value.is_empty()).then_some(value)
+    /// `f` of the sticky key, when present and not empty.
+    fn read<'a, R>(&'a self, req: &Headers<'a>, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let present = |value: Option<&str>| value.filter(|v| !v.is_empty()).map(f);
+        match self {
+            Self::Header(name) => req.with(name, present),
+            Self::Cookie(name) => req.with_cookie(name, present),
+        }
     }
 }

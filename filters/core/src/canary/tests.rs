@@ -526,3 +526,46 @@ fn serde_errors_name_the_path_in_any_layout() {
         "configuration"
     );
 }
+
+use crate::testing::Counting;
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn each_header_is_read_at_most_once() {
+    let canary = mk(json!([{
+        "host": "reviews",
+        "stable": "v1",
+        "versions": {"v1": {"cluster": "reviews-v1"}, "v2": {"cluster": "reviews-v2"}},
+        "rules": [
+            {"cookie": {"name": "beta", "value": "1"}, "version": "v2"},
+            {"header": {"name": "x-team", "value": "a"}, "version": "v2"},
+            {"cookie": {"name": "alpha"}, "version": "v2"},
+            {"header": {"name": "x-team", "value": "b"}, "version": "v2"}
+        ],
+        "split": [{"version": "v1", "weight": 5000}, {"version": "v2", "weight": 5000}],
+        "sticky": {"key": {"cookie": "uid"}, "salt": "s"}
+    }]));
+    let req = Counting {
+        req: Req::new("reviews")
+            .with("cookie", "beta=0; uid=\"u-1\"")
+            .with("x-team", "c"),
+        reads: Default::default(),
+    };
+    let d = canary.decide(&req, &mut Rng::new(1)).unwrap();
+    assert_eq!(d.reason, Reason::Sticky(bucket("s", "u-1")));
+    let mut reads = req.reads.into_inner();
+    let all = reads.len();
+    reads.sort();
+    reads.dedup();
+    assert_eq!(all, reads.len(), "read twice: {reads:?}");
+    // A service without rules, cohort or sticky key reads only `:authority`.
+    let plain = mk(json!([{"host": "reviews", "stable": "v1",
+        "versions": {"v1": {"cluster": "c1"}, "v2": {"cluster": "c2"}},
+        "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}]}]));
+    let req = Counting {
+        req: Req::new("reviews:80").with("cookie", "uid=1"),
+        reads: Default::default(),
+    };
+    assert!(plain.decide(&req, &mut Rng::new(1)).is_some());
+    assert_eq!(req.reads.into_inner(), vec![":authority"]);
+}

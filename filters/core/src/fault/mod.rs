@@ -117,6 +117,12 @@ impl Fault {
         }))
     }
 
+    /// Whether [`decide`](Self::decide) looks at the time (only policies with an expiry
+    /// do), so a filter can skip reading the host clock for requests that are not delayed.
+    pub fn needs_time(&self) -> bool {
+        self.policies.iter().any(|p| p.expires_at_unix_ms.is_some())
+    }
+
     /// Decide one request at host time `now_unix_ms`, with `delays_pending` requests
     /// already held by this worker.
     pub fn decide(
@@ -210,6 +216,8 @@ struct LazyRequest<'a> {
     host: Option<Option<String>>,
     path: Option<Option<String>>,
     principal: Option<Option<String>>,
+    /// Headers asked for by `match.headers`, each read once however many policies ask.
+    headers: Vec<(&'a str, Option<String>)>,
 }
 
 impl<'a> LazyRequest<'a> {
@@ -219,7 +227,19 @@ impl<'a> LazyRequest<'a> {
             host: None,
             path: None,
             principal: None,
+            headers: Vec::new(),
         }
+    }
+
+    fn header(&mut self, name: &'a str) -> Option<&str> {
+        let index = match self.headers.iter().position(|(n, _)| *n == name) {
+            Some(index) => index,
+            None => {
+                self.headers.push((name, self.req.header(name)));
+                self.headers.len() - 1
+            }
+        };
+        self.headers.get(index)?.1.as_deref()
     }
 
     fn host(&mut self) -> Option<&str> {
@@ -258,7 +278,7 @@ fn strip_port(authority: &str) -> &str {
 // === impl CompiledMatch ===
 
 impl CompiledMatch {
-    fn matches(&self, req: &mut LazyRequest<'_>) -> bool {
+    fn matches<'a>(&'a self, req: &mut LazyRequest<'a>) -> bool {
         if !self.hosts.is_empty() {
             let Some(host) = req.host() else { return false };
             if !self.hosts.iter().any(|p| p.matches(host)) {
@@ -285,10 +305,10 @@ impl CompiledMatch {
         }
         self.headers
             .iter()
-            .all(|h| match (req.req.header(&h.name), &h.value) {
+            .all(|h| match (req.header(&h.name), &h.value) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(value), Some(pattern)) => pattern.matches(&value),
+                (Some(value), Some(pattern)) => pattern.matches(value),
             })
     }
 }

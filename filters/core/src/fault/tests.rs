@@ -285,6 +285,30 @@ fn an_expired_policy_switches_itself_off() {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
+fn the_time_matters_only_with_an_expiry() {
+    let expiring = mk_fault(json!({"policies": [
+        {"name": "e", "abort": {"percent": 50.0, "http_status": 503}, "expires_at_unix_ms": NOW},
+    ]}));
+    assert!(expiring.needs_time());
+    let timeless = mk_fault(json!({"policies": [
+        {"name": "a", "match": {"hosts": ["a"]}, "abort": {"percent": 50.0, "http_status": 503},
+         "delay": {"percent": 50.0, "fixed_ms": 10}},
+        {"name": "b", "delay": {"percent": 50.0, "fixed_ms": 20, "max_ms": 40}},
+    ]}));
+    assert!(!timeless.needs_time());
+    // Without an expiry the decision is the same at any time (the filter passes 0).
+    for (i, host) in ["a", "b", "a:80"].into_iter().enumerate() {
+        let req = Req::new(host, "/");
+        for seed in 0..200 {
+            let seed = seed + 1000 * i as u64;
+            let at = |now| timeless.decide(&req, now, 0, &mut Rng::new(seed));
+            assert_eq!(at(0), at(NOW), "{host} {seed}");
+        }
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn grpc_requests_get_a_trailers_only_reply() {
     /// `(status, grpc-status, grpc-message, body)`
     type Expected<'a> = (u16, Option<&'a str>, Option<&'a str>, &'a str);
@@ -607,4 +631,40 @@ fn the_shipped_example_configuration_is_accepted() {
         ["ratings-chaos", "ratings-debug"]
     );
     assert_eq!(fault.tick_period_ms(), Some(5));
+}
+
+use crate::testing::Counting;
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn each_request_attribute_is_read_at_most_once() {
+    let fault = mk_fault(json!({"percent_cap": 100.0, "policies": [
+        {"name": "a", "match": {"hosts": ["db"], "headers": [{"name": "x-caller", "exact": "a"}]}, "abort": {"percent": 100.0, "http_status": 501}},
+        {"name": "b", "match": {"hosts": ["db"], "path_prefixes": ["/x"], "headers": [{"name": "x-caller", "exact": "b"}]}, "abort": {"percent": 100.0, "http_status": 502}},
+        {"name": "c", "match": {"path_prefixes": ["/"], "headers": [{"name": "x-caller"}]}, "abort": {"percent": 100.0, "http_status": 503}},
+    ]}));
+    let req = Counting {
+        req: Req::new("db:5432", "/x/y").with("x-caller", "c"),
+        reads: Default::default(),
+    };
+    let d = fault.decide(&req, NOW, 0, &mut Rng::new(1));
+    assert_eq!(d.abort.map(|a| a.status), Some(503));
+    let reads = req.reads.into_inner();
+    let mut unique = reads.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(reads.len(), unique.len(), "read twice: {reads:?}");
+    // No policy for this host: only `:authority` is read.
+    let only_db = mk_fault(json!({"policies": [
+        {"name": "a", "match": {"hosts": ["db"], "headers": [{"name": "x-caller"}]}, "delay": {"percent": 50.0, "fixed_ms": 5}},
+    ]}));
+    let req = Counting {
+        req: Req::new("web", "/").with("x-caller", "c"),
+        reads: Default::default(),
+    };
+    assert!(only_db
+        .decide(&req, NOW, 0, &mut Rng::new(1))
+        .policy
+        .is_none());
+    assert_eq!(req.reads.into_inner(), vec![":authority"]);
 }

@@ -154,7 +154,7 @@ fn tokens() {
                 };
                 assert_eq!(d.verdict, want, "case {name:?}");
                 assert_eq!(
-                    d.reason,
+                    d.reason.to_string(),
                     format!("jwt provider \"idp\": {e}"),
                     "case {name:?}"
                 );

@@ -292,7 +292,7 @@ fn precedence() {
         assert_eq!(d.verdict, verdict, "case {name:?}");
         assert_eq!(d.audited, audited, "case {name:?}");
         assert_eq!(d.dry_run_denied, dry, "case {name:?}");
-        assert!(!d.reason.is_empty(), "case {name:?}");
+        assert!(!d.reason.to_string().is_empty(), "case {name:?}");
     }
 }
 
@@ -311,7 +311,7 @@ fn deny_responses_and_reasons() {
         headers: vec![("x-reason".into(), "policy".into())],
     };
     assert_eq!(d.verdict, want);
-    assert_eq!(d.reason, r#"DENY policy "d" rule 0 matched"#);
+    assert_eq!(d.reason.to_string(), r#"DENY policy "d" rule 0 matched"#);
 
     // Default deny takes the first enforced ALLOW policy's response, body falling back.
     let d = decide(
@@ -333,7 +333,7 @@ fn deny_responses_and_reasons() {
         json!([policy("a", "ALLOW", json!({"paths": ["/x", "/api/*"]}))]),
         &mk_req(),
     );
-    assert_eq!(d.reason, r#"ALLOW policy "a" rule 0 matched"#);
+    assert_eq!(d.reason.to_string(), r#"ALLOW policy "a" rule 0 matched"#);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -398,4 +398,68 @@ fn claim_headers_forward_validated_claims_and_strip_forgeries() {
             Authz::from_json(json!({"claim_headers": [bad]}).to_string().as_bytes()).unwrap_err();
         assert_eq!(err.field, field);
     }
+}
+
+/// Counts every host read of the request it wraps.
+struct Counting {
+    req: Req,
+    reads: std::cell::RefCell<Vec<String>>,
+}
+
+impl Counting {
+    fn read(&self, what: &str) {
+        self.reads.borrow_mut().push(what.to_string());
+    }
+}
+
+impl RequestAttributes for Counting {
+    fn method(&self) -> Option<String> {
+        self.read(":method");
+        self.req.method()
+    }
+    fn path(&self) -> Option<String> {
+        self.read(":path");
+        self.req.path()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.read(name);
+        self.req.header(name)
+    }
+    fn source_address(&self) -> Option<String> {
+        self.read("source.address");
+        self.req.source_address()
+    }
+    fn peer_principal(&self) -> Option<String> {
+        self.read("peer");
+        self.req.peer_principal()
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn each_request_attribute_is_read_at_most_once() {
+    let team =
+        json!({"headers": [{"name": "x-team", "values": ["payments-*"]}], "paths": ["/api/*"]});
+    let policies = json!([
+        policy("d", "DENY", json!({"headers": [{"name": "x-team", "values": ["ops"]}], "methods": ["DELETE"]})),
+        policy("audit", "AUDIT", team.clone()),
+        policy("a", "ALLOW", json!({"headers": [{"name": "x-team", "values": ["nobody"]}], "paths": ["/api/*"]})),
+        {"name": "b", "action": "ALLOW", "rules": [
+            {"principals": ["spiffe://cluster.local/ns/corp/sa/web"], "methods": ["GET"], "paths": ["/api/*"], "headers": [{"name": "x-team", "values": ["payments-*"]}]},
+        ]},
+    ]);
+    let req = Counting {
+        req: mk_req(),
+        reads: Default::default(),
+    };
+    let d = mk_authz(json!({ "policies": policies })).decide(&req, NOW);
+    assert_eq!(d.verdict, allow(Some("b")));
+    assert_eq!(d.audited, vec!["audit"]);
+    let mut reads = req.reads.into_inner();
+    let all = reads.len();
+    reads.sort();
+    reads.dedup();
+    assert_eq!(all, reads.len(), "read twice: {reads:?}");
+    // The reason is formatted only on demand.
+    assert_eq!(d.reason.to_string(), r#"ALLOW policy "b" rule 0 matched"#);
 }

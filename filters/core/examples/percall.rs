@@ -1,0 +1,119 @@
+//! Per-request cost of the filter cores, for `valgrind --tool=callgrind`.
+//!
+//! `cargo build --release -p weft-filter-core --example percall` then
+//! `valgrind --tool=callgrind target/release/examples/percall <authz|canary|sticky|fault|breaker> N`.
+//! Instructions per request = (Ir at N - Ir at 0) / N. The request is the benchmark's
+//! (`bench/run.py`); host reads are counted and printed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::Cell;
+use std::hint::black_box;
+use weft_filter_core::authz::Authz;
+use weft_filter_core::breaker::{Admission, Breaker, BreakerState};
+use weft_filter_core::canary::Canary;
+use weft_filter_core::fault::Fault;
+use weft_filter_core::rng::Rng;
+use weft_filter_core::RequestAttributes;
+
+#[derive(Default)]
+struct Req {
+    reads: Cell<u64>,
+}
+
+impl RequestAttributes for Req {
+    fn method(&self) -> Option<String> {
+        self.header(":method")
+    }
+    fn path(&self) -> Option<String> {
+        self.header(":path")
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.reads.set(self.reads.get() + 1);
+        match name {
+            ":method" => Some("GET".into()),
+            ":path" => Some("/reports/q?x=1".into()),
+            ":authority" => Some("reviews:8080".into()),
+            "x-user" => Some("user-42".into()),
+            _ => None,
+        }
+    }
+    fn source_address(&self) -> Option<String> {
+        self.reads.set(self.reads.get() + 1);
+        Some("127.0.0.1:5555".into())
+    }
+    fn peer_principal(&self) -> Option<String> {
+        self.reads.set(self.reads.get() + 1);
+        Some("spiffe://weft.test/ns/corp/sa/exec-portal".into())
+    }
+}
+
+const AUTHZ: &str = r#"{"trust_domain": "weft.test", "policies": [{"name": "block-admin", "action": "DENY", "rules": [{"paths": ["/admin/*"]}]}, {"name": "exec-only", "action": "ALLOW", "rules": [{"principals": ["spiffe://weft.test/ns/corp/sa/exec-portal"], "methods": ["GET"], "paths": ["/reports/*"]}]}]}"#;
+const CANARY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{"host": "reviews", "stable": "v1", "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}}, "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}]}]}"#;
+const STICKY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{"host": "reviews", "stable": "v1", "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}}, "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}], "sticky": {"key": {"header": "x-user"}, "salt": "bench"}}]}"#;
+const FAULT: &str = r#"{"percent_cap": 100, "max_concurrent_delays": 10000, "policies": [{"name": "bench-delay", "delay": {"percent": 0.0, "fixed_ms": 20}}]}"#;
+const BREAKER: &str = r#"{"clusters": {"v1": {"consecutive_failures": 5, "failure_rate": {"threshold_percent": 50, "window_ms": 10000, "min_requests": 20}, "open_interval_ms": 5000, "half_open_probes": 3, "max_concurrent": 100}}}"#;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).map_or("authz", String::as_str);
+    let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let req = Req::default();
+    let mut rng = Rng::new(7);
+    match which {
+        "authz" => {
+            let authz = Authz::from_json(AUTHZ.as_bytes()).unwrap();
+            for _ in 0..n {
+                black_box(authz.decide(&req, 1_800_000_000));
+            }
+        }
+        "canary" | "sticky" => {
+            let canary =
+                Canary::from_json(if which == "canary" { CANARY } else { STICKY }.as_bytes())
+                    .unwrap();
+            for _ in 0..n {
+                black_box(canary.decide(&req, &mut rng));
+            }
+        }
+        "fault" => {
+            let fault = Fault::from_json(FAULT.as_bytes()).unwrap();
+            for _ in 0..n {
+                black_box(fault.decide(&req, 1_800_000_000_000, 0, &mut rng));
+            }
+        }
+        "breaker" => {
+            let breaker = Breaker::from_json(BREAKER.as_bytes()).unwrap();
+            let policy = breaker.policy("v1").unwrap();
+            // What the cdylib does per request: read-decode-admit-encode, then
+            // read-decode-classify-on_result-encode, on the shared record's bytes.
+            let mut record = BreakerState::default().to_bytes();
+            for i in 0..n {
+                let now = 1_800_000_000_000 + i;
+                let mut state = BreakerState::decode(black_box(&record)).unwrap_or_default();
+                let now_if_open = if policy.admit_needs_time(&state) {
+                    now
+                } else {
+                    0
+                };
+                let (admission, _) = policy.admit(now_if_open, &mut state);
+                let encoded = state.to_bytes();
+                if encoded != record {
+                    record = encoded;
+                }
+                let Admission::Admitted(ticket) = admission else {
+                    panic!("rejected")
+                };
+                let flags = if black_box(policy.needs_flags(200)) {
+                    0
+                } else {
+                    1
+                };
+                let outcome = policy.classify(200, black_box(flags));
+                let mut state = BreakerState::decode(black_box(&record)).unwrap_or_default();
+                black_box(policy.on_result(now, ticket, outcome, &mut rng, &mut state));
+                record = state.to_bytes();
+            }
+        }
+        other => panic!("unknown {other}"),
+    }
+    eprintln!("{which}: {n} requests, {} host reads", req.reads.get());
+}
