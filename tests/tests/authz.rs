@@ -81,6 +81,14 @@ async fn start_rules_envoy(net: &TestNet) -> (Upstream, Envoy) {
     (upstream, envoy)
 }
 
+/// `wasmcustom.weft.authz.<name>`, 0 until Envoy first counts it.
+fn authz_stat(stats: &std::collections::HashMap<String, u64>, name: &str) -> u64 {
+    stats
+        .get(&format!("wasmcustom.weft.authz.{name}"))
+        .copied()
+        .unwrap_or(0)
+}
+
 struct Reply {
     status: u16,
     body: String,
@@ -157,12 +165,7 @@ async fn allow_and_deny_by_path_method_header_cidr_with_configured_replies() {
     assert_eq!(upstream.stats().await.unwrap().requests, 3);
 
     let stats = envoy.stats().await.unwrap();
-    let stat = |name: &str| {
-        stats
-            .get(&format!("wasmcustom.weft.authz.{name}"))
-            .copied()
-            .unwrap_or(0)
-    };
+    let stat = |name: &str| authz_stat(&stats, name);
     assert_eq!(stat("allowed"), 3, "{stats:?}");
     assert_eq!(stat("denied"), 7);
     assert_eq!(stat("policy.block-admin.denied"), 2);
@@ -241,12 +244,7 @@ async fn dry_run_counts_without_denying_and_audit_never_changes_the_outcome() {
     );
     assert_eq!(upstream.stats().await.unwrap().requests, 4);
     let stats = envoy.stats().await.unwrap();
-    let stat = |name: &str| {
-        stats
-            .get(&format!("wasmcustom.weft.authz.{name}"))
-            .copied()
-            .unwrap_or(0)
-    };
+    let stat = |name: &str| authz_stat(&stats, name);
     assert_eq!(stat("dry_run_denied"), 3, "{stats:?}");
     assert_eq!(stat("policy.tighten-later.dry_run_denied"), 3);
     assert_eq!(stat("policy.audit-exports.audited"), 1);
@@ -325,18 +323,19 @@ fn make_pki(client_ids: &[&str]) -> Pki {
     }
 }
 
-fn mtls_client(pki: &Pki, client: usize) -> reqwest::Client {
-    let (cert, key) = &pki.clients[client];
-    let identity = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap();
-    reqwest::Client::builder()
+/// A client trusting the test CA, presenting client certificate `client` if given.
+fn tls_client(pki: &Pki, client: Option<usize>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
-        .identity(identity)
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .unwrap()
+        .timeout(std::time::Duration::from_secs(10));
+    if let Some((cert, key)) = client.map(|i| &pki.clients[i]) {
+        builder = builder
+            .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -372,13 +371,13 @@ async fn only_exec_portal_may_call_finance_reporting_over_mtls() {
         .replace("http://", "https://")
         .replace("127.0.0.1", "localhost");
 
-    let allowed = mtls_client(&pki, 0)
+    let allowed = tls_client(&pki, Some(0))
         .get(format!("{url}/quarterly"))
         .send()
         .await
         .unwrap();
     assert_eq!(allowed.status(), 200);
-    let denied = mtls_client(&pki, 1)
+    let denied = tls_client(&pki, Some(1))
         .get(format!("{url}/quarterly"))
         .send()
         .await
@@ -389,13 +388,7 @@ async fn only_exec_portal_may_call_finance_reporting_over_mtls() {
         "finance-reporting is for the executive portal\n"
     );
     // Without a client certificate the TLS handshake itself is refused.
-    let anonymous = reqwest::Client::builder()
-        .no_proxy()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let anonymous = tls_client(&pki, None);
     assert!(anonymous
         .get(format!("{url}/quarterly"))
         .send()

@@ -11,9 +11,7 @@ use serde_json::json;
 use weft_e2e::{xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream};
 use weft_filter_core::authz::Authz;
 use weft_xds::{bootstrap, WasmModules};
-use xds_common::{status_of, until_statuses, ControlPlane};
-
-const INBOUND: u16 = 15006;
+use xds_common::{status_of, until_statuses, ControlPlane, INBOUND};
 
 fn allow_prefix(prefix: &str) -> serde_json::Value {
     json!({"policies": [{"name": format!("allow-{prefix}"), "action": "ALLOW",

@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weft_e2e::{
-    http_client, poll_until, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
+    http_client, poll_until, xds_support::network_gateway, Envoy, TestNet, Upstream,
     UpstreamOptions,
 };
-use weft_xds::{bootstrap, FilterSpec, MeshService, SidecarGroup};
-use xds_common::ControlPlane;
+use weft_xds::{FilterSpec, MeshService, SidecarGroup};
+use xds_common::{ControlPlane, OUTBOUND};
 
-const INBOUND: u16 = 15006;
-const OUTBOUND: u16 = 15001;
 const V1: &str = "outbound|9080|v1|reviews.default";
 const V2: &str = "outbound|9080|v2|reviews.default";
 
@@ -88,21 +86,6 @@ fn services() -> Vec<MeshService> {
         host: "reviews".into(),
         stable_version: "v1".into(),
     }]
-}
-
-async fn sidecar(
-    net: &TestNet,
-    cp: &ControlPlane,
-    gateway: &str,
-    service: &str,
-    version: &str,
-    app: &str,
-) -> Envoy {
-    let params = cp.bootstrap(gateway, service, version, app);
-    let mut options =
-        EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND, OUTBOUND]);
-    options.hostname = format!("{service}-{version}-sidecar");
-    Envoy::start(net, options).await.unwrap()
 }
 
 /// `(status, version that answered)` of one call to reviews through the caller's sidecar.
@@ -187,9 +170,15 @@ async fn each_filter_changes_behaviour_without_restart_and_keeps_its_vm() {
     cp.state
         .set_config(1, config(Knobs::default()), services())
         .unwrap();
-    let _v1 = sidecar(&net, &cp, &gateway, "reviews", "v1", v1_app.alias()).await;
-    let _v2 = sidecar(&net, &cp, &gateway, "reviews", "v2", v2_app.alias()).await;
-    let caller = sidecar(&net, &cp, &gateway, "productpage", "v1", v1_app.alias()).await;
+    let _v1 = cp
+        .sidecar(&net, &gateway, "reviews", "v1", v1_app.alias())
+        .await;
+    let _v2 = cp
+        .sidecar(&net, &gateway, "reviews", "v2", v2_app.alias())
+        .await;
+    let caller = cp
+        .sidecar(&net, &gateway, "productpage", "v1", v1_app.alias())
+        .await;
     let synced = cp
         .state
         .wait_synced(1, Some(3), Duration::from_secs(30))

@@ -9,14 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_e2e::{
-    http_client, poll_until, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
-};
-use weft_xds::{bootstrap, FilterSpec, MeshService, SidecarGroup};
-use xds_common::ControlPlane;
+use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, TestNet, Upstream};
+use weft_xds::{FilterSpec, MeshService, SidecarGroup};
+use xds_common::{ControlPlane, OUTBOUND};
 
-const INBOUND: u16 = 15006;
-const OUTBOUND: u16 = 15001;
 const V1: &str = "outbound|9080|v1|reviews.default";
 const V2: &str = "outbound|9080|v2|reviews.default";
 
@@ -56,21 +52,6 @@ fn filters(split: Option<(u32, u32)>) -> BTreeMap<SidecarGroup, Vec<FilterSpec>>
             vec![allow_all, FilterSpec::new("canary", canary.to_string())],
         ),
     ])
-}
-
-async fn sidecar(
-    net: &TestNet,
-    cp: &ControlPlane,
-    gateway: &str,
-    service: &str,
-    version: &str,
-    app: &str,
-) -> Envoy {
-    let params = cp.bootstrap(gateway, service, version, app);
-    let mut options =
-        EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND, OUTBOUND]);
-    options.hostname = format!("{service}-{version}-sidecar");
-    Envoy::start(net, options).await.unwrap()
 }
 
 /// Endpoints of `cluster` in Envoy's admin /clusters (empty when the cluster does not exist).
@@ -153,8 +134,12 @@ async fn a_joining_version_appears_in_callers_eds_gets_its_split_and_is_removed_
     let cp = ControlPlane::start(0).await;
     cp.state.set_config(1, filters(None), services()).unwrap();
 
-    let v1 = sidecar(&net, &cp, &gateway, "reviews", "v1", reviews_v1.alias()).await;
-    let caller = sidecar(&net, &cp, &gateway, "productpage", "v1", reviews_v1.alias()).await;
+    let v1 = cp
+        .sidecar(&net, &gateway, "reviews", "v1", reviews_v1.alias())
+        .await;
+    let caller = cp
+        .sidecar(&net, &gateway, "productpage", "v1", reviews_v1.alias())
+        .await;
     wait_members(&caller, V1, 1, Duration::from_secs(20)).await;
     wait_members(&caller, "reviews", 1, Duration::from_secs(5)).await;
     assert!(cluster_members(&caller, V2).await.is_empty());
@@ -174,7 +159,9 @@ async fn a_joining_version_appears_in_callers_eds_gets_its_split_and_is_removed_
 
     // v2 joins: its node registers it; callers see it in CDS/EDS.
     let joined = Instant::now();
-    let v2 = sidecar(&net, &cp, &gateway, "reviews", "v2", reviews_v2.alias()).await;
+    let v2 = cp
+        .sidecar(&net, &gateway, "reviews", "v2", reviews_v2.alias())
+        .await;
     let ready = joined.elapsed();
     let visible = wait_members(&caller, V2, 1, Duration::from_secs(20)).await;
     let synced = cp

@@ -21,9 +21,7 @@ use weft_e2e::{
     TestNet, Upstream,
 };
 use weft_xds::bootstrap::{self, BootstrapParams};
-use xds_common::{status_of, until_statuses};
-
-const INBOUND: u16 = 15006;
+use xds_common::{status_of, until_statuses, INBOUND};
 
 fn weft_bin() -> PathBuf {
     // Build (incrementally) the binary under test; cargo test builds only this crate's deps.

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use weft_e2e::{xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream};
 use weft_xds::{bootstrap, XdsState};
-use xds_common::{status_of, until_statuses, ControlPlane};
-
-const INBOUND: u16 = 15006;
+use xds_common::{status_of, until_statuses, ControlPlane, INBOUND};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sidecar_starts_safe_without_control_plane_and_converges_when_it_comes() {

@@ -30,3 +30,58 @@ impl<R: RequestAttributes> RequestAttributes for Counting<R> {
         self.req.peer_principal()
     }
 }
+
+/// A request as the host would present it: pseudo-headers and headers, and an optional
+/// mTLS peer; `GET` always.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Req {
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) principal: Option<String>,
+}
+
+impl Req {
+    pub(crate) fn new(authority: &str, path: &str) -> Self {
+        Self {
+            headers: vec![
+                (":authority", authority.to_string()),
+                (":path", path.to_string()),
+            ],
+            principal: None,
+        }
+    }
+    pub(crate) fn with(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value.to_string()));
+        self
+    }
+    pub(crate) fn peer(mut self, principal: &str) -> Self {
+        self.principal = Some(principal.to_string());
+        self
+    }
+}
+
+impl RequestAttributes for Req {
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
+    }
+    fn path(&self) -> Option<String> {
+        self.header(":path")
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        assert_eq!(
+            name,
+            name.to_ascii_lowercase(),
+            "header names are asked in lower case"
+        );
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn source_address(&self) -> Option<String> {
+        None
+    }
+    fn peer_principal(&self) -> Option<String> {
+        self.principal.clone()
+    }
+}

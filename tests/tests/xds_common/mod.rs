@@ -11,11 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use weft_e2e::{filters_dir, http_client, poll_until};
+use weft_e2e::{filters_dir, http_client, poll_until, Envoy, EnvoyOptions, TestNet};
 use weft_xds::{
-    bootstrap::BootstrapParams, FilterSpec, ModuleSource, SidecarGroup, WasmModules, XdsSettings,
-    XdsState,
+    bootstrap::{self, BootstrapParams},
+    FilterSpec, ModuleSource, SidecarGroup, WasmModules, XdsSettings, XdsState,
 };
+
+/// The sidecar bootstrap's inbound and outbound listener ports.
+pub const INBOUND: u16 = 15006;
+pub const OUTBOUND: u16 = 15001;
 
 pub struct ControlPlane {
     pub state: Arc<XdsState>,
@@ -90,6 +94,22 @@ impl ControlPlane {
         let mut params = BootstrapParams::new(service, version, gateway, self.port);
         params.app_host = app_host.into();
         params
+    }
+
+    /// Starts a sidecar for `service/version` in front of `app`, both listeners mapped.
+    pub async fn sidecar(
+        &self,
+        net: &TestNet,
+        gateway: &str,
+        service: &str,
+        version: &str,
+        app: &str,
+    ) -> Envoy {
+        let params = self.bootstrap(gateway, service, version, app);
+        let mut options =
+            EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND, OUTBOUND]);
+        options.hostname = format!("{service}-{version}-sidecar");
+        Envoy::start(net, options).await.unwrap()
     }
 
     /// Publishes authz `config` for `service/version` at `revision`.

@@ -5,53 +5,7 @@
 use super::*;
 use serde_json::{json, Value};
 
-/// A request as the host would present it.
-#[derive(Debug, Clone, Default)]
-struct Req {
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Req {
-    fn new(authority: &str) -> Self {
-        Self {
-            headers: vec![
-                (":authority", authority.to_string()),
-                (":path", "/".to_string()),
-            ],
-        }
-    }
-    fn with(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.retain(|(n, _)| *n != name);
-        self.headers.push((name, value.to_string()));
-        self
-    }
-}
-
-impl RequestAttributes for Req {
-    fn method(&self) -> Option<String> {
-        Some("GET".into())
-    }
-    fn path(&self) -> Option<String> {
-        self.header(":path")
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        assert_eq!(
-            name,
-            name.to_ascii_lowercase(),
-            "header names are asked in lower case"
-        );
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    }
-    fn source_address(&self) -> Option<String> {
-        None
-    }
-    fn peer_principal(&self) -> Option<String> {
-        None
-    }
-}
+use crate::testing::Req;
 
 /// The example service: v1/v2 75/25, beta header and cookie rules, sticky on x-user.
 fn reviews() -> Value {
@@ -132,13 +86,16 @@ fn service_matching_by_host_port_and_path_prefix() {
     let c = mk(json!([api, reviews()]));
     let mut rng = Rng::new(1);
     let cases: &[(Req, Option<usize>)] = &[
-        (Req::new("reviews"), Some(1)),
-        (Req::new("Reviews:9080"), Some(1)),
-        (Req::new("reviews:9080").with(":path", "/api/x"), Some(0)),
-        (Req::new("reviews").with(":path", "/apix"), Some(1)),
-        (Req::new("ratings"), None),
-        (Req::new("reviews.default"), None),
-        (Req::new("[::1]:80"), None),
+        (Req::new("reviews", "/"), Some(1)),
+        (Req::new("Reviews:9080", "/"), Some(1)),
+        (
+            Req::new("reviews:9080", "/").with(":path", "/api/x"),
+            Some(0),
+        ),
+        (Req::new("reviews", "/").with(":path", "/apix"), Some(1)),
+        (Req::new("ratings", "/"), None),
+        (Req::new("reviews.default", "/"), None),
+        (Req::new("[::1]:80", "/"), None),
     ];
     for (req, want) in cases {
         assert_eq!(c.service_for(req), *want, "{req:?}");
@@ -153,7 +110,7 @@ fn service_matching_by_host_port_and_path_prefix() {
 fn precedence_cohort_then_rules_then_split() {
     let c = mk(json!([reviews()]));
     let mut rng = Rng::new(2);
-    let base = || Req::new("reviews");
+    let base = || Req::new("reviews", "/");
     let cases: Vec<(Req, &str, Reason)> = vec![
         (base().with("x-beta", "true"), "v2", Reason::Rule(0)),
         (base().with("cookie", "a=b; beta=1"), "v2", Reason::Rule(1)),
@@ -222,15 +179,15 @@ fn sticky_keys_cookie_and_claim_sources() {
     for (source, req) in [
         (
             json!({"cookie": "uid"}),
-            Req::new("reviews").with("cookie", "x=1; uid=alice"),
+            Req::new("reviews", "/").with("cookie", "x=1; uid=alice"),
         ),
         (
             json!({"claim": "user.id"}),
-            Req::new("reviews").with("x-weft-claim-user-id", "alice"),
+            Req::new("reviews", "/").with("x-weft-claim-user-id", "alice"),
         ),
         (
             json!({"header": "X-User"}),
-            Req::new("reviews").with("x-user", "alice"),
+            Req::new("reviews", "/").with("x-user", "alice"),
         ),
     ] {
         let mut s = reviews();
@@ -261,7 +218,7 @@ fn sticky_split_matches_weights_for_10000_keys() {
         let n = 10_000u64;
         let mut counts = vec![0u64; weights.len()];
         for k in 0..n {
-            let req = Req::new("svc").with("x-user", &format!("user-{k}"));
+            let req = Req::new("svc", "/").with("x-user", &format!("user-{k}"));
             let v = version_of(&c, &req, &mut rng);
             let i = weights.iter().position(|(name, _)| *name == v).unwrap();
             counts[i] += 1;
@@ -286,7 +243,7 @@ fn random_split_and_mirror_sample_match_weights() {
     let n = 100_000u64;
     let (mut v2, mut mirrored) = (0u64, 0u64);
     for _ in 0..n {
-        let d = c.decide(&Req::new("reviews"), &mut rng).unwrap();
+        let d = c.decide(&Req::new("reviews", "/"), &mut rng).unwrap();
         assert!(matches!(d.reason, Reason::Random(_)));
         v2 += u64::from(d.version_name == "v2");
         mirrored += u64::from(d.mirror.is_some());
@@ -299,7 +256,7 @@ fn random_split_and_mirror_sample_match_weights() {
         s["mirror"]["percent_bp"] = json!(percent);
         let c = mk(json!([s]));
         assert!((0..1000).all(|_| c
-            .decide(&Req::new("reviews"), &mut rng)
+            .decide(&Req::new("reviews", "/"), &mut rng)
             .unwrap()
             .mirror
             .is_some()
@@ -317,7 +274,7 @@ fn raising_canary_weight_moves_users_one_way() {
     let n = 10_000u64;
     let (mut moved, mut v2_before) = (0u64, 0u64);
     for k in 0..n {
-        let req = Req::new("svc").with("x-user", &format!("user-{k}"));
+        let req = Req::new("svc", "/").with("x-user", &format!("user-{k}"));
         let (a, b) = (
             version_of(&before, &req, &mut rng),
             version_of(&after, &req, &mut rng),
@@ -478,7 +435,7 @@ fn config_round_trips_and_empty_config_passes_through() {
 
     let empty = Canary::from_json(b"{}").unwrap();
     assert!(empty
-        .decide(&Req::new("reviews"), &mut Rng::new(7))
+        .decide(&Req::new("reviews", "/"), &mut Rng::new(7))
         .is_none());
 }
 
@@ -546,7 +503,7 @@ fn each_header_is_read_at_most_once() {
         "sticky": {"key": {"cookie": "uid"}, "salt": "s"}
     }]));
     let req = Counting {
-        req: Req::new("reviews")
+        req: Req::new("reviews", "/")
             .with("cookie", "beta=0; uid=\"u-1\"")
             .with("x-team", "c"),
         reads: Default::default(),
@@ -563,7 +520,7 @@ fn each_header_is_read_at_most_once() {
         "versions": {"v1": {"cluster": "c1"}, "v2": {"cluster": "c2"}},
         "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}]}]));
     let req = Counting {
-        req: Req::new("reviews:80").with("cookie", "uid=1"),
+        req: Req::new("reviews:80", "/").with("cookie", "uid=1"),
         reads: Default::default(),
     };
     assert!(plain.decide(&req, &mut Rng::new(1)).is_some());

@@ -5,59 +5,7 @@
 use super::*;
 use serde_json::{json, Value};
 
-/// A request as the host would present it.
-#[derive(Debug, Clone, Default)]
-struct Req {
-    headers: Vec<(&'static str, String)>,
-    principal: Option<String>,
-}
-
-impl Req {
-    fn new(authority: &str, path: &str) -> Self {
-        Self {
-            headers: vec![
-                (":authority", authority.to_string()),
-                (":path", path.to_string()),
-            ],
-            principal: None,
-        }
-    }
-    fn with(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.retain(|(n, _)| *n != name);
-        self.headers.push((name, value.to_string()));
-        self
-    }
-    fn peer(mut self, principal: &str) -> Self {
-        self.principal = Some(principal.to_string());
-        self
-    }
-}
-
-impl RequestAttributes for Req {
-    fn method(&self) -> Option<String> {
-        Some("GET".into())
-    }
-    fn path(&self) -> Option<String> {
-        self.header(":path")
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        assert_eq!(
-            name,
-            name.to_ascii_lowercase(),
-            "header names are asked in lower case"
-        );
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    }
-    fn source_address(&self) -> Option<String> {
-        None
-    }
-    fn peer_principal(&self) -> Option<String> {
-        self.principal.clone()
-    }
-}
+use crate::testing::Req;
 
 fn mk_fault(config: Value) -> Fault {
     Fault::from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {config}"))
