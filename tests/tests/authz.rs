@@ -2,11 +2,10 @@
 //! SPIFFE identities and a refused configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+mod pki_common;
+
+use pki_common::{hs256_jwt, now, TestCa};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use weft_e2e::{
     http_client, reqwest, DownstreamTls, Envoy, EnvoyConfig, EnvoyOptions, TestNet, Upstream,
     WasmFilter,
@@ -16,20 +15,7 @@ const JWT_SECRET: &str = "weft-e2e-shared-secret-of-32-bytes-or-more";
 const ISSUER: &str = "https://issuer.weft.test";
 
 fn hs256_token(claims: Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signing_input = format!("{header}.{payload}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(JWT_SECRET.as_bytes()).unwrap();
-    mac.update(signing_input.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signing_input}.{signature}")
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    hs256_jwt(JWT_SECRET, &claims)
 }
 
 /// One configuration exercising every condition kind; each path family belongs to one policy.
@@ -287,37 +273,19 @@ struct Pki {
 }
 
 fn make_pki(client_ids: &[&str]) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "weft e2e CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let leaf = |sans: Vec<SanType>| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = sans;
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let server = leaf(vec![
-        SanType::DnsName("localhost".try_into().unwrap()),
+    use rcgen::SanType;
+    let ca = TestCa::new("weft e2e CA");
+    let server = ca.leaf(vec![
+        pki_common::dns("localhost"),
         SanType::IpAddress("127.0.0.1".parse().unwrap()),
-        SanType::URI(
-            "spiffe://weft.test/ns/finance/sa/finance-reporting"
-                .try_into()
-                .unwrap(),
-        ),
+        pki_common::uri("spiffe://weft.test/ns/finance/sa/finance-reporting"),
     ]);
     let clients = client_ids
         .iter()
-        .map(|id| leaf(vec![SanType::URI((*id).try_into().unwrap())]))
+        .map(|id| ca.leaf(vec![pki_common::uri(id)]))
         .collect();
     Pki {
-        ca_pem: ca.pem(),
+        ca_pem: ca.pem,
         server,
         clients,
     }

@@ -171,7 +171,17 @@ fn demo_shows_each_filter_at_work_through_the_callers_sidecars() {
         l.contains("no client certificate: refused by TLS (alert: certificate required)"),
         "{l}"
     );
-    assert!(l.ends_with("shadow-dashboard's certificate: 403"), "{l}");
+    assert!(
+        l.ends_with("forged exec-portal certificate: refused by TLS (alert: unknown ca)"),
+        "{l}"
+    );
+
+    // The edge gateway: HTTPS with its public certificate, JWT rules, then into the mesh.
+    let l = line(&report, "gateway  https://reviews");
+    assert!(l.contains("customer 200 (v"), "{l}");
+    assert!(l.contains("no token 403;"), "{l}");
+    assert!(l.contains("other role 403;"), "{l}");
+    assert!(l.ends_with("bad signature 401"), "{l}");
 
     let l = line(&report, "apply -> enforced:");
     let ms = after(l, "enforced: ");

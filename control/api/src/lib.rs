@@ -7,8 +7,10 @@
 //! store failure. Bodies are read up to the policy size limit and refused beyond it.
 #![forbid(unsafe_code)]
 
+mod identity;
 mod routes;
 
+pub use identity::identity_router;
 pub use routes::{router, ROUTES};
 
 use std::future::Future;
@@ -26,6 +28,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// [`serve`] with more routes merged in (the telemetry views: `/api/v1/graph`,
+/// `/api/v1/suggest/authz`, `/metrics`, `/ui`, listed in [`ROUTES`] and the OpenAPI document).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<ControlPlane>,
+    extra: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).merge(extra))
         .with_graceful_shutdown(shutdown)
         .await
 }

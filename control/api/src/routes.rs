@@ -33,6 +33,17 @@ pub const ROUTES: &[(&str, &str)] = &[
         "get",
         "/api/v1/sidecars/{namespace}/{service}/{version}/config",
     ),
+    // Telemetry views (weft-telemetry-plane's `api_router`, merged by `serve_with`).
+    ("get", "/api/v1/graph"),
+    ("get", "/api/v1/suggest/authz"),
+    ("get", "/metrics"),
+    ("get", "/ui"),
+    // Join tokens and the mesh CA (`identity_router`, merged by `weft serve`).
+    ("post", "/api/v1/tokens"),
+    ("get", "/api/v1/tokens"),
+    ("delete", "/api/v1/tokens/{id}"),
+    ("get", "/api/v1/ca"),
+    ("post", "/api/v1/ca/rotate"),
 ];
 
 type AppState = Arc<ControlPlane>;
@@ -73,7 +84,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),

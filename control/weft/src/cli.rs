@@ -118,12 +118,33 @@ pub enum Command {
         /// error, warn, info, debug or trace.
         #[arg(long, env = "WEFT_LOG", default_value = "info")]
         log_level: tracing::Level,
+        /// Runtime worker threads (default: one per core). `scripts/bench-control` runs the
+        /// server on one core with `--workers 1`.
+        #[arg(long, env = "WEFT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
         #[command(flatten)]
         xds: crate::xds::XdsServeArgs,
     },
+    /// Suggest a policy from observed traffic (the sidecars' telemetry).
+    #[command(subcommand)]
+    Suggest(SuggestCommand),
+    /// Join tokens binding sidecars to service identities (needs `weft serve --ca`).
+    #[command(subcommand)]
+    Token(crate::identity::TokenCommand),
+    /// The mesh CA: show roots, rotate the root.
+    #[command(subcommand)]
+    Ca(crate::identity::CaCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
     Bootstrap(crate::xds::BootstrapArgs),
+}
+
+/// `weft suggest ...`
+#[derive(Debug, Subcommand)]
+pub enum SuggestCommand {
+    /// An AuthorizationPolicy (YAML) allowing exactly the callers, methods and paths the
+    /// service received in the window; `--dry-run` to try it before enforcing.
+    Authz(crate::telemetry::SuggestAuthzArgs),
 }
 
 #[cfg(test)]

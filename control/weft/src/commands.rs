@@ -15,8 +15,9 @@ pub fn run(cli: Cli) -> Exit {
             data_dir,
             listen,
             log_level,
+            workers,
             xds,
-        } => return crate::serve::run(&data_dir, &listen, log_level, xds),
+        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds),
         Command::Bootstrap(args) => return crate::xds::bootstrap(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -154,6 +155,11 @@ fn remote(
                 s
             });
             crate::xds::print_sidecars(xds, format)?;
+        }
+        Command::Token(command) => crate::identity::token(client, command, format)?,
+        Command::Ca(command) => crate::identity::ca(client, command, format)?,
+        Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
+            crate::telemetry::suggest_authz(client, &args, format)?;
         }
         Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
     }

@@ -7,8 +7,10 @@
 mod cli;
 mod client;
 mod commands;
+mod identity;
 mod output;
 mod serve;
+mod telemetry;
 mod xds;
 
 use clap::Parser;

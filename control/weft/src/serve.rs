@@ -11,6 +11,7 @@ pub fn run(
     data_dir: &Path,
     listen: &str,
     level: tracing::Level,
+    workers: Option<u16>,
     xds: crate::xds::XdsServeArgs,
 ) -> Exit {
     tracing_subscriber::fmt()
@@ -18,10 +19,11 @@ pub fn run(
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(usize::from(workers));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the runtime");
@@ -54,17 +56,26 @@ async fn serve(data_dir: &Path, listen: &str, xds: crate::xds::XdsServeArgs) -> 
     let stop_on = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Telemetry: batches arrive on the xDS listener, the views are on the API's.
+    let telemetry =
+        weft_telemetry_plane::Telemetry::new(weft_telemetry_plane::GroupKeys::random()?);
+    let identity = crate::identity::open(data_dir, &xds.identity, &xds.mesh_trust_domain)?;
+    let identity_routes = weft_api::identity_router(identity.clone());
     let xds = {
         let plane = Arc::clone(&plane);
         let stopped = stopped.clone();
+        let telemetry = Arc::clone(&telemetry);
         async move {
             match xds.xds_listen {
-                Some(_) => crate::xds::serve(xds, plane, stop_on(stopped)).await,
+                Some(_) => {
+                    crate::xds::serve(xds, plane, telemetry, identity, stop_on(stopped)).await
+                }
                 None => std::future::pending().await,
             }
         }
     };
-    let api = weft_api::serve(listener, plane, stop_on(stopped));
+    let views = weft_telemetry_plane::api_router(telemetry).merge(identity_routes);
+    let api = weft_api::serve_with(listener, plane, views, stop_on(stopped));
     tokio::pin!(api);
     tokio::select! {
         () = shutdown_signal() => {

@@ -58,6 +58,8 @@ pub struct XdsServeArgs {
     /// with `--mesh-tls-dir-in-sidecar`.
     #[arg(long, env = "WEFT_MESH_TRUST_DOMAIN", default_value = "cluster.local")]
     pub mesh_trust_domain: String,
+    #[command(flatten)]
+    pub identity: crate::identity::CaServeArgs,
 }
 
 fn parse_static_service(text: &str) -> Result<StaticService, String> {
@@ -132,6 +134,26 @@ pub struct BootstrapArgs {
     /// `weft serve --mesh-tls-dir-in-sidecar` (the same directory).
     #[arg(long)]
     pub mesh_tls_dir: Option<String>,
+    /// Mesh mTLS with certificates from the control plane's CA over SDS (`weft serve --ca`):
+    /// the inbound listener requires TLS 1.3 and a client certificate from the mesh roots.
+    #[arg(long, conflicts_with = "mesh_tls_dir", requires = "token")]
+    pub sds: bool,
+    /// Join token from `weft token create --service S`: sent on the xDS stream; the control
+    /// plane serves certificates and configuration only for the identity it names.
+    #[arg(long, env = "WEFT_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An edge gateway instead of a sidecar: no mesh-facing inbound listener; a public HTTPS
+    /// listener (`--gateway-port`, certificate from `--gateway-tls-dir`) runs the authz filter
+    /// (AuthorizationPolicies targeting this service, e.g. JWT rules) and routes by `Host` into
+    /// the mesh, with mesh mTLS on the way in.
+    #[arg(long, requires = "gateway_tls_dir")]
+    pub gateway: bool,
+    #[arg(long, default_value_t = 8443)]
+    pub gateway_port: u16,
+    /// Directory inside the gateway with `cert.pem` and `key.pem`: the certificate outside
+    /// clients see (not a mesh certificate).
+    #[arg(long)]
+    pub gateway_tls_dir: Option<String>,
 }
 
 pub fn bootstrap(args: BootstrapArgs) -> Exit {
@@ -146,7 +168,19 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
     params.inbound_address = args.inbound_address;
     params.delta = args.delta;
     params.mesh_tls_dir = args.mesh_tls_dir;
-    match render(&params) {
+    params.sds = args.sds;
+    params.token = args.token;
+    let rendered = match (args.gateway, args.gateway_tls_dir) {
+        (true, Some(tls_dir)) => weft_xds::gateway::render_gateway(
+            &params,
+            &weft_xds::gateway::GatewayParams {
+                port: args.gateway_port,
+                tls_dir,
+            },
+        ),
+        _ => render(&params),
+    };
+    match rendered {
         Ok(yaml) => {
             print!("{yaml}");
             Exit::Ok
@@ -162,6 +196,8 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
 pub async fn serve(
     args: XdsServeArgs,
     plane: Arc<ControlPlane>,
+    telemetry: Arc<weft_telemetry_plane::Telemetry>,
+    identity: Option<Arc<weft_ca::Identity>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let Some(listen) = args.xds_listen.clone() else {
@@ -181,19 +217,25 @@ pub async fn serve(
     if let Some(dir) = &args.mesh_tls_dir_in_sidecar {
         let mut tls = MeshTls::new(dir);
         tls.trust_domain = args.mesh_trust_domain.clone();
-        tracing::info!(dir = %tls.dir, trust_domain = %tls.trust_domain, "mesh clusters use mTLS");
+        tracing::info!(dir = %dir, trust_domain = %tls.trust_domain, "mesh clusters use mTLS");
         state.set_mesh_tls(Some(tls))?;
+    }
+    if let Some(identity) = identity {
+        state.set_identity(identity)?;
+        state.set_mesh_tls(Some(MeshTls::sds(&args.mesh_trust_domain)))?;
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, modules = %args.modules_dir.display(), "serving xDS");
     println!("xds listening on {addr}");
+    crate::telemetry::attach(&state, &telemetry);
+    let ingest = weft_telemetry_plane::ingest_router(Arc::clone(&telemetry));
     let mut versions = plane.subscribe();
     let publisher = Arc::clone(&state);
     let publish = async move {
         loop {
             let snapshot = versions.borrow_and_update().clone();
-            publish_version(&publisher, &snapshot);
+            publish_version(&publisher, &telemetry, &snapshot);
             if versions.changed().await.is_err() {
                 break;
             }
@@ -201,14 +243,18 @@ pub async fn serve(
     };
     tokio::select! {
         // Not graceful on purpose: sidecars keep their streams open.
-        result = weft_xds::serve(listener, state, std::future::pending()) => result?,
+        result = weft_xds::serve_with(listener, state, ingest, std::future::pending()) => result?,
         () = publish => {}
         () = shutdown => {}
     }
     Ok(())
 }
 
-fn publish_version(state: &XdsState, snapshot: &Snapshot) {
+fn publish_version(
+    state: &XdsState,
+    telemetry: &weft_telemetry_plane::Telemetry,
+    snapshot: &Snapshot,
+) {
     let mut filters = BTreeMap::new();
     for (id, compiled) in &snapshot.compiled {
         let json = [
@@ -229,7 +275,7 @@ fn publish_version(state: &XdsState, snapshot: &Snapshot) {
             specs,
         );
     }
-    let services = snapshot
+    let services: Vec<MeshService> = snapshot
         .documents
         .services()
         .map(|(namespace, name, spec)| MeshService {
@@ -244,6 +290,7 @@ fn publish_version(state: &XdsState, snapshot: &Snapshot) {
                 .unwrap_or_default(),
         })
         .collect();
+    crate::telemetry::add_filters(state, telemetry, &mut filters, &services);
     match state.set_config(snapshot.version, filters, services) {
         Ok(()) => tracing::info!(version = snapshot.version, "published to sidecars"),
         Err(error) => tracing::error!(version = snapshot.version, %error, "not published"),
@@ -260,7 +307,9 @@ pub fn print_sidecars(args: &XdsClientArgs, format: Output) -> Result<(), Failur
             return Ok(());
         }
     };
-    crate::output::print(format, &body, sidecar_table);
+    crate::output::print(format, &body, |body| {
+        sidecar_table(body) + &crate::identity::refusal_lines(body)
+    });
     Ok(())
 }
 

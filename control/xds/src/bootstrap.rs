@@ -15,7 +15,12 @@ pub enum BootstrapError {
     Missing(&'static str),
     #[error("printing the bootstrap: {0}")]
     Print(String),
+    #[error("mesh mTLS from files (--mesh-tls-dir) and from SDS (--sds) exclude each other")]
+    TlsSourceConflict,
 }
+
+/// The gRPC metadata key carrying a sidecar's join token to the control plane.
+pub const TOKEN_METADATA_KEY: &str = "x-weft-token";
 
 /// What differs between sidecars.
 #[derive(Clone, Debug)]
@@ -42,6 +47,14 @@ pub struct BootstrapParams {
     /// `key.pem`. The inbound listener then requires TLS 1.3 and a client certificate chained
     /// to `ca.pem`, and presents `cert.pem`. `None`: plaintext inbound.
     pub mesh_tls_dir: Option<String>,
+    /// Mesh mTLS with certificates from the control plane's CA over SDS (secrets `default`
+    /// and `ROOTCA`): the inbound listener requires TLS 1.3 and a client certificate chained
+    /// to the mesh roots. Needs `token` (the control plane serves secrets only to the
+    /// identity a token names).
+    pub sds: bool,
+    /// Join token (`weft token create`), sent as gRPC metadata `x-weft-token` on the ADS
+    /// stream.
+    pub token: Option<String>,
 }
 
 impl BootstrapParams {
@@ -60,6 +73,8 @@ impl BootstrapParams {
             inbound_address: None,
             delta: false,
             mesh_tls_dir: None,
+            sds: false,
+            token: None,
         }
     }
 }
@@ -106,12 +121,30 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
             .ok_or(BootstrapError::Missing("listener port"))?;
         *address = json!(port);
     }
-    if let Some(dir) = &params.mesh_tls_dir {
+    let inbound_socket = match (&params.mesh_tls_dir, params.sds) {
+        (Some(_), true) => return Err(BootstrapError::TlsSourceConflict),
+        (Some(dir), false) => Some(inbound_tls(dir)),
+        (None, true) => Some(crate::sds::inbound_transport_socket()),
+        (None, false) => None,
+    };
+    if let Some(socket) = inbound_socket {
         let chain = named(&mut root, "/static_resources/listeners", "inbound")?
             .pointer_mut("/filter_chains/0")
             .and_then(Value::as_object_mut)
             .ok_or(BootstrapError::Missing("inbound filter chain"))?;
-        chain.insert("transport_socket".into(), inbound_tls(dir));
+        chain.insert("transport_socket".into(), socket);
+    }
+    if let Some(token) = &params.token {
+        let grpc = root
+            .pointer_mut("/dynamic_resources/ads_config/grpc_services/0")
+            .and_then(Value::as_object_mut)
+            .ok_or(BootstrapError::Missing(
+                "dynamic_resources.ads_config.grpc_services[0]",
+            ))?;
+        grpc.insert(
+            "initial_metadata".into(),
+            json!([{"key": TOKEN_METADATA_KEY, "value": token}]),
+        );
     }
     for (cluster, host, port) in [
         ("weft_xds", &params.xds_host, params.xds_port),
@@ -131,24 +164,20 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
 /// mesh CA required. Who the peer is (its SPIFFE id) is authz's business.
 fn inbound_tls(dir: &str) -> Value {
     let dir = dir.trim_end_matches('/');
-    json!({
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-            "require_client_certificate": true,
-            "common_tls_context": {
-                "tls_params": {"tls_minimum_protocol_version": "TLSv1_3"},
-                "tls_certificates": [{
-                    "certificate_chain": {"filename": format!("{dir}/cert.pem")},
-                    "private_key": {"filename": format!("{dir}/key.pem")},
-                }],
-                "validation_context": {"trusted_ca": {"filename": format!("{dir}/ca.pem")}},
-            },
-        },
-    })
+    crate::sds::inbound_mtls(json!({
+        "tls_certificates": [{
+            "certificate_chain": {"filename": format!("{dir}/cert.pem")},
+            "private_key": {"filename": format!("{dir}/key.pem")},
+        }],
+        "validation_context": {"trusted_ca": {"filename": format!("{dir}/ca.pem")}},
+    }))
 }
 
-fn named<'a>(root: &'a mut Value, list: &str, name: &str) -> Result<&'a mut Value, BootstrapError> {
+pub(crate) fn named<'a>(
+    root: &'a mut Value,
+    list: &str,
+    name: &str,
+) -> Result<&'a mut Value, BootstrapError> {
     root.pointer_mut(list)
         .and_then(Value::as_array_mut)
         .and_then(|items| items.iter_mut().find(|item| item["name"] == name))
@@ -182,6 +211,41 @@ mod tests {
             text.contains("10.0.0.1") && text.contains("reviews-app") && text.contains("16000")
         );
         assert!(!text.contains("transport_socket"), "plaintext by default");
+    }
+
+    #[test]
+    fn sds_mode_refers_to_the_identity_secrets_and_the_token_rides_in_the_ads_metadata() {
+        let mut params = BootstrapParams::new("payments", "v1", "10.0.0.1", 18000);
+        params.sds = true;
+        params.token = Some("claims.signature".into());
+        let v = render_value(&params).unwrap();
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        let inbound = listeners.iter().find(|l| l["name"] == "inbound").unwrap();
+        let tls = &inbound["filter_chains"][0]["transport_socket"]["typed_config"];
+        assert_eq!(tls["require_client_certificate"], true);
+        let common = &tls["common_tls_context"];
+        assert_eq!(
+            common["tls_params"]["tls_maximum_protocol_version"],
+            "TLSv1_3"
+        );
+        assert_eq!(
+            common["tls_certificate_sds_secret_configs"][0]["name"],
+            "default"
+        );
+        assert_eq!(
+            common["validation_context_sds_secret_config"]["name"],
+            "ROOTCA"
+        );
+        assert!(common["validation_context_sds_secret_config"]["sds_config"]["ads"].is_object());
+        assert_eq!(
+            v["dynamic_resources"]["ads_config"]["grpc_services"][0]["initial_metadata"],
+            json!([{"key": "x-weft-token", "value": "claims.signature"}])
+        );
+        params.mesh_tls_dir = Some("/etc/weft/tls".into());
+        assert!(matches!(
+            render_value(&params),
+            Err(BootstrapError::TlsSourceConflict)
+        ));
     }
 
     #[test]

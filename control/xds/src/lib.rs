@@ -14,22 +14,27 @@ pub mod bootstrap;
 pub mod delta;
 pub mod ecds;
 pub mod event;
+pub mod gateway;
 pub mod mesh;
+pub mod metrics;
 pub mod modules;
 pub mod resource;
+pub mod sds;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;
 pub mod state;
+pub mod tls;
 
 #[cfg(test)]
 mod test_support;
 
 pub use ecds::{FailureMode, FilterSpec, ModuleSource};
 pub use event::{Event, Nack};
-pub use mesh::{MeshEndpoint, MeshService, MeshTls, StaticService};
+pub use mesh::{CertSource, MeshEndpoint, MeshService, MeshTls, StaticService};
 pub use modules::{WasmModule, WasmModules};
 pub use resource::{type_url, Resource};
-pub use server::serve;
+pub use server::{serve, serve_with, serve_with_tls};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use state::{NodeIdentity, SidecarGroup, SidecarStatus, XdsSettings, XdsState};
+pub use tls::XdsTls;

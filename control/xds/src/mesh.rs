@@ -7,8 +7,8 @@
 //!
 //! With [`MeshTls`] the mesh clusters speak mTLS to the callee's inbound listener: the caller
 //! presents its own certificate and accepts only a peer whose certificate chains to the mesh
-//! CA and carries the SPIFFE id of the destination service (certificate files in the sidecar;
-//! see `weft bootstrap --mesh-tls-dir`).
+//! CA and carries the SPIFFE id of the destination service (certificate files in the sidecar,
+//! see `weft bootstrap --mesh-tls-dir`; or SDS from the control plane's CA, see [`crate::sds`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,11 +25,9 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
-    tls_parameters::TlsProtocol, CertificateValidationContext, CommonTlsContext,
-    SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, CertificateValidationContext, CommonTlsContext,
+    TlsCertificate, UpstreamTlsContext,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 use serde::{Deserialize, Serialize};
@@ -66,22 +64,42 @@ pub struct StaticService {
     pub port: u32,
 }
 
-/// Mesh mTLS with certificate files: where they are inside every sidecar, and the trust
-/// domain of the SPIFFE ids (`spiffe://<trust_domain>/ns/<namespace>/sa/<service>`).
+/// Where the sidecars' mesh certificates come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertSource {
+    /// Files inside every sidecar: `ca.pem` (the mesh CA), `cert.pem` (the sidecar's own
+    /// chain) and `key.pem`.
+    Files { dir: String },
+    /// The control plane's CA over SDS (secrets `default` and `ROOTCA`, see [`crate::sds`]).
+    Sds,
+}
+
+/// Mesh mTLS: where the certificates come from, and the trust domain of the SPIFFE ids
+/// (`spiffe://<trust_domain>/ns/<namespace>/sa/<service>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeshTls {
-    /// Directory inside the sidecar holding `ca.pem` (the mesh CA), `cert.pem` (the
-    /// sidecar's own chain) and `key.pem`.
-    pub dir: String,
+    pub source: CertSource,
     /// weft-compile's trust domain is `cluster.local`.
     pub trust_domain: String,
 }
 
 impl MeshTls {
+    /// Certificate files in `dir` inside every sidecar.
     pub fn new(dir: &str) -> Self {
         Self {
-            dir: dir.trim_end_matches('/').to_string(),
+            source: CertSource::Files {
+                dir: dir.trim_end_matches('/').to_string(),
+            },
             trust_domain: "cluster.local".into(),
+        }
+    }
+
+    /// Certificates from the control plane's CA over SDS.
+    pub fn sds(trust_domain: &str) -> Self {
+        Self {
+            source: CertSource::Sds,
+            trust_domain: trust_domain.to_string(),
         }
     }
 
@@ -90,56 +108,47 @@ impl MeshTls {
         format!("spiffe://{}/ns/{namespace}/sa/{service}", self.trust_domain)
     }
 
-    fn file(&self, name: &str) -> Option<DataSource> {
-        Some(DataSource {
-            specifier: Some(data_source::Specifier::Filename(format!(
-                "{}/{name}",
-                self.dir
-            ))),
-            ..Default::default()
-        })
-    }
-
     /// The transport socket of a cluster of `service`: TLS 1.3, our certificate, and the
     /// peer must be a sidecar of `service`.
     pub fn upstream_socket(&self, namespace: &str, service: &str) -> TransportSocket {
+        let peer = self.spiffe_id(namespace, service);
+        let common = match &self.source {
+            CertSource::Sds => crate::sds::upstream_common_context(&peer),
+            CertSource::Files { dir } => files_context(dir, &peer),
+        };
         let context = UpstreamTlsContext {
-            common_tls_context: Some(CommonTlsContext {
-                // Envoy's client default maximum is TLS 1.2: both ends must say 1.3.
-                tls_params: Some(TlsParameters {
-                    tls_minimum_protocol_version: TlsProtocol::TlSv13 as i32,
-                    tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
-                    ..Default::default()
-                }),
-                tls_certificates: vec![TlsCertificate {
-                    certificate_chain: self.file("cert.pem"),
-                    private_key: self.file("key.pem"),
-                    ..Default::default()
-                }],
-                validation_context_type: Some(ValidationContextType::ValidationContext(
-                    CertificateValidationContext {
-                        trusted_ca: self.file("ca.pem"),
-                        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
-                            san_type: SanType::Uri as i32,
-                            matcher: Some(StringMatcher {
-                                match_pattern: Some(MatchPattern::Exact(
-                                    self.spiffe_id(namespace, service),
-                                )),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            }),
+            common_tls_context: Some(common),
             ..Default::default()
         };
         TransportSocket {
             name: "envoy.transport_sockets.tls".into(),
             config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
         }
+    }
+}
+
+fn files_context(dir: &str, peer_spiffe_id: &str) -> CommonTlsContext {
+    let file = |name: &str| {
+        Some(DataSource {
+            specifier: Some(data_source::Specifier::Filename(format!("{dir}/{name}"))),
+            ..Default::default()
+        })
+    };
+    CommonTlsContext {
+        tls_params: Some(crate::sds::tls13()),
+        tls_certificates: vec![TlsCertificate {
+            certificate_chain: file("cert.pem"),
+            private_key: file("key.pem"),
+            ..Default::default()
+        }],
+        validation_context_type: Some(ValidationContextType::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: file("ca.pem"),
+                match_typed_subject_alt_names: vec![crate::sds::spiffe_san(peer_spiffe_id)],
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
     }
 }
 
@@ -282,6 +291,10 @@ fn load_assignment(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
     use prost::Message;
 
     fn group(service: &str, version: &str) -> SidecarGroup {

@@ -23,7 +23,7 @@ use crate::delta::DeltaConnection;
 use crate::event::Event;
 use crate::snapshot::Snapshot;
 use crate::sotw::{ProtocolError, SotwConnection};
-use crate::state::{NodeIdentity, XdsState};
+use crate::state::{NodeIdentity, Refusal, XdsState};
 
 /// Responses queued per stream before its task waits for the sidecar to read.
 const STREAM_BUFFER: usize = 8;
@@ -42,6 +42,30 @@ pub async fn serve(
     state: Arc<XdsState>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(listener, state, axum::Router::new(), shutdown).await
+}
+
+/// [`serve`] with more HTTP routes on the same listener (telemetry ingest: sidecars reach
+/// the control plane through their `weft_xds` cluster only).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<XdsState>,
+    extra: axum::Router,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    serve_with_tls(listener, state, extra, None, shutdown).await
+}
+
+/// [`serve_with`], speaking TLS with `tls` when given (the CA is on: tokens and SVID keys
+/// must not cross the network in clear; see [`crate::tls`]); its certificate is renewed
+/// while the server runs.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    state: Arc<XdsState>,
+    extra: axum::Router,
+    tls: Option<Arc<crate::tls::XdsTls>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let ads = AggregatedDiscoveryServiceServer::new(AdsService {
         state: Arc::clone(&state),
     })
@@ -53,6 +77,9 @@ pub async fn serve(
             tokio::time::sleep(warmup).await;
             warming.end_mesh_warmup();
         });
+    }
+    if state.identity().is_some() {
+        tokio::spawn(renew_certificates(Arc::clone(&state)));
     }
     let modules = Arc::clone(&state);
     let router = tonic::service::Routes::new(ads)
@@ -72,16 +99,51 @@ pub async fn serve(
                     axum::Json(serde_json::json!({
                         "revision": state.revision(),
                         "sidecars": state.sidecars(),
+                        "refused": state.refusals(),
                     }))
                 }
             }),
-        );
-    tonic::transport::Server::builder()
+        )
+        .merge(extra);
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_routes(tonic::service::Routes::from(router))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .add_routes(tonic::service::Routes::from(router));
+    match tls {
+        Some(tls) => {
+            tls.spawn_renewal();
+            server
+                .serve_with_incoming_shutdown(tls.incoming(listener), shutdown)
+                .await
+        }
+        None => {
+            server
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    }
+}
+
+/// Renews SVIDs at half their lifetime and follows root rotations, on a tick a twentieth of
+/// the SVID lifetime (0.2 s to 30 s), for as long as the state lives.
+async fn renew_certificates(state: Arc<XdsState>) {
+    let Some(authority) = state.identity() else {
+        return;
+    };
+    let tick = (authority.ca.settings().svid_ttl / 20).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(30),
+    );
+    drop(authority);
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    loop {
+        tokio::time::sleep(tick).await;
+        match weak.upgrade() {
+            Some(state) => state.refresh_identities(),
+            None => return,
+        }
+    }
 }
 
 fn wasm_module(state: &XdsState, file: &str) -> axum::response::Response {
@@ -133,12 +195,18 @@ fn start<M: Machine>(
     request: Request<Streaming<M::Request>>,
 ) -> ResponseStream<M::Response> {
     let peer_ip = request.remote_addr().map(|a| a.ip().to_string());
+    let token = request
+        .metadata()
+        .get(crate::bootstrap::TOKEN_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(drive::<M>(
         Arc::clone(state),
         request.into_inner(),
         tx,
         peer_ip,
+        token,
     ));
     Box::pin(ReceiverStream::new(rx))
 }
@@ -161,6 +229,7 @@ async fn drive<M: Machine>(
     mut requests: Streaming<M::Request>,
     tx: mpsc::Sender<Result<M::Response, Status>>,
     peer_ip: Option<String>,
+    token: Option<String>,
 ) {
     let first = match requests.message().await {
         Ok(Some(first)) => first,
@@ -175,6 +244,14 @@ async fn drive<M: Machine>(
         return;
     };
     let identity = NodeIdentity::from_node(&node, peer_ip);
+    // With the CA on, nothing (no certificate, no configuration) before the token checks out.
+    let mut token_watch = match TokenWatch::admit(&state, &identity, token) {
+        Ok(watch) => watch,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
     let (connection, mut snapshots) = state.connected(&identity, M::PROTOCOL);
     let _guard = ConnectionGuard {
         state: Arc::clone(&state),
@@ -185,6 +262,8 @@ async fn drive<M: Machine>(
     let mut machine = M::new(snapshots.borrow_and_update().clone());
     let mut next = Some(first);
     let mut retry = NackRetry::default();
+    // The oldest push this sidecar has not acknowledged yet (push-to-ACK metric).
+    let mut push_pending = None;
     loop {
         let responses = match next.take() {
             Some(request) => machine.handle_request(request),
@@ -203,6 +282,13 @@ async fn drive<M: Machine>(
                         Ok(machine.handle_update(snapshot))
                     }
                     Err(_) => break,
+                },
+                () = token_watch.invalidated() => match token_watch.recheck(&state, &identity) {
+                    Ok(()) => Ok(Vec::new()),
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
                 },
                 () = retry.wait(), if retry.due.is_some() => {
                     retry.due = None;
@@ -226,6 +312,7 @@ async fn drive<M: Machine>(
                 break;
             }
         };
+        let pushed = responses.len();
         for response in responses {
             if tx.send(Ok(response)).await.is_err() {
                 return;
@@ -233,6 +320,9 @@ async fn drive<M: Machine>(
         }
         let synced = machine.is_synced().then(|| machine.snapshot_revision());
         let events = machine.drain_events();
+        state
+            .metrics()
+            .after_round(pushed, &events, &mut push_pending);
         if let Some(message) = events.iter().rev().find_map(|e| match e {
             Event::Nacked(nack) => Some(nack.message.as_str()),
             _ => None,
@@ -242,6 +332,111 @@ async fn drive<M: Machine>(
         state.record(&identity.id, events, synced);
     }
     tracing::info!(node = %identity.id, "sidecar stream ended");
+}
+
+/// The join token of a stream, when the CA is on: checked when the stream starts, again on
+/// every revocation, and at its expiry, which ends the stream.
+struct TokenWatch {
+    check: Option<(
+        Arc<weft_ca::Identity>,
+        String,
+        tokio::sync::watch::Receiver<u64>,
+    )>,
+    expires: Option<tokio::time::Instant>,
+}
+
+impl TokenWatch {
+    fn admit(
+        state: &XdsState,
+        identity: &NodeIdentity,
+        token: Option<String>,
+    ) -> Result<Self, Status> {
+        let Some(authority) = state.identity() else {
+            return Ok(Self {
+                check: None,
+                expires: None,
+            });
+        };
+        let revocations = authority.tokens.subscribe_revocations();
+        let token = token.unwrap_or_default();
+        let exp = authenticate(state, &authority, &token, identity)?;
+        let left = std::time::Duration::from_secs(exp)
+            .saturating_sub(std::time::UNIX_EPOCH.elapsed().unwrap_or_default());
+        Ok(Self {
+            check: Some((authority, token, revocations)),
+            expires: Some(tokio::time::Instant::now() + left),
+        })
+    }
+
+    /// Resolves when the token may have become invalid (a revocation, or its expiry).
+    async fn invalidated(&mut self) {
+        match (&mut self.check, self.expires) {
+            (Some((_, _, revocations)), Some(expires)) => tokio::select! {
+                changed = revocations.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                () = tokio::time::sleep_until(expires) => {}
+            },
+            _ => std::future::pending().await,
+        }
+    }
+
+    fn recheck(&mut self, state: &XdsState, identity: &NodeIdentity) -> Result<(), Status> {
+        let Some((authority, token, _)) = &self.check else {
+            return Ok(());
+        };
+        authenticate(state, authority, token, identity)?;
+        // The timer may fire a hair before the expiry second: look again shortly.
+        let now = tokio::time::Instant::now();
+        if self.expires.is_some_and(|at| at <= now) {
+            self.expires = Some(now + std::time::Duration::from_millis(100));
+        }
+        Ok(())
+    }
+}
+
+/// Verifies `token` and that it names the identity the node claims; a refusal is logged,
+/// counted and returned as the stream's status. Returns the token's expiry (unix seconds).
+fn authenticate(
+    state: &XdsState,
+    authority: &weft_ca::Identity,
+    token: &str,
+    identity: &NodeIdentity,
+) -> Result<u64, Status> {
+    let claimed = format!("{}/{}", identity.namespace, identity.service);
+    let refuse = |reason: &str, message: String, token_identity: Option<String>| {
+        state.refused(Refusal {
+            node_id: identity.id.clone(),
+            claimed: claimed.clone(),
+            token_identity,
+            reason: reason.into(),
+            message: message.clone(),
+            at_ms: std::time::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |d| d.as_millis() as u64),
+            logged: false,
+        });
+        message
+    };
+    let claims = authority
+        .tokens
+        .verify(token, std::time::SystemTime::now())
+        .map_err(|e| Status::unauthenticated(refuse(e.reason(), e.to_string(), None)))?;
+    let holder = format!("{}/{}", claims.namespace, claims.service);
+    if holder != claimed {
+        let message = format!(
+            "token {} is for {holder}; node {:?} claims {claimed}",
+            claims.id, identity.id
+        );
+        return Err(Status::permission_denied(refuse(
+            "identity_mismatch",
+            message,
+            Some(holder),
+        )));
+    }
+    Ok(claims.exp)
 }
 
 /// When to send a NACKed snapshot again.

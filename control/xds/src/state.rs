@@ -3,7 +3,7 @@
 //! every change rebuilds the snapshots and publishes them through one `watch` channel per
 //! group, so connections read the newest snapshot at their own pace.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use crate::event::{Event, Nack};
 use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, MeshTls, StaticService};
 use crate::modules::WasmModules;
 use crate::resource::type_url;
+use crate::sds::{secret_resources, IdentitySecrets, SECRET_TYPE};
 use crate::snapshot::{Snapshot, SnapshotError};
 
 /// Why a configuration was not published.
@@ -146,8 +147,48 @@ pub struct SidecarStatus {
     pub last_nack_at_ms: Option<u64>,
 }
 
+/// A stream the control plane refused (bad token, or a node claiming another identity).
+#[derive(Clone, Debug, Serialize)]
+pub struct Refusal {
+    pub node_id: String,
+    /// `<namespace>/<service>` the node claimed.
+    pub claimed: String,
+    /// `<namespace>/<service>` of the token, when it verified.
+    pub token_identity: Option<String>,
+    /// `missing`, `malformed`, `bad_signature`, `expired`, `revoked` or `identity_mismatch`.
+    pub reason: String,
+    pub message: String,
+    pub at_ms: u64,
+    /// Logged at warn (repeats within a minute are logged at debug only).
+    #[serde(skip)]
+    pub logged: bool,
+}
+
+/// Counts of refused streams, shown by `GET /v1/sidecars` and `weft status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Refusals {
+    pub total: u64,
+    pub by_reason: BTreeMap<String, u64>,
+    /// The newest refusals, newest last.
+    pub recent: VecDeque<Refusal>,
+}
+
+const RECENT_REFUSALS: usize = 32;
+const REFUSAL_LOG_INTERVAL_MS: u64 = 60_000;
+
+/// The CA side of the state: SVIDs issued per identity (namespace, service) and when they
+/// are due for renewal.
+struct IdentityState {
+    authority: Arc<weft_ca::Identity>,
+    svids: BTreeMap<(String, String), (weft_ca::Svid, u64)>,
+    bundle: String,
+}
+
 #[derive(Default)]
 struct Inner {
+    /// The CA and join tokens; SDS secrets are served and tokens required when set.
+    identity: Option<IdentityState>,
+    refusals: Refusals,
     revision: u64,
     filters: BTreeMap<GroupKey, Vec<FilterSpec>>,
     services: Vec<MeshService>,
@@ -172,6 +213,8 @@ pub struct XdsState {
     inner: Mutex<Inner>,
     /// Bumped whenever a sidecar's status changes; `wait_synced` watches it.
     status_changed: watch::Sender<u64>,
+    /// Pushes, ACKs, NACKs and push-to-ACK times (Prometheus, via the telemetry views).
+    metrics: crate::metrics::XdsMetrics,
 }
 
 // === impl XdsState ===
@@ -188,11 +231,16 @@ impl XdsState {
                 ..Default::default()
             }),
             status_changed,
+            metrics: Default::default(),
         })
     }
 
     pub fn settings(&self) -> &XdsSettings {
         &self.settings
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::XdsMetrics {
+        &self.metrics
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -245,6 +293,97 @@ impl XdsState {
         let mut inner = self.lock();
         inner.mesh_tls = tls;
         self.publish(&mut inner)
+    }
+
+    /// Turns the CA on: every group's snapshot carries its identity's SDS secrets (`default`,
+    /// `ROOTCA`) and every ADS stream must present a join token for its identity.
+    pub fn set_identity(&self, authority: Arc<weft_ca::Identity>) -> Result<(), PublishError> {
+        let mut inner = self.lock();
+        inner.identity = Some(IdentityState {
+            bundle: authority.ca.trust_bundle(),
+            authority,
+            svids: BTreeMap::new(),
+        });
+        self.publish(&mut inner)
+    }
+
+    /// The CA and tokens, when on.
+    pub fn identity(&self) -> Option<Arc<weft_ca::Identity>> {
+        self.lock()
+            .identity
+            .as_ref()
+            .map(|i| Arc::clone(&i.authority))
+    }
+
+    /// Renews SVIDs past half their lifetime or signed by a root that no longer signs, and
+    /// picks up trust-bundle changes (root rotation); republishes when anything changed.
+    /// Called on a timer by the server.
+    pub fn refresh_identities(&self) {
+        let mut inner = self.lock();
+        let present = inner_identities(&inner.sidecars);
+        let Some(identity) = inner.identity.as_mut() else {
+            return;
+        };
+        let now = unix_ms();
+        let signing = identity.authority.ca.signing_generation();
+        let before = identity.svids.len();
+        identity.svids.retain(|key, (svid, renew_at)| {
+            now < *renew_at && svid.root_generation == signing && present.contains(key)
+        });
+        let mut changed = identity.svids.len() != before;
+        let bundle = identity.authority.ca.trust_bundle();
+        if bundle != identity.bundle {
+            identity.bundle = bundle;
+            changed = true;
+        }
+        if changed {
+            if let Err(error) = self.publish(&mut inner) {
+                tracing::error!(%error, "publishing renewed certificates");
+            }
+        }
+    }
+
+    /// Counts and logs a refused stream.
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        let mut inner = self.lock();
+        let refusals = &mut inner.refusals;
+        // Envoy retries a refused stream every 0.1-0.5 s: every attempt is counted, but the
+        // same refusal of the same node is logged at warn once a minute.
+        let repeated = refusals.recent.iter().rev().any(|r| {
+            r.node_id == refusal.node_id
+                && r.reason == refusal.reason
+                && refusal.at_ms.saturating_sub(r.at_ms) < REFUSAL_LOG_INTERVAL_MS
+                && r.logged
+        });
+        let refusal = Refusal {
+            logged: !repeated,
+            ..refusal
+        };
+        if repeated {
+            tracing::debug!(node = %refusal.node_id, reason = %refusal.reason, "refused an xDS stream again");
+        } else {
+            tracing::warn!(
+                node = %refusal.node_id,
+                claimed = %refusal.claimed,
+                token_identity = refusal.token_identity.as_deref().unwrap_or("-"),
+                reason = %refusal.reason,
+                message = %refusal.message,
+                "refused an xDS stream"
+            );
+        }
+        refusals.total += 1;
+        *refusals
+            .by_reason
+            .entry(refusal.reason.clone())
+            .or_default() += 1;
+        if refusals.recent.len() == RECENT_REFUSALS {
+            refusals.recent.pop_front();
+        }
+        refusals.recent.push_back(refusal);
+    }
+
+    pub fn refusals(&self) -> Refusals {
+        self.lock().refusals.clone()
     }
 
     /// Replaces the served modules and republishes (filter resources carry their hashes).
@@ -475,6 +614,12 @@ impl XdsState {
             .cloned()
             .chain(inner.filters.keys().cloned())
             .collect();
+        // Certificates only for groups with a registered sidecar (connected, or in its grace).
+        let subscribed: BTreeSet<GroupKey> = inner
+            .sidecars
+            .values()
+            .map(|s| SidecarGroup::new(&s.namespace, &s.service, &s.version))
+            .collect();
         let mut built = Vec::with_capacity(keys.len());
         for group in keys {
             let name = group.to_string();
@@ -497,10 +642,16 @@ impl XdsState {
                     refresh,
                 ));
             }
+            let secrets = inner
+                .identity
+                .as_mut()
+                .filter(|_| subscribed.contains(&group))
+                .map(|identity| identity_secrets(identity, &group));
             let by_type = mesh
                 .iter()
                 .cloned()
-                .chain([(type_url::EXTENSION_CONFIG.to_string(), ecds)]);
+                .chain([(type_url::EXTENSION_CONFIG.to_string(), ecds)])
+                .chain(secrets.map(|s| (SECRET_TYPE.to_string(), s)));
             let snapshot = Snapshot::new(inner.revision, by_type).map_err(|source| {
                 PublishError::Inconsistent {
                     group: name,
@@ -524,6 +675,50 @@ impl XdsState {
         }
         Ok(())
     }
+}
+
+/// (namespace, service) of every registered sidecar.
+fn inner_identities(sidecars: &BTreeMap<String, SidecarStatus>) -> BTreeSet<(String, String)> {
+    sidecars
+        .values()
+        .map(|s| (s.namespace.clone(), s.service.clone()))
+        .collect()
+}
+
+/// The identity's secrets, issuing its SVID when there is none (renewal at half the
+/// lifetime). An issue failure leaves the group without secrets (its TLS contexts wait).
+fn identity_secrets(
+    identity: &mut IdentityState,
+    group: &GroupKey,
+) -> Vec<crate::resource::Resource> {
+    let key = (group.namespace.clone(), group.service.clone());
+    if !identity.svids.contains_key(&key) {
+        match identity
+            .authority
+            .ca
+            .issue(&group.namespace, &group.service)
+        {
+            Ok(svid) => {
+                let lifetime = svid.not_after_ms.saturating_sub(unix_ms());
+                tracing::info!(spiffe_id = %svid.spiffe_id, serial = %svid.serial, root = svid.root_generation, "issued an SVID");
+                let renew_at = unix_ms() + lifetime / 2;
+                identity.svids.insert(key.clone(), (svid, renew_at));
+            }
+            Err(error) => {
+                tracing::error!(group = %group, %error, "cannot issue an SVID");
+                return Vec::new();
+            }
+        }
+    }
+    let Some((svid, _)) = identity.svids.get(&key) else {
+        return Vec::new();
+    };
+    secret_resources(&IdentitySecrets {
+        spiffe_id: svid.spiffe_id.clone(),
+        cert_chain_pem: svid.cert_chain_pem.clone(),
+        key_pem: svid.key_pem.clone(),
+        trust_bundle_pem: identity.bundle.clone(),
+    })
 }
 
 fn unix_ms() -> u64 {

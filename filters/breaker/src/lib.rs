@@ -1,171 +1,24 @@
-//! weft breaker: a circuit breaker and concurrency cap per upstream cluster.
-//!
-//! The state machine lives in `weft_filter_core::breaker`; this crate keeps each guarded
-//! cluster's `BreakerState` in Envoy shared data (one record per cluster, seeded in
-//! `on_configure`, changed only by compare-and-swap, see `weft_proxy_glue::shared`), admits or
-//! fails fast in `on_http_request_headers`, and feeds the outcome back in `on_log`, which
-//! Envoy calls on every way a request can end, so the in-flight slot is always released.
+//! The standalone `breaker.wasm`: thin root and HTTP contexts around [`BreakerStage`].
 #![forbid(unsafe_code)]
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
-use weft_filter_core::breaker::{
-    Admission, Breaker, BreakerState, Policy, Rejection, Ticket, Transition,
-};
-use weft_filter_core::rng::Rng;
-use weft_proxy_glue::shared::{self, SharedError};
-use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, Gauge, HostRequest};
+use weft_breaker_stage::{BreakerStage, Gate, Slot, GAUGE_REFRESH};
+use weft_filter_core::breaker::Breaker;
+use weft_filter_core::suite::MemoRequest;
+use weft_proxy_glue::{self as glue, HostRequest};
 
 proxy_wasm::main! {{
     glue::init_logging();
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(BreakerRoot { context_id, shared: None })
+        Box::new(BreakerRoot { context_id, stage: None })
     });
 }}
 
-/// CAS attempts per admission / release. Two threads rarely collide more than once; a
-/// release gets more room because giving up would leak an in-flight slot.
-const ADMIT_ATTEMPTS: u32 = 64;
-const RELEASE_ATTEMPTS: u32 = 1024;
-/// Gauges are refreshed from shared data this often, so they settle even when the last
-/// writer's gauge update raced another worker's.
-const GAUGE_REFRESH: Duration = Duration::from_secs(1);
-const HEADER: &str = "x-weft-breaker";
-
-struct ClusterStats {
-    state: Gauge,
-    in_flight: Gauge,
-    opens: Counter,
-    half_opens: Counter,
-    closes: Counter,
-    probes: Counter,
-    rejections: Counter,
-    rejected_open: Counter,
-    rejected_half_open: Counter,
-    rejected_overflow: Counter,
-}
-
-impl ClusterStats {
-    fn new(cluster: &str) -> Self {
-        let prefix = format!("weft.breaker.{}", sanitize_stat_segment(cluster));
-        let counter = |name: &str| Counter::new(&format!("{prefix}.{name}"));
-        Self {
-            state: Gauge::new(&format!("{prefix}.state")),
-            in_flight: Gauge::new(&format!("{prefix}.in_flight")),
-            opens: counter("opens"),
-            half_opens: counter("half_opens"),
-            closes: counter("closes"),
-            probes: counter("probes"),
-            rejections: counter("rejections"),
-            rejected_open: counter("rejected.open"),
-            rejected_half_open: counter("rejected.half_open"),
-            rejected_overflow: counter("rejected.overflow"),
-        }
-    }
-
-    fn show(&self, state: &BreakerState) {
-        self.state.set(state.phase as u64);
-        self.in_flight.set(u64::from(state.in_flight));
-    }
-
-    /// After a request's update: the phase only changes with a transition (whose writer
-    /// sets it; `on_tick` settles it anyway), the in-flight count changes every time.
-    fn show_after(&self, transition: Option<Transition>, state: &BreakerState) {
-        if transition.is_some() {
-            self.state.set(state.phase as u64);
-        }
-        self.in_flight.set(u64::from(state.in_flight));
-    }
-}
-
-/// One guarded upstream cluster.
-struct Guarded {
-    name: String,
-    key: String,
-    policy: Policy,
-    stats: ClusterStats,
-}
-
-impl Guarded {
-    fn report(&self, transition: Option<Transition>, state: &BreakerState) {
-        match transition {
-            None => {}
-            Some(Transition::Opened {
-                reason,
-                interval_ms,
-            }) => {
-                self.stats.opens.inc();
-                log::info!(
-                    "weft-breaker: {}: -> open for {interval_ms} ms ({reason:?})",
-                    self.name
-                );
-            }
-            Some(Transition::HalfOpened) => {
-                self.stats.half_opens.inc();
-                log::info!("weft-breaker: {}: open -> half-open", self.name);
-            }
-            Some(Transition::Closed) => {
-                self.stats.closes.inc();
-                log::info!("weft-breaker: {}: half-open -> closed", self.name);
-            }
-        }
-        self.stats.show_after(transition, state);
-    }
-}
-
-struct Shared {
-    cluster_header: Option<String>,
-    /// Index into `guarded` by cluster name.
-    clusters: HashMap<String, usize>,
-    guarded: Vec<Guarded>,
-    /// One per worker, seeded once: reading the host clock for a seed per request costs
-    /// two host calls.
-    rng: RefCell<Rng>,
-    cas_retries: Counter,
-    cas_exhausted: Counter,
-    unseeded: Counter,
-}
-
-impl Shared {
-    /// The guarded cluster this request was routed to, if any, and its index.
-    fn guarded(&self) -> Option<(usize, &Guarded)> {
-        // The canary's choice (its header) wins; a request it did not route went through
-        // the route's own cluster, e.g. the stable fallback.
-        let cluster = self
-            .cluster_header
-            .as_deref()
-            .and_then(|header| weft_filter_core::RequestAttributes::header(&HostRequest, header))
-            .or_else(|| HostRequest::property(&["xds", "cluster_name"]))?;
-        let index = *self.clusters.get(&cluster)?;
-        Some((index, self.guarded.get(index)?))
-    }
-
-    fn failed_update(&self, cluster: &Guarded, err: SharedError) {
-        match err {
-            SharedError::Missing => self.unseeded.inc(),
-            SharedError::Contended { .. } => self.cas_exhausted.inc(),
-            SharedError::Host(_) => {}
-        }
-        log::warn!(
-            "weft-breaker: {}: shared state {}: {err:?}",
-            cluster.name,
-            cluster.key
-        );
-    }
-}
-
-fn decode(bytes: &[u8]) -> BreakerState {
-    // A record this build cannot read (a different format version) starts over as closed.
-    BreakerState::decode(bytes).unwrap_or_default()
-}
-
 struct BreakerRoot {
     context_id: u32,
-    shared: Option<Rc<Shared>>,
+    stage: Option<Rc<BreakerStage>>,
 }
 
 impl Context for BreakerRoot {}
@@ -175,55 +28,21 @@ impl RootContext for BreakerRoot {
         let Some(breaker) = glue::load_plugin_config("breaker", Breaker::from_json) else {
             return false;
         };
-        let mut clusters = HashMap::new();
-        let mut guarded = Vec::new();
-        for (name, policy) in breaker.clusters() {
-            let key = format!("weft.breaker.v1/{name}");
-            match shared::seed(&key, &BreakerState::default().encode()) {
-                Ok(true) => log::info!("weft-breaker: seeded shared state {key}"),
-                Ok(false) => {}
-                Err(err) => log::warn!("weft-breaker: cannot seed {key}: {err:?}"),
-            }
-            let stats = ClusterStats::new(name);
-            let cluster = Guarded {
-                name: name.to_string(),
-                key,
-                policy: policy.clone(),
-                stats,
-            };
-            clusters.insert(name.to_string(), guarded.len());
-            guarded.push(cluster);
-        }
-        log::info!(
-            "weft-breaker: configured, guarding {} clusters",
-            clusters.len()
-        );
-        self.shared = Some(Rc::new(Shared {
-            cluster_header: breaker.config().cluster_header.clone(),
-            clusters,
-            guarded,
-            rng: RefCell::new(Rng::new(glue::seed(self.context_id))),
-            cas_retries: Counter::new("weft.breaker.cas_retries"),
-            cas_exhausted: Counter::new("weft.breaker.cas_exhausted"),
-            unseeded: Counter::new("weft.breaker.unseeded"),
-        }));
+        self.stage = Some(Rc::new(BreakerStage::new(breaker, self.context_id)));
         self.set_tick_period(GAUGE_REFRESH);
         true
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = &self.shared else { return };
-        for cluster in &shared.guarded {
-            if let Ok(Some(bytes)) = shared::read(&cluster.key) {
-                cluster.stats.show(&decode(&bytes));
-            }
+        if let Some(stage) = &self.stage {
+            stage.refresh_gauges();
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
+        let stage = self.stage.clone()?;
         Some(Box::new(BreakerHttp {
-            shared,
+            stage,
             admitted: None,
         }))
     }
@@ -234,113 +53,31 @@ impl RootContext for BreakerRoot {
 }
 
 struct BreakerHttp {
-    shared: Rc<Shared>,
-    /// Set when this request took an in-flight slot: (index into `guarded`, ticket).
-    admitted: Option<(usize, Ticket)>,
+    stage: Rc<BreakerStage>,
+    /// Set when this request took an in-flight slot.
+    admitted: Option<Slot>,
 }
 
 impl Context for BreakerHttp {}
 
 impl HttpContext for BreakerHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let shared = Rc::clone(&self.shared);
-        let Some((index, cluster)) = shared.guarded() else {
-            return Action::Continue;
-        };
-        // Only an open breaker looks at the time: read the clock once, and only then.
-        let mut now = None;
-        let result = shared::update(&cluster.key, ADMIT_ATTEMPTS, |bytes| {
-            let mut state = decode(bytes);
-            let now = if cluster.policy.admit_needs_time(&state) {
-                *now.get_or_insert_with(glue::now_millis)
-            } else {
-                0
-            };
-            let (admission, transition) = cluster.policy.admit(now, &mut state);
-            let encoded = state.to_bytes();
-            let write = (encoded[..] != *bytes).then_some(encoded);
-            (write, (admission, transition, state))
-        });
-        let rejection = match result {
-            Ok(updated) => {
-                shared.cas_retries.add(i64::from(updated.cas_retries));
-                let (admission, transition, state) = updated.value;
-                cluster.report(transition, &state);
-                match admission {
-                    Admission::Admitted(ticket) => {
-                        if ticket.probe {
-                            cluster.stats.probes.inc();
-                        }
-                        self.admitted = Some((index, ticket));
-                        return Action::Continue;
-                    }
-                    Admission::Rejected(rejection) => Some(rejection),
-                }
+        match self
+            .stage
+            .on_request_headers(&MemoRequest::new(HostRequest))
+        {
+            Gate::Unguarded => Action::Continue,
+            Gate::Admitted(slot) => {
+                self.admitted = Some(slot);
+                Action::Continue
             }
-            // Never seeded: the breaker cannot guard this cluster; let the request through.
-            Err(err @ SharedError::Missing) => {
-                shared.failed_update(cluster, err);
-                return Action::Continue;
-            }
-            // Could not take a slot: fail safe, the cap must hold.
-            Err(err) => {
-                shared.failed_update(cluster, err);
-                None
-            }
-        };
-        let stats = &cluster.stats;
-        stats.rejections.inc();
-        match rejection {
-            Some(Rejection::Open) => stats.rejected_open.inc(),
-            Some(Rejection::HalfOpenFull) => stats.rejected_half_open.inc(),
-            Some(Rejection::Overflow) | None => stats.rejected_overflow.inc(),
+            Gate::Rejected => Action::Pause,
         }
-        let reason = rejection.map_or("contended", Rejection::header_value);
-        let headers = [(HEADER.to_string(), reason.to_string())];
-        let body = format!(
-            "upstream {} unavailable: circuit breaker {reason}\n",
-            cluster.name
-        );
-        glue::send_local_reply(cluster.policy.reject_status, &headers, &body);
-        Action::Pause
     }
 
     fn on_log(&mut self) {
-        let Some((index, ticket)) = self.admitted.take() else {
-            return;
-        };
-        let shared = Rc::clone(&self.shared);
-        let Some(cluster) = shared.guarded.get(index) else {
-            return;
-        };
-        let code = HostRequest::property_u64(&["response", "code"]).unwrap_or(0);
-        // The flags only matter when the code did not already decide.
-        let flags = if cluster.policy.needs_flags(code) {
-            HostRequest::property_u64(&["response", "flags"]).unwrap_or(0)
-        } else {
-            0
-        };
-        let outcome = cluster.policy.classify(code, flags);
-        log::debug!(
-            "weft-breaker: {}: ended {code} flags {flags:#x}: {outcome:?}",
-            cluster.name
-        );
-        let now = glue::now_millis();
-        let rng = &mut shared.rng.borrow_mut();
-        let result = shared::update(&cluster.key, RELEASE_ATTEMPTS, |bytes| {
-            let mut state = decode(bytes);
-            let transition = cluster
-                .policy
-                .on_result(now, ticket, outcome, rng, &mut state);
-            (Some(state.to_bytes()), (transition, state))
-        });
-        match result {
-            Ok(updated) => {
-                shared.cas_retries.add(i64::from(updated.cas_retries));
-                let (transition, state) = updated.value;
-                cluster.report(transition, &state);
-            }
-            Err(err) => shared.failed_update(cluster, err),
+        if let Some(slot) = self.admitted.take() {
+            self.stage.on_log(slot);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Per-request cost of the filter cores, for `valgrind --tool=callgrind`.
 //!
 //! `cargo build --release -p weft-filter-core --example percall` then
-//! `valgrind --tool=callgrind target/release/examples/percall <authz|canary|sticky|fault|breaker> N`.
+//! `valgrind --tool=callgrind target/release/examples/percall <authz|canary|sticky|fault|breaker|telemetry> N`.
 //! Instructions per request = (Ir at N - Ir at 0) / N. The request is the benchmark's
 //! (`bench/run.py`); host reads are counted and printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -113,7 +113,73 @@ fn main() {
                 record = state.to_bytes();
             }
         }
+        "telemetry" => telemetry(n),
+        "chain" | "suite" => four_stages(which == "suite", n, &req, &mut rng),
         other => panic!("unknown {other}"),
     }
     eprintln!("{which}: {n} requests, {} host reads", req.reads.get());
+}
+
+/// What the telemetry filter does per request in `on_log` (the tagged stat name and the
+/// batch), plus its share of the tick's encode-and-sign of a 1 s batch at 1000 req/s.
+fn telemetry(n: u64) {
+    use weft_filter_core::telemetry::{service_of_principal, sign, EdgeStats};
+    use weft_filter_core::telemetry::{AuthzOutcome, Batch, Direction, Record};
+    let mut batch = Batch::new(256, 16);
+    let mut stats = EdgeStats::new(512);
+    let principal = "spiffe://cluster.local/ns/default/sa/exec-portal";
+    for i in 0..n {
+        let record = Record {
+            source: black_box(principal),
+            destination: "finance-reporting",
+            version: "v1",
+            status: 200,
+            latency_us: 1_000 + i % 5_000,
+            authz: AuthzOutcome::Allowed,
+            breaker_open: false,
+            method: "GET",
+            path: "/reports/q3",
+        };
+        black_box(stats.get_or_define(
+            "inbound",
+            service_of_principal(record.source),
+            record.destination,
+            record.version,
+            record.status,
+            record.authz,
+            record.breaker_open,
+            |name| name.len(),
+        ));
+        black_box(batch.record(&record));
+        if i % 1000 == 999 {
+            let report = batch.take(Direction::Inbound, "default", "finance-reporting", "v1");
+            let body = report.map(|r| r.encode().unwrap()).unwrap_or_default();
+            black_box(sign(b"0123456789abcdef0123456789abcdef", &body));
+        }
+    }
+}
+
+/// authz, canary and fault, then the breaker's read of the cluster header, on one request:
+/// as four chained filters (`chain`: each reads the host itself) or as the suite's stages
+/// sharing one `MemoRequest` (`suite`: the canary's header write is noted, not read back).
+fn four_stages(shared: bool, n: u64, req: &Req, rng: &mut Rng) {
+    use weft_filter_core::suite::MemoRequest;
+    let authz = Authz::from_json(AUTHZ.as_bytes()).unwrap();
+    let canary = Canary::from_json(CANARY.as_bytes()).unwrap();
+    let fault = Fault::from_json(FAULT.as_bytes()).unwrap();
+    for _ in 0..n {
+        if shared {
+            let memo = MemoRequest::new(req);
+            black_box(authz.decide(&memo, 1_800_000_000));
+            let cluster = canary.decide(&memo, rng).map(|d| d.cluster.to_string());
+            memo.note_header("x-weft-cluster", cluster.as_deref());
+            black_box(fault.decide(&memo, 1_800_000_000_000, 0, rng));
+            black_box(memo.header("x-weft-cluster"));
+        } else {
+            black_box(authz.decide(req, 1_800_000_000));
+            black_box(canary.decide(req, rng));
+            black_box(fault.decide(req, 1_800_000_000_000, 0, rng));
+            black_box(req.header("x-weft-cluster"));
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub mod canary;
 pub mod error;
 pub mod fault;
 pub mod rng;
+pub mod suite;
+pub mod telemetry;
 #[cfg(test)]
 mod testing;
 

@@ -121,6 +121,19 @@ pub fn resume_http_request(context_id: u32) -> bool {
     with_effective_context(context_id, hostcalls::resume_http_request)
 }
 
+/// From the root context, act as paused request `context_id` (run the stages that follow a
+/// delay), then resume it if `act` says so (false: `act` answered it locally). False when
+/// the request is gone.
+pub fn resume_http_request_after(context_id: u32, act: impl FnOnce() -> bool) -> bool {
+    with_effective_context(context_id, || {
+        if act() {
+            hostcalls::resume_http_request()
+        } else {
+            Ok(())
+        }
+    })
+}
+
 /// Answer a paused request locally from the root context (an abort after a delay).
 pub fn send_local_reply_for(
     context_id: u32,

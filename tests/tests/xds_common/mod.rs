@@ -112,6 +112,18 @@ impl ControlPlane {
         Envoy::start(net, options).await.unwrap()
     }
 
+    /// Starts a sidecar from `params` (with `sds` or `token` set, say), both listeners
+    /// mapped; the hostname is `<service>-<version>-sidecar` unless `node_id` is set.
+    pub async fn sidecar_from(&self, net: &TestNet, params: &BootstrapParams) -> Envoy {
+        let mut options =
+            EnvoyOptions::new(bootstrap::render(params).unwrap()).ports([INBOUND, OUTBOUND]);
+        options.hostname = params
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-sidecar", params.service, params.version));
+        Envoy::start(net, options).await.unwrap()
+    }
+
     /// Publishes authz `config` for `service/version` at `revision`.
     pub fn apply_authz(&self, revision: u64, group: (&str, &str), config: &serde_json::Value) {
         let filters = BTreeMap::from([(

@@ -1,0 +1,134 @@
+//! The simulated-sidecar scenario: N ADS streams against a fresh `weft serve`, K applies timed
+//! to the last ACK, and the server's RSS and CPU while idle and while applying.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::{Fleet, FleetSpec};
+use crate::server::{self, ServerSpec, WeftServer};
+use crate::stats::Summary;
+use crate::tracker::Tracker;
+use crate::{apply_async, policy};
+
+#[derive(Clone, Debug)]
+pub struct SimSpec {
+    pub fleet: FleetSpec,
+    pub applies: usize,
+    /// How long the idle CPU is measured.
+    pub idle: Duration,
+    /// Pause between applies.
+    pub pause: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimResult {
+    pub streams: usize,
+    pub connections: usize,
+    pub groups: usize,
+    pub applies: usize,
+    /// From the first connection to every stream having ACKed its filters.
+    pub connect_s: f64,
+    pub connect_cpu_s: f64,
+    /// Per apply: from the POST to the last stream's ACK of the new filters.
+    pub apply_to_all_acked_ms: Summary,
+    /// Every (apply, stream) pair: from the POST to that stream's ACK.
+    pub apply_to_each_acked_ms: Summary,
+    /// The POST alone, until its answer (validation, the fsync'ed store write, compiling).
+    #[serde(default)]
+    pub post_ms: Summary,
+    pub rss_synced_mib: f64,
+    pub rss_after_applies_mib: f64,
+    pub peak_rss_mib: f64,
+    pub idle_cpu_pct: f64,
+    pub cpu_ms_per_apply: f64,
+    /// `GET /v1/sidecars` showed every sidecar synced to the last revision afterwards.
+    pub server_confirmed: bool,
+}
+
+pub async fn run(server_spec: &ServerSpec, spec: &SimSpec) -> anyhow::Result<SimResult> {
+    let fleet = &spec.fleet;
+    let server = WeftServer::start(server_spec, &format!("sim-{}", fleet.streams))?;
+    let pid = server.pid();
+    let ticks = server::clock_ticks();
+    let marker = |k: usize| format!("sim{}r{k}", fleet.streams);
+    let documents =
+        |k: usize| policy::documents(&fleet.namespace, fleet.services, fleet.versions, &marker(k));
+    apply_async(&server.api, documents(0)).await?;
+
+    let tracker = Tracker::new();
+    let before = server::sample(pid)?;
+    let started = Instant::now();
+    let running = Fleet::start(&server.xds, fleet, std::sync::Arc::clone(&tracker)).await?;
+    tracker.wait_ready(fleet.streams, spec.timeout).await?;
+    let connect_s = started.elapsed().as_secs_f64();
+    let synced = server::sample(pid)?;
+    eprintln!(
+        "  {} streams on {} connections ready in {connect_s:.2} s",
+        fleet.streams,
+        fleet.connections()
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_start = server::sample(pid)?;
+    tokio::time::sleep(spec.idle).await;
+    let idle_end = server::sample(pid)?;
+
+    let mut all = Vec::with_capacity(spec.applies);
+    let mut each = Vec::with_capacity(spec.applies * fleet.streams);
+    let mut posts = Vec::with_capacity(spec.applies);
+    let mut last_version = 0;
+    for k in 1..=spec.applies {
+        let expectation = tracker.expect(k as u64, &marker(k));
+        let posted = Instant::now();
+        last_version = apply_async(&server.api, documents(k)).await?;
+        posts.push(posted.elapsed());
+        let latencies = tracker
+            .wait_observed(&expectation, fleet.streams, spec.timeout)
+            .await?;
+        all.extend(latencies.iter().max().copied());
+        each.extend(latencies);
+        tokio::time::sleep(spec.pause).await;
+    }
+    let applied = server::sample(pid)?;
+    if running.running() < fleet.streams {
+        anyhow::bail!("{} streams ended", fleet.streams - running.running());
+    }
+    let xds = server.xds.clone();
+    let want = fleet.streams;
+    let timeout = spec.timeout;
+    let server_confirmed = tokio::task::spawn_blocking(move || {
+        server::wait_server_synced(&xds, last_version, want, timeout)
+    })
+    .await?
+    .map(|()| true)
+    .map_err(|e| eprintln!("  warning: {e:#}"))
+    .unwrap_or(false);
+    let final_sample = server::sample(pid)?;
+    drop(running);
+    drop(server);
+
+    let cpu_s = |a: &server::ProcSample, b: &server::ProcSample| {
+        b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / ticks
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let idle_wall = idle_end.at.duration_since(idle_start.at).as_secs_f64();
+    Ok(SimResult {
+        streams: fleet.streams,
+        connections: fleet.connections(),
+        groups: fleet.services * fleet.versions,
+        applies: spec.applies,
+        connect_s,
+        connect_cpu_s: cpu_s(&before, &synced),
+        apply_to_all_acked_ms: Summary::of(&all),
+        apply_to_each_acked_ms: Summary::of(&each),
+        post_ms: Summary::of(&posts),
+        rss_synced_mib: mib(synced.rss_kib),
+        rss_after_applies_mib: mib(applied.rss_kib),
+        peak_rss_mib: mib(final_sample.hwm_kib),
+        idle_cpu_pct: 100.0 * cpu_s(&idle_start, &idle_end) / idle_wall.max(1e-9),
+        cpu_ms_per_apply: 1000.0 * cpu_s(&idle_end, &applied) / spec.applies.max(1) as f64,
+        server_confirmed,
+    })
+}

@@ -1,0 +1,140 @@
+//! The token and CA routes over HTTP, with the CA on and off.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use weft_api::identity_router;
+use weft_ca::{CaSettings, Identity};
+
+/// Serves `identity_router(identity)` on a loopback port; returns its base URL.
+fn serve(identity: Option<Arc<Identity>>) -> String {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, identity_router(identity))
+                .await
+                .unwrap();
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    format!("http://{addr}")
+}
+
+fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut response = match method {
+        "GET" => agent.get(url).call(),
+        "DELETE" => agent.delete(url).call(),
+        _ => agent.post(url).send(body.unwrap_or("")),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked_and_the_ca_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Arc::new(Identity::open(dir.path(), CaSettings::default()).unwrap());
+    let base = serve(Some(Arc::clone(&identity)));
+
+    let (status, created) = call(
+        "POST",
+        &format!("{base}/api/v1/tokens"),
+        Some(r#"{"service": "reviews", "namespace": "shop", "ttlSeconds": 600}"#),
+    );
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().unwrap();
+    let claims = identity
+        .tokens
+        .verify(token, std::time::SystemTime::now())
+        .unwrap();
+    assert_eq!(
+        (claims.namespace.as_str(), claims.service.as_str()),
+        ("shop", "reviews")
+    );
+    assert_eq!(
+        created["spiffeId"],
+        "spiffe://cluster.local/ns/shop/sa/reviews"
+    );
+
+    let (status, error) = call(
+        "POST",
+        &format!("{base}/api/v1/tokens"),
+        Some(r#"{"service": "a/b"}"#),
+    );
+    assert_eq!(status, 422);
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("SPIFFE path segment"));
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/api/v1/tokens"),
+        Some(r#"{"servce": "reviews"}"#),
+    );
+    assert_eq!(status, 422, "unknown fields are refused");
+
+    let (_, list) = call("GET", &format!("{base}/api/v1/tokens"), None);
+    assert_eq!(list["tokens"][0]["id"], claims.id.as_str());
+    assert!(
+        list.to_string().find(token).is_none(),
+        "tokens are never listed"
+    );
+    let (status, _) = call(
+        "DELETE",
+        &format!("{base}/api/v1/tokens/{}", claims.id),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(identity
+        .tokens
+        .verify(token, std::time::SystemTime::now())
+        .is_err());
+    let (status, _) = call("DELETE", &format!("{base}/api/v1/tokens/nope"), None);
+    assert_eq!(status, 404);
+
+    let (status, rotated) = call("POST", &format!("{base}/api/v1/ca/rotate"), None);
+    assert_eq!(status, 200);
+    assert_eq!(rotated["root"]["generation"], 2);
+    let (_, ca) = call("GET", &format!("{base}/api/v1/ca"), None);
+    assert_eq!(ca["roots"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ca["trustBundle"]
+            .as_str()
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn without_the_ca_every_identity_route_says_how_to_turn_it_on() {
+    let base = serve(None);
+    for (method, path) in [
+        ("POST", "/api/v1/tokens"),
+        ("GET", "/api/v1/tokens"),
+        ("DELETE", "/api/v1/tokens/x"),
+        ("GET", "/api/v1/ca"),
+        ("POST", "/api/v1/ca/rotate"),
+    ] {
+        let (status, body) = call(method, &format!("{base}{path}"), Some("{}"));
+        assert_eq!(status, 404, "{method} {path}");
+        assert!(body["error"].as_str().unwrap().contains("--ca"), "{body}");
+    }
+}

@@ -1,0 +1,405 @@
+//! The mesh CA: self-signed ECDSA P-256 roots kept in the data directory (key files mode
+//! 0600 in a 0700 directory), SVIDs for `spiffe://<trust-domain>/ns/<ns>/sa/<service>`, and
+//! planned root rotation: a new root joins the trust bundle at once but signs only after a
+//! propagation delay (every sidecar trusts it before anyone presents it), and the old root
+//! stays in the bundle until the last SVID it signed has expired.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::files::{private_dir, random, unix_ms, write_atomic};
+use crate::CaError;
+
+/// Certificates start this far in the past: clocks of sidecars lag a little.
+const BACKDATE: Duration = Duration::from_secs(60);
+const ROOTS_FILE: &str = "roots.json";
+
+/// How the CA issues.
+#[derive(Clone, Debug)]
+pub struct CaSettings {
+    /// `cluster.local` by default (weft-compile's trust domain).
+    pub trust_domain: String,
+    /// Lifetime of an SVID (24 h by default).
+    pub svid_ttl: Duration,
+    /// Lifetime of a root (10 years).
+    pub root_ttl: Duration,
+    /// After `rotate_root`, how long the new root is only trusted before it signs.
+    pub root_propagation: Duration,
+}
+
+impl Default for CaSettings {
+    fn default() -> Self {
+        Self {
+            trust_domain: "cluster.local".into(),
+            svid_ttl: Duration::from_secs(24 * 3600),
+            root_ttl: Duration::from_secs(10 * 365 * 24 * 3600),
+            root_propagation: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What is known about one root, persisted in `roots.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootInfo {
+    pub generation: u64,
+    pub created_ms: u64,
+    pub not_after_ms: u64,
+    /// Signs from this time on (creation for the first root).
+    pub active_from_ms: u64,
+    /// A newer root took over at this time; the root stays trusted one SVID lifetime more.
+    pub retired_at_ms: Option<u64>,
+    /// Hex serial number of the root certificate.
+    pub serial: String,
+}
+
+/// An issued certificate with its private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Svid {
+    pub spiffe_id: String,
+    /// PEM of the leaf (roots sign leaves directly).
+    pub cert_chain_pem: String,
+    /// PKCS#8 PEM of the leaf's key.
+    pub key_pem: String,
+    /// Hex serial number, as Envoy's admin `/certs` shows it.
+    pub serial: String,
+    pub not_before_ms: u64,
+    pub not_after_ms: u64,
+    /// The root that signed it.
+    pub root_generation: u64,
+}
+
+struct Root {
+    info: RootInfo,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// The CA. All methods take `&self`; the roots sit behind a mutex.
+pub struct Ca {
+    dir: PathBuf,
+    settings: CaSettings,
+    roots: Mutex<Vec<Root>>,
+}
+
+// === impl Ca ===
+
+impl Ca {
+    /// Opens the CA kept in `dir`, creating its first root when there is none.
+    pub fn open(dir: &Path, settings: CaSettings) -> Result<Self, CaError> {
+        private_dir(dir).map_err(|e| CaError::io(dir, e))?;
+        let infos: Vec<RootInfo> = match std::fs::read(dir.join(ROOTS_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CaError::Corrupt {
+                path: dir.join(ROOTS_FILE),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(CaError::io(&dir.join(ROOTS_FILE), e)),
+        };
+        let mut roots = Vec::with_capacity(infos.len());
+        for info in infos {
+            roots.push(load_root(dir, info)?);
+        }
+        let ca = Self {
+            dir: dir.to_path_buf(),
+            settings,
+            roots: Mutex::new(roots),
+        };
+        if ca.lock().is_empty() {
+            let now = unix_ms(SystemTime::now());
+            ca.add_root(now)?;
+            tracing::info!(dir = %dir.display(), "created the mesh root CA");
+        }
+        Ok(ca)
+    }
+
+    pub fn settings(&self) -> &CaSettings {
+        &self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Root>> {
+        self.roots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service>`.
+    pub fn spiffe_id(&self, namespace: &str, service: &str) -> String {
+        format!(
+            "spiffe://{}/ns/{namespace}/sa/{service}",
+            self.settings.trust_domain
+        )
+    }
+
+    /// Issues an SVID for `namespace/service`, signed by the current signing root.
+    pub fn issue(&self, namespace: &str, service: &str) -> Result<Svid, CaError> {
+        self.issue_with(namespace, service, &[], signing_root)
+    }
+
+    /// A server certificate for the control plane itself (the xDS listener): the SPIFFE id of
+    /// `namespace/service` plus DNS names and IP addresses (`names`), signed by the OLDEST root
+    /// still in the trust bundle, so a sidecar that pinned the bundle before a rotation keeps
+    /// verifying it for as long as its roots are trusted at all.
+    pub fn issue_server(
+        &self,
+        namespace: &str,
+        service: &str,
+        names: &[String],
+    ) -> Result<Svid, CaError> {
+        let mut sans = Vec::with_capacity(names.len());
+        for name in names {
+            sans.push(match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => {
+                    let bad = || CaError::BadName {
+                        what: "server DNS name",
+                        value: name.clone(),
+                    };
+                    let dns = !name.is_empty()
+                        && name.len() <= 253
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+                    if !dns {
+                        return Err(bad());
+                    }
+                    SanType::DnsName(name.clone().try_into().map_err(|_| bad())?)
+                }
+            });
+        }
+        let grace = self.trust_grace();
+        self.issue_with(namespace, service, &sans, |roots, now| {
+            roots.iter().find(|r| trusted(&r.info, now, grace))
+        })
+    }
+
+    fn issue_with(
+        &self,
+        namespace: &str,
+        service: &str,
+        extra_sans: &[SanType],
+        pick: impl Fn(&[Root], u64) -> Option<&Root>,
+    ) -> Result<Svid, CaError> {
+        check_name("namespace", namespace)?;
+        check_name("service", service)?;
+        let spiffe_id = self.spiffe_id(namespace, service);
+        let key = KeyPair::generate().map_err(CaError::rcgen)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(
+            spiffe_id.clone().try_into().map_err(CaError::rcgen)?,
+        )];
+        params.subject_alt_names.extend_from_slice(extra_sans);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let serial = serial_number()?;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let now = SystemTime::now();
+        let not_before = now - BACKDATE;
+        let not_after = now + self.settings.svid_ttl;
+        params.not_before = OffsetDateTime::from(not_before);
+        params.not_after = OffsetDateTime::from(not_after);
+        let roots = self.lock();
+        let root = pick(&roots, unix_ms(now)).ok_or(CaError::NoRoot)?;
+        let cert = params
+            .signed_by(&key, &root.issuer)
+            .map_err(CaError::rcgen)?;
+        Ok(Svid {
+            spiffe_id,
+            cert_chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial: hex(&serial),
+            not_before_ms: unix_ms(not_before),
+            not_after_ms: unix_ms(not_after),
+            root_generation: root.info.generation,
+        })
+    }
+
+    /// The PEM roots a sidecar must trust now: the signing root, a newer one still
+    /// propagating, and retired ones until the last SVID they signed has expired.
+    pub fn trust_bundle(&self) -> String {
+        let now = unix_ms(SystemTime::now());
+        let grace = self.trust_grace();
+        self.lock()
+            .iter()
+            .filter(|r| trusted(&r.info, now, grace))
+            .map(|r| r.cert_pem.as_str())
+            .collect()
+    }
+
+    /// The generation of the oldest root still in the trust bundle (it signs
+    /// [`Ca::issue_server`] certificates).
+    pub fn oldest_trusted_generation(&self) -> u64 {
+        let now = unix_ms(SystemTime::now());
+        let grace = self.trust_grace();
+        self.lock()
+            .iter()
+            .find(|r| trusted(&r.info, now, grace))
+            .map_or(0, |r| r.info.generation)
+    }
+
+    /// How long a retired root stays trusted: the last SVID it signed must expire first.
+    fn trust_grace(&self) -> u64 {
+        (self.settings.svid_ttl + BACKDATE).as_millis() as u64
+    }
+
+    /// The generation of the root that signs now.
+    pub fn signing_generation(&self) -> u64 {
+        let now = unix_ms(SystemTime::now());
+        signing_root(&self.lock(), now).map_or(0, |r| r.info.generation)
+    }
+
+    pub fn roots(&self) -> Vec<RootInfo> {
+        self.lock().iter().map(|r| r.info.clone()).collect()
+    }
+
+    /// Adds a new root: trusted at once, signing after `root_propagation`; the roots before it
+    /// retire then.
+    pub fn rotate_root(&self) -> Result<RootInfo, CaError> {
+        let now = unix_ms(SystemTime::now());
+        let active_from = now + self.settings.root_propagation.as_millis() as u64;
+        self.add_root(active_from)
+    }
+
+    fn add_root(&self, active_from_ms: u64) -> Result<RootInfo, CaError> {
+        let mut roots = self.lock();
+        let generation = roots.last().map_or(1, |r| r.info.generation + 1);
+        let key = KeyPair::generate().map_err(CaError::rcgen)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "weft");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("weft mesh CA {generation} ({})", self.settings.trust_domain),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let serial = serial_number()?;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let now = SystemTime::now();
+        let not_after = now + self.settings.root_ttl;
+        params.not_before = OffsetDateTime::from(now - BACKDATE);
+        params.not_after = OffsetDateTime::from(not_after);
+        let cert = params.self_signed(&key).map_err(CaError::rcgen)?;
+        let info = RootInfo {
+            generation,
+            created_ms: unix_ms(now),
+            not_after_ms: unix_ms(not_after),
+            active_from_ms,
+            retired_at_ms: None,
+            serial: hex(&serial),
+        };
+        // Key first (0600), then the certificate, then the index naming them.
+        let (cert_path, key_path) = root_paths(&self.dir, generation);
+        write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)
+            .map_err(|e| CaError::io(&key_path, e))?;
+        write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)
+            .map_err(|e| CaError::io(&cert_path, e))?;
+        let mut infos: Vec<RootInfo> = roots.iter().map(|r| r.info.clone()).collect();
+        for older in infos.iter_mut().filter(|r| r.retired_at_ms.is_none()) {
+            older.retired_at_ms = Some(active_from_ms);
+        }
+        infos.push(info.clone());
+        let index = self.dir.join(ROOTS_FILE);
+        let json = serde_json::to_vec_pretty(&infos).map_err(|e| CaError::Corrupt {
+            path: index.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&index, &json, 0o600).map_err(|e| CaError::io(&index, e))?;
+        for (root, info) in roots.iter_mut().zip(&infos) {
+            root.info = info.clone();
+        }
+        roots.push(Root {
+            info: info.clone(),
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        });
+        Ok(info)
+    }
+}
+
+fn root_paths(dir: &Path, generation: u64) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("root-{generation}.pem")),
+        dir.join(format!("root-{generation}.key.pem")),
+    )
+}
+
+fn load_root(dir: &Path, info: RootInfo) -> Result<Root, CaError> {
+    let (cert_path, key_path) = root_paths(dir, info.generation);
+    let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| CaError::io(&cert_path, e))?;
+    let key_pem = std::fs::read_to_string(&key_path).map_err(|e| CaError::io(&key_path, e))?;
+    let corrupt = |path: &Path, e: rcgen::Error| CaError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| corrupt(&key_path, e))?;
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| corrupt(&cert_path, e))?;
+    Ok(Root {
+        info,
+        cert_pem,
+        issuer,
+    })
+}
+
+/// Not expired, and not retired longer than `grace` ago.
+fn trusted(info: &RootInfo, now_ms: u64, grace_ms: u64) -> bool {
+    info.not_after_ms > now_ms && info.retired_at_ms.is_none_or(|at| now_ms < at + grace_ms)
+}
+
+/// The newest root whose signing time has come.
+fn signing_root(roots: &[Root], now_ms: u64) -> Option<&Root> {
+    roots
+        .iter()
+        .rev()
+        .find(|r| r.info.active_from_ms <= now_ms)
+        .or_else(|| roots.first())
+}
+
+/// SPIFFE path segments: no `/`, nothing empty, a conservative character set.
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), CaError> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CaError::BadName {
+            what,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// 16 random bytes, positive as an ASN.1 integer.
+fn serial_number() -> Result<[u8; 16], CaError> {
+    let mut serial = random::<16>()?;
+    // Positive, and no leading zero byte, so the hex matches what Envoy's `/certs` prints.
+    serial[0] = (serial[0] & 0x6f) | 0x10;
+    Ok(serial)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,71 @@
+//! weft's mesh identity.
+//!
+//! - [`Ca`]: ECDSA P-256 roots kept in the control plane's data directory, short-lived X.509
+//!   SVIDs (`spiffe://<trust-domain>/ns/<ns>/sa/<service>`), a trust bundle holding every root
+//!   a sidecar must accept, and planned root rotation;
+//! - [`Tokens`]: join tokens binding a sidecar to one identity (HMAC-SHA256, expiring,
+//!   durably revocable).
+//!
+//! The xDS server serves the SVIDs over SDS only to the identity a sidecar's token names.
+#![forbid(unsafe_code)]
+
+mod authority;
+mod files;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use authority::{Ca, CaSettings, RootInfo, Svid};
+pub use token::{Claims, TokenError, TokenRecord, Tokens};
+
+/// Errors of the CA and the token store.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: unreadable: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("{what} {value:?}: use letters, digits, '-', '.' or '_' (a SPIFFE path segment)")]
+    BadName { what: &'static str, value: String },
+    #[error("the operating system's random generator failed")]
+    Random,
+    #[error("the CA has no root")]
+    NoRoot,
+}
+
+impl CaError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn rcgen(error: rcgen::Error) -> Self {
+        Self::Certificate(error.to_string())
+    }
+}
+
+/// The CA and the tokens of one control plane, both under one directory
+/// (`<data-dir>/ca`).
+pub struct Identity {
+    pub ca: Ca,
+    pub tokens: Tokens,
+}
+
+impl Identity {
+    pub fn open(dir: &Path, settings: CaSettings) -> Result<Self, CaError> {
+        Ok(Self {
+            ca: Ca::open(dir, settings)?,
+            tokens: Tokens::open(dir)?,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! `weft bootstrap --gateway`: the edge gateway's Envoy bootstrap.
+//!
+//! A gateway is a sidecar without an application: it is made from the sidecar bootstrap (so it
+//! authenticates to the control plane, gets its certificates and filter configurations the
+//! same way, and reaches the mesh through the same CDS/EDS clusters with mTLS), then
+//! - the mesh-facing `inbound` listener is removed, and the node does not announce an inbound
+//!   address, so the gateway never becomes an endpoint of a mesh cluster;
+//! - the `outbound` listener becomes the public `edge` listener: HTTPS with the gateway's own
+//!   certificate (an external one, not a mesh SVID; TLS 1.2 or 1.3, no client certificate), and
+//!   the authz filter (`weft.authz`, configured by AuthorizationPolicies that target the
+//!   gateway's service, typically JWT rules) runs before the canary/fault/breaker filters;
+//! - requests are routed like a sidecar's outbound calls: the `Host` header names the mesh
+//!   service (`cluster_header: :authority`), or the cluster the canary filter chose.
+
+use serde_json::{json, Value};
+
+use crate::bootstrap::{named, render_value, BootstrapError, BootstrapParams};
+
+/// What a gateway adds to a sidecar's parameters.
+#[derive(Clone, Debug)]
+pub struct GatewayParams {
+    /// The public HTTPS port.
+    pub port: u16,
+    /// Directory inside the gateway holding `cert.pem` (the chain clients see) and `key.pem`.
+    pub tls_dir: String,
+}
+
+/// The gateway bootstrap as YAML.
+pub fn render_gateway(
+    params: &BootstrapParams,
+    gateway: &GatewayParams,
+) -> Result<String, BootstrapError> {
+    let value = render_gateway_value(params, gateway)?;
+    serde_norway::to_string(&value).map_err(|e| BootstrapError::Print(e.to_string()))
+}
+
+/// The gateway bootstrap as a JSON value.
+pub fn render_gateway_value(
+    params: &BootstrapParams,
+    gateway: &GatewayParams,
+) -> Result<Value, BootstrapError> {
+    let mut root = render_value(params)?;
+    // Not an endpoint of the mesh: nobody routes to a gateway through CDS/EDS.
+    if let Some(metadata) = root
+        .pointer_mut("/node/metadata")
+        .and_then(Value::as_object_mut)
+    {
+        metadata.remove("inbound_address");
+    }
+    // The authz filter entry (ECDS, fail-closed default) moves from the mesh listener to the
+    // edge listener, in front of the outbound filters.
+    let authz = named(&mut root, "/static_resources/listeners", "inbound")?
+        .pointer("/filter_chains/0/filters/0/typed_config/http_filters")
+        .and_then(Value::as_array)
+        .and_then(|filters| filters.iter().find(|f| f["name"] == "weft.authz"))
+        .cloned()
+        .ok_or(BootstrapError::Missing("the inbound weft.authz filter"))?;
+    let listeners = root
+        .pointer_mut("/static_resources/listeners")
+        .and_then(Value::as_array_mut)
+        .ok_or(BootstrapError::Missing("static_resources.listeners"))?;
+    listeners.retain(|l| l["name"] != "inbound");
+    let edge = named(&mut root, "/static_resources/listeners", "outbound")?;
+    edge["name"] = json!("edge");
+    *edge
+        .pointer_mut("/address/socket_address/port_value")
+        .ok_or(BootstrapError::Missing("edge listener port"))? = json!(gateway.port);
+    let chain = edge
+        .pointer_mut("/filter_chains/0")
+        .and_then(Value::as_object_mut)
+        .ok_or(BootstrapError::Missing("edge filter chain"))?;
+    chain.insert("transport_socket".into(), edge_tls(&gateway.tls_dir));
+    let hcm = edge
+        .pointer_mut("/filter_chains/0/filters/0/typed_config")
+        .ok_or(BootstrapError::Missing("edge http_connection_manager"))?;
+    hcm["stat_prefix"] = json!("edge");
+    // Outside clients send `Host: name:port`; the route names clusters by the bare name.
+    hcm["strip_any_host_port"] = json!(true);
+    if let Some(direction) = hcm.pointer_mut("/access_log/0/typed_config/log_format/json_format") {
+        direction["direction"] = json!("edge");
+        // Who called, as far as the edge knows: the client address (no client certificate).
+        direction["source_ip"] = json!("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%");
+    }
+    let filters = hcm
+        .pointer_mut("/http_filters")
+        .and_then(Value::as_array_mut)
+        .ok_or(BootstrapError::Missing("edge http_filters"))?;
+    // Before the canary (and after anything that must see every request first, such as
+    // telemetry).
+    let at = filters
+        .iter()
+        .position(|f| f["name"] == "weft.canary")
+        .unwrap_or(0);
+    filters.insert(at, authz);
+    Ok(root)
+}
+
+/// The edge listener's TLS: the gateway's own certificate; clients are not asked for one.
+fn edge_tls(dir: &str) -> Value {
+    let dir = dir.trim_end_matches('/');
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": format!("{dir}/cert.pem")},
+                    "private_key": {"filename": format!("{dir}/key.pem")},
+                }],
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn gateway() -> Value {
+        let params = BootstrapParams::new("gateway", "v1", "10.0.0.1", 18000);
+        render_gateway_value(
+            &params,
+            &GatewayParams {
+                port: 8443,
+                tls_dir: "/etc/weft/edge/".into(),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_edge_listener_is_https_runs_authz_first_and_routes_into_the_mesh() {
+        let v = gateway();
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        assert_eq!(listeners.len(), 1, "only the edge listener");
+        let edge = &listeners[0];
+        assert_eq!(edge["name"], "edge");
+        assert_eq!(edge["address"]["socket_address"]["port_value"], 8443);
+        let tls = &edge["filter_chains"][0]["transport_socket"]["typed_config"];
+        assert!(tls.get("require_client_certificate").is_none());
+        assert_eq!(
+            tls["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/etc/weft/edge/cert.pem"
+        );
+        let hcm = &edge["filter_chains"][0]["filters"][0]["typed_config"];
+        let names: Vec<&str> = hcm["http_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+        assert!(at("weft.authz") < at("weft.canary"));
+        assert!(at("weft.canary") < at("weft.fault") && at("weft.fault") < at("weft.breaker"));
+        assert_eq!(names.last(), Some(&"envoy.filters.http.router"));
+        // Routed like the sidecar's outbound calls: by Host, or the canary's cluster.
+        let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            routes.last().unwrap()["route"]["cluster_header"],
+            ":authority"
+        );
+    }
+
+    #[test]
+    fn the_gateway_is_not_a_mesh_endpoint() {
+        let v = gateway();
+        assert!(v["node"]["metadata"].get("inbound_address").is_none());
+        assert_eq!(v["node"]["cluster"], "gateway");
+    }
+}

@@ -1,0 +1,296 @@
+//! TLS on the xDS listener when the mesh CA is on: join tokens (gRPC metadata) and SVID
+//! private keys (SDS) never cross the network in clear.
+//!
+//! The server certificate is issued by the weft CA for the control plane's own SPIFFE id
+//! (`spiffe://<trust-domain>/ns/weft-system/sa/weft-control`, what sidecars match) plus the
+//! DNS names and IP addresses other clients may check. It is signed by the oldest root still
+//! in the trust bundle, so a sidecar whose bootstrap pinned the bundle before a root rotation
+//! keeps connecting until its root leaves the bundle, and it is renewed at half its lifetime
+//! (or when that root changes) without a restart: the rustls resolver hands every new
+//! handshake the current certificate; open connections keep theirs.
+//!
+//! Handshakes run in their own tasks (at most [`HANDSHAKE_TIMEOUT`] each), so a slow or
+//! plaintext client never holds back the accept loop. TLS 1.3 only, ALPN `h2` and `http/1.1`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls::{
+    self,
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+    ServerConfig,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use weft_ca::{CaError, Identity};
+
+/// The control plane's identity: `spiffe://<trust-domain>/ns/weft-system/sa/weft-control`.
+pub const CONTROL_NAMESPACE: &str = "weft-system";
+pub const CONTROL_SERVICE: &str = "weft-control";
+/// A client that has not finished its handshake by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Accepted-and-handshaken connections queued for the server.
+const ACCEPT_QUEUE: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("xDS server certificate: {0}")]
+    Ca(#[from] CaError),
+    #[error("xDS server certificate: {0}")]
+    Key(String),
+}
+
+/// The SPIFFE id the xDS server certificate carries in trust domain `trust_domain`.
+pub fn control_plane_spiffe_id(trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{CONTROL_NAMESPACE}/sa/{CONTROL_SERVICE}")
+}
+
+/// The certificate the next handshake gets.
+#[derive(Debug)]
+struct CurrentCert {
+    key: Arc<CertifiedKey>,
+    serial: String,
+    root_generation: u64,
+    renew_at_ms: u64,
+}
+
+/// The rustls side: reads the current certificate on every handshake.
+#[derive(Debug)]
+struct Resolver {
+    current: RwLock<CurrentCert>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        Some(Arc::clone(&current.key))
+    }
+}
+
+/// TLS for the xDS listener: the server configuration and its renewing certificate.
+pub struct XdsTls {
+    identity: Arc<Identity>,
+    names: Vec<String>,
+    resolver: Arc<Resolver>,
+    config: Arc<ServerConfig>,
+}
+
+// === impl XdsTls ===
+
+impl XdsTls {
+    /// Issues the first certificate for the control plane's SPIFFE id and `names` (DNS names
+    /// or IP addresses). Fails on a name that is neither.
+    pub fn new(identity: Arc<Identity>, names: Vec<String>) -> Result<Arc<Self>, TlsError> {
+        let current = issue(&identity, &names)?;
+        let resolver = Arc::new(Resolver {
+            current: RwLock::new(current),
+        });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Key(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(Self {
+            identity,
+            names,
+            resolver,
+            config: Arc::new(config),
+        }))
+    }
+
+    /// The SPIFFE id in the certificate (what a sidecar's bootstrap matches).
+    pub fn spiffe_id(&self) -> String {
+        control_plane_spiffe_id(&self.identity.ca.settings().trust_domain)
+    }
+
+    /// Hex serial of the certificate handshakes get now.
+    pub fn serial(&self) -> String {
+        self.read().serial.clone()
+    }
+
+    /// The root generation that signed the current certificate.
+    pub fn root_generation(&self) -> u64 {
+        self.read().root_generation
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, CurrentCert> {
+        self.resolver
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Re-issues the certificate when half its lifetime is over or the oldest trusted root
+    /// changed (the old one left the bundle). Returns whether it did.
+    pub fn refresh(&self) -> Result<bool, TlsError> {
+        let now = unix_ms(SystemTime::now());
+        let due = {
+            let current = self.read();
+            now >= current.renew_at_ms
+                || self.identity.ca.oldest_trusted_generation() != current.root_generation
+        };
+        if !due {
+            return Ok(false);
+        }
+        let next = issue(&self.identity, &self.names)?;
+        tracing::info!(serial = %next.serial, root = next.root_generation, "renewed the xDS server certificate");
+        *self
+            .resolver
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(true)
+    }
+
+    /// Renews on a tick a twentieth of the SVID lifetime (0.2 s to 30 s) while `self` lives.
+    pub(crate) fn spawn_renewal(self: &Arc<Self>) {
+        let tick = (self.identity.ca.settings().svid_ttl / 20)
+            .clamp(Duration::from_millis(200), Duration::from_secs(30));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(tls) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = tls.refresh() {
+                    tracing::error!(%error, "cannot renew the xDS server certificate; keeping the current one");
+                }
+            }
+        });
+    }
+
+    /// Accepts on `listener` and hands the server TLS connections whose handshake finished;
+    /// stops accepting when the returned stream is dropped.
+    pub(crate) fn incoming(
+        &self,
+        listener: TcpListener,
+    ) -> ReceiverStream<Result<TlsConn, io::Error>> {
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.config));
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    () = tx.closed() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            // Out of descriptors, say: back off instead of spinning.
+                            tracing::warn!(%error, "xDS accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let info = tcp.connect_info();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(inner)) => {
+                            let _ = tx.send(Ok(TlsConn { inner, info })).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "xDS TLS handshake refused")
+                        }
+                        Err(_) => tracing::debug!(%peer, "xDS TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+fn issue(identity: &Identity, names: &[String]) -> Result<CurrentCert, TlsError> {
+    let issued_ms = unix_ms(SystemTime::now());
+    let cert = identity
+        .ca
+        .issue_server(CONTROL_NAMESPACE, CONTROL_SERVICE, names)?;
+    let chain = CertificateDer::pem_slice_iter(cert.cert_chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Key(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+        .map_err(|e| TlsError::Key(e.to_string()))?;
+    let signer =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| TlsError::Key(e.to_string()))?;
+    Ok(CurrentCert {
+        key: Arc::new(CertifiedKey::new(chain, signer)),
+        serial: cert.serial,
+        root_generation: cert.root_generation,
+        // Half the lifetime from now (not from the backdated not-before).
+        renew_at_ms: issued_ms + cert.not_after_ms.saturating_sub(issued_ms) / 2,
+    })
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A server-side TLS connection that tells tonic its TCP peer (the xDS stream's source IP
+/// is a sidecar's default inbound address).
+pub struct TlsConn {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    info: TcpConnectInfo,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests;

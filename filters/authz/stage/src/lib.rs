@@ -1,0 +1,138 @@
+//! weft authz: decides every inbound request from its JSON configuration.
+//!
+//! The decision itself lives in `weft_filter_core::authz`; [`AuthzStage`] reads the request
+//! through the request view all stages share (`MemoRequest`), counts the outcome and sends the deny reply. The
+//! standalone module (`filters/authz`, `authz.wasm`) wraps it in a root and an HTTP context;
+//! the combined module `weft-suite` runs it as its first stage.
+#![forbid(unsafe_code)]
+
+use proxy_wasm::types::Action;
+use std::collections::HashMap;
+use weft_filter_core::authz::{Authz, Verdict};
+use weft_filter_core::suite::MemoRequest;
+use weft_filter_core::telemetry::AUTHZ_PROPERTY;
+use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, HostRequest};
+
+/// Counters for one outcome, in total and per policy name.
+struct Outcome {
+    total: Counter,
+    by_policy: HashMap<String, Counter>,
+}
+
+impl Outcome {
+    fn new(outcome: &str, policies: &[String]) -> Self {
+        let by_policy = policies
+            .iter()
+            .map(|p| {
+                let name = format!("weft.authz.policy.{}.{outcome}", sanitize_stat_segment(p));
+                (p.clone(), Counter::new(&name))
+            })
+            .collect();
+        Self {
+            total: Counter::new(&format!("weft.authz.{outcome}")),
+            by_policy,
+        }
+    }
+
+    fn count(&self, policy: Option<&str>) {
+        self.total.inc();
+        if let Some(counter) = policy.and_then(|p| self.by_policy.get(p)) {
+            counter.inc();
+        }
+    }
+}
+
+struct Stats {
+    allowed: Outcome,
+    denied: Outcome,
+    dry_run_denied: Outcome,
+    audited: Outcome,
+}
+
+/// The authz filter of one root context: the compiled policies and their stats.
+pub struct AuthzStage {
+    authz: Authz,
+    stats: Stats,
+}
+
+// === impl AuthzStage ===
+
+impl AuthzStage {
+    /// Defines the stats (from `on_configure`).
+    pub fn new(authz: Authz) -> Self {
+        let mut names: Vec<String> = authz
+            .config()
+            .policies
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        names.extend(authz.config().jwt.iter().map(|p| format!("jwt:{}", p.name)));
+        names.push("default-deny".to_string());
+        let stats = Stats {
+            allowed: Outcome::new("allowed", &names),
+            denied: Outcome::new("denied", &names),
+            dry_run_denied: Outcome::new("dry_run_denied", &names),
+            audited: Outcome::new("audited", &names),
+        };
+        log::info!(
+            "weft-authz: configured with {} policies",
+            authz.config().policies.len()
+        );
+        Self { authz, stats }
+    }
+
+    /// Decide the request: `Continue`, or `Pause` after sending the deny reply.
+    pub fn on_request_headers(&self, req: &MemoRequest<HostRequest>) -> Action {
+        let authz = &self.authz;
+        // Only JWT validation looks at the time: skip the host clock without providers.
+        let now = if authz.needs_time() {
+            glue::now_unix_secs()
+        } else {
+            0
+        };
+        let decision = authz.decide(req, now);
+        // For the telemetry filter (a stream property; no host call on a plain allow).
+        match decision.verdict {
+            Verdict::Deny { .. } => glue::set_stream_property(AUTHZ_PROPERTY, b"deny"),
+            Verdict::Allow { .. } if !decision.dry_run_denied.is_empty() => {
+                glue::set_stream_property(AUTHZ_PROPERTY, b"dry_run_deny")
+            }
+            Verdict::Allow { .. } => {}
+        }
+        let stats = &self.stats;
+        for policy in &decision.dry_run_denied {
+            stats.dry_run_denied.count(Some(policy));
+        }
+        for policy in &decision.audited {
+            stats.audited.count(Some(policy));
+        }
+        match decision.verdict {
+            Verdict::Allow { policy } => {
+                stats.allowed.count(policy.as_deref());
+                for (name, value) in &decision.request_headers {
+                    match value {
+                        Some(value) => HostRequest::set_header(name, value),
+                        None => HostRequest::remove_header(name),
+                    }
+                    req.note_header(name, value.as_deref());
+                }
+                log::debug!("weft-authz: allow ({})", decision.reason);
+                Action::Continue
+            }
+            Verdict::Deny {
+                policy,
+                status,
+                body,
+                headers,
+            } => {
+                stats.denied.count(Some(&policy));
+                log::debug!(
+                    "weft-authz: deny {status} by {policy} ({})",
+                    decision.reason
+                );
+                glue::send_local_reply(status, &headers, &body);
+                Action::Pause
+            }
+        }
+    }
+}

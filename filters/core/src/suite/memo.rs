@@ -1,0 +1,142 @@
+//! One request as all the stages of the combined module see it: each attribute read from the
+//! host at most once, and a header a stage wrote visible to the later stages without a read.
+
+use crate::RequestAttributes;
+use std::cell::RefCell;
+
+/// Wraps the host's view of the current request (`R`) for the span of one callback.
+///
+/// Stages that write a request header report it with [`note_header`](Self::note_header)
+/// after writing it to the host, so a later stage (the breaker reading the canary's cluster
+/// header) gets the new value without asking the host again.
+/// One attribute: `None` until read, then what the host gave.
+type Slot = RefCell<Option<Option<String>>>;
+
+/// The slot's value, reading it with `read` the first time.
+fn cached(slot: &Slot, read: impl FnOnce() -> Option<String>) -> Option<String> {
+    if let Some(value) = &*slot.borrow() {
+        return value.clone();
+    }
+    let value = read();
+    *slot.borrow_mut() = Some(value.clone());
+    value
+}
+
+#[derive(Debug)]
+pub struct MemoRequest<R> {
+    inner: R,
+    method: Slot,
+    path: Slot,
+    authority: Slot,
+    source_address: Slot,
+    peer_principal: Slot,
+    /// Other headers read (or written) so far, by lower-case name. The pseudo-headers every
+    /// stage asks for have their own cells: no name to copy, no list to search.
+    headers: RefCell<Vec<(String, Option<String>)>>,
+}
+
+// === impl MemoRequest ===
+
+impl<R: RequestAttributes> MemoRequest<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            method: Slot::default(),
+            path: Slot::default(),
+            authority: Slot::default(),
+            source_address: Slot::default(),
+            peer_principal: Slot::default(),
+            headers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The wrapped view.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    /// Record that header `name` now has `value` (`None`: removed) on the host.
+    pub fn note_header(&self, name: &str, value: Option<&str>) {
+        let value = value.map(str::to_string);
+        if let Some(slot) = self.pseudo(name) {
+            *slot.borrow_mut() = Some(value);
+            return;
+        }
+        let mut headers = self.headers.borrow_mut();
+        match headers.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => *old = value,
+            None => headers.push((name.to_string(), value)),
+        }
+    }
+
+    fn pseudo(&self, name: &str) -> Option<&Slot> {
+        match name {
+            ":method" => Some(&self.method),
+            ":path" => Some(&self.path),
+            ":authority" => Some(&self.authority),
+            _ => None,
+        }
+    }
+}
+
+impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
+    fn method(&self) -> Option<String> {
+        cached(&self.method, || self.inner.method())
+    }
+
+    fn path(&self) -> Option<String> {
+        cached(&self.path, || self.inner.path())
+    }
+
+    fn authority(&self) -> Option<String> {
+        cached(&self.authority, || self.inner.authority())
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        match name {
+            ":method" => return self.method(),
+            ":path" => return self.path(),
+            ":authority" => return self.authority(),
+            _ => {}
+        }
+        if let Some((_, value)) = self.headers.borrow().iter().find(|(n, _)| n == name) {
+            return value.clone();
+        }
+        let value = self.inner.header(name);
+        self.headers
+            .borrow_mut()
+            .push((name.to_string(), value.clone()));
+        value
+    }
+
+    fn source_address(&self) -> Option<String> {
+        cached(&self.source_address, || self.inner.source_address())
+    }
+
+    fn peer_principal(&self) -> Option<String> {
+        cached(&self.peer_principal, || self.inner.peer_principal())
+    }
+}
+
+/// A borrowed request is a request too, so a view can wrap one it does not own.
+impl<R: RequestAttributes + ?Sized> RequestAttributes for &R {
+    fn method(&self) -> Option<String> {
+        (**self).method()
+    }
+
+    fn path(&self) -> Option<String> {
+        (**self).path()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        (**self).header(name)
+    }
+
+    fn source_address(&self) -> Option<String> {
+        (**self).source_address()
+    }
+
+    fn peer_principal(&self) -> Option<String> {
+        (**self).peer_principal()
+    }
+}

@@ -1,0 +1,97 @@
+//! The combined module (`weft-suite`): one JSON configuration with an optional section per
+//! stage, and a request view that every stage of one request shares.
+//!
+//! `{"authz": {...}, "canary": {...}, "fault": {...}, "breaker": {...}}`: each section is
+//! exactly what that filter takes on its own, parsed by that filter's own parser; an absent
+//! (or `null`) section turns the stage off. An error inside a section names it, e.g.
+//! `canary.services[0].split[1].weight`.
+
+mod memo;
+#[cfg(test)]
+mod tests;
+
+pub use memo::MemoRequest;
+
+use crate::authz::Authz;
+use crate::breaker::Breaker;
+use crate::canary::Canary;
+use crate::fault::Fault;
+use crate::ConfigError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The stages in the order they run on a request (the order of the chained filters).
+pub const STAGES: [&str; 4] = ["authz", "canary", "fault", "breaker"];
+
+/// The compiled configuration of each enabled stage.
+#[derive(Debug, Default)]
+pub struct Suite {
+    pub authz: Option<Authz>,
+    pub canary: Option<Canary>,
+    pub fault: Option<Fault>,
+    pub breaker: Option<Breaker>,
+}
+
+/// The sections as written, before each stage parses its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections {
+    #[serde(default)]
+    authz: Option<Box<RawValue>>,
+    #[serde(default)]
+    canary: Option<Box<RawValue>>,
+    #[serde(default)]
+    fault: Option<Box<RawValue>>,
+    #[serde(default)]
+    breaker: Option<Box<RawValue>>,
+}
+
+// === impl Suite ===
+
+impl Suite {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        // serde would also accept the sections written as an array; only an object is meant.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ConfigError::new("configuration", "must be a JSON object"));
+        }
+        let sections: Sections = crate::error::parse_json(bytes)?;
+        Ok(Self {
+            authz: section("authz", sections.authz.as_deref(), Authz::from_json)?,
+            canary: section("canary", sections.canary.as_deref(), Canary::from_json)?,
+            fault: section("fault", sections.fault.as_deref(), Fault::from_json)?,
+            breaker: section("breaker", sections.breaker.as_deref(), Breaker::from_json)?,
+        })
+    }
+
+    /// The enabled stages, in run order (for the log line at configuration).
+    pub fn enabled(&self) -> Vec<&'static str> {
+        let on = [
+            self.authz.is_some(),
+            self.canary.is_some(),
+            self.fault.is_some(),
+            self.breaker.is_some(),
+        ];
+        STAGES
+            .iter()
+            .zip(on)
+            .filter_map(|(name, on)| on.then_some(*name))
+            .collect()
+    }
+}
+
+/// Parse one section with its stage's own parser; errors name the section first.
+fn section<T>(
+    name: &str,
+    raw: Option<&RawValue>,
+    parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    parse(raw.get().as_bytes()).map(Some).map_err(|err| {
+        let field = match err.field.as_str() {
+            "" | "configuration" => name.to_string(),
+            f if f.starts_with('[') => format!("{name}{f}"),
+            f => format!("{name}.{f}"),
+        };
+        ConfigError::new(field, err.reason)
+    })
+}

@@ -1,0 +1,156 @@
+//! The suite's configuration sections and the shared request view. They run natively and,
+//! through wasm-bindgen-test, on wasm32.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::rng::Rng;
+use crate::testing::{Counting, Req};
+use crate::RequestAttributes;
+use std::cell::RefCell;
+
+const AUTHZ: &str = r#"{"policies": [
+    {"name": "block-admin", "action": "DENY", "rules": [{"paths": ["/admin/*"]}]},
+    {"name": "readers", "action": "ALLOW", "rules": [{"methods": ["GET"], "paths": ["/reports/*"]}]}]}"#;
+const CANARY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{
+    "host": "reviews", "stable": "v1",
+    "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}},
+    "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}],
+    "sticky": {"key": {"header": "x-user"}, "salt": "s"}}]}"#;
+const FAULT: &str = r#"{"policies": [{"name": "slow", "match": {"hosts": ["reviews"]},
+    "delay": {"percent": 0, "fixed_ms": 20}}]}"#;
+const BREAKER: &str = r#"{"cluster_header": "x-weft-cluster", "clusters": {"v1": {}, "v2": {}}}"#;
+
+fn suite(sections: &[(&str, &str)]) -> Result<Suite, ConfigError> {
+    let body: Vec<String> = sections
+        .iter()
+        .map(|(name, json)| format!("\"{name}\": {json}"))
+        .collect();
+    Suite::from_json(format!("{{{}}}", body.join(", ")).as_bytes())
+}
+
+fn field_of(sections: &[(&str, &str)]) -> String {
+    suite(sections).unwrap_err().field
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn every_section_is_optional() {
+    let all = suite(&[
+        ("authz", AUTHZ),
+        ("canary", CANARY),
+        ("fault", FAULT),
+        ("breaker", BREAKER),
+    ])
+    .unwrap();
+    assert_eq!(all.enabled(), STAGES);
+    let none = Suite::from_json(b"{}").unwrap();
+    assert!(none.enabled().is_empty());
+    let two = suite(&[("breaker", BREAKER), ("authz", AUTHZ), ("fault", "null")]).unwrap();
+    assert_eq!(two.enabled(), ["authz", "breaker"]);
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_bad_section_is_named_with_the_field_inside_it() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[(
+                "authz",
+                r#"{"policies": [{"name": "p", "action": "MAYBE"}]}"#,
+            )],
+            "authz.policies[0].action",
+        ),
+        (
+            &[
+                ("authz", AUTHZ),
+                (
+                    "canary",
+                    r#"{"services": [{"host": "r", "stable": "v1", "versions": {"v1": {"cluster": "c"}},
+                        "split": [{"version": "v1", "weight": "half"}]}]}"#,
+                ),
+            ],
+            "canary.services[0].split[0].weight",
+        ),
+        (
+            &[(
+                "fault",
+                r#"{"policies": [{"name": "p", "delay": {"percent": 10, "fixed_ms": 5}}], "tick": 1}"#,
+            )],
+            "fault.tick",
+        ),
+        (
+            &[("breaker", r#"{"cluster_header": "X Bad"}"#)],
+            "breaker.cluster_header",
+        ),
+        (&[("canary", "[]")], "canary"),
+    ];
+    for (sections, field) in cases {
+        assert_eq!(field_of(sections), *field, "{sections:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn unknown_sections_and_broken_json_are_refused() {
+    let err = Suite::from_json(br#"{"authz": {}, "canaries": {}}"#).unwrap_err();
+    assert_eq!(err.field, "canaries");
+    assert!(err.reason.contains("expected one of"), "{err}");
+    // Cut short inside a section: serde names the section it was in.
+    let err = Suite::from_json(br#"{"authz": {"#).unwrap_err();
+    assert_eq!(err.field, "authz");
+    assert!(Suite::from_json(b"[]").is_err());
+    assert!(Suite::from_json(br#"{"fault": {}} trailing"#).is_err());
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn the_stages_of_one_request_read_each_attribute_once() {
+    let suite = suite(&[
+        ("authz", AUTHZ),
+        ("canary", CANARY),
+        ("fault", FAULT),
+        ("breaker", BREAKER),
+    ])
+    .unwrap();
+    let counting = Counting {
+        req: Req::new("reviews:8080", "/reports/q3").with("x-user", "user-42"),
+        reads: RefCell::new(Vec::new()),
+    };
+    let req = MemoRequest::new(counting);
+    let mut rng = Rng::new(7);
+    let authz = suite.authz.as_ref().unwrap().decide(&req, 0);
+    assert!(matches!(authz.verdict, crate::authz::Verdict::Allow { .. }));
+    let canary = suite.canary.as_ref().unwrap();
+    let cluster = canary.decide(&req, &mut rng).unwrap().cluster.to_string();
+    // The filter writes the cluster header; the breaker then reads it without the host.
+    req.note_header(canary.cluster_header(), Some(&cluster));
+    let fault = suite.fault.as_ref().unwrap().decide(&req, 0, 0, &mut rng);
+    assert_eq!(fault.policy, Some(0));
+    assert_eq!(req.header("x-weft-cluster"), Some(cluster));
+    // The request again, as a later stage asks for it.
+    assert_eq!(req.path().as_deref(), Some("/reports/q3"));
+    assert_eq!(req.authority().as_deref(), Some("reviews:8080"));
+
+    let mut reads = req.inner().reads.borrow().clone();
+    let total = reads.len();
+    reads.sort();
+    reads.dedup();
+    assert_eq!(total, reads.len(), "read twice: {reads:?}");
+    assert!(!reads.contains(&"x-weft-cluster".to_string()), "{reads:?}");
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_noted_header_replaces_or_removes_what_was_read() {
+    let counting = Counting {
+        req: Req::new("a", "/").with("x-weft-cluster", "from-caller"),
+        reads: RefCell::new(Vec::new()),
+    };
+    let req = MemoRequest::new(counting);
+    assert_eq!(req.header("x-weft-cluster").as_deref(), Some("from-caller"));
+    req.note_header("x-weft-cluster", None);
+    assert_eq!(req.header("x-weft-cluster"), None);
+    req.note_header("x-weft-cluster", Some("v2"));
+    assert_eq!(req.header("x-weft-cluster").as_deref(), Some("v2"));
+    assert_eq!(req.inner().reads.borrow().len(), 1);
+}

@@ -1,0 +1,84 @@
+//! Telemetry: what each request did, aggregated per edge on the sidecar and reported to the
+//! control plane in signed batches.
+//!
+//! The filter reads a [`Record`] per request in `on_log` and adds it to the worker's
+//! [`Batch`] ([`Batch::record`]): counts by status class, authorization outcome, breaker
+//! fail-fasts, a latency histogram and the methods and paths seen, per edge
+//! `(source, destination, version)`. On the root context's tick [`Batch::take`] encodes the
+//! batch ([`Report`], JSON) and [`sign`] its body with the sidecar group's key; the control
+//! plane parses it with the same types. A batch is bounded in edges and routes: what does
+//! not fit is counted as dropped, never held.
+
+mod batch;
+mod config;
+mod record;
+mod stats;
+
+pub use batch::{Batch, EdgeReport, Report, RouteSeen};
+pub use config::{Direction, TelemetryConfig};
+pub use record::{destination_from_cluster, status_class, AuthzOutcome, Record};
+pub use stats::{edge_stat_prefix, service_of_principal, stat_tag_regexes, EdgeStats, STAT_TAGS};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Upper bounds (milliseconds) of the latency histogram buckets; one more bucket holds the
+/// rest. Shared by the filter (which fills them) and the control plane (which merges them
+/// and reads p50/p99 from them).
+pub const LATENCY_BOUNDS_MS: [u64; 16] = [
+    1, 2, 3, 5, 8, 13, 20, 30, 50, 80, 130, 200, 300, 500, 1000, 3000,
+];
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// The header carrying [`sign`]'s signature of a batch body.
+pub const SIGNATURE_HEADER: &str = "x-weft-telemetry-signature";
+/// The authz filter's per-request outcome, as a stream property other filters read
+/// (Envoy keeps it in the stream's filter state under `wasm.<name>`).
+pub const AUTHZ_PROPERTY: &str = "weft_authz";
+
+/// The bucket of a latency in microseconds.
+pub fn latency_bucket(latency_us: u64) -> usize {
+    LATENCY_BOUNDS_MS
+        .iter()
+        .position(|&bound| latency_us <= bound * 1000)
+        .unwrap_or(LATENCY_BOUNDS_MS.len())
+}
+
+/// Lower-case hex HMAC-SHA256 of `body` under `key`.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        // HMAC takes keys of any length; unreachable, but no panic on a filter path.
+        return String::new();
+    };
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Checks `signature` (hex) in constant time.
+pub fn verify(key: &[u8], body: &[u8], signature: &str) -> bool {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(body);
+    let Some(bytes) = decode_hex(signature) else {
+        return false;
+    };
+    mac.verify_slice(&bytes).is_ok()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! weft fault: injects aborts and delays into matching requests, within safety limits.
+//!
+//! The decision lives in `weft_filter_core::fault`; [`FaultStage`] counts the outcome, sends
+//! abort replies and holds delayed requests in the root context's [`TickScheduler`] until a
+//! tick releases them. A held request carries a payload `P`: what to do when it is due
+//! (the standalone module `filters/fault` just resumes it; `weft-suite` first runs its
+//! later stages).
+#![forbid(unsafe_code)]
+
+use proxy_wasm::types::Action;
+use std::cell::RefCell;
+use weft_filter_core::fault::{AbortReply, Fault, Skip};
+use weft_filter_core::rng::Rng;
+use weft_filter_core::suite::MemoRequest;
+use weft_proxy_glue::{
+    self as glue, sanitize_stat_segment, Counter, Gauge, HostRequest, TickScheduler,
+};
+
+/// One outcome, counted in total and per policy (indexed like the configured policies).
+struct Outcome {
+    total: Counter,
+    by_policy: Vec<Counter>,
+}
+
+impl Outcome {
+    fn new(outcome: &str, policies: &[String]) -> Self {
+        let by_policy = policies
+            .iter()
+            .map(|p| {
+                Counter::new(&format!(
+                    "weft.fault.policy.{}.{outcome}",
+                    sanitize_stat_segment(p)
+                ))
+            })
+            .collect();
+        Self {
+            total: Counter::new(&format!("weft.fault.{outcome}")),
+            by_policy,
+        }
+    }
+
+    fn count(&self, policy: usize) {
+        self.total.inc();
+        if let Some(counter) = self.by_policy.get(policy) {
+            counter.inc();
+        }
+    }
+}
+
+struct Stats {
+    aborts: Outcome,
+    delays: Outcome,
+    skipped_by_cap: Outcome,
+    skipped_expired: Outcome,
+    /// Delayed requests whose client went away before they were resumed.
+    delays_cancelled: Counter,
+}
+
+/// What to do with a delayed request when it is due.
+struct Held<P> {
+    policy: usize,
+    abort: Option<AbortReply>,
+    then: P,
+}
+
+/// The fault filter of one root context (one per worker): the compiled config, its stats,
+/// the pending set.
+pub struct FaultStage<P> {
+    fault: Fault,
+    stats: Stats,
+    scheduler: RefCell<TickScheduler<Held<P>>>,
+    rng: RefCell<Rng>,
+}
+
+// === impl FaultStage ===
+
+impl<P> FaultStage<P> {
+    /// Defines the stats (from `on_configure` of root context `root_context_id`, whose tick
+    /// releases the delayed requests).
+    pub fn new(fault: Fault, root_context_id: u32) -> Self {
+        let names: Vec<String> = fault.policy_names().map(str::to_string).collect();
+        let stats = Stats {
+            aborts: Outcome::new("aborts_injected", &names),
+            delays: Outcome::new("delays_injected", &names),
+            skipped_by_cap: Outcome::new("skipped_by_cap", &names),
+            skipped_expired: Outcome::new("skipped_expired", &names),
+            delays_cancelled: Counter::new("weft.fault.delays_cancelled"),
+        };
+        let tick = fault.tick_period_ms();
+        let pending = Gauge::new("weft.fault.delays_pending");
+        let scheduler = TickScheduler::new(root_context_id, tick, Some(pending));
+        log::info!(
+            "weft-fault: configured with {} policies, tick {} ms while delaying",
+            names.len(),
+            tick.unwrap_or(0)
+        );
+        let rng = Rng::new(glue::seed(root_context_id));
+        Self {
+            fault,
+            stats,
+            scheduler: RefCell::new(scheduler),
+            rng: RefCell::new(rng),
+        }
+    }
+
+    /// Decide request `context_id`: `Continue`; or `Pause`, either after sending an abort
+    /// or holding it with payload `then()` until [`release`](Self::release) finds it due.
+    pub fn on_request_headers(
+        &self,
+        context_id: u32,
+        req: &MemoRequest<HostRequest>,
+        then: impl FnOnce() -> P,
+    ) -> Action {
+        // The clock is needed for expiring policies and for scheduling a delay only.
+        let now = self.fault.needs_time().then(glue::now_millis);
+        let pending = self.scheduler.borrow().len();
+        let decision =
+            self.fault
+                .decide(req, now.unwrap_or(0), pending, &mut self.rng.borrow_mut());
+        for (policy, skip) in &decision.skipped {
+            match skip {
+                Skip::Expired => self.stats.skipped_expired.count(*policy),
+                Skip::DelayCap => self.stats.skipped_by_cap.count(*policy),
+            }
+        }
+        let Some(policy) = decision.policy else {
+            return Action::Continue;
+        };
+        if let Some(delay_ms) = decision.delay_ms {
+            let now = now.unwrap_or_else(glue::now_millis);
+            let held = Held {
+                policy,
+                abort: decision.abort.clone(),
+                then: then(),
+            };
+            if self
+                .scheduler
+                .borrow_mut()
+                .pause(context_id, now, delay_ms, held)
+            {
+                self.stats.delays.count(policy);
+                log::debug!("weft-fault: delaying {context_id} by {delay_ms} ms ({policy})");
+                return Action::Pause;
+            }
+        }
+        match decision.abort {
+            Some(reply) => {
+                self.stats.aborts.count(policy);
+                glue::send_local_reply(reply.status, &reply.headers, &reply.body);
+                Action::Pause
+            }
+            None => Action::Continue,
+        }
+    }
+
+    /// From the root's `on_tick`: every held request due at `now_ms` is answered with its
+    /// abort, or handed to `resume` (with its payload), which continues it and returns
+    /// false when the request is gone.
+    pub fn release(&self, now_ms: u64, mut resume: impl FnMut(u32, P) -> bool) {
+        // The borrow ends here: resuming may call back into the request's HTTP context.
+        let due = self.scheduler.borrow_mut().take_due(now_ms);
+        for (context_id, held) in due {
+            let done = match &held.abort {
+                Some(reply) => glue::send_local_reply_for(
+                    context_id,
+                    reply.status,
+                    &reply.headers,
+                    &reply.body,
+                ),
+                None => resume(context_id, held.then),
+            };
+            if done && held.abort.is_some() {
+                self.stats.aborts.count(held.policy);
+            } else if !done {
+                // Its client went away since on_done could tell us: nothing to do.
+                log::debug!("weft-fault: delayed request {context_id} is gone");
+            }
+        }
+    }
+
+    /// Whether requests are held (the root must keep ticking).
+    pub fn is_holding(&self) -> bool {
+        !self.scheduler.borrow().is_empty()
+    }
+
+    /// From the request's `on_done`: the stream ended. Still pending means its client
+    /// disconnected while delayed: forget it so the tick never touches a dead context.
+    pub fn on_done(&self, context_id: u32) {
+        if self.scheduler.borrow_mut().cancel(context_id).is_some() {
+            self.stats.delays_cancelled.inc();
+            log::debug!("weft-fault: delayed request {context_id} cancelled by its client");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! weft suite: authz, canary, fault and breaker in one module — one VM per worker and one
+//! HTTP context per request instead of four of each.
+//!
+//! Every wasm filter in a chain pays the host crossing again (D14); here the four filters
+//! run as stages of one HTTP context, in the order of the chain: authz, canary, fault,
+//! breaker. Each stage is the standalone filter's own code (`weft_authz_stage::AuthzStage`, ...),
+//! configured by its own section of `{"authz": .., "canary": .., "fault": .., "breaker": ..}`
+//! (`weft_filter_core::suite`); an absent section turns the stage off. The stages of one
+//! request share one view of it (`MemoRequest`), so each header or property is read from the
+//! host once, and the breaker sees the canary's cluster header without reading it back.
+//!
+//! A stage that answers locally (authz deny, fault abort, breaker fail-fast) stops the later
+//! stages. A fault delay holds the request in the root's tick; when it is due, the tick runs
+//! the stages after fault (the breaker) as that request and resumes it only if they let it
+//! through; the breaker's slot goes back to the request's context for `on_log`.
+#![forbid(unsafe_code)]
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::cell::Cell;
+use std::rc::Rc;
+use weft_authz_stage::AuthzStage;
+use weft_breaker_stage::{BreakerStage, Gate, Slot, GAUGE_REFRESH};
+use weft_canary_stage::{CanaryRequest, CanaryStage};
+use weft_fault_stage::FaultStage;
+use weft_filter_core::suite::{MemoRequest, Suite};
+use weft_proxy_glue::{self as glue, HostRequest};
+
+proxy_wasm::main! {{
+    glue::init_logging();
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(SuiteRoot { context_id, stages: None, gauges_due_ms: 0 })
+    });
+}}
+
+/// Where a request's breaker slot lands, shared by its HTTP context (which releases it in
+/// `on_log`) and, while the request is delayed, the root's tick (which takes it).
+type SlotCell = Rc<Cell<Option<Slot>>>;
+
+/// The enabled stages of one configuration, in run order.
+struct Stages {
+    authz: Option<AuthzStage>,
+    canary: Option<CanaryStage>,
+    fault: Option<FaultStage<SlotCell>>,
+    breaker: Option<BreakerStage>,
+}
+
+// === impl Stages ===
+
+impl Stages {
+    fn new(suite: Suite, root_context_id: u32) -> Self {
+        Self {
+            authz: suite.authz.map(AuthzStage::new),
+            canary: suite.canary.map(|c| CanaryStage::new(c, root_context_id)),
+            fault: suite.fault.map(|f| FaultStage::new(f, root_context_id)),
+            breaker: suite.breaker.map(|b| BreakerStage::new(b, root_context_id)),
+        }
+    }
+
+    /// The stages after fault, as the current request: whether it may continue (false: it
+    /// was answered locally). An admitted request's slot goes into `slot`.
+    fn after_fault(&self, req: &MemoRequest<HostRequest>, slot: &Cell<Option<Slot>>) -> bool {
+        let Some(breaker) = &self.breaker else {
+            return true;
+        };
+        match breaker.on_request_headers(req) {
+            Gate::Unguarded => true,
+            Gate::Admitted(admitted) => {
+                slot.set(Some(admitted));
+                true
+            }
+            Gate::Rejected => false,
+        }
+    }
+
+    /// From the root's tick: continue the delayed requests due at `now_ms`.
+    fn release_delayed(&self, now_ms: u64) {
+        if let Some(fault) = &self.fault {
+            fault.release(now_ms, |context_id, slot| {
+                glue::resume_http_request_after(context_id, || {
+                    self.after_fault(&MemoRequest::new(HostRequest), &slot)
+                })
+            });
+        }
+    }
+}
+
+struct SuiteRoot {
+    context_id: u32,
+    stages: Option<Rc<Stages>>,
+    /// Host time of the next breaker gauge refresh.
+    gauges_due_ms: u64,
+}
+
+impl Context for SuiteRoot {}
+
+impl RootContext for SuiteRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(suite) = glue::load_plugin_config("suite", Suite::from_json) else {
+            return false;
+        };
+        let enabled = suite.enabled();
+        // Envoy makes a new root context per configuration, so this is a safety net: never
+        // strand requests held under a configuration this root is about to forget.
+        if let Some(previous) = self.stages.take() {
+            previous.release_delayed(u64::MAX);
+        }
+        let stages = Stages::new(suite, self.context_id);
+        if stages.breaker.is_some() {
+            self.set_tick_period(GAUGE_REFRESH);
+        }
+        self.stages = Some(Rc::new(stages));
+        log::info!("weft-suite: configured, stages [{}]", enabled.join(", "));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(stages) = self.stages.clone() else {
+            return;
+        };
+        let now = glue::now_millis();
+        stages.release_delayed(now);
+        let Some(breaker) = &stages.breaker else {
+            return;
+        };
+        // The fault stage ticks fast while it holds requests, and stops the tick when it lets
+        // the last one go: the breaker's slow tick takes over again.
+        if stages.fault.as_ref().is_some_and(|f| !f.is_holding()) {
+            self.set_tick_period(GAUGE_REFRESH);
+        }
+        if now >= self.gauges_due_ms {
+            breaker.refresh_gauges();
+            let period = u64::try_from(GAUGE_REFRESH.as_millis()).unwrap_or(u64::MAX);
+            self.gauges_due_ms = now.saturating_add(period);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let stages = self.stages.clone()?;
+        Some(Box::new(SuiteHttp {
+            context_id,
+            stages,
+            canary: CanaryRequest::default(),
+            slot: SlotCell::default(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct SuiteHttp {
+    context_id: u32,
+    stages: Rc<Stages>,
+    canary: CanaryRequest,
+    slot: SlotCell,
+}
+
+impl Context for SuiteHttp {
+    fn on_done(&mut self) -> bool {
+        if let Some(fault) = &self.stages.fault {
+            fault.on_done(self.context_id);
+        }
+        true
+    }
+}
+
+impl HttpContext for SuiteHttp {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let stages = &self.stages;
+        let req = MemoRequest::new(HostRequest);
+        if let Some(authz) = &stages.authz {
+            if authz.on_request_headers(&req) == Action::Pause {
+                return Action::Pause;
+            }
+        }
+        if let Some(canary) = &stages.canary {
+            canary.on_request_headers(&mut self.canary, &req, end_of_stream);
+        }
+        if let Some(fault) = &stages.fault {
+            // Paused: answered, or held until the tick runs the breaker and resumes it.
+            let slot = &self.slot;
+            if fault.on_request_headers(self.context_id, &req, || Rc::clone(slot)) == Action::Pause
+            {
+                return Action::Pause;
+            }
+        }
+        if stages.after_fault(&req, &self.slot) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(canary) = &self.stages.canary {
+            canary.on_request_body(&mut self.canary, body_size, end_of_stream);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if let Some(canary) = &self.stages.canary {
+            canary.on_request_trailers(&mut self.canary);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let Some((header, version)) = self.canary.take_response_header() {
+            self.set_http_response_header(&header, Some(&version));
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let (Some(breaker), Some(slot)) = (&self.stages.breaker, self.slot.take()) {
+            breaker.on_log(slot);
+        }
+    }
+}
