@@ -177,7 +177,6 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         Duration::from_secs(30),
         Duration::from_millis(50),
         || {
-            let get = get.clone();
             let finance = finance.clone();
             async move { Ok((get(Some(finance)).await.0 == 200).then_some(())) }
         },

@@ -2,6 +2,8 @@
 //! SDS (secrets `default` and `ROOTCA` on the ADS stream), only for the identity its join
 //! token names; sidecars talk TLS 1.3 with those certificates; authz allows or denies by the
 //! verified SPIFFE id; certificates (and the root) rotate under load without a failed request.
+//! The sidecars reach the control plane over TLS 1.3 (their bootstrap pins the trust bundle
+//! and the control plane's SPIFFE id): tokens and SVID keys never cross the network in clear.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod xds_common;
@@ -14,7 +16,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use weft_ca::{CaSettings, Identity};
 use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, TestNet, Upstream};
-use weft_xds::{bootstrap::BootstrapParams, FilterSpec, MeshService, MeshTls, SidecarGroup};
+use weft_xds::{
+    bootstrap::{BootstrapParams, XdsUpstreamTls},
+    FilterSpec, MeshService, MeshTls, SidecarGroup, XdsTls,
+};
 use xds_common::{ControlPlane, INBOUND, OUTBOUND};
 
 const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/productpage";
@@ -22,6 +27,9 @@ const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/productpage";
 struct Mesh {
     cp: ControlPlane,
     identity: Arc<Identity>,
+    /// The bundle the sidecars' bootstraps pin for the xDS connection (taken at start).
+    xds_bundle: String,
+    xds_tls: Arc<XdsTls>,
     net: TestNet,
     gateway: String,
     app: Upstream,
@@ -81,9 +89,13 @@ impl Mesh {
         .await
         .unwrap();
         let gateway = network_gateway(&net).unwrap();
-        let cp = ControlPlane::serve(state, 0).await;
+        // The sidecars reach the control plane at the gateway IP: that is its name.
+        let tls = XdsTls::new(Arc::clone(&identity), vec![gateway.clone()]).unwrap();
+        let cp = ControlPlane::serve_tls(state, 0, Some(Arc::clone(&tls))).await;
         Self {
             cp,
+            xds_tls: tls,
+            xds_bundle: identity.ca.trust_bundle(),
             identity,
             net,
             gateway,
@@ -108,6 +120,8 @@ impl Mesh {
         params.node_id = Some(node_id.into());
         params.sds = true;
         params.token = token;
+        params.xds_tls =
+            Some(XdsUpstreamTls::new(&self.xds_bundle, "cluster.local", &self.gateway).unwrap());
         params
     }
 
@@ -179,6 +193,19 @@ async fn admin_certs(envoy: &Envoy) -> (Vec<(Vec<String>, String)>, usize) {
     (own.into_iter().collect(), cas.len())
 }
 
+/// A counter of `envoy` (0 until it exists).
+async fn counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy.stat(name).await.unwrap().unwrap_or(0)
+}
+
+/// How many SDS secrets the sidecar holds (the xDS cluster's pinned bundle is static, so it
+/// is not one of them).
+async fn active_secrets(envoy: &Envoy) -> usize {
+    let dump = admin_get(envoy, "/config_dump?resource=dynamic_active_secrets").await;
+    let body: Value = serde_json::from_str(&dump).unwrap_or(Value::Null);
+    body["configs"].as_array().map_or(0, Vec::len)
+}
+
 async fn admin_get(envoy: &Envoy, path: &str) -> String {
     let response = http_client()
         .get(format!("{}{path}", envoy.admin_url()))
@@ -243,6 +270,46 @@ fn refusals(cp: &ControlPlane, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A plaintext client on the xDS port of a CA-enabled control plane gets nowhere: neither the
+/// HTTP routes nor an ADS stream carrying a token (which a network observer could read).
+async fn assert_plaintext_refused(mesh: &Mesh) {
+    use envoy_types::pb::envoy::service::discovery::v3::{
+        aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DiscoveryRequest,
+    };
+    let base = format!("http://127.0.0.1:{}", mesh.cp.port);
+    let http = http_client()
+        .get(format!("{base}/v1/sidecars"))
+        .send()
+        .await;
+    assert!(http.is_err(), "plain HTTP answered: {http:?}");
+    let grpc = async {
+        let channel = tonic::transport::Endpoint::from_shared(base.clone())?
+            .connect()
+            .await?;
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let mut request = tonic::Request::new(tokio_stream::iter([DiscoveryRequest::default()]));
+        let token = mesh.token("reviews", Duration::from_secs(60));
+        request
+            .metadata_mut()
+            .insert("x-weft-token", token.parse().unwrap());
+        let mut stream = client
+            .stream_aggregated_resources(request)
+            .await?
+            .into_inner();
+        stream.message().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    let grpc = tokio::time::timeout(Duration::from_secs(10), grpc)
+        .await
+        .expect("a plaintext gRPC call neither failed nor finished");
+    assert!(grpc.is_err(), "plaintext ADS accepted");
+    println!(
+        "plaintext on the xDS port: HTTP refused ({}), gRPC refused ({})",
+        http.unwrap_err(),
+        grpc.unwrap_err()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sidecars_talk_tls13_with_mesh_svids_and_only_a_valid_token_gets_an_identity() {
     let mesh = Mesh::start("identity", Duration::from_secs(3600)).await;
@@ -272,18 +339,17 @@ async fn sidecars_talk_tls13_with_mesh_svids_and_only_a_valid_token_gets_an_iden
         "{own:?}"
     );
     assert!(cas >= 1, "the trust bundle is installed");
+    assert_eq!(active_secrets(&reviews).await, 2, "`default` and `ROOTCA`");
+    // Their xDS stream, module downloads and telemetry go through cluster weft_xds: TLS 1.3.
+    let xds_13 = counter(&reviews, "cluster.weft_xds.ssl.versions.TLSv1.3").await;
+    let xds_tls_errors = counter(&reviews, "cluster.weft_xds.ssl.connection_error").await;
+    println!("reviews -> control plane: {xds_13} TLS 1.3 handshakes, {xds_tls_errors} TLS errors");
+    assert!(xds_13 >= 1, "the xDS cluster speaks TLS 1.3");
+    assert_plaintext_refused(&mesh).await;
 
     // TLS 1.3 on both ends of the sidecar-to-sidecar hop.
-    let inbound_13 = reviews
-        .stat("listener.0.0.0.0_15006.ssl.versions.TLSv1.3")
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    let outbound_13 = productpage
-        .stat("cluster.reviews.ssl.versions.TLSv1.3")
-        .await
-        .unwrap()
-        .unwrap_or(0);
+    let inbound_13 = counter(&reviews, "listener.0.0.0.0_15006.ssl.versions.TLSv1.3").await;
+    let outbound_13 = counter(&productpage, "cluster.reviews.ssl.versions.TLSv1.3").await;
     println!(
         "TLS 1.3 handshakes: reviews inbound {inbound_13}, productpage -> reviews {outbound_13}"
     );
@@ -379,8 +445,9 @@ async fn sidecars_talk_tls13_with_mesh_svids_and_only_a_valid_token_gets_an_iden
     );
     // None of them got a certificate, a cluster or a registration.
     for envoy in [&thief, &expired, &revoked, &tokenless] {
-        let (own, cas) = admin_certs(envoy).await;
-        assert!(own.is_empty() && cas == 0, "{own:?} {cas}");
+        let (own, _) = admin_certs(envoy).await;
+        let secrets = active_secrets(envoy).await;
+        assert!(own.is_empty() && secrets == 0, "{own:?} {secrets}");
         let clusters = admin_get(envoy, "/clusters").await;
         assert!(!clusters.contains("reviews::"), "{clusters}");
     }
@@ -449,6 +516,7 @@ async fn certificates_and_the_root_rotate_under_load_without_a_failed_request() 
     let mesh = Mesh::start("identity-rotation", TTL).await;
     let (reviews, productpage) = tokio::join!(mesh.joined("reviews"), mesh.joined("productpage"));
     wait_status(&productpage, 200, "productpage -> reviews").await;
+    let xds_serial = mesh.xds_tls.serial();
 
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -557,6 +625,23 @@ async fn certificates_and_the_root_rotate_under_load_without_a_failed_request() 
         "old and new root trusted during the rotation"
     );
     assert_eq!(mesh.identity.ca.signing_generation(), 2);
-    drop((reviews, productpage));
+
+    // The xDS server certificate renewed at half its lifetime, yet still signed by root 1 (in
+    // the bundle until its last SVID expires): a sidecar bootstrapped with the bundle pinned
+    // before the rotation still joins.
+    assert_ne!(mesh.xds_tls.serial(), xds_serial);
+    assert_eq!(mesh.xds_tls.root_generation(), 1);
+    let late = mesh.joined("shadow").await;
+    poll_until(
+        "a sidecar with the pre-rotation bundle gets its secrets",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async { Ok((active_secrets(&late).await == 2).then_some(())) },
+    )
+    .await
+    .unwrap();
+    let (own, _) = admin_certs(&late).await;
+    println!("after the rotation, a sidecar pinning root 1 joined: {own:?}");
+    drop((reviews, productpage, late));
     mesh.cp.stop().await;
 }

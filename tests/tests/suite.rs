@@ -35,7 +35,8 @@ fn suite_config() -> Value {
                 {"header": {"name": "x-beta", "value": "true"}, "version": "v2"}
             ],
             "split": [{"version": "v1", "weight": 5000}, {"version": "v2", "weight": 5000}],
-            "sticky": {"key": {"header": "x-user"}, "salt": SALT}
+            "sticky": {"key": {"header": "x-user"}, "salt": SALT},
+            "cohort": {"response_header": "x-weft-version"}
         }]},
         "fault": {"percent_cap": 100, "policies": [
             {"name": "teapot", "match": {"headers": [{"name": "x-fault-abort"}]},
@@ -135,10 +136,13 @@ impl Rig {
         let started = Instant::now();
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        let breaker = response
-            .headers()
-            .get("x-weft-breaker")
-            .map(|v| v.to_str().unwrap().to_string());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let (breaker, cohort) = (header("x-weft-breaker"), header("x-weft-version"));
         let body = response.text().await.unwrap();
         let version = serde_json::from_str::<Value>(&body)
             .ok()
@@ -148,6 +152,7 @@ impl Rig {
             status,
             version,
             breaker,
+            cohort,
             body,
             elapsed: started.elapsed(),
         }
@@ -162,6 +167,8 @@ struct Seen {
     version: String,
     /// The breaker's `x-weft-breaker` reply header.
     breaker: Option<String>,
+    /// The canary's cohort response header `x-weft-version`.
+    cohort: Option<String>,
     body: String,
     elapsed: Duration,
 }
@@ -191,6 +198,7 @@ async fn the_suite_decides_like_the_four_chained_filters() {
             (200, "v2"),
             "{beta:?}"
         );
+        assert_eq!(beta.cohort.as_deref(), Some("v2"));
         let pinned = rig.get("GET", "/reviews/1", &[("x-pin", "v1")]).await;
         assert_eq!((pinned.status, pinned.version.as_str()), (200, "v1"));
     }
@@ -230,6 +238,8 @@ async fn the_suite_decides_like_the_four_chained_filters() {
         )
         .await;
     assert_eq!(abort.status, 418, "{abort:?}");
+    // The canary stage ran before fault, so its cohort header is on the reply, as in the chain.
+    assert_eq!(abort.cohort.as_deref(), Some("v1"), "{abort:?}");
     assert_eq!(rig.reached().await, before);
     assert_eq!(rig.stat("fault.policy.teapot.aborts_injected").await, 1);
 

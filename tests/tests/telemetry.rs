@@ -376,7 +376,8 @@ async fn the_graph_counts_edges_suggests_least_privilege_and_telemetry_fails_ope
     println!("sidecar stat: {tagged}");
     let metrics = get_text(&format!("{}/metrics", mesh.api)).await;
     for needle in [
-        "weft_xds_connected_sidecars 8",
+        // Eight workloads and the edge gateway.
+        "weft_xds_connected_sidecars 9",
         "weft_edge_requests_total{reporter=\"inbound\",source=\"exec-portal\",destination=\"finance-reporting\",version=\"v1\"}",
         "weft_xds_push_ack_seconds_bucket{le=\"+Inf\"}",
         "weft_xds_nacks_total",

@@ -64,6 +64,9 @@ pub struct FleetSpec {
     /// Sidecar `i` runs service `svc-<i % services>`, version `v<1 + (i / services) % versions>`.
     pub services: usize,
     pub versions: usize,
+    /// Give each sidecar an `inbound_address` (10.x.y.z:15006), so it registers as an EDS
+    /// endpoint of its service like a real sidecar and every connect changes EDS for all.
+    pub endpoints: bool,
 }
 
 impl FleetSpec {
@@ -71,9 +74,8 @@ impl FleetSpec {
         self.streams.div_ceil(self.per_connection.max(1))
     }
 
-    /// The node of sidecar `i`, with the metadata `weft bootstrap` sets. No `inbound_address`:
-    /// a simulated sidecar takes no traffic, so it must not become an EDS endpoint callers
-    /// would be sent to (see the README's performance section).
+    /// The node of sidecar `i`, with the metadata `weft bootstrap` sets; `inbound_address`
+    /// only with [`FleetSpec::endpoints`] (a simulated sidecar takes no traffic).
     pub fn node(&self, i: usize) -> Node {
         let service = service_name(i % self.services.max(1));
         let version = format!("v{}", 1 + (i / self.services.max(1)) % self.versions.max(1));
@@ -85,6 +87,17 @@ impl FleetSpec {
             .fields
             .insert("namespace".into(), text(&self.namespace));
         metadata.fields.insert("version".into(), text(&version));
+        if self.endpoints {
+            let address = format!(
+                "10.{}.{}.{}:15006",
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            );
+            metadata
+                .fields
+                .insert("inbound_address".into(), text(&address));
+        }
         Node {
             id: format!("sim-{i:05}"),
             cluster: service,

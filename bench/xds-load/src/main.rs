@@ -25,6 +25,10 @@ struct Args {
     /// Simulated stream counts, comma separated (`--sim` alone: none).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "100,1000,10000")]
     sim: Vec<usize>,
+    /// Simulated stream counts run again with every sidecar registering an inbound endpoint
+    /// (each connect then changes EDS for every sidecar), comma separated.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1000")]
+    sim_endpoints: Vec<usize>,
     /// Applies timed per scenario.
     #[arg(long, default_value_t = 20)]
     applies: usize,
@@ -131,8 +135,20 @@ async fn measure(args: &Args) -> anyhow::Result<report::Report> {
         real.push(envoy::run(&server, &spec).await?);
     }
     let mut simulated = Vec::new();
-    for &streams in &args.sim {
-        eprintln!("simulated sidecars: {streams}");
+    let runs = args
+        .sim
+        .iter()
+        .map(|&n| (n, false))
+        .chain(args.sim_endpoints.iter().map(|&n| (n, true)));
+    for (streams, endpoints) in runs {
+        eprintln!(
+            "simulated sidecars: {streams}{}",
+            if endpoints {
+                ", registering endpoints"
+            } else {
+                ""
+            }
+        );
         let spec = sim::SimSpec {
             fleet: FleetSpec {
                 streams,
@@ -140,6 +156,7 @@ async fn measure(args: &Args) -> anyhow::Result<report::Report> {
                 namespace: namespace.clone(),
                 services: args.services,
                 versions: args.versions,
+                endpoints,
             },
             applies: args.applies,
             idle: Duration::from_secs(args.idle_secs),

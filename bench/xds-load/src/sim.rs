@@ -25,6 +25,9 @@ pub struct SimSpec {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimResult {
     pub streams: usize,
+    /// The simulated sidecars registered inbound endpoints (EDS changes on every connect).
+    #[serde(default)]
+    pub endpoints: bool,
     pub connections: usize,
     pub groups: usize,
     pub applies: usize,
@@ -49,7 +52,12 @@ pub struct SimResult {
 
 pub async fn run(server_spec: &ServerSpec, spec: &SimSpec) -> anyhow::Result<SimResult> {
     let fleet = &spec.fleet;
-    let server = WeftServer::start(server_spec, &format!("sim-{}", fleet.streams))?;
+    let label = format!(
+        "sim-{}{}",
+        fleet.streams,
+        if fleet.endpoints { "-ep" } else { "" }
+    );
+    let server = WeftServer::start(server_spec, &label)?;
     let pid = server.pid();
     let ticks = server::clock_ticks();
     let marker = |k: usize| format!("sim{}r{k}", fleet.streams);
@@ -116,6 +124,7 @@ pub async fn run(server_spec: &ServerSpec, spec: &SimSpec) -> anyhow::Result<Sim
     let idle_wall = idle_end.at.duration_since(idle_start.at).as_secs_f64();
     Ok(SimResult {
         streams: fleet.streams,
+        endpoints: fleet.endpoints,
         connections: fleet.connections(),
         groups: fleet.services * fleet.versions,
         applies: spec.applies,

@@ -53,6 +53,7 @@ async fn twenty_streams_observe_and_ack_an_apply() {
         namespace: "bench".into(),
         services: 3,
         versions: 2,
+        endpoints: true,
     };
     let mut modules = WasmModules::default();
     for name in ["authz", "fault"] {
@@ -118,4 +119,42 @@ async fn twenty_streams_observe_and_ack_an_apply() {
     let groups: std::collections::BTreeSet<_> =
         synced.iter().map(|s| (&s.service, &s.version)).collect();
     assert_eq!(groups.len(), 6, "streams spread over services x versions");
+
+    // Every sidecar's inbound address reaches EDS (endpoint changes are published debounced).
+    let group = SidecarGroup::new("bench", &service_name(0), "v1");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let addresses = endpoint_addresses(&state.snapshot(&group));
+        if addresses.len() == STREAMS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "EDS has {} of {STREAMS} endpoints",
+            addresses.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn endpoint_addresses(snapshot: &weft_xds::Snapshot) -> std::collections::BTreeSet<String> {
+    use envoy_types::pb::envoy::config::core::v3::address::Address as Kind;
+    use envoy_types::pb::envoy::config::endpoint::v3::{
+        lb_endpoint::HostIdentifier, ClusterLoadAssignment,
+    };
+    use prost::Message;
+    let mut out = std::collections::BTreeSet::new();
+    for resource in snapshot.resources(type_url::ENDPOINT) {
+        let assignment = ClusterLoadAssignment::decode(resource.body.value.as_slice()).unwrap();
+        for endpoint in assignment.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+            if let Some(HostIdentifier::Endpoint(e)) = &endpoint.host_identifier {
+                if let Some(Kind::SocketAddress(a)) =
+                    e.address.as_ref().and_then(|a| a.address.as_ref())
+                {
+                    out.insert(a.address.clone());
+                }
+            }
+        }
+    }
+    out
 }

@@ -9,9 +9,11 @@
 
 mod identity;
 mod routes;
+mod xds_view;
 
 pub use identity::identity_router;
 pub use routes::{router, ROUTES};
+pub use xds_view::{xds_router, SidecarView};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -44,6 +44,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/tokens/{id}"),
     ("get", "/api/v1/ca"),
     ("post", "/api/v1/ca/rotate"),
+    // The xDS server's sidecar view (`xds_router`, merged by `weft serve`).
+    ("get", "/api/v1/xds/sidecars"),
 ];
 
 type AppState = Arc<ControlPlane>;

@@ -9,6 +9,10 @@ use weft_ca::{CaSettings, Identity};
 
 /// Serves `identity_router(identity)` on a loopback port; returns its base URL.
 fn serve(identity: Option<Arc<Identity>>) -> String {
+    serve_router(identity_router(identity))
+}
+
+fn serve_router(router: axum::Router) -> String {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -18,9 +22,7 @@ fn serve(identity: Option<Arc<Identity>>) -> String {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, identity_router(identity))
-                .await
-                .unwrap();
+            axum::serve(listener, router).await.unwrap();
         });
     });
     let addr = addr_rx
@@ -137,4 +139,23 @@ fn without_the_ca_every_identity_route_says_how_to_turn_it_on() {
         assert_eq!(status, 404, "{method} {path}");
         assert!(body["error"].as_str().unwrap().contains("--ca"), "{body}");
     }
+}
+
+#[test]
+fn the_xds_sidecar_view_is_served_as_given_or_404_without_xds() {
+    let body = serde_json::json!({"revision": 3, "sidecars": [{"node_id": "r-v1"}], "refused": {"total": 0}});
+    let given = body.clone();
+    let view: weft_api::SidecarView = Arc::new(move || given.clone());
+    let url = serve_router(weft_api::xds_router(Some(view)));
+    assert_eq!(
+        call("GET", &format!("{url}/api/v1/xds/sidecars"), None),
+        (200, body)
+    );
+    let off = serve_router(weft_api::xds_router(None));
+    let (code, error) = call("GET", &format!("{off}/api/v1/xds/sidecars"), None);
+    assert_eq!(code, 404);
+    assert!(
+        error["error"].as_str().unwrap().contains("--xds-listen"),
+        "{error}"
+    );
 }

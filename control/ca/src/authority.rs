@@ -156,10 +156,7 @@ impl Ca {
             sans.push(match name.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
                 Err(_) => {
-                    let bad = || CaError::BadName {
-                        what: "server DNS name",
-                        value: name.clone(),
-                    };
+                    let bad = || CaError::BadServerName(name.clone());
                     let dns = !name.is_empty()
                         && name.len() <= 253
                         && name

@@ -39,6 +39,8 @@ pub enum CaError {
     Random,
     #[error("the CA has no root")]
     NoRoot,
+    #[error("server name {0:?}: neither an IP address nor a DNS name (letters, digits, '-', '.')")]
+    BadServerName(String),
 }
 
 impl CaError {

@@ -206,6 +206,6 @@ fn server_certificates_carry_names_and_stay_on_the_oldest_trusted_root() {
     assert_eq!(after.root_generation, 1);
     assert!(matches!(
         ca.issue_server("weft-system", "weft-control", &["bad name!".into()]),
-        Err(CaError::BadName { .. })
+        Err(CaError::BadServerName(_))
     ));
 }

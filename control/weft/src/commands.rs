@@ -97,7 +97,7 @@ fn remote(
             let out = client.post(&path, Some(&body), Some(&author(who)))?;
             print(format, &out, |v| outcome_table(v, dry_run));
             if !dry_run {
-                crate::xds::wait_for_acks(xds, &out)?;
+                crate::xds::wait_for_acks(client, xds, &out)?;
             }
         }
         Command::Diff { file } => {
@@ -154,7 +154,7 @@ fn remote(
                 }
                 s
             });
-            crate::xds::print_sidecars(xds, format)?;
+            crate::xds::print_sidecars(client, xds, format)?;
         }
         Command::Token(command) => crate::identity::token(client, command, format)?,
         Command::Ca(command) => crate::identity::ca(client, command, format)?,

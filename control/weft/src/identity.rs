@@ -58,7 +58,11 @@ pub enum TokenCommand {
 #[derive(Debug, clap::Subcommand)]
 pub enum CaCommand {
     /// Roots, trust bundle and SVID lifetime.
-    Show,
+    Show {
+        /// Print only the trust bundle (PEM), e.g. for `weft bootstrap --xds-ca-file`.
+        #[arg(long)]
+        bundle: bool,
+    },
     /// Start a root rotation (old and new roots trusted until the old one's last SVID expires).
     Rotate,
 }
@@ -174,7 +178,11 @@ fn token_table(body: &Value) -> String {
 
 pub fn ca(client: &Client, command: CaCommand, format: Output) -> Result<(), Failure> {
     match command {
-        CaCommand::Show => {
+        CaCommand::Show { bundle: true } => {
+            let out = client.get("/api/v1/ca")?;
+            print!("{}", out["trustBundle"].as_str().unwrap_or_default());
+        }
+        CaCommand::Show { bundle: false } => {
             let out = client.get("/api/v1/ca")?;
             print(format, &out, |v| {
                 let mut s = format!(

@@ -61,20 +61,29 @@ async fn serve(data_dir: &Path, listen: &str, xds: crate::xds::XdsServeArgs) -> 
         weft_telemetry_plane::Telemetry::new(weft_telemetry_plane::GroupKeys::random()?);
     let identity = crate::identity::open(data_dir, &xds.identity, &xds.mesh_trust_domain)?;
     let identity_routes = weft_api::identity_router(identity.clone());
+    let xds_state = crate::xds::state(&xds, identity.clone())?;
+    // `weft status` / `weft apply` read the sidecars here, in plain HTTP, whatever the xDS
+    // listener speaks.
+    let sidecar_view = xds_state.clone().map(|state| -> weft_api::SidecarView {
+        Arc::new(move || weft_xds::server::sidecars_json(&state))
+    });
     let xds = {
         let plane = Arc::clone(&plane);
         let stopped = stopped.clone();
         let telemetry = Arc::clone(&telemetry);
         async move {
-            match xds.xds_listen {
-                Some(_) => {
-                    crate::xds::serve(xds, plane, telemetry, identity, stop_on(stopped)).await
+            match xds_state {
+                Some(state) => {
+                    crate::xds::serve(xds, state, plane, telemetry, identity, stop_on(stopped))
+                        .await
                 }
                 None => std::future::pending().await,
             }
         }
     };
-    let views = weft_telemetry_plane::api_router(telemetry).merge(identity_routes);
+    let views = weft_telemetry_plane::api_router(telemetry)
+        .merge(identity_routes)
+        .merge(weft_api::xds_router(sidecar_view));
     let api = weft_api::serve_with(listener, plane, views, stop_on(stopped));
     tokio::pin!(api);
     tokio::select! {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use weft_state::{ControlPlane, Snapshot};
 use weft_xds::{
-    bootstrap::{render, BootstrapParams},
+    bootstrap::{render, BootstrapParams, XdsUpstreamTls},
     FilterSpec, MeshService, MeshTls, ModuleSource, SidecarGroup, StaticService, WasmModules,
-    XdsSettings, XdsState,
+    XdsSettings, XdsState, XdsTls,
 };
 
 use crate::cli::Output;
@@ -60,6 +60,17 @@ pub struct XdsServeArgs {
     pub mesh_trust_domain: String,
     #[command(flatten)]
     pub identity: crate::identity::CaServeArgs,
+    /// With `--ca`, the xDS listener speaks TLS 1.3 with a certificate from the mesh CA for
+    /// the control plane's SPIFFE id (`spiffe://<domain>/ns/weft-system/sa/weft-control`,
+    /// what sidecars check) and these DNS names / IP addresses (repeatable, or
+    /// comma-separated in the environment variable).
+    #[arg(
+        long = "xds-tls-name",
+        env = "WEFT_XDS_TLS_NAMES",
+        value_delimiter = ',',
+        default_values = ["weft-control", "localhost", "127.0.0.1"]
+    )]
+    pub xds_tls_names: Vec<String>,
 }
 
 fn parse_static_service(text: &str) -> Result<StaticService, String> {
@@ -77,17 +88,15 @@ fn parse_static_service(text: &str) -> Result<StaticService, String> {
     })
 }
 
-/// Client options for the xDS server's sidecar view (`weft status`, `weft apply`).
+/// Client options for the xDS server's sidecar view (`weft status`, `weft apply`), read from
+/// the REST API (`GET /api/v1/xds/sidecars` on `--server`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct XdsClientArgs {
-    /// The xDS server's HTTP address (sidecar status).
-    #[arg(
-        long,
-        global = true,
-        env = "WEFT_XDS_SERVER",
-        default_value = "http://127.0.0.1:18000"
-    )]
-    pub xds_server: String,
+    /// Fallback only: the xDS listener's plain-HTTP address, asked for `GET /v1/sidecars`
+    /// when the REST API has no sidecar view (an older server). Useless with `weft serve
+    /// --ca`, whose xDS listener speaks TLS only.
+    #[arg(long, global = true, env = "WEFT_XDS_SERVER")]
+    pub xds_server: Option<String>,
     /// `weft apply`: seconds to wait for sidecars to acknowledge the new version (0: do not).
     #[arg(long, global = true, env = "WEFT_ACK_TIMEOUT", default_value_t = 30)]
     pub ack_timeout: u64,
@@ -139,9 +148,24 @@ pub struct BootstrapArgs {
     #[arg(long, conflicts_with = "mesh_tls_dir", requires = "token")]
     pub sds: bool,
     /// Join token from `weft token create --service S`: sent on the xDS stream; the control
-    /// plane serves certificates and configuration only for the identity it names.
-    #[arg(long, env = "WEFT_JOIN_TOKEN", hide_env_values = true)]
+    /// plane serves certificates and configuration only for the identity it names. Only over
+    /// TLS: needs `--xds-ca-file`.
+    #[arg(
+        long,
+        env = "WEFT_JOIN_TOKEN",
+        hide_env_values = true,
+        requires = "xds_ca_file"
+    )]
     pub token: Option<String>,
+    /// The control plane's trust bundle (PEM, `weft ca show --bundle > FILE`), inlined in the
+    /// bootstrap: the sidecar reaches xDS over TLS 1.3 and accepts only a server certificate
+    /// chained to it that carries the control plane's SPIFFE id
+    /// (`spiffe://<domain>/ns/weft-system/sa/weft-control`). Needed with `weft serve --ca`.
+    #[arg(long, env = "WEFT_XDS_CA_FILE")]
+    pub xds_ca_file: Option<PathBuf>,
+    /// Trust domain of the control plane's SPIFFE id, with `--xds-ca-file`.
+    #[arg(long, env = "WEFT_MESH_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub mesh_trust_domain: String,
     /// An edge gateway instead of a sidecar: no mesh-facing inbound listener; a public HTTPS
     /// listener (`--gateway-port`, certificate from `--gateway-tls-dir`) runs the authz filter
     /// (AuthorizationPolicies targeting this service, e.g. JWT rules) and routes by `Host` into
@@ -170,6 +194,21 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
     params.mesh_tls_dir = args.mesh_tls_dir;
     params.sds = args.sds;
     params.token = args.token;
+    if let Some(file) = &args.xds_ca_file {
+        let tls = std::fs::read_to_string(file)
+            .map_err(|e| format!("--xds-ca-file {}: {e}", file.display()))
+            .and_then(|pem| {
+                XdsUpstreamTls::new(&pem, &args.mesh_trust_domain, &args.xds_host)
+                    .map_err(|e| format!("{} ({})", e, file.display()))
+            });
+        match tls {
+            Ok(tls) => params.xds_tls = Some(tls),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Exit::Usage;
+            }
+        }
+    }
     let rendered = match (args.gateway, args.gateway_tls_dir) {
         (true, Some(tls_dir)) => weft_xds::gateway::render_gateway(
             &params,
@@ -192,17 +231,15 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
     }
 }
 
-/// Runs the xDS server until `shutdown`, publishing every version `plane` publishes.
-pub async fn serve(
-    args: XdsServeArgs,
-    plane: Arc<ControlPlane>,
-    telemetry: Arc<weft_telemetry_plane::Telemetry>,
+/// The xDS server's state (modules loaded, static services, mesh TLS, the CA), or `None`
+/// without `--xds-listen`. Made before anything serves, so the REST API can show sidecars.
+pub fn state(
+    args: &XdsServeArgs,
     identity: Option<Arc<weft_ca::Identity>>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    let Some(listen) = args.xds_listen.clone() else {
-        return Ok(());
-    };
+) -> anyhow::Result<Option<Arc<XdsState>>> {
+    if args.xds_listen.is_none() {
+        return Ok(None);
+    }
     let modules = WasmModules::load_dir(&args.modules_dir)?;
     let settings = XdsSettings {
         module_source: ModuleSource {
@@ -224,6 +261,30 @@ pub async fn serve(
         state.set_identity(identity)?;
         state.set_mesh_tls(Some(MeshTls::sds(&args.mesh_trust_domain)))?;
     }
+    Ok(Some(state))
+}
+
+/// Runs the xDS server on `--xds-listen` until `shutdown`, publishing every version `plane`
+/// publishes; over TLS when the CA is on (`identity`).
+pub async fn serve(
+    args: XdsServeArgs,
+    state: Arc<XdsState>,
+    plane: Arc<ControlPlane>,
+    telemetry: Arc<weft_telemetry_plane::Telemetry>,
+    identity: Option<Arc<weft_ca::Identity>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let Some(listen) = args.xds_listen.clone() else {
+        return Ok(());
+    };
+    let tls = match identity {
+        Some(identity) => {
+            let tls = XdsTls::new(identity, args.xds_tls_names.clone())?;
+            tracing::info!(spiffe_id = %tls.spiffe_id(), names = ?args.xds_tls_names, serial = %tls.serial(), root = tls.root_generation(), "xDS over TLS 1.3 (sidecars need `weft bootstrap --xds-ca-file`)");
+            Some(tls)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, modules = %args.modules_dir.display(), "serving xDS");
@@ -243,7 +304,7 @@ pub async fn serve(
     };
     tokio::select! {
         // Not graceful on purpose: sidecars keep their streams open.
-        result = weft_xds::serve_with(listener, state, ingest, std::future::pending()) => result?,
+        result = weft_xds::serve_with_tls(listener, state, ingest, tls, std::future::pending()) => result?,
         () = publish => {}
         () = shutdown => {}
     }
@@ -298,12 +359,15 @@ fn publish_version(
 }
 
 /// The sidecar table of `weft status`; an unreachable xDS server is reported, not fatal.
-pub fn print_sidecars(args: &XdsClientArgs, format: Output) -> Result<(), Failure> {
-    let client = Client::new(&args.xds_server);
-    let body = match client.get("/v1/sidecars") {
+pub fn print_sidecars(
+    client: &Client,
+    args: &XdsClientArgs,
+    format: Output,
+) -> Result<(), Failure> {
+    let body = match SidecarView::new(client, args).get() {
         Ok(body) => body,
-        Err(failure) => {
-            eprintln!("xds: {} unreachable: {}", args.xds_server, failure.message);
+        Err(message) => {
+            eprintln!("xds: sidecars unavailable: {message}");
             return Ok(());
         }
     };
@@ -311,6 +375,39 @@ pub fn print_sidecars(args: &XdsClientArgs, format: Output) -> Result<(), Failur
         sidecar_table(body) + &crate::identity::refusal_lines(body)
     });
     Ok(())
+}
+
+/// Where `weft status` and `weft apply` read the sidecars: the REST API's
+/// `GET /api/v1/xds/sidecars` (plain HTTP whatever the xDS listener speaks), else, when
+/// `--xds-server` is set, the xDS listener's `GET /v1/sidecars` (servers without the route).
+struct SidecarView<'a> {
+    rest: &'a Client,
+    fallback: Option<(Client, &'a str)>,
+}
+
+impl<'a> SidecarView<'a> {
+    fn new(rest: &'a Client, args: &'a XdsClientArgs) -> Self {
+        Self {
+            rest,
+            fallback: args
+                .xds_server
+                .as_deref()
+                .map(|server| (Client::new(server), server)),
+        }
+    }
+
+    fn get(&self) -> Result<Value, String> {
+        let rest = match self.rest.get("/api/v1/xds/sidecars") {
+            Ok(body) => return Ok(body),
+            Err(failure) => failure.message,
+        };
+        match &self.fallback {
+            Some((client, server)) => client
+                .get("/v1/sidecars")
+                .map_err(|f| format!("REST API: {rest}; xDS listener {server}: {}", f.message)),
+            None => Err(rest),
+        }
+    }
 }
 
 fn sidecar_table(body: &Value) -> String {
@@ -356,26 +453,27 @@ const LASTING_REFUSAL: Duration = Duration::from_secs(3);
 
 /// After `weft apply` created `version`: wait (with a progress line on stderr) until the
 /// wanted number of sidecars acknowledged it, or report the sidecars that refused it.
-pub fn wait_for_acks(args: &XdsClientArgs, outcome: &Value) -> Result<(), Failure> {
+pub fn wait_for_acks(
+    client: &Client,
+    args: &XdsClientArgs,
+    outcome: &Value,
+) -> Result<(), Failure> {
     let (Some(version), true) = (outcome["version"].as_u64(), outcome["created"] == true) else {
         return Ok(());
     };
     if args.ack_timeout == 0 {
         return Ok(());
     }
-    let client = Client::new(&args.xds_server);
+    let view = SidecarView::new(client, args);
     let deadline = Instant::now() + Duration::from_secs(args.ack_timeout);
     // A sidecar fetching a new module refuses once and accepts on the retry: only a refusal
     // that lasts counts.
     let mut refusing_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
-        let body = match client.get("/v1/sidecars") {
+        let body = match view.get() {
             Ok(body) => body,
-            Err(failure) => {
-                eprintln!(
-                    "xds: {} unreachable, not waiting for sidecars: {}",
-                    args.xds_server, failure.message
-                );
+            Err(message) => {
+                eprintln!("xds: sidecars unavailable, not waiting for them: {message}");
                 return Ok(());
             }
         };

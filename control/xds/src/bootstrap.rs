@@ -17,6 +17,12 @@ pub enum BootstrapError {
     Print(String),
     #[error("mesh mTLS from files (--mesh-tls-dir) and from SDS (--sds) exclude each other")]
     TlsSourceConflict,
+    #[error("a join token is only sent over TLS: give the control plane's trust bundle (--xds-ca-file, from `weft ca show --bundle`)")]
+    TokenInClear,
+    #[error(
+        "--xds-ca-file: no PEM certificate in it (expected the output of `weft ca show --bundle`)"
+    )]
+    EmptyTrustBundle,
 }
 
 /// The gRPC metadata key carrying a sidecar's join token to the control plane.
@@ -53,8 +59,71 @@ pub struct BootstrapParams {
     /// identity a token names).
     pub sds: bool,
     /// Join token (`weft token create`), sent as gRPC metadata `x-weft-token` on the ADS
-    /// stream.
+    /// stream. Needs `xds_tls`: a token never travels in clear.
     pub token: Option<String>,
+    /// TLS to the control plane (`weft serve --ca` serves xDS over TLS): ADS, SDS, module
+    /// downloads and telemetry all go through cluster `weft_xds`. `None`: plaintext.
+    pub xds_tls: Option<XdsUpstreamTls>,
+}
+
+/// How a sidecar checks the control plane it connects to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdsUpstreamTls {
+    /// PEM roots to trust (`weft ca show --bundle`), inlined in the bootstrap.
+    pub trusted_ca_pem: String,
+    /// The SPIFFE id (URI SAN) the server certificate must carry
+    /// ([`crate::tls::control_plane_spiffe_id`]).
+    pub spiffe_id: String,
+    /// SNI sent in the handshake; `None` when the control plane is addressed by IP.
+    pub sni: Option<String>,
+}
+
+impl XdsUpstreamTls {
+    /// Trust `trusted_ca_pem`, expect the control plane of `trust_domain`, send `xds_host` as
+    /// SNI unless it is an IP address.
+    pub fn new(
+        trusted_ca_pem: &str,
+        trust_domain: &str,
+        xds_host: &str,
+    ) -> Result<Self, BootstrapError> {
+        if !trusted_ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(BootstrapError::EmptyTrustBundle);
+        }
+        Ok(Self {
+            trusted_ca_pem: trusted_ca_pem.to_string(),
+            spiffe_id: crate::tls::control_plane_spiffe_id(trust_domain),
+            sni: xds_host
+                .parse::<std::net::IpAddr>()
+                .is_err()
+                .then(|| xds_host.to_string()),
+        })
+    }
+
+    /// The `weft_xds` cluster's UpstreamTlsContext (bootstrap JSON): TLS 1.3, ALPN h2 (ADS is
+    /// gRPC), the server certificate chained to the pinned roots and carrying the control
+    /// plane's SPIFFE id.
+    fn transport_socket(&self) -> Value {
+        let mut context = json!({
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "tls_params": {
+                    "tls_minimum_protocol_version": "TLSv1_3",
+                    "tls_maximum_protocol_version": "TLSv1_3",
+                },
+                "alpn_protocols": ["h2"],
+                "validation_context": {
+                    "trusted_ca": {"inline_string": self.trusted_ca_pem},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "URI", "matcher": {"exact": self.spiffe_id}},
+                    ],
+                },
+            },
+        });
+        if let Some(sni) = &self.sni {
+            context["sni"] = json!(sni);
+        }
+        json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+    }
 }
 
 impl BootstrapParams {
@@ -75,6 +144,7 @@ impl BootstrapParams {
             mesh_tls_dir: None,
             sds: false,
             token: None,
+            xds_tls: None,
         }
     }
 }
@@ -133,6 +203,15 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
             .and_then(Value::as_object_mut)
             .ok_or(BootstrapError::Missing("inbound filter chain"))?;
         chain.insert("transport_socket".into(), socket);
+    }
+    if params.token.is_some() && params.xds_tls.is_none() {
+        return Err(BootstrapError::TokenInClear);
+    }
+    if let Some(tls) = &params.xds_tls {
+        let cluster = named(&mut root, "/static_resources/clusters", "weft_xds")?
+            .as_object_mut()
+            .ok_or(BootstrapError::Missing("cluster weft_xds"))?;
+        cluster.insert("transport_socket".into(), tls.transport_socket());
     }
     if let Some(token) = &params.token {
         let grpc = root
@@ -218,6 +297,11 @@ mod tests {
         let mut params = BootstrapParams::new("payments", "v1", "10.0.0.1", 18000);
         params.sds = true;
         params.token = Some("claims.signature".into());
+        assert!(matches!(
+            render_value(&params),
+            Err(BootstrapError::TokenInClear)
+        ));
+        params.xds_tls = Some(XdsUpstreamTls::new(ROOT_PEM, "cluster.local", "10.0.0.1").unwrap());
         let v = render_value(&params).unwrap();
         let listeners = v["static_resources"]["listeners"].as_array().unwrap();
         let inbound = listeners.iter().find(|l| l["name"] == "inbound").unwrap();
@@ -246,6 +330,63 @@ mod tests {
             render_value(&params),
             Err(BootstrapError::TlsSourceConflict)
         ));
+    }
+
+    const ROOT_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    fn xds_cluster(v: &Value) -> &Value {
+        let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+        clusters.iter().find(|c| c["name"] == "weft_xds").unwrap()
+    }
+
+    #[test]
+    fn the_xds_cluster_pins_the_control_plane_roots_and_spiffe_id() {
+        let mut params = BootstrapParams::new("payments", "v1", "weft-control", 18000);
+        params.sds = true;
+        params.token = Some("t".into());
+        params.xds_tls =
+            Some(XdsUpstreamTls::new(ROOT_PEM, "corp.example", "weft-control").unwrap());
+        let v = render_value(&params).unwrap();
+        let socket = &xds_cluster(&v)["transport_socket"];
+        assert_eq!(socket["name"], "envoy.transport_sockets.tls");
+        let tls = &socket["typed_config"];
+        assert_eq!(
+            tls["@type"],
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+        );
+        assert_eq!(tls["sni"], "weft-control");
+        let common = &tls["common_tls_context"];
+        assert_eq!(common["alpn_protocols"], json!(["h2"]));
+        assert_eq!(
+            common["tls_params"]["tls_minimum_protocol_version"],
+            "TLSv1_3"
+        );
+        let validation = &common["validation_context"];
+        assert_eq!(validation["trusted_ca"]["inline_string"], ROOT_PEM);
+        assert_eq!(
+            validation["match_typed_subject_alt_names"],
+            json!([{"san_type": "URI", "matcher": {
+                "exact": "spiffe://corp.example/ns/weft-system/sa/weft-control"}}])
+        );
+        // Still HTTP/2 to the control plane, and the YAML carries the PEM intact.
+        assert!(xds_cluster(&v)["typed_extension_protocol_options"]
+            .to_string()
+            .contains("http2_protocol_options"));
+        assert!(render(&params).unwrap().contains("BEGIN CERTIFICATE"));
+
+        // By IP: no SNI (an IP is not a server name). Without a bundle: refused.
+        let by_ip = XdsUpstreamTls::new(ROOT_PEM, "cluster.local", "10.0.0.1").unwrap();
+        assert_eq!(by_ip.sni, None);
+        assert!(by_ip.transport_socket()["typed_config"]
+            .get("sni")
+            .is_none());
+        assert!(matches!(
+            XdsUpstreamTls::new("not a pem", "cluster.local", "h"),
+            Err(BootstrapError::EmptyTrustBundle)
+        ));
+        // Without TLS, the cluster stays plaintext.
+        let plain = render_value(&BootstrapParams::new("p", "v1", "h", 1)).unwrap();
+        assert!(xds_cluster(&plain).get("transport_socket").is_none());
     }
 
     #[test]

@@ -95,13 +95,7 @@ pub async fn serve_with_tls(
             "/v1/sidecars",
             axum::routing::get(move || {
                 let state = Arc::clone(&state);
-                async move {
-                    axum::Json(serde_json::json!({
-                        "revision": state.revision(),
-                        "sidecars": state.sidecars(),
-                        "refused": state.refusals(),
-                    }))
-                }
+                async move { axum::Json(sidecars_json(&state)) }
             }),
         )
         .merge(extra);
@@ -122,6 +116,16 @@ pub async fn serve_with_tls(
                 .await
         }
     }
+}
+
+/// What `GET /v1/sidecars` answers (and the REST API's `GET /api/v1/xds/sidecars`): the
+/// published revision, every sidecar's status and the refused streams.
+pub fn sidecars_json(state: &XdsState) -> serde_json::Value {
+    serde_json::json!({
+        "revision": state.revision(),
+        "sidecars": state.sidecars(),
+        "refused": state.refusals(),
+    })
 }
 
 /// Renews SVIDs at half their lifetime and follows root rotations, on a tick a twentieth of

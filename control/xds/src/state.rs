@@ -174,6 +174,10 @@ pub struct Refusals {
 }
 
 const RECENT_REFUSALS: usize = 32;
+/// A sidecar joining a group that already runs changes only EDS (its endpoint), so that change
+/// is published at most this often: a reconnect storm of N sidecars then rebuilds and pushes
+/// the snapshots a few times instead of N times (Istio debounces pushes by 100 ms too).
+const ENDPOINT_DEBOUNCE: Duration = Duration::from_millis(100);
 const REFUSAL_LOG_INTERVAL_MS: u64 = 60_000;
 
 /// The CA side of the state: SVIDs issued per identity (namespace, service) and when they
@@ -205,6 +209,8 @@ struct Inner {
     /// CDS/EDS are published (the warm-up is over).
     mesh_ready: bool,
     next_connection: u64,
+    /// A debounced publish is pending (see [`ENDPOINT_DEBOUNCE`]).
+    publish_scheduled: bool,
 }
 
 /// The shared state of the xDS server.
@@ -446,11 +452,20 @@ impl XdsState {
     /// A stream identified its node: registers it and returns its group's snapshots and a
     /// connection id for [`XdsState::disconnected`].
     pub(crate) fn connected(
-        &self,
+        self: &Arc<Self>,
         identity: &NodeIdentity,
         protocol: &'static str,
     ) -> (u64, watch::Receiver<Arc<Snapshot>>) {
         let mut inner = self.lock();
+        let group = identity.group();
+        // The group's snapshot already exists and speaks for registered sidecars (certificates
+        // included): this sidecar can have it at once.
+        let group_runs = inner.groups.contains_key(&group)
+            && inner.sidecars.values().any(|s| {
+                s.namespace == group.namespace
+                    && s.service == group.service
+                    && s.version == group.version
+            });
         inner.next_connection += 1;
         let connection = inner.next_connection;
         let endpoint = identity.inbound.as_ref().map(|(ip, port)| MeshEndpoint {
@@ -458,9 +473,11 @@ impl XdsState {
             ip: ip.clone(),
             port: *port,
         });
-        inner
+        let endpoint_changed = inner
             .registrations
-            .insert(identity.id.clone(), (connection, endpoint, true));
+            .insert(identity.id.clone(), (connection, endpoint.clone(), true))
+            .and_then(|(_, previous, _)| previous)
+            != endpoint;
         let status = SidecarStatus {
             node_id: identity.id.clone(),
             namespace: identity.namespace.clone(),
@@ -486,13 +503,40 @@ impl XdsState {
             status.nack_count = previous.nack_count;
             status.last_nack_at_ms = previous.last_nack_at_ms;
         }
-        let receiver = self.subscribe_locked(&mut inner, &identity.group());
-        if let Err(error) = self.publish(&mut inner) {
-            tracing::error!(%error, "publishing after a sidecar connected");
+        let receiver = self.subscribe_locked(&mut inner, &group);
+        if !group_runs {
+            if let Err(error) = self.publish(&mut inner) {
+                tracing::error!(%error, "publishing after a sidecar connected");
+            }
+        } else if endpoint_changed {
+            self.publish_soon(&mut inner);
         }
         drop(inner);
         self.status_changed.send_modify(|n| *n += 1);
         (connection, receiver)
+    }
+
+    /// Publishes within [`ENDPOINT_DEBOUNCE`]; changes meanwhile ride along.
+    fn publish_soon(self: &Arc<Self>, inner: &mut Inner) {
+        if inner.publish_scheduled {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            if let Err(error) = self.publish(inner) {
+                tracing::error!(%error, "publishing a sidecar's endpoint");
+            }
+            return;
+        };
+        inner.publish_scheduled = true;
+        let state = Arc::clone(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(ENDPOINT_DEBOUNCE).await;
+            let mut inner = state.lock();
+            inner.publish_scheduled = false;
+            if let Err(error) = state.publish(&mut inner) {
+                tracing::error!(%error, "publishing sidecars' endpoints");
+            }
+        });
     }
 
     /// Re-issues a group's filter resources with a new module URL (see

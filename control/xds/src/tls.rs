@@ -42,10 +42,17 @@ const ACCEPT_QUEUE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    // No `#[source]`: the message already holds the cause (anyhow would print it twice).
     #[error("xDS server certificate: {0}")]
-    Ca(#[from] CaError),
+    Ca(CaError),
     #[error("xDS server certificate: {0}")]
     Key(String),
+}
+
+impl From<CaError> for TlsError {
+    fn from(error: CaError) -> Self {
+        Self::Ca(error)
+    }
 }
 
 /// The SPIFFE id the xDS server certificate carries in trust domain `trust_domain`.
@@ -221,8 +228,8 @@ fn issue(identity: &Identity, names: &[String]) -> Result<CurrentCert, TlsError>
         .map_err(|e| TlsError::Key(e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
         .map_err(|e| TlsError::Key(e.to_string()))?;
-    let signer =
-        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| TlsError::Key(e.to_string()))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| TlsError::Key(e.to_string()))?;
     Ok(CurrentCert {
         key: Arc::new(CertifiedKey::new(chain, signer)),
         serial: cert.serial,

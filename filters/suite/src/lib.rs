@@ -1,11 +1,13 @@
-//! weft suite: authz, canary, fault and breaker in one module — one VM per worker and one
-//! HTTP context per request instead of four of each.
+//! weft suite: telemetry, authz, canary, fault and breaker in one module — one VM per worker
+//! and one HTTP context per request instead of one of each per filter.
 //!
-//! Every wasm filter in a chain pays the host crossing again (D14); here the four filters
-//! run as stages of one HTTP context, in the order of the chain: authz, canary, fault,
+//! Every wasm filter in a chain pays the host crossing again (D14); here the filters run as
+//! stages of one HTTP context, in the order of the chain: telemetry, authz, canary, fault,
 //! breaker. Each stage is the standalone filter's own code (`weft_authz_stage::AuthzStage`, ...),
-//! configured by its own section of `{"authz": .., "canary": .., "fault": .., "breaker": ..}`
-//! (`weft_filter_core::suite`); an absent section turns the stage off. The stages of one
+//! configured by its own section of `{"telemetry": .., "authz": .., "canary": .., "fault": ..,
+//! "breaker": ..}` (`weft_filter_core::suite`); an absent section turns the stage off.
+//! Telemetry records in `on_log`, so it sees requests a later stage answered locally too, and
+//! takes authz's outcome from memory instead of a stream property. The stages of one
 //! request share one view of it (`MemoRequest`), so each header or property is read from the
 //! host once, and the breaker sees the canary's cluster header without reading it back.
 //!
@@ -19,17 +21,20 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 use weft_authz_stage::AuthzStage;
 use weft_breaker_stage::{BreakerStage, Gate, Slot, GAUGE_REFRESH};
 use weft_canary_stage::{CanaryRequest, CanaryStage};
 use weft_fault_stage::FaultStage;
 use weft_filter_core::suite::{MemoRequest, Suite};
+use weft_filter_core::telemetry::AuthzOutcome;
 use weft_proxy_glue::{self as glue, HostRequest};
+use weft_telemetry_stage::TelemetryStage;
 
 proxy_wasm::main! {{
     glue::init_logging();
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(SuiteRoot { context_id, stages: None, gauges_due_ms: 0 })
+        Box::new(SuiteRoot { context_id, stages: None, slow_tick: None, gauges_due_ms: 0, flush_due_ms: 0 })
     });
 }}
 
@@ -39,6 +44,7 @@ type SlotCell = Rc<Cell<Option<Slot>>>;
 
 /// The enabled stages of one configuration, in run order.
 struct Stages {
+    telemetry: Option<TelemetryStage>,
     authz: Option<AuthzStage>,
     canary: Option<CanaryStage>,
     fault: Option<FaultStage<SlotCell>>,
@@ -50,6 +56,7 @@ struct Stages {
 impl Stages {
     fn new(suite: Suite, root_context_id: u32) -> Self {
         Self {
+            telemetry: suite.telemetry.map(TelemetryStage::new),
             authz: suite.authz.map(AuthzStage::new),
             canary: suite.canary.map(|c| CanaryStage::new(c, root_context_id)),
             fault: suite.fault.map(|f| FaultStage::new(f, root_context_id)),
@@ -88,11 +95,27 @@ impl Stages {
 struct SuiteRoot {
     context_id: u32,
     stages: Option<Rc<Stages>>,
+    /// The tick while no request is delayed: the shorter of the breaker's gauge refresh and
+    /// the telemetry flush; `None`: no tick then.
+    slow_tick: Option<Duration>,
     /// Host time of the next breaker gauge refresh.
     gauges_due_ms: u64,
+    /// Host time of the next telemetry report.
+    flush_due_ms: u64,
 }
 
-impl Context for SuiteRoot {}
+impl Context for SuiteRoot {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
+        if let Some(telemetry) = self.stages.as_ref().and_then(|s| s.telemetry.as_ref()) {
+            telemetry.on_http_call_response(token);
+        }
+    }
+}
+
+/// `now + period`, in host milliseconds.
+fn due_after(now_ms: u64, period: Duration) -> u64 {
+    now_ms.saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX))
+}
 
 impl RootContext for SuiteRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -106,8 +129,14 @@ impl RootContext for SuiteRoot {
             previous.release_delayed(u64::MAX);
         }
         let stages = Stages::new(suite, self.context_id);
-        if stages.breaker.is_some() {
-            self.set_tick_period(GAUGE_REFRESH);
+        let gauges = stages.breaker.as_ref().map(|_| GAUGE_REFRESH);
+        let flush = stages.telemetry.as_ref().and_then(TelemetryStage::flush_period);
+        self.slow_tick = match (gauges, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(period) = self.slow_tick {
+            self.set_tick_period(period);
         }
         self.stages = Some(Rc::new(stages));
         log::info!("weft-suite: configured, stages [{}]", enabled.join(", "));
@@ -120,18 +149,26 @@ impl RootContext for SuiteRoot {
         };
         let now = glue::now_millis();
         stages.release_delayed(now);
-        let Some(breaker) = &stages.breaker else {
-            return;
-        };
         // The fault stage ticks fast while it holds requests, and stops the tick when it lets
-        // the last one go: the breaker's slow tick takes over again.
-        if stages.fault.as_ref().is_some_and(|f| !f.is_holding()) {
-            self.set_tick_period(GAUGE_REFRESH);
+        // the last one go: the slow tick (breaker gauges, telemetry reports) takes over again.
+        if let Some(period) = self.slow_tick {
+            if stages.fault.as_ref().is_some_and(|f| !f.is_holding()) {
+                self.set_tick_period(period);
+            }
         }
-        if now >= self.gauges_due_ms {
-            breaker.refresh_gauges();
-            let period = u64::try_from(GAUGE_REFRESH.as_millis()).unwrap_or(u64::MAX);
-            self.gauges_due_ms = now.saturating_add(period);
+        if let Some(breaker) = &stages.breaker {
+            if now >= self.gauges_due_ms {
+                breaker.refresh_gauges();
+                self.gauges_due_ms = due_after(now, GAUGE_REFRESH);
+            }
+        }
+        if let Some(telemetry) = &stages.telemetry {
+            if let Some(period) = telemetry.flush_period() {
+                if now >= self.flush_due_ms {
+                    telemetry.flush();
+                    self.flush_due_ms = due_after(now, period);
+                }
+            }
         }
     }
 
@@ -142,6 +179,7 @@ impl RootContext for SuiteRoot {
             stages,
             canary: CanaryRequest::default(),
             slot: SlotCell::default(),
+            authz: None,
         }))
     }
 
@@ -155,6 +193,8 @@ struct SuiteHttp {
     stages: Rc<Stages>,
     canary: CanaryRequest,
     slot: SlotCell,
+    /// The authz stage's outcome, for the telemetry stage (`None`: authz did not run here).
+    authz: Option<AuthzOutcome>,
 }
 
 impl Context for SuiteHttp {
@@ -171,7 +211,10 @@ impl HttpContext for SuiteHttp {
         let stages = &self.stages;
         let req = MemoRequest::new(HostRequest);
         if let Some(authz) = &stages.authz {
-            if authz.on_request_headers(&req) == Action::Pause {
+            // The property is only for a telemetry filter outside this module.
+            let (action, outcome) = authz.decide(&req, stages.telemetry.is_none());
+            self.authz = Some(outcome);
+            if action == Action::Pause {
                 return Action::Pause;
             }
         }
@@ -217,6 +260,10 @@ impl HttpContext for SuiteHttp {
     fn on_log(&mut self) {
         if let (Some(breaker), Some(slot)) = (&self.stages.breaker, self.slot.take()) {
             breaker.on_log(slot);
+        }
+        // Every request, including those a stage answered locally (deny, abort, fail-fast).
+        if let Some(telemetry) = &self.stages.telemetry {
+            telemetry.on_log(self.authz);
         }
     }
 }

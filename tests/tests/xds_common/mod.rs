@@ -51,6 +51,15 @@ impl ControlPlane {
     }
 
     pub async fn serve(state: Arc<XdsState>, port: u16) -> Self {
+        Self::serve_tls(state, port, None).await
+    }
+
+    /// [`Self::serve`], over TLS with `tls` when given (the CA's xDS listener).
+    pub async fn serve_tls(
+        state: Arc<XdsState>,
+        port: u16,
+        tls: Option<Arc<weft_xds::XdsTls>>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
             .await
             .unwrap();
@@ -58,11 +67,12 @@ impl ControlPlane {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = Arc::clone(&state);
         let task = tokio::spawn(async move {
-            weft_xds::serve(listener, serving, async {
+            let stopped = async {
                 let _ = stopped.await;
-            })
-            .await
-            .unwrap();
+            };
+            weft_xds::serve_with_tls(listener, serving, axum::Router::new(), tls, stopped)
+                .await
+                .unwrap();
         });
         Self {
             state,

@@ -10,7 +10,7 @@ use proxy_wasm::types::Action;
 use std::collections::HashMap;
 use weft_filter_core::authz::{Authz, Verdict};
 use weft_filter_core::suite::MemoRequest;
-use weft_filter_core::telemetry::AUTHZ_PROPERTY;
+use weft_filter_core::telemetry::{AuthzOutcome, AUTHZ_PROPERTY};
 use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, HostRequest};
 
 /// Counters for one outcome, in total and per policy name.
@@ -81,8 +81,19 @@ impl AuthzStage {
         Self { authz, stats }
     }
 
-    /// Decide the request: `Continue`, or `Pause` after sending the deny reply.
+    /// Decide the request: `Continue`, or `Pause` after sending the deny reply. The outcome
+    /// goes to a separate telemetry filter through a stream property.
     pub fn on_request_headers(&self, req: &MemoRequest<HostRequest>) -> Action {
+        self.decide(req, true).0
+    }
+
+    /// [`Self::on_request_headers`], also returning the outcome for a telemetry stage of the
+    /// same module; `publish`: also set the stream property (for a separate filter).
+    pub fn decide(
+        &self,
+        req: &MemoRequest<HostRequest>,
+        publish: bool,
+    ) -> (Action, AuthzOutcome) {
         let authz = &self.authz;
         // Only JWT validation looks at the time: skip the host clock without providers.
         let now = if authz.needs_time() {
@@ -91,13 +102,16 @@ impl AuthzStage {
             0
         };
         let decision = authz.decide(req, now);
-        // For the telemetry filter (a stream property; no host call on a plain allow).
-        match decision.verdict {
-            Verdict::Deny { .. } => glue::set_stream_property(AUTHZ_PROPERTY, b"deny"),
+        let outcome = match decision.verdict {
+            Verdict::Deny { .. } => AuthzOutcome::Denied,
             Verdict::Allow { .. } if !decision.dry_run_denied.is_empty() => {
-                glue::set_stream_property(AUTHZ_PROPERTY, b"dry_run_deny")
+                AuthzOutcome::DryRunDenied
             }
-            Verdict::Allow { .. } => {}
+            Verdict::Allow { .. } => AuthzOutcome::Allowed,
+        };
+        // For a separate telemetry filter (no host call on a plain allow).
+        if publish && outcome != AuthzOutcome::Allowed {
+            glue::set_stream_property(AUTHZ_PROPERTY, outcome.as_str().as_bytes());
         }
         let stats = &self.stats;
         for policy in &decision.dry_run_denied {
@@ -117,7 +131,7 @@ impl AuthzStage {
                     req.note_header(name, value.as_deref());
                 }
                 log::debug!("weft-authz: allow ({})", decision.reason);
-                Action::Continue
+                (Action::Continue, outcome)
             }
             Verdict::Deny {
                 policy,
@@ -131,7 +145,7 @@ impl AuthzStage {
                     decision.reason
                 );
                 glue::send_local_reply(status, &headers, &body);
-                Action::Pause
+                (Action::Pause, outcome)
             }
         }
     }

@@ -8,7 +8,6 @@
 
 mod compile;
 pub mod config;
-mod json_path;
 #[cfg(test)]
 mod tests;
 
@@ -128,15 +127,7 @@ impl Canary {
     /// Parses and validates; a serde error names the field path (`services[0].splitt`) found
     /// from its line and column.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        // serde would also accept a struct written as an array; only an object is meant.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ConfigError::new("configuration", "must be a JSON object"));
-        }
-        let config: CanaryConfig = serde_json::from_slice(bytes).map_err(|e| {
-            let reason = e.to_string();
-            ConfigError::new(json_path::path_at(bytes, e.line(), e.column()), reason)
-        })?;
-        Self::new(config)
+        Self::new(crate::error::parse_json(bytes)?)
     }
 
     pub fn new(config: CanaryConfig) -> Result<Self, ConfigError> {

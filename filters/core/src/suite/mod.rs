@@ -1,7 +1,8 @@
 //! The combined module (`weft-suite`): one JSON configuration with an optional section per
 //! stage, and a request view that every stage of one request shares.
 //!
-//! `{"authz": {...}, "canary": {...}, "fault": {...}, "breaker": {...}}`: each section is
+//! `{"telemetry": {...}, "authz": {...}, "canary": {...}, "fault": {...}, "breaker": {...}}`:
+//! each section is
 //! exactly what that filter takes on its own, parsed by that filter's own parser; an absent
 //! (or `null`) section turns the stage off. An error inside a section names it, e.g.
 //! `canary.services[0].split[1].weight`.
@@ -16,16 +17,19 @@ use crate::authz::Authz;
 use crate::breaker::Breaker;
 use crate::canary::Canary;
 use crate::fault::Fault;
+use crate::telemetry::TelemetryConfig;
 use crate::ConfigError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The stages in the order they run on a request (the order of the chained filters).
-pub const STAGES: [&str; 4] = ["authz", "canary", "fault", "breaker"];
+/// Telemetry is first, as in the chain, but does its work in `on_log`, after the others.
+pub const STAGES: [&str; 5] = ["telemetry", "authz", "canary", "fault", "breaker"];
 
 /// The compiled configuration of each enabled stage.
 #[derive(Debug, Default)]
 pub struct Suite {
+    pub telemetry: Option<TelemetryConfig>,
     pub authz: Option<Authz>,
     pub canary: Option<Canary>,
     pub fault: Option<Fault>,
@@ -36,6 +40,8 @@ pub struct Suite {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Sections {
+    #[serde(default)]
+    telemetry: Option<Box<RawValue>>,
     #[serde(default)]
     authz: Option<Box<RawValue>>,
     #[serde(default)]
@@ -56,6 +62,11 @@ impl Suite {
         }
         let sections: Sections = crate::error::parse_json(bytes)?;
         Ok(Self {
+            telemetry: section(
+                "telemetry",
+                sections.telemetry.as_deref(),
+                TelemetryConfig::from_json,
+            )?,
             authz: section("authz", sections.authz.as_deref(), Authz::from_json)?,
             canary: section("canary", sections.canary.as_deref(), Canary::from_json)?,
             fault: section("fault", sections.fault.as_deref(), Fault::from_json)?,
@@ -66,6 +77,7 @@ impl Suite {
     /// The enabled stages, in run order (for the log line at configuration).
     pub fn enabled(&self) -> Vec<&'static str> {
         let on = [
+            self.telemetry.is_some(),
             self.authz.is_some(),
             self.canary.is_some(),
             self.fault.is_some(),

@@ -19,6 +19,8 @@ const CANARY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{
 const FAULT: &str = r#"{"policies": [{"name": "slow", "match": {"hosts": ["reviews"]},
     "delay": {"percent": 0, "fixed_ms": 20}}]}"#;
 const BREAKER: &str = r#"{"cluster_header": "x-weft-cluster", "clusters": {"v1": {}, "v2": {}}}"#;
+const TELEMETRY: &str = r#"{"direction": "outbound", "namespace": "default",
+    "service": "productpage", "version": "v1", "key": "00ff00ff00ff00ff00ff00ff00ff00ff"}"#;
 
 fn suite(sections: &[(&str, &str)]) -> Result<Suite, ConfigError> {
     let body: Vec<String> = sections
@@ -36,6 +38,7 @@ fn field_of(sections: &[(&str, &str)]) -> String {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn every_section_is_optional() {
     let all = suite(&[
+        ("telemetry", TELEMETRY),
         ("authz", AUTHZ),
         ("canary", CANARY),
         ("fault", FAULT),
@@ -47,6 +50,9 @@ fn every_section_is_optional() {
     assert!(none.enabled().is_empty());
     let two = suite(&[("breaker", BREAKER), ("authz", AUTHZ), ("fault", "null")]).unwrap();
     assert_eq!(two.enabled(), ["authz", "breaker"]);
+    let telemetry = all.telemetry.unwrap();
+    assert_eq!(telemetry.direction, crate::telemetry::Direction::Outbound);
+    assert_eq!(telemetry.key_bytes(), Some([0x00, 0xff].repeat(8)));
 }
 
 #[test]
@@ -83,6 +89,10 @@ fn a_bad_section_is_named_with_the_field_inside_it() {
             "breaker.cluster_header",
         ),
         (&[("canary", "[]")], "canary"),
+        (
+            &[("telemetry", r#"{"direction": "sideways"}"#)],
+            "telemetry.direction",
+        ),
     ];
     for (sections, field) in cases {
         assert_eq!(field_of(sections), *field, "{sections:?}");

@@ -102,6 +102,13 @@ fn latency_buckets_status_classes_and_cluster_names() {
         AuthzOutcome::DryRunDenied
     );
     assert_eq!(AuthzOutcome::from_property(None), AuthzOutcome::Allowed);
+    // authz writes the property as `as_str`: the two must agree.
+    for outcome in [AuthzOutcome::Denied, AuthzOutcome::DryRunDenied] {
+        assert_eq!(
+            AuthzOutcome::from_property(Some(outcome.as_str().as_bytes())),
+            outcome
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The JSON path at a serde_json error position, e.g. `services[0].split[1].weight`.
 //!
 //! `serde_path_to_error` gives the same answer but wraps every type's deserializer, which costs
-//! this filter ~16 KB of wasm; a rescan of the text up to the error's line and column costs
+//! each filter ~16-34 KB of wasm; a rescan of the text up to the error's line and column costs
 //! about 1 KB and runs only when the configuration is refused.
 
 enum Frame {
@@ -12,7 +12,7 @@ enum Frame {
 
 /// The path of the value serde_json was reading at `line`/`column` (1-based, as in
 /// `serde_json::Error`); `configuration` for the document itself.
-pub(super) fn path_at(json: &[u8], line: usize, column: usize) -> String {
+pub(crate) fn path_at(json: &[u8], line: usize, column: usize) -> String {
     let end = offset(json, line, column).min(json.len());
     let mut stack: Vec<Frame> = Vec::new();
     let mut expecting_key = false;

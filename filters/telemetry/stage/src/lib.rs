@@ -1,0 +1,271 @@
+//! weft telemetry: one record per request, aggregated per edge on each worker and reported
+//! to the control plane in signed batches from the root context's tick.
+//!
+//! Placed first in both chains (and first in the suite), it sees every request however it
+//! ends (authz's deny reply, the breaker's fail-fast, an upstream reset) in `on_log`, after
+//! the response went out: nothing here runs before or delays a request. A report that cannot
+//! be sent (control plane down, batch full) is counted in `weft.telemetry.dropped`, never
+//! retried on a request. The aggregation and wire format live in
+//! `weft_filter_core::telemetry`; [`TelemetryStage`] is the filter of one root context, run
+//! by the standalone `telemetry.wasm` (`filters/telemetry`) and by `weft-suite`.
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+use weft_filter_core::telemetry::{
+    destination_from_cluster, service_of_principal, sign, AuthzOutcome, Batch, Direction,
+    EdgeStats, Record, TelemetryConfig, AUTHZ_PROPERTY, SIGNATURE_HEADER,
+};
+use weft_filter_core::RequestAttributes;
+use weft_proxy_glue::{self as glue, Counter, HostRequest};
+
+/// Distinct tagged stat names per worker; beyond it requests still count in batches.
+const MAX_STAT_NAMES: usize = 512;
+
+struct Stats {
+    dropped: Counter,
+    batches: Counter,
+    batch_failures: Counter,
+}
+
+/// The report on its way: its call token, the requests in it and the earlier losses it
+/// reports.
+#[derive(Clone, Copy)]
+struct InFlight {
+    token: u32,
+    requests: u64,
+    carried: u64,
+}
+
+/// The telemetry filter of one root context (one per worker): the configuration, the
+/// pending batch, the report in flight and the tagged stats defined so far.
+pub struct TelemetryStage {
+    config: TelemetryConfig,
+    key: Option<Vec<u8>>,
+    stats: Stats,
+    batch: RefCell<Batch>,
+    edge_stats: RefCell<EdgeStats<(Counter, glue::Histogram)>>,
+    in_flight: Cell<Option<InFlight>>,
+    /// Flushes the in-flight report has been waiting; past its timeout it counts as lost.
+    in_flight_flushes: Cell<u64>,
+}
+
+// === impl TelemetryStage ===
+
+impl TelemetryStage {
+    /// Defines the stats (from `on_configure`).
+    pub fn new(config: TelemetryConfig) -> Self {
+        let stats = Stats {
+            dropped: Counter::new("weft.telemetry.dropped"),
+            batches: Counter::new("weft.telemetry.batches"),
+            batch_failures: Counter::new("weft.telemetry.batch_failures"),
+        };
+        let key = config.key_bytes();
+        let batch = RefCell::new(Batch::new(config.max_edges, config.max_routes));
+        Self {
+            config,
+            key,
+            stats,
+            batch,
+            edge_stats: RefCell::new(EdgeStats::new(MAX_STAT_NAMES)),
+            in_flight: Cell::new(None),
+            in_flight_flushes: Cell::new(0),
+        }
+    }
+
+    /// How often the root must call [`Self::flush`]; `None`: nothing is reported (no key).
+    pub fn flush_period(&self) -> Option<Duration> {
+        self.key
+            .as_ref()
+            .map(|_| Duration::from_millis(self.config.flush_interval_ms))
+    }
+
+    /// A report of `requests` (carrying `carried` earlier losses) did not get through:
+    /// count them here and tell the control plane with the next report.
+    fn lost(&self, requests: u64, carried: u64) {
+        self.stats.batch_failures.inc();
+        self.stats
+            .dropped
+            .add(i64::try_from(requests).unwrap_or(i64::MAX));
+        self.batch
+            .borrow_mut()
+            .add_dropped(requests.saturating_add(carried));
+    }
+
+    /// From the root's `on_http_call_response`: whether the report with `token` got through.
+    /// Other tokens are not this stage's and are ignored.
+    pub fn on_http_call_response(&self, token: u32) {
+        let Some(pending) = self.in_flight.get() else {
+            return;
+        };
+        if pending.token != token {
+            return;
+        }
+        self.in_flight.set(None);
+        match glue::call_response_status() {
+            Some(status) if (200..300).contains(&status) => {}
+            status => {
+                log::debug!("weft-telemetry: report refused or lost ({status:?})");
+                self.lost(pending.requests, pending.carried);
+            }
+        }
+    }
+
+    /// From the root's tick, every [`Self::flush_period`]: send the batch, unless the last
+    /// report is still on its way.
+    pub fn flush(&self) {
+        let config = &self.config;
+        if let Some(pending) = self.in_flight.get() {
+            // The host answers every call by its timeout; this only guards a lost callback.
+            let flushes = self.in_flight_flushes.get().saturating_add(1);
+            self.in_flight_flushes.set(flushes);
+            if flushes.saturating_mul(config.flush_interval_ms) <= 2 * config.timeout_ms {
+                return;
+            }
+            self.in_flight.set(None);
+            self.lost(pending.requests, pending.carried);
+        }
+        let Some(key) = &self.key else { return };
+        let Some(report) = self.batch.borrow_mut().take(
+            config.direction,
+            &config.namespace,
+            &config.service,
+            &config.version,
+        ) else {
+            return;
+        };
+        let (requests, carried) = (report.requests(), report.dropped);
+        let body = match report.encode() {
+            Ok(body) => body,
+            Err(error) => {
+                log::warn!("weft-telemetry: cannot encode a report: {error}");
+                self.lost(requests, carried);
+                return;
+            }
+        };
+        let signature = sign(key, &body);
+        let headers = [
+            (":method", "POST"),
+            (":path", config.path.as_str()),
+            (":authority", config.authority.as_str()),
+            ("content-type", "application/json"),
+            (SIGNATURE_HEADER, signature.as_str()),
+        ];
+        let timeout = Duration::from_millis(config.timeout_ms);
+        match glue::dispatch_call(&config.cluster, &headers, &body, timeout) {
+            Ok(token) => {
+                self.stats.batches.inc();
+                self.in_flight.set(Some(InFlight {
+                    token,
+                    requests,
+                    carried,
+                }));
+                self.in_flight_flushes.set(0);
+            }
+            Err(error) => {
+                log::debug!("weft-telemetry: {error}");
+                self.lost(requests, carried);
+            }
+        }
+    }
+
+    /// From `on_log`: record the request. `authz` is the authorization outcome when the
+    /// caller knows it (the suite's authz stage); `None` reads what a separate authz filter
+    /// left in the stream property.
+    pub fn on_log(&self, authz: Option<AuthzOutcome>) {
+        let status = HostRequest::property_u64(&["response", "code"])
+            .and_then(|code| u16::try_from(code).ok())
+            .unwrap_or(0);
+        let latency_us = HostRequest::property_u64(&["request", "duration"]).unwrap_or(0) / 1000;
+        let recorded = match self.config.direction {
+            Direction::Inbound => self.record_inbound(status, latency_us, authz),
+            Direction::Outbound => self.record_outbound(status, latency_us),
+        };
+        if !recorded {
+            self.stats.dropped.inc();
+        }
+    }
+
+    fn record_inbound(&self, status: u16, latency_us: u64, authz: Option<AuthzOutcome>) -> bool {
+        let config = &self.config;
+        let source = HostRequest.peer_principal().unwrap_or_default();
+        let authz = authz.unwrap_or_else(|| {
+            AuthzOutcome::from_property(glue::stream_property(AUTHZ_PROPERTY).as_deref())
+        });
+        let method = HostRequest.method().unwrap_or_default();
+        let path = HostRequest.path().unwrap_or_default();
+        let path = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+        let record = Record {
+            source: &source,
+            destination: &config.service,
+            version: &config.version,
+            status,
+            latency_us,
+            authz,
+            breaker_open: false,
+            method: &method,
+            path,
+        };
+        self.count_envoy_stats(&record);
+        self.batch.borrow_mut().record(&record)
+    }
+
+    fn record_outbound(&self, status: u16, latency_us: u64) -> bool {
+        let config = &self.config;
+        let cluster = HostRequest::property(&["xds", "cluster_name"]).unwrap_or_default();
+        let authority;
+        let (destination, version) = match destination_from_cluster(&cluster) {
+            Some(found) => found,
+            None => {
+                authority = HostRequest.header(":authority").unwrap_or_default();
+                let host = authority
+                    .rsplit_once(':')
+                    .map_or(authority.as_str(), |(h, _)| h);
+                (host, "")
+            }
+        };
+        let breaker_open =
+            status == 503 && glue::response_header("x-weft-breaker").as_deref() == Some("open");
+        let record = Record {
+            source: &config.service,
+            destination,
+            version,
+            status,
+            latency_us,
+            authz: AuthzOutcome::Allowed,
+            breaker_open,
+            method: "",
+            path: "",
+        };
+        self.count_envoy_stats(&record);
+        self.batch.borrow_mut().record(&record)
+    }
+
+    fn count_envoy_stats(&self, record: &Record<'_>) {
+        if !self.config.envoy_stats {
+            return;
+        }
+        let source = match self.config.direction {
+            Direction::Inbound => service_of_principal(record.source),
+            Direction::Outbound => record.source,
+        };
+        let stats = self.edge_stats.borrow_mut().get_or_define(
+            self.config.direction.as_str(),
+            source,
+            record.destination,
+            record.version,
+            record.status,
+            record.authz,
+            record.breaker_open,
+            |prefix| {
+                (
+                    Counter::new(&format!("{prefix}.requests")),
+                    glue::Histogram::new(&format!("{prefix}.latency_ms")),
+                )
+            },
+        );
+        let Some(stats) = stats else { return };
+        stats.0.inc();
+        stats.1.record(record.latency_us / 1000);
+    }
+}
