@@ -17,13 +17,7 @@ const V1: &str = "outbound|9080|v1|reviews.default";
 const V2: &str = "outbound|9080|v2|reviews.default";
 
 fn services() -> Vec<MeshService> {
-    vec![MeshService {
-        namespace: "default".into(),
-        name: "reviews".into(),
-        port: 9080,
-        host: "reviews".into(),
-        stable_version: "v1".into(),
-    }]
+    xds_common::reviews_services()
 }
 
 /// Filters for every group: reviews allow everything inbound; productpage calls reviews with

@@ -81,7 +81,13 @@ fn main() -> anyhow::Result<()> {
     let report = if args.report_only {
         serde_json::from_slice(&std::fs::read(&args.out_json)?)?
     } else {
-        runtime.block_on(measure(&args))?
+        // On SIGINT/SIGTERM the measurement is dropped, which kills its `weft serve` and Envoys.
+        runtime.block_on(async {
+            tokio::select! {
+                report = measure(&args) => report,
+                signal = interrupted() => Err(anyhow::anyhow!("stopped by {signal}")),
+            }
+        })?
     };
     if !args.report_only {
         if let Some(dir) = args.out_json.parent() {
@@ -94,7 +100,10 @@ fn main() -> anyhow::Result<()> {
     }
     let markdown = format!(
         "# weft control-plane benchmark\n\nMade by `scripts/bench-control`; see README § Performance.\n\n{}",
-        report.markdown()
+        // Links relative to bench/results/ rather than to the README.
+        report
+            .markdown()
+            .replace("](bench/results/control.json)", "](control.json)")
     );
     std::fs::write(&args.out_md, markdown)?;
     if let Some(readme) = &args.readme {
@@ -191,6 +200,20 @@ async fn measure(args: &Args) -> anyhow::Result<report::Report> {
         simulated,
         note: args.note.clone(),
     })
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 fn timestamp() -> String {

@@ -13,6 +13,9 @@
 
 mod authz;
 mod outbound;
+mod suite;
+
+pub use suite::{suite_configs, SuiteConfigs};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

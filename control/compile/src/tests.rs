@@ -88,3 +88,43 @@ fn a_breaker_on_the_stable_version_also_guards_the_fallback_cluster() {
         ["outbound|9080|v2|reviews.shop"]
     );
 }
+
+#[test]
+fn suite_configs_are_the_separate_configurations_as_sections() {
+    use weft_filter_core::suite::Suite;
+    use weft_filter_core::telemetry::{Direction, TelemetryConfig};
+    let compiled = compile(&mk_set(&format!("{SERVICE}{}", mk_policy(""))));
+    let filters = compiled.values().next().unwrap();
+    let telemetry = |direction| TelemetryConfig {
+        direction,
+        namespace: "shop".into(),
+        service: "reviews".into(),
+        version: "v1".into(),
+        key: "ab".repeat(32),
+        ..TelemetryConfig::default()
+    };
+    let (inbound_t, outbound_t) = (
+        telemetry(Direction::Inbound),
+        telemetry(Direction::Outbound),
+    );
+    let configs = suite_configs(filters, Some((&inbound_t, &outbound_t))).unwrap();
+    let inbound = Suite::from_json(configs.inbound.as_bytes()).unwrap();
+    assert_eq!(inbound.enabled(), ["telemetry", "authz"]);
+    assert_eq!(inbound.telemetry.unwrap(), inbound_t);
+    assert_eq!(inbound.authz.unwrap().config(), &filters.authz);
+    let outbound = Suite::from_json(configs.outbound.as_bytes()).unwrap();
+    assert_eq!(
+        outbound.enabled(),
+        ["telemetry", "canary", "fault", "breaker"]
+    );
+    assert_eq!(outbound.telemetry.unwrap().direction, Direction::Outbound);
+    // Without telemetry the section is left out, not null.
+    let bare = suite_configs(filters, None).unwrap();
+    assert!(!bare.inbound.contains("telemetry"));
+    assert_eq!(
+        Suite::from_json(bare.outbound.as_bytes())
+            .unwrap()
+            .enabled(),
+        ["canary", "fault", "breaker"]
+    );
+}

@@ -10,6 +10,7 @@ mod commands;
 mod identity;
 mod output;
 mod serve;
+mod suite;
 mod telemetry;
 mod xds;
 

@@ -39,17 +39,7 @@ pub fn add_filters(
     filters: &mut BTreeMap<SidecarGroup, Vec<FilterSpec>>,
     services: &[MeshService],
 ) {
-    telemetry.set_services(
-        services
-            .iter()
-            .map(|s| KnownService {
-                namespace: s.namespace.clone(),
-                name: s.name.clone(),
-                host: s.host.clone(),
-                stable: s.stable_version.clone(),
-            })
-            .collect(),
-    );
+    set_services(telemetry, services);
     if state.module("telemetry").is_none() {
         return;
     }
@@ -63,13 +53,44 @@ pub fn add_filters(
     }
 }
 
+/// Tells the telemetry state the declared services (to map callers and stable versions).
+pub fn set_services(telemetry: &Telemetry, services: &[MeshService]) {
+    telemetry.set_services(
+        services
+            .iter()
+            .map(|s| KnownService {
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                host: s.host.clone(),
+                stable: s.stable_version.clone(),
+            })
+            .collect(),
+    );
+}
+
 /// The `weft.telemetry.<direction>` entry of one group.
 pub fn filter_spec(
     telemetry: &Telemetry,
     group: &SidecarGroup,
     direction: Direction,
 ) -> serde_json::Result<FilterSpec> {
-    let config = TelemetryConfig {
+    Ok(FilterSpec {
+        name: format!("weft.telemetry.{}", direction.as_str()),
+        module: "telemetry".into(),
+        configuration: serde_json::to_string(&config(telemetry, group, direction))?,
+        // Telemetry never stands in a request's way.
+        failure: FailureMode::FailOpen,
+    })
+}
+
+/// The telemetry configuration of one group and direction, carrying the group's own key
+/// (a separate `weft.telemetry.<direction>` filter, or the suite's `telemetry` section).
+pub fn config(
+    telemetry: &Telemetry,
+    group: &SidecarGroup,
+    direction: Direction,
+) -> TelemetryConfig {
+    TelemetryConfig {
         direction,
         namespace: group.namespace.clone(),
         service: group.service.clone(),
@@ -78,14 +99,7 @@ pub fn filter_spec(
             .keys()
             .key_hex(&group.namespace, &group.service, &group.version),
         ..TelemetryConfig::default()
-    };
-    Ok(FilterSpec {
-        name: format!("weft.telemetry.{}", direction.as_str()),
-        module: "telemetry".into(),
-        configuration: serde_json::to_string(&config)?,
-        // Telemetry never stands in a request's way.
-        failure: FailureMode::FailOpen,
-    })
+    }
 }
 
 /// `weft suggest authz` options.

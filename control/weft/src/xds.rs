@@ -71,6 +71,12 @@ pub struct XdsServeArgs {
         default_values = ["weft-control", "localhost", "127.0.0.1"]
     )]
     pub xds_tls_names: Vec<String>,
+    /// Suite mode: serve each sidecar group two `suite.wasm` entries instead of the five
+    /// separate filters (`weft.suite.inbound`: telemetry + authz; `weft.suite.outbound`:
+    /// telemetry + canary + fault + breaker), one VM per worker. Sidecars need a bootstrap
+    /// made with `weft bootstrap --suite`.
+    #[arg(long, env = "WEFT_SUITE")]
+    pub suite: bool,
 }
 
 fn parse_static_service(text: &str) -> Result<StaticService, String> {
@@ -178,6 +184,10 @@ pub struct BootstrapArgs {
     /// clients see (not a mesh certificate).
     #[arg(long)]
     pub gateway_tls_dir: Option<String>,
+    /// For a control plane run with `weft serve --suite`: the two `weft.suite.{inbound,outbound}`
+    /// filter entries (one `suite.wasm` VM per worker) instead of the five separate ones.
+    #[arg(long, conflicts_with = "gateway")]
+    pub suite: bool,
 }
 
 pub fn bootstrap(args: BootstrapArgs) -> Exit {
@@ -217,6 +227,7 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
                 tls_dir,
             },
         ),
+        _ if args.suite => weft_xds::suite_bootstrap::render_suite(&params),
         _ => render(&params),
     };
     match rendered {
@@ -250,6 +261,12 @@ pub fn state(
         mesh_warmup: Duration::from_millis(args.mesh_warmup_ms),
     };
     let state = XdsState::new(settings, modules);
+    if args.suite && state.module("suite").is_none() {
+        anyhow::bail!(
+            "--suite: no suite.wasm in {} (build it with scripts/build-filters)",
+            args.modules_dir.display()
+        );
+    }
     state.set_static_services(args.static_services.clone())?;
     if let Some(dir) = &args.mesh_tls_dir_in_sidecar {
         let mut tls = MeshTls::new(dir);
@@ -293,10 +310,14 @@ pub async fn serve(
     let ingest = weft_telemetry_plane::ingest_router(Arc::clone(&telemetry));
     let mut versions = plane.subscribe();
     let publisher = Arc::clone(&state);
+    let suite = args.suite;
+    if suite {
+        tracing::info!("suite mode: weft.suite.inbound and weft.suite.outbound per group");
+    }
     let publish = async move {
         loop {
             let snapshot = versions.borrow_and_update().clone();
-            publish_version(&publisher, &telemetry, &snapshot);
+            publish_version(&publisher, &telemetry, &snapshot, suite);
             if versions.changed().await.is_err() {
                 break;
             }
@@ -315,9 +336,20 @@ fn publish_version(
     state: &XdsState,
     telemetry: &weft_telemetry_plane::Telemetry,
     snapshot: &Snapshot,
+    suite: bool,
 ) {
     let mut filters = BTreeMap::new();
     for (id, compiled) in &snapshot.compiled {
+        if suite {
+            let group = SidecarGroup::new(&id.namespace, &id.service, &id.version);
+            match crate::suite::filter_specs(telemetry, &group, compiled) {
+                Ok(specs) => {
+                    filters.insert(group, specs);
+                }
+                Err(error) => tracing::error!(sidecar = %id, %error, "cannot serialise the suite"),
+            }
+            continue;
+        }
         let json = [
             ("authz", serde_json::to_string(&compiled.authz)),
             ("canary", serde_json::to_string(&compiled.canary)),
@@ -351,7 +383,11 @@ fn publish_version(
                 .unwrap_or_default(),
         })
         .collect();
-    crate::telemetry::add_filters(state, telemetry, &mut filters, &services);
+    if suite {
+        crate::telemetry::set_services(telemetry, &services);
+    } else {
+        crate::telemetry::add_filters(state, telemetry, &mut filters, &services);
+    }
     match state.set_config(snapshot.version, filters, services) {
         Ok(()) => tracing::info!(version = snapshot.version, "published to sidecars"),
         Err(error) => tracing::error!(version = snapshot.version, %error, "not published"),

@@ -53,6 +53,37 @@ impl FilterSpec {
     }
 }
 
+/// The inbound entry of a sidecar in suite mode (`weft serve --suite`): telemetry and authz.
+pub const SUITE_INBOUND: &str = "weft.suite.inbound";
+/// The outbound entry in suite mode: telemetry, canary, fault and breaker.
+pub const SUITE_OUTBOUND: &str = "weft.suite.outbound";
+
+// === impl FilterSpec (suite) ===
+
+impl FilterSpec {
+    /// [`SUITE_INBOUND`]: `suite.wasm`, failing closed as `weft.authz` does (it holds authz).
+    /// Both suite entries use module `suite`, hence root id and VM id `suite`: Envoy runs
+    /// plugins with the same VM id and code in one VM per worker.
+    pub fn suite_inbound(configuration: String) -> Self {
+        Self {
+            name: SUITE_INBOUND.into(),
+            module: "suite".into(),
+            configuration,
+            failure: FailureMode::FailClosed,
+        }
+    }
+
+    /// [`SUITE_OUTBOUND`]: `suite.wasm`, failing open as canary, fault and breaker do.
+    pub fn suite_outbound(configuration: String) -> Self {
+        Self {
+            name: SUITE_OUTBOUND.into(),
+            module: "suite".into(),
+            configuration,
+            failure: FailureMode::FailOpen,
+        }
+    }
+}
+
 /// Where sidecars fetch modules: `<base_url>/wasm/<module>.wasm` through `cluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModuleSource {
@@ -121,4 +152,59 @@ pub fn extension_config(
         })),
     };
     Resource::new(spec.name.clone(), pack_any(config))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prost::Message;
+    use std::sync::Arc;
+
+    /// The plugin inside an ECDS resource.
+    fn plugin(resource: &Resource) -> PluginConfig {
+        let config = TypedExtensionConfig::decode(resource.body.value.as_slice()).unwrap();
+        let wasm = Wasm::decode(config.typed_config.unwrap().value.as_slice()).unwrap();
+        wasm.config.unwrap()
+    }
+
+    #[test]
+    fn both_suite_entries_run_in_one_vm_and_fail_like_the_separate_filters() {
+        let module = WasmModule {
+            bytes: Arc::new(b"\0asm".to_vec()),
+            sha256: "ab".repeat(32),
+        };
+        let source = ModuleSource {
+            cluster: "weft_xds".into(),
+            base_url: "http://weft-control".into(),
+        };
+        let inbound = plugin(&extension_config(
+            &FilterSpec::suite_inbound("{}".into()),
+            &module,
+            &source,
+            3,
+        ));
+        let outbound = plugin(&extension_config(
+            &FilterSpec::suite_outbound("{}".into()),
+            &module,
+            &source,
+            3,
+        ));
+        assert_eq!(
+            (inbound.name.as_str(), outbound.name.as_str()),
+            (SUITE_INBOUND, SUITE_OUTBOUND)
+        );
+        // Envoy shares a VM between plugins with the same VM id, configuration and code.
+        assert_eq!(inbound.vm, outbound.vm);
+        let Some(plugin_config::Vm::VmConfig(vm)) = &inbound.vm else {
+            unreachable!("a vm_config");
+        };
+        assert_eq!(vm.vm_id, "suite");
+        assert_eq!(inbound.failure_policy, FailurePolicy::FailClosed as i32);
+        assert_eq!(outbound.failure_policy, FailurePolicy::FailOpen as i32);
+        assert_eq!(
+            FilterSpec::new("authz", "{}".into()).failure,
+            FailureMode::FailClosed
+        );
+    }
 }

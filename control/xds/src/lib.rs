@@ -24,12 +24,13 @@ pub mod server;
 pub mod snapshot;
 pub mod sotw;
 pub mod state;
+pub mod suite_bootstrap;
 pub mod tls;
 
 #[cfg(test)]
 mod test_support;
 
-pub use ecds::{FailureMode, FilterSpec, ModuleSource};
+pub use ecds::{FailureMode, FilterSpec, ModuleSource, SUITE_INBOUND, SUITE_OUTBOUND};
 pub use event::{Event, Nack};
 pub use mesh::{CertSource, MeshEndpoint, MeshService, MeshTls, StaticService};
 pub use modules::{WasmModule, WasmModules};

@@ -130,7 +130,10 @@ impl RootContext for SuiteRoot {
         }
         let stages = Stages::new(suite, self.context_id);
         let gauges = stages.breaker.as_ref().map(|_| GAUGE_REFRESH);
-        let flush = stages.telemetry.as_ref().and_then(TelemetryStage::flush_period);
+        let flush = stages
+            .telemetry
+            .as_ref()
+            .and_then(TelemetryStage::flush_period);
         self.slow_tick = match (gauges, flush) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -146,6 +146,17 @@ impl ControlPlane {
     }
 }
 
+/// The mesh's one service: `reviews` on port 9080, stable version v1.
+pub fn reviews_services() -> Vec<weft_xds::MeshService> {
+    vec![weft_xds::MeshService {
+        namespace: "default".into(),
+        name: "reviews".into(),
+        port: 9080,
+        host: "reviews".into(),
+        stable_version: "v1".into(),
+    }]
+}
+
 /// The status of `GET url`.
 pub async fn status_of(url: &str) -> u16 {
     match http_client()

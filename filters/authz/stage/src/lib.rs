@@ -89,11 +89,7 @@ impl AuthzStage {
 
     /// [`Self::on_request_headers`], also returning the outcome for a telemetry stage of the
     /// same module; `publish`: also set the stream property (for a separate filter).
-    pub fn decide(
-        &self,
-        req: &MemoRequest<HostRequest>,
-        publish: bool,
-    ) -> (Action, AuthzOutcome) {
+    pub fn decide(&self, req: &MemoRequest<HostRequest>, publish: bool) -> (Action, AuthzOutcome) {
         let authz = &self.authz;
         // Only JWT validation looks at the time: skip the host clock without providers.
         let now = if authz.needs_time() {

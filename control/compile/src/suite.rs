@@ -1,0 +1,60 @@
+//! Suite mode (`weft serve --suite`): a sidecar's filter configurations as the two sections
+//! documents of `suite.wasm`, one per listener.
+//!
+//! Inbound `{"telemetry": .., "authz": ..}`, outbound `{"telemetry": .., "canary": ..,
+//! "fault": .., "breaker": ..}`: each section is exactly what the separate filter gets, so the
+//! suite behaves as the chain of separate filters does. Telemetry is optional (absent when the
+//! control plane does not collect it).
+
+use serde::Serialize;
+use weft_filter_core::authz::AuthzConfig;
+use weft_filter_core::breaker::BreakerConfig;
+use weft_filter_core::canary::CanaryConfig;
+use weft_filter_core::fault::FaultConfig;
+use weft_filter_core::telemetry::TelemetryConfig;
+
+use crate::SidecarFilters;
+
+/// The configurations of a sidecar's two suite entries (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteConfigs {
+    pub inbound: String,
+    pub outbound: String,
+}
+
+#[derive(Serialize)]
+struct Inbound<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telemetry: Option<&'a TelemetryConfig>,
+    authz: &'a AuthzConfig,
+}
+
+#[derive(Serialize)]
+struct Outbound<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telemetry: Option<&'a TelemetryConfig>,
+    canary: &'a CanaryConfig,
+    fault: &'a FaultConfig,
+    breaker: &'a BreakerConfig,
+}
+
+/// The suite entries' configurations of a sidecar compiled to `filters`, with its inbound and
+/// outbound telemetry configurations when telemetry is collected.
+pub fn suite_configs(
+    filters: &SidecarFilters,
+    telemetry: Option<(&TelemetryConfig, &TelemetryConfig)>,
+) -> serde_json::Result<SuiteConfigs> {
+    let (inbound_telemetry, outbound_telemetry) = telemetry.unzip();
+    Ok(SuiteConfigs {
+        inbound: serde_json::to_string(&Inbound {
+            telemetry: inbound_telemetry,
+            authz: &filters.authz,
+        })?,
+        outbound: serde_json::to_string(&Outbound {
+            telemetry: outbound_telemetry,
+            canary: &filters.canary,
+            fault: &filters.fault,
+            breaker: &filters.breaker,
+        })?,
+    })
+}
