@@ -21,14 +21,11 @@ use weft_e2e::{
 };
 use weft_filter_core::telemetry::{Direction, TelemetryConfig};
 use weft_telemetry_plane::{GroupKeys, Telemetry};
-use weft_xds::{
-    bootstrap::BootstrapParams, suite_bootstrap, FilterSpec, SidecarGroup, XdsState,
-};
+use weft_xds::{bootstrap::BootstrapParams, suite_bootstrap, FilterSpec, SidecarGroup, XdsState};
 use xds_common::{reviews_services as services, ControlPlane, INBOUND, OUTBOUND};
 
 const V1: &str = "outbound|9080|v1|reviews.default";
 const V2: &str = "outbound|9080|v2|reviews.default";
-
 
 /// Every sidecar's filters: reviews denies `/admin/*`; productpage sends all of reviews to v2
 /// (the route's fallback would be the stable v1, so a v2 answer is the canary's doing) and
