@@ -123,7 +123,7 @@ fn main() {
 /// What the telemetry filter does per request in `on_log` (the tagged stat name and the
 /// batch), plus its share of the tick's encode-and-sign of a 1 s batch at 1000 req/s.
 fn telemetry(n: u64) {
-    use weft_filter_core::telemetry::{service_of_principal, sign, EdgeStats};
+    use weft_filter_core::telemetry::{service_of_principal, sign, EdgeStats, EdgeTags};
     use weft_filter_core::telemetry::{AuthzOutcome, Batch, Direction, Record};
     let mut batch = Batch::new(256, 16);
     let mut stats = EdgeStats::new(512);
@@ -141,13 +141,11 @@ fn telemetry(n: u64) {
             path: "/reports/q3",
         };
         black_box(stats.get_or_define(
-            "inbound",
-            service_of_principal(record.source),
-            record.destination,
-            record.version,
-            record.status,
-            record.authz,
-            record.breaker_open,
+            &EdgeTags {
+                reporter: "inbound",
+                source: service_of_principal(record.source),
+                record: &record,
+            },
             |name| name.len(),
         ));
         black_box(batch.record(&record));

@@ -23,3 +23,15 @@ mod testing;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;
+
+/// Appends `value` as one Envoy stat name segment: ASCII letters, digits, `-` and `_` stay,
+/// everything else (dots above all, which would split the segment) becomes `_`.
+pub fn push_stat_segment(name: &mut String, value: &str) {
+    name.extend(value.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+}

@@ -59,13 +59,7 @@ impl Gauge {
 
 /// Make a user-chosen name safe as one segment of a dotted stat name.
 pub fn sanitize_stat_segment(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut segment = String::with_capacity(name.len());
+    weft_filter_core::push_stat_segment(&mut segment, name);
+    segment
 }

@@ -17,7 +17,9 @@ mod stats;
 pub use batch::{Batch, EdgeReport, Report, RouteSeen};
 pub use config::{Direction, TelemetryConfig};
 pub use record::{destination_from_cluster, status_class, AuthzOutcome, Record};
-pub use stats::{edge_stat_prefix, service_of_principal, stat_tag_regexes, EdgeStats, STAT_TAGS};
+pub use stats::{
+    edge_stat_prefix, service_of_principal, stat_tag_regexes, EdgeStats, EdgeTags, STAT_TAGS,
+};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

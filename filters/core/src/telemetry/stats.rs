@@ -3,7 +3,7 @@
 //! `stats_config.stats_tags` regexes cut them out again as tags, so `/stats/prometheus`
 //! shows `envoy_weft_telemetry_requests{weft_source="exec-portal",...}`.
 
-use super::record::AuthzOutcome;
+use super::record::{AuthzOutcome, Record};
 
 /// The tag keys, in the order they appear in the name.
 pub const STAT_TAGS: [&str; 7] = [
@@ -24,18 +24,20 @@ pub fn service_of_principal(principal: &str) -> &str {
     }
 }
 
+/// The tags of one edge's stats: who reported, the caller's service (for inbound reports the
+/// service its SPIFFE id names, not the id) and the finished request.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeTags<'a> {
+    /// `inbound` or `outbound` (fixed per filter instance).
+    pub reporter: &'a str,
+    pub source: &'a str,
+    pub record: &'a Record<'a>,
+}
+
 /// `weft.telemetry.reporter.<r>.source.<s>...breaker.<b>` (add `.requests` or
 /// `.latency_ms`). Values are made safe as one stat segment.
-pub fn edge_stat_prefix(
-    reporter: &str,
-    source: &str,
-    destination: &str,
-    version: &str,
-    status: u16,
-    authz: AuthzOutcome,
-    breaker_open: bool,
-) -> String {
-    let class = match super::status_class(status) {
+pub fn edge_stat_prefix(tags: &EdgeTags<'_>) -> String {
+    let class = match super::status_class(tags.record.status) {
         0 => "none",
         1 => "1xx",
         2 => "2xx",
@@ -44,17 +46,21 @@ pub fn edge_stat_prefix(
         _ => "5xx",
     };
     let values = [
-        reporter,
-        source,
-        destination,
-        if version.is_empty() {
+        tags.reporter,
+        tags.source,
+        tags.record.destination,
+        if tags.record.version.is_empty() {
             "stable"
         } else {
-            version
+            tags.record.version
         },
         class,
-        authz.as_str(),
-        if breaker_open { "open" } else { "pass" },
+        tags.record.authz.as_str(),
+        if tags.record.breaker_open {
+            "open"
+        } else {
+            "pass"
+        },
     ];
     let mut name = String::from("weft.telemetry");
     for (key, value) in STAT_TAGS.iter().zip(values) {
@@ -64,13 +70,7 @@ pub fn edge_stat_prefix(
         if value.is_empty() {
             name.push_str("unknown");
         }
-        name.extend(value.chars().map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        }));
+        crate::push_stat_segment(&mut name, value);
     }
     name
 }
@@ -126,50 +126,34 @@ impl<T: Copy> EdgeStats<T> {
     }
 
     /// The handle of this combination's stats (`reporter` is fixed per filter instance).
-    #[allow(clippy::too_many_arguments)]
     pub fn get_or_define(
         &mut self,
-        reporter: &str,
-        source: &str,
-        destination: &str,
-        version: &str,
-        status: u16,
-        authz: AuthzOutcome,
-        breaker_open: bool,
+        tags: &EdgeTags<'_>,
         define: impl FnOnce(&str) -> T,
     ) -> Option<T> {
-        let class = super::status_class(status);
+        let class = super::status_class(tags.record.status);
         if let Some((_, handle)) = self.entries.iter().find(|(k, _)| {
             k.class == class
-                && k.authz == authz
-                && k.breaker_open == breaker_open
-                && k.source == source
-                && k.destination == destination
-                && k.version == version
+                && k.authz == tags.record.authz
+                && k.breaker_open == tags.record.breaker_open
+                && k.source == tags.source
+                && k.destination == tags.record.destination
+                && k.version == tags.record.version
         }) {
             return Some(*handle);
         }
         if self.entries.len() >= self.cap {
             return None;
         }
-        let prefix = edge_stat_prefix(
-            reporter,
-            source,
-            destination,
-            version,
-            status,
-            authz,
-            breaker_open,
-        );
-        let handle = define(&prefix);
+        let handle = define(&edge_stat_prefix(tags));
         self.entries.push((
             EdgeStatKey {
-                source: source.to_string(),
-                destination: destination.to_string(),
-                version: version.to_string(),
+                source: tags.source.to_string(),
+                destination: tags.record.destination.to_string(),
+                version: tags.record.version.to_string(),
                 class,
-                authz,
-                breaker_open,
+                authz: tags.record.authz,
+                breaker_open: tags.record.breaker_open,
             },
             handle,
         ));

@@ -154,21 +154,28 @@ fn config_defaults_and_errors_name_the_field() {
 #[test]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn stat_names_carry_every_tag_in_order_and_the_regexes_name_them() {
-    let name = edge_stat_prefix(
-        "inbound",
-        service_of_principal("spiffe://cluster.local/ns/default/sa/exec-portal"),
-        "finance-reporting",
-        "v1",
-        200,
-        AuthzOutcome::Allowed,
-        false,
-    );
+    let principal = "spiffe://cluster.local/ns/default/sa/exec-portal";
+    let name = edge_stat_prefix(&EdgeTags {
+        reporter: "inbound",
+        source: service_of_principal(principal),
+        record: &mk_record(principal, 200, 1_000),
+    });
     assert_eq!(
         name,
         "weft.telemetry.reporter.inbound.source.exec-portal.destination.finance-reporting\
          .version.v1.status.2xx.authz.allow.breaker.pass"
     );
-    let odd = edge_stat_prefix("outbound", "", "a.b", "", 0, AuthzOutcome::Denied, true);
+    let odd = edge_stat_prefix(&EdgeTags {
+        reporter: "outbound",
+        source: "",
+        record: &Record {
+            destination: "a.b",
+            version: "",
+            authz: AuthzOutcome::Denied,
+            breaker_open: true,
+            ..mk_record("", 0, 0)
+        },
+    });
     assert!(
         odd.contains(
             ".source.unknown.destination.a_b.version.stable.status.none.authz.deny.breaker.open"
@@ -193,19 +200,19 @@ fn edge_stats_define_each_combination_once_and_are_bounded() {
     let mut stats = EdgeStats::new(2);
     let mut defined = Vec::new();
     let mut get = |stats: &mut EdgeStats<usize>, source: &str, status: u16| {
-        stats.get_or_define(
-            "inbound",
+        let record = Record {
+            destination: "d",
+            ..mk_record(source, status, 0)
+        };
+        let tags = EdgeTags {
+            reporter: "inbound",
             source,
-            "d",
-            "v1",
-            status,
-            AuthzOutcome::Allowed,
-            false,
-            |name| {
-                defined.push(name.to_string());
-                defined.len()
-            },
-        )
+            record: &record,
+        };
+        stats.get_or_define(&tags, |name| {
+            defined.push(name.to_string());
+            defined.len()
+        })
     };
     assert_eq!(get(&mut stats, "a", 200), Some(1));
     assert_eq!(get(&mut stats, "a", 204), Some(1), "same status class");

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use weft_filter_core::telemetry::{
     destination_from_cluster, service_of_principal, sign, AuthzOutcome, Batch, Direction,
-    EdgeStats, Record, TelemetryConfig, AUTHZ_PROPERTY, SIGNATURE_HEADER,
+    EdgeStats, EdgeTags, Record, TelemetryConfig, AUTHZ_PROPERTY, SIGNATURE_HEADER,
 };
 use weft_filter_core::RequestAttributes;
 use weft_proxy_glue::{self as glue, Counter, HostRequest};
@@ -249,21 +249,17 @@ impl TelemetryStage {
             Direction::Inbound => service_of_principal(record.source),
             Direction::Outbound => record.source,
         };
-        let stats = self.edge_stats.borrow_mut().get_or_define(
-            self.config.direction.as_str(),
+        let tags = EdgeTags {
+            reporter: self.config.direction.as_str(),
             source,
-            record.destination,
-            record.version,
-            record.status,
-            record.authz,
-            record.breaker_open,
-            |prefix| {
-                (
-                    Counter::new(&format!("{prefix}.requests")),
-                    glue::Histogram::new(&format!("{prefix}.latency_ms")),
-                )
-            },
-        );
+            record,
+        };
+        let stats = self.edge_stats.borrow_mut().get_or_define(&tags, |prefix| {
+            (
+                Counter::new(&format!("{prefix}.requests")),
+                glue::Histogram::new(&format!("{prefix}.latency_ms")),
+            )
+        });
         let Some(stats) = stats else { return };
         stats.0.inc();
         stats.1.record(record.latency_us / 1000);
