@@ -290,10 +290,13 @@ mod tests {
         let huge = format!("{}s{}s", u64::MAX, u64::MAX);
         assert!(parse_ttl(&huge).is_err());
         assert!(parse_ttl(&format!("{}d", u64::MAX)).is_err());
-        assert!(parse_ttl("99999999999999d99999999999999d").is_err());
+        assert!(parse_ttl("200000000000000d200000000000000d").is_err());
         assert_eq!(parse_token_ttl("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        let error = parse_token_ttl("31d").unwrap_err();
-        assert!(error.contains("maximum of 30d"), "{error}");
+        let error = parse_token_ttl("31d");
+        assert!(
+            error.as_ref().is_err_and(|e| e.contains("maximum of 30d")),
+            "{error:?}"
+        );
         assert!(parse_svid_ttl("8d").is_err());
         assert!(parse_svid_ttl("7d").is_ok());
         assert!(parse_root_propagation("100000d").is_err());
