@@ -102,6 +102,18 @@ pub async fn serve_with_tls(
                 async move { axum::Json(sidecars_json(&state)) }
             }),
         );
+    } else {
+        // Said plainly (an unknown path gets tonic's gRPC `UNIMPLEMENTED` with HTTP 200).
+        router = router.route(
+            "/v1/sidecars",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not served on the TLS xDS listener: ask the REST API (`weft status`, \
+                     GET /api/v1/xds/sidecars)\n",
+                )
+            }),
+        );
     }
     let router = crate::catch_panic::catch_panics(router.merge(extra));
     let server = tonic::transport::Server::builder()
