@@ -60,6 +60,9 @@ fn failed(error: weft_ca::CaError) -> ApiError {
         weft_ca::CaError::BadName { .. } => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
         }
+        weft_ca::CaError::Reserved { .. } | weft_ca::CaError::OutOfRange { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("token request: {error}"))
+        }
         error => {
             tracing::error!(%error, "identity store failure");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
@@ -82,6 +85,29 @@ async fn create(State(identity): State<IdentityState>, body: Bytes) -> Result<Re
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "token request: ttlSeconds must be positive",
+        ));
+    }
+    // Checked here to name the request's field; the token store checks again.
+    if ttl > weft_ca::MAX_TOKEN_TTL {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "token request: ttlSeconds {} is above the maximum of {} (30 days)",
+                ttl.as_secs(),
+                weft_ca::MAX_TOKEN_TTL.as_secs()
+            ),
+        ));
+    }
+    if request
+        .namespace
+        .eq_ignore_ascii_case(weft_ca::RESERVED_NAMESPACE)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "token request: namespace {:?} is reserved for the control plane's own identity",
+                request.namespace
+            ),
         ));
     }
     let (token, record) = identity

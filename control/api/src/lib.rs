@@ -7,10 +7,12 @@
 //! store failure. Bodies are read up to the policy size limit and refused beyond it.
 #![forbid(unsafe_code)]
 
+mod catch_panic;
 mod identity;
 mod routes;
 mod xds_view;
 
+pub use catch_panic::{catch_panics, panic_message};
 pub use identity::identity_router;
 pub use routes::{router, ROUTES};
 pub use xds_view::{xds_router, SidecarView};
@@ -24,12 +26,13 @@ use weft_state::ControlPlane;
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// A panicking handler answers 500 ([`catch_panics`]); the server keeps serving.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ControlPlane>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, catch_panics(router(state)))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -42,7 +45,7 @@ pub async fn serve_with(
     extra: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).merge(extra))
+    axum::serve(listener, catch_panics(router(state).merge(extra)))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -159,3 +159,42 @@ fn the_xds_sidecar_view_is_served_as_given_or_404_without_xds() {
         "{error}"
     );
 }
+
+#[test]
+fn the_control_planes_namespace_and_out_of_range_lifetimes_are_refused_with_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Arc::new(Identity::open(dir.path(), CaSettings::default()).unwrap());
+    let base = serve(Some(Arc::clone(&identity)));
+    let url = format!("{base}/api/v1/tokens");
+    for (body, field) in [
+        (
+            r#"{"service": "weft-control", "namespace": "weft-system"}"#,
+            "namespace",
+        ),
+        (
+            r#"{"service": "x", "namespace": "WEFT-SYSTEM"}"#,
+            "namespace",
+        ),
+        (
+            r#"{"service": "reviews", "ttlSeconds": 10000000000000000000}"#,
+            "ttlSeconds",
+        ),
+        (
+            r#"{"service": "reviews", "ttlSeconds": 2592001}"#,
+            "ttlSeconds",
+        ),
+    ] {
+        let (status, error) = call("POST", &url, Some(body));
+        assert_eq!(status, 400, "{body}: {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    assert!(identity.tokens.list().is_empty(), "no token was made");
+    // The maximum itself is fine, and the server kept serving throughout.
+    let (status, created) = call(
+        "POST",
+        &url,
+        Some(r#"{"service": "reviews", "ttlSeconds": 2592000}"#),
+    );
+    assert_eq!(status, 201, "{created}");
+}

@@ -21,6 +21,12 @@ use crate::CaError;
 /// Certificates start this far in the past: clocks of sidecars lag a little.
 const BACKDATE: Duration = Duration::from_secs(60);
 const ROOTS_FILE: &str = "roots.json";
+/// The longest SVID lifetime: a leaked key stays usable this long at most.
+pub const MAX_SVID_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest root lifetime (X.509 dates stay far inside their range).
+pub const MAX_ROOT_TTL: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+/// The longest root propagation delay after `weft ca rotate`.
+pub const MAX_ROOT_PROPAGATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How the CA issues.
 #[derive(Clone, Debug)]
@@ -43,6 +49,33 @@ impl Default for CaSettings {
             root_ttl: Duration::from_secs(10 * 365 * 24 * 3600),
             root_propagation: Duration::from_secs(10),
         }
+    }
+}
+
+// === impl CaSettings ===
+
+impl CaSettings {
+    /// Every duration within its bound, so no time computed from them can overflow.
+    pub fn check(&self) -> Result<(), CaError> {
+        let bounded = |what, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                return Err(CaError::OutOfRange {
+                    what,
+                    seconds: value.as_secs(),
+                    max: max.as_secs(),
+                });
+            }
+            Ok(())
+        };
+        let second = Duration::from_secs(1);
+        bounded("svid_ttl", self.svid_ttl, second, MAX_SVID_TTL)?;
+        bounded("root_ttl", self.root_ttl, self.svid_ttl, MAX_ROOT_TTL)?;
+        bounded(
+            "root_propagation",
+            self.root_propagation,
+            Duration::ZERO,
+            MAX_ROOT_PROPAGATION,
+        )
     }
 }
 
@@ -94,6 +127,7 @@ pub struct Ca {
 impl Ca {
     /// Opens the CA kept in `dir`, creating its first root when there is none.
     pub fn open(dir: &Path, settings: CaSettings) -> Result<Self, CaError> {
+        settings.check()?;
         private_dir(dir).map_err(|e| CaError::io(dir, e))?;
         let infos: Vec<RootInfo> = match std::fs::read(dir.join(ROOTS_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CaError::Corrupt {
@@ -136,8 +170,11 @@ impl Ca {
         )
     }
 
-    /// Issues an SVID for `namespace/service`, signed by the current signing root.
+    /// Issues an SVID for `namespace/service`, signed by the current signing root. The
+    /// control plane's namespace ([`crate::RESERVED_NAMESPACE`]) is refused: only
+    /// [`Ca::issue_server`] makes certificates for it.
     pub fn issue(&self, namespace: &str, service: &str) -> Result<Svid, CaError> {
+        check_not_reserved(namespace)?;
         self.issue_with(namespace, service, &[], signing_root)
     }
 
@@ -205,10 +242,10 @@ impl Ca {
         let serial = serial_number()?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let now = SystemTime::now();
-        let not_before = now - BACKDATE;
-        let not_after = now + self.settings.svid_ttl;
-        params.not_before = OffsetDateTime::from(not_before);
-        params.not_after = OffsetDateTime::from(not_after);
+        let (not_before, not_after) = validity(now, self.settings.svid_ttl)?;
+        params.not_before = not_before.1;
+        params.not_after = not_after.1;
+        let (not_before, not_after) = (not_before.0, not_after.0);
         let roots = self.lock();
         let root = pick(&roots, unix_ms(now)).ok_or(CaError::NoRoot)?;
         let cert = params
@@ -250,7 +287,7 @@ impl Ca {
 
     /// How long a retired root stays trusted: the last SVID it signed must expire first.
     fn trust_grace(&self) -> u64 {
-        (self.settings.svid_ttl + BACKDATE).as_millis() as u64
+        millis(self.settings.svid_ttl.saturating_add(BACKDATE))
     }
 
     /// The generation of the root that signs now.
@@ -267,13 +304,15 @@ impl Ca {
     /// retire then.
     pub fn rotate_root(&self) -> Result<RootInfo, CaError> {
         let now = unix_ms(SystemTime::now());
-        let active_from = now + self.settings.root_propagation.as_millis() as u64;
+        let active_from = now.saturating_add(millis(self.settings.root_propagation));
         self.add_root(active_from)
     }
 
     fn add_root(&self, active_from_ms: u64) -> Result<RootInfo, CaError> {
         let mut roots = self.lock();
-        let generation = roots.last().map_or(1, |r| r.info.generation + 1);
+        let generation = roots
+            .last()
+            .map_or(1, |r| r.info.generation.saturating_add(1));
         let key = KeyPair::generate().map_err(CaError::rcgen)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -293,9 +332,10 @@ impl Ca {
         let serial = serial_number()?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let now = SystemTime::now();
-        let not_after = now + self.settings.root_ttl;
-        params.not_before = OffsetDateTime::from(now - BACKDATE);
-        params.not_after = OffsetDateTime::from(not_after);
+        let (not_before, not_after) = validity(now, self.settings.root_ttl)?;
+        params.not_before = not_before.1;
+        params.not_after = not_after.1;
+        let not_after = not_after.0;
         let cert = params.self_signed(&key).map_err(CaError::rcgen)?;
         let info = RootInfo {
             generation,
@@ -360,7 +400,10 @@ fn load_root(dir: &Path, info: RootInfo) -> Result<Root, CaError> {
 
 /// Not expired, and not retired longer than `grace` ago.
 fn trusted(info: &RootInfo, now_ms: u64, grace_ms: u64) -> bool {
-    info.not_after_ms > now_ms && info.retired_at_ms.is_none_or(|at| now_ms < at + grace_ms)
+    info.not_after_ms > now_ms
+        && info
+            .retired_at_ms
+            .is_none_or(|at| now_ms < at.saturating_add(grace_ms))
 }
 
 /// The newest root whose signing time has come.
@@ -370,6 +413,46 @@ fn signing_root(roots: &[Root], now_ms: u64) -> Option<&Root> {
         .rev()
         .find(|r| r.info.active_from_ms <= now_ms)
         .or_else(|| roots.first())
+}
+
+/// `[now - BACKDATE, now + lifetime]`, as system times and X.509 dates; checked, so an
+/// unrepresentable time is an error, never a panic.
+type Moment = (SystemTime, OffsetDateTime);
+
+fn validity(now: SystemTime, lifetime: Duration) -> Result<(Moment, Moment), CaError> {
+    let date = |at: SystemTime| -> Result<Moment, CaError> {
+        let unix = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| CaError::Time("certificate validity"))?;
+        let seconds =
+            i64::try_from(unix.as_secs()).map_err(|_| CaError::Time("certificate validity"))?;
+        let date = OffsetDateTime::from_unix_timestamp(seconds)
+            .map_err(|_| CaError::Time("certificate validity"))?;
+        Ok((at, date))
+    };
+    let not_before = now
+        .checked_sub(BACKDATE)
+        .ok_or(CaError::Time("certificate validity"))?;
+    let not_after = now
+        .checked_add(lifetime)
+        .ok_or(CaError::Time("certificate validity"))?;
+    Ok((date(not_before)?, date(not_after)?))
+}
+
+/// Milliseconds of `d`, saturating at `u64::MAX`.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Refuses the control plane's own namespace ([`crate::RESERVED_NAMESPACE`]).
+pub(crate) fn check_not_reserved(namespace: &str) -> Result<(), CaError> {
+    if namespace.eq_ignore_ascii_case(crate::RESERVED_NAMESPACE) {
+        return Err(CaError::Reserved {
+            what: "namespace",
+            value: namespace.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// SPIFFE path segments: no `/`, nothing empty, a conservative character set.

@@ -73,5 +73,5 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N], crate::CaError> {
 
 pub(crate) fn unix_ms(at: std::time::SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -18,8 +18,15 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use authority::{Ca, CaSettings, RootInfo, Svid};
-pub use token::{Claims, TokenError, TokenRecord, Tokens};
+pub use authority::{
+    Ca, CaSettings, RootInfo, Svid, MAX_ROOT_PROPAGATION, MAX_ROOT_TTL, MAX_SVID_TTL,
+};
+pub use token::{Claims, TokenError, TokenRecord, Tokens, MAX_TOKEN_TTL};
+
+/// The control plane's own namespace (`spiffe://<domain>/ns/weft-system/sa/weft-control` is
+/// the xDS server's certificate): no join token and no sidecar SVID is ever made for it, so
+/// no workload can present itself as the control plane.
+pub const RESERVED_NAMESPACE: &str = "weft-system";
 
 /// Errors of the CA and the token store.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,16 @@ pub enum CaError {
     NoRoot,
     #[error("server name {0:?}: neither an IP address nor a DNS name (letters, digits, '-', '.')")]
     BadServerName(String),
+    #[error("{what} {value:?} is reserved for the control plane's own identity")]
+    Reserved { what: &'static str, value: String },
+    #[error("{what} of {seconds} s is out of range (at most {max} s)")]
+    OutOfRange {
+        what: &'static str,
+        seconds: u64,
+        max: u64,
+    },
+    #[error("{0}: a time out of the representable range")]
+    Time(&'static str),
 }
 
 impl CaError {

@@ -209,3 +209,149 @@ fn server_certificates_carry_names_and_stay_on_the_oldest_trusted_root() {
         Err(CaError::BadServerName(_))
     ));
 }
+
+#[test]
+fn the_control_planes_namespace_gets_neither_a_token_nor_an_svid() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Identity::open(dir.path(), settings()).unwrap();
+    let hour = Duration::from_secs(3600);
+    for namespace in ["weft-system", "WEFT-System"] {
+        assert!(matches!(
+            identity.tokens.create(namespace, "weft-control", hour),
+            Err(CaError::Reserved {
+                what: "namespace",
+                ..
+            })
+        ));
+        assert!(matches!(
+            identity.ca.issue(namespace, "weft-control"),
+            Err(CaError::Reserved { .. })
+        ));
+    }
+    assert!(identity.tokens.list().is_empty(), "nothing was recorded");
+    // The xDS server's own certificate is still made (by `issue_server` only).
+    let server = identity
+        .ca
+        .issue_server("weft-system", "weft-control", &["localhost".into()])
+        .unwrap();
+    assert!(server
+        .spiffe_id
+        .ends_with("/ns/weft-system/sa/weft-control"));
+    // A correctly signed token naming the reserved namespace (made by hand) is refused too.
+    let forged = identity
+        .tokens
+        .sign(&Claims {
+            id: "00".into(),
+            namespace: "weft-system".into(),
+            service: "weft-control".into(),
+            exp: u64::MAX / 2,
+        })
+        .unwrap();
+    assert!(matches!(
+        identity.tokens.verify(&forged, SystemTime::now()),
+        Err(TokenError::Malformed(_))
+    ));
+}
+
+#[test]
+fn token_lifetimes_are_bounded_and_a_huge_one_neither_overflows_nor_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::open(dir.path()).unwrap();
+    for ttl in [
+        Duration::ZERO,
+        MAX_TOKEN_TTL + Duration::from_secs(1),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ] {
+        assert!(
+            matches!(
+                tokens.create("shop", "reviews", ttl),
+                Err(CaError::OutOfRange {
+                    what: "token ttl",
+                    ..
+                })
+            ),
+            "{ttl:?}"
+        );
+    }
+    let (token, record) = tokens.create("shop", "reviews", MAX_TOKEN_TTL).unwrap();
+    assert!(tokens.verify(&token, SystemTime::now()).is_ok());
+    assert!(record.claims.exp > record.created);
+    // A token with a far expiry, as a control plane before the bound wrote when asked for
+    // `ttlSeconds: 18446744073709551615` (the sum wrapped): recorded and signed, yet refused.
+    for exp in [
+        u64::MAX,
+        u64::MAX / 2,
+        record.created + 10 * MAX_TOKEN_TTL.as_secs(),
+    ] {
+        let claims = Claims {
+            exp,
+            ..record.claims.clone()
+        };
+        let far = tokens.sign(&claims).unwrap();
+        assert_eq!(
+            tokens.verify(&far, SystemTime::now()),
+            Err(TokenError::Malformed(
+                "expiry beyond the maximum token lifetime"
+            )),
+            "{exp}"
+        );
+    }
+}
+
+#[test]
+fn ca_settings_out_of_range_are_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "svid_ttl",
+            CaSettings {
+                svid_ttl: MAX_SVID_TTL + Duration::from_secs(1),
+                ..CaSettings::default()
+            },
+        ),
+        (
+            "svid_ttl",
+            CaSettings {
+                svid_ttl: Duration::ZERO,
+                ..CaSettings::default()
+            },
+        ),
+        (
+            "root_ttl",
+            CaSettings {
+                root_ttl: Duration::MAX,
+                ..CaSettings::default()
+            },
+        ),
+        (
+            "root_propagation",
+            CaSettings {
+                root_propagation: Duration::from_secs(u64::MAX),
+                ..CaSettings::default()
+            },
+        ),
+    ];
+    for (field, settings) in cases {
+        match Ca::open(dir.path(), settings) {
+            Err(CaError::OutOfRange { what, .. }) => assert_eq!(what, field),
+            Err(other) => panic!("{field}: {other}"),
+            Ok(_) => panic!("{field}: accepted"),
+        }
+    }
+    // The largest allowed values work end to end (issue, rotate, trust).
+    let ca = Ca::open(
+        dir.path(),
+        CaSettings {
+            svid_ttl: MAX_SVID_TTL,
+            root_ttl: MAX_ROOT_TTL,
+            root_propagation: MAX_ROOT_PROPAGATION,
+            ..CaSettings::default()
+        },
+    )
+    .unwrap();
+    let svid = ca.issue("shop", "reviews").unwrap();
+    assert!(svid.not_after_ms - svid.not_before_ms >= MAX_SVID_TTL.as_millis() as u64);
+    ca.rotate_root().unwrap();
+    assert_eq!(pem_count(&ca.trust_bundle()), 2);
+}

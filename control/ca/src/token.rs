@@ -24,6 +24,11 @@ const SECRET_FILE: &str = "token-secret";
 const LOG_FILE: &str = "tokens.jsonl";
 /// Tokens longer than this are refused before any decoding.
 const MAX_TOKEN_LEN: usize = 2048;
+/// The longest token lifetime. A token is a bearer credential for its identity: one that
+/// lives longer must be re-created (and the old one revoked) instead.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Clock slack allowed between a token's creation and a later verification's idea of now.
+const EXPIRY_SLACK_SECS: u64 = 3600;
 
 /// What a token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +146,8 @@ impl Tokens {
         Hmac::<Sha256>::new_from_slice(&self.secret).map_err(|_| CaError::Random)
     }
 
-    /// A new token for `namespace/service`, valid for `ttl`.
+    /// A new token for `namespace/service`, valid for `ttl` (1 s to [`MAX_TOKEN_TTL`]). The
+    /// control plane's own namespace ([`crate::RESERVED_NAMESPACE`]) is refused.
     pub fn create(
         &self,
         namespace: &str,
@@ -150,22 +156,25 @@ impl Tokens {
     ) -> Result<(String, TokenRecord), CaError> {
         crate::authority::check_name("namespace", namespace)?;
         crate::authority::check_name("service", service)?;
+        crate::authority::check_not_reserved(namespace)?;
+        if ttl.as_secs() == 0 || ttl > MAX_TOKEN_TTL {
+            return Err(CaError::OutOfRange {
+                what: "token ttl",
+                seconds: ttl.as_secs(),
+                max: MAX_TOKEN_TTL.as_secs(),
+            });
+        }
         let now = unix_ms(SystemTime::now()) / 1000;
         let id: String = random::<8>()?.iter().map(|b| format!("{b:02x}")).collect();
         let claims = Claims {
             id: id.clone(),
             namespace: namespace.into(),
             service: service.into(),
-            exp: now + ttl.as_secs().max(1),
+            exp: now
+                .checked_add(ttl.as_secs())
+                .ok_or(CaError::Time("token expiry"))?,
         };
-        let payload = serde_json::to_vec(&claims).map_err(|e| CaError::Corrupt {
-            path: self.log_path.clone(),
-            reason: e.to_string(),
-        })?;
-        let head = URL_SAFE_NO_PAD.encode(payload);
-        let mut mac = self.mac()?;
-        mac.update(head.as_bytes());
-        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let token = self.sign(&claims)?;
         let record = TokenRecord {
             claims,
             created: now,
@@ -174,7 +183,20 @@ impl Tokens {
         let mut inner = self.lock();
         self.append(&mut inner, &LogEntry::Create(record.clone()))?;
         inner.records.insert(id, record.clone());
-        Ok((format!("{head}.{tag}"), record))
+        Ok((token, record))
+    }
+
+    /// `base64url(claims JSON) "." base64url(HMAC)`.
+    pub(crate) fn sign(&self, claims: &Claims) -> Result<String, CaError> {
+        let payload = serde_json::to_vec(claims).map_err(|e| CaError::Corrupt {
+            path: self.log_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let head = URL_SAFE_NO_PAD.encode(payload);
+        let mut mac = self.mac()?;
+        mac.update(head.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Ok(format!("{head}.{tag}"))
     }
 
     /// Checks a token at `now`: signature (constant-time), expiry, revocation.
@@ -201,11 +223,30 @@ impl Tokens {
             .map_err(|_| TokenError::Malformed("claims are not base64url"))?;
         let claims: Claims = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::Malformed("claims are not the expected JSON"))?;
-        if unix_ms(now) / 1000 >= claims.exp {
+        let now = unix_ms(now) / 1000;
+        if now >= claims.exp {
             return Err(TokenError::Expired {
                 id: claims.id,
                 exp: claims.exp,
             });
+        }
+        // A token outliving the maximum lifetime was not made by a correct control plane
+        // (or by one before the bound existed): refused, whatever its signature says.
+        let latest = now
+            .saturating_add(MAX_TOKEN_TTL.as_secs())
+            .saturating_add(EXPIRY_SLACK_SECS);
+        if claims.exp > latest {
+            return Err(TokenError::Malformed(
+                "expiry beyond the maximum token lifetime",
+            ));
+        }
+        if claims
+            .namespace
+            .eq_ignore_ascii_case(crate::RESERVED_NAMESPACE)
+        {
+            return Err(TokenError::Malformed(
+                "names the control plane's reserved namespace",
+            ));
         }
         let revoked = self
             .lock()
@@ -241,7 +282,7 @@ impl Tokens {
             record.revoked_at = Some(now);
         }
         drop(inner);
-        self.revoked.send_modify(|n| *n += 1);
+        self.revoked.send_modify(|n| *n = n.wrapping_add(1));
         Ok(true)
     }
 

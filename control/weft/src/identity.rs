@@ -22,12 +22,12 @@ pub struct CaServeArgs {
     /// (`weft token create`) naming the identity its node claims.
     #[arg(long, env = "WEFT_CA", conflicts_with = "mesh_tls_dir_in_sidecar")]
     pub ca: bool,
-    /// Lifetime of the SVIDs (renewed at half of it): 30s, 10m, 24h.
-    #[arg(long, env = "WEFT_SVID_TTL", default_value = "24h", value_parser = parse_ttl)]
+    /// Lifetime of the SVIDs (renewed at half of it): 30s, 10m, 24h; at most 7d.
+    #[arg(long, env = "WEFT_SVID_TTL", default_value = "24h", value_parser = parse_svid_ttl)]
     pub svid_ttl: Duration,
     /// After `weft ca rotate`, how long the new root is only trusted before it signs (so every
-    /// sidecar trusts it before anyone presents it).
-    #[arg(long, env = "WEFT_ROOT_PROPAGATION", default_value = "10s", value_parser = parse_ttl)]
+    /// sidecar trusts it before anyone presents it); at most 7d.
+    #[arg(long, env = "WEFT_ROOT_PROPAGATION", default_value = "10s", value_parser = parse_root_propagation)]
     pub root_propagation: Duration,
 }
 
@@ -40,9 +40,9 @@ pub enum TokenCommand {
         service: String,
         #[arg(long, short = 'n', default_value = "default")]
         namespace: String,
-        /// How long sidecars may connect with it: 30m, 24h, 30d. A sidecar whose token
-        /// expires is disconnected and cannot reconnect.
-        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        /// How long sidecars may connect with it: 30m, 24h, 30d (the maximum). A sidecar
+        /// whose token expires is disconnected and cannot reconnect.
+        #[arg(long, default_value = "24h", value_parser = parse_token_ttl)]
         ttl: Duration,
     },
     /// List every token created (ids and claims, never the tokens).
@@ -88,13 +88,38 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
             "d" => 86_400,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs(n.checked_mul(seconds).ok_or_else(bad)?);
+        let term = Duration::from_secs(n.checked_mul(seconds).ok_or_else(bad)?);
+        total = total.checked_add(term).ok_or_else(bad)?;
         rest = after;
     }
     if total.is_zero() {
         return Err(bad());
     }
     Ok(total)
+}
+
+/// [`parse_ttl`] at most `max`.
+fn parse_bounded(text: &str, max: Duration) -> Result<Duration, String> {
+    let ttl = parse_ttl(text)?;
+    if ttl > max {
+        return Err(format!(
+            "{text:?} is longer than the maximum of {}d",
+            max.as_secs() / 86_400
+        ));
+    }
+    Ok(ttl)
+}
+
+pub fn parse_svid_ttl(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, weft_ca::MAX_SVID_TTL)
+}
+
+pub fn parse_root_propagation(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, weft_ca::MAX_ROOT_PROPAGATION)
+}
+
+pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, weft_ca::MAX_TOKEN_TTL)
 }
 
 /// Opens the CA and tokens under `<data_dir>/ca` when `--ca` is given.
@@ -258,6 +283,23 @@ mod tests {
         for bad in ["", "10", "5x", "0s", "h"] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_that_overflow_or_exceed_their_bound_are_refused_not_panicked_on() {
+        let huge = format!("{}s{}s", u64::MAX, u64::MAX);
+        assert!(parse_ttl(&huge).is_err());
+        assert!(parse_ttl(&format!("{}d", u64::MAX)).is_err());
+        assert!(parse_ttl("200000000000000d200000000000000d").is_err());
+        assert_eq!(parse_token_ttl("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        let error = parse_token_ttl("31d");
+        assert!(
+            error.as_ref().is_err_and(|e| e.contains("maximum of 30d")),
+            "{error:?}"
+        );
+        assert!(parse_svid_ttl("8d").is_err());
+        assert!(parse_svid_ttl("7d").is_ok());
+        assert!(parse_root_propagation("100000d").is_err());
     }
 
     #[test]

@@ -77,6 +77,28 @@ pub struct XdsServeArgs {
     /// made with `weft bootstrap --suite`.
     #[arg(long, env = "WEFT_SUITE")]
     pub suite: bool,
+    /// With `--ca`: open xDS streams per identity (namespace, service), i.e. the most
+    /// replicas one service may run; more are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "WEFT_XDS_MAX_STREAMS_PER_IDENTITY", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub xds_max_streams_per_identity: u32,
+    /// With `--ca`: versions per identity that no policy declares (each is a sidecar group
+    /// with its own snapshot); more are refused.
+    #[arg(long, env = "WEFT_XDS_MAX_GROUPS_PER_IDENTITY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub xds_max_groups_per_identity: u32,
+    /// An xDS stream that sends no request within this time is closed: 10s, 1m (at most 1h).
+    #[arg(long, env = "WEFT_XDS_FIRST_MESSAGE_TIMEOUT", default_value = "10s",
+          value_parser = parse_first_message_timeout)]
+    pub xds_first_message_timeout: Duration,
+}
+
+fn parse_first_message_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = crate::identity::parse_ttl(text)?;
+    if timeout > Duration::from_secs(3600) {
+        return Err(format!("{text:?} is longer than the maximum of 1h"));
+    }
+    Ok(timeout)
 }
 
 fn parse_static_service(text: &str) -> Result<StaticService, String> {
@@ -261,6 +283,12 @@ pub fn state(
         mesh_warmup: Duration::from_millis(args.mesh_warmup_ms),
     };
     let state = XdsState::new(settings, modules);
+    state.set_limits(weft_xds::StreamLimits {
+        max_streams_per_identity: args.xds_max_streams_per_identity as usize,
+        max_groups_per_identity: args.xds_max_groups_per_identity as usize,
+        first_message_timeout: args.xds_first_message_timeout,
+        ..weft_xds::StreamLimits::default()
+    });
     if args.suite && state.module("suite").is_none() {
         anyhow::bail!(
             "--suite: no suite.wasm in {} (build it with scripts/build-filters)",
@@ -501,7 +529,12 @@ pub fn wait_for_acks(
         return Ok(());
     }
     let view = SidecarView::new(client, args);
-    let deadline = Instant::now() + Duration::from_secs(args.ack_timeout);
+    let now = Instant::now();
+    // A timeout past the clock's range waits a year (for ever, in practice).
+    let deadline = now
+        .checked_add(Duration::from_secs(args.ack_timeout))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now);
     // A sidecar fetching a new module refuses once and accepts on the retry: only a refusal
     // that lasts counts.
     let mut refusing_since: BTreeMap<String, Instant> = BTreeMap::new();

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+mod catch_panic;
 pub mod delta;
 pub mod ecds;
 pub mod event;
@@ -37,5 +38,8 @@ pub use modules::{WasmModule, WasmModules};
 pub use resource::{type_url, Resource};
 pub use server::{serve, serve_with, serve_with_tls};
 pub use snapshot::{Snapshot, SnapshotError};
-pub use state::{NodeIdentity, SidecarGroup, SidecarStatus, XdsSettings, XdsState};
+pub use state::{
+    check_node, NodeIdentity, NodeKey, Refused, SidecarGroup, SidecarStatus, StreamLimits,
+    XdsSettings, XdsState,
+};
 pub use tls::XdsTls;

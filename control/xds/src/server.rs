@@ -23,7 +23,7 @@ use crate::delta::DeltaConnection;
 use crate::event::Event;
 use crate::snapshot::Snapshot;
 use crate::sotw::{ProtocolError, SotwConnection};
-use crate::state::{NodeIdentity, Refusal, XdsState};
+use crate::state::{check_node, truncated, NodeIdentity, NodeKey, Refusal, Refused, XdsState};
 
 /// Responses queued per stream before its task waits for the sidecar to read.
 const STREAM_BUFFER: usize = 8;
@@ -33,9 +33,10 @@ const STREAM_BUFFER: usize = 8;
 const NACK_RETRIES: u32 = 5;
 const NACK_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Serves ADS, `GET /wasm/<module>.wasm` (the modules sidecars fetch) and `GET /v1/sidecars`
-/// (what `weft status` shows) on `listener` until `shutdown` resolves. Plain HTTP/1.1 is
-/// accepted for the two GETs; ADS is HTTP/2. Shutdown is graceful: it waits for open ADS
+/// Serves ADS, `GET /wasm/<module>.wasm` (the modules sidecars fetch) and, in plaintext mode
+/// only, `GET /v1/sidecars` (the inventory; `weft status` reads it from the REST API) on
+/// `listener` until `shutdown` resolves. Plain HTTP/1.1 is accepted for the GETs; ADS is
+/// HTTP/2. Shutdown is graceful: it waits for open ADS
 /// streams, which sidecars keep open, so callers that want to stop at once drop the future.
 pub async fn serve(
     listener: TcpListener,
@@ -82,26 +83,43 @@ pub async fn serve_with_tls(
         tokio::spawn(renew_certificates(Arc::clone(&state)));
     }
     let modules = Arc::clone(&state);
-    let router = tonic::service::Routes::new(ads)
-        .into_axum_router()
-        .route(
-            "/wasm/{file}",
-            axum::routing::get(move |path: axum::extract::Path<String>| {
-                let state = Arc::clone(&modules);
-                async move { wasm_module(&state, &path.0) }
-            }),
-        )
-        .route(
+    let mut router = tonic::service::Routes::new(ads).into_axum_router().route(
+        "/wasm/{file}",
+        axum::routing::get(move |path: axum::extract::Path<String>| {
+            let state = Arc::clone(&modules);
+            async move { wasm_module(&state, &path.0) }
+        }),
+    );
+    // With the CA on, this listener is the one every workload can reach (its sidecar's
+    // `weft_xds` cluster): it serves no inventory to a caller that proved nothing. The same
+    // view is on the REST API (`/api/v1/xds/sidecars`, operator side, loopback by default).
+    if tls.is_none() {
+        let inventory = Arc::clone(&state);
+        router = router.route(
             "/v1/sidecars",
             axum::routing::get(move || {
-                let state = Arc::clone(&state);
+                let state = Arc::clone(&inventory);
                 async move { axum::Json(sidecars_json(&state)) }
             }),
-        )
-        .merge(extra);
+        );
+    } else {
+        // Said plainly (an unknown path gets tonic's gRPC `UNIMPLEMENTED` with HTTP 200).
+        router = router.route(
+            "/v1/sidecars",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not served on the TLS xDS listener: ask the REST API (`weft status`, \
+                     GET /api/v1/xds/sidecars)\n",
+                )
+            }),
+        );
+    }
+    let router = crate::catch_panic::catch_panics(router.merge(extra));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .max_concurrent_streams(state.limits().max_streams_per_connection)
         .add_routes(tonic::service::Routes::from(router));
     match tls {
         Some(tls) => {
@@ -218,14 +236,40 @@ fn start<M: Machine>(
 /// Marks the sidecar disconnected however the stream task ends.
 struct ConnectionGuard {
     state: Arc<XdsState>,
-    node_id: String,
+    node: NodeKey,
     connection: u64,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.state.disconnected(&self.node_id, self.connection);
+        self.state.disconnected(&self.node, self.connection);
     }
+}
+
+/// Counts and logs a refused stream; returns its status.
+fn refuse(state: &XdsState, node: Option<&Node>, refused: Refused) -> Status {
+    let (node_id, claimed) = match node {
+        Some(node) => {
+            let identity = NodeIdentity::from_node(node, None);
+            (
+                truncated(&identity.id, 256),
+                truncated(&format!("{}/{}", identity.namespace, identity.service), 256),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
+    state.refused(Refusal {
+        node_id,
+        claimed,
+        token_identity: None,
+        reason: refused.reason.into(),
+        message: refused.message.clone(),
+        at_ms: std::time::UNIX_EPOCH
+            .elapsed()
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        logged: false,
+    });
+    Status::new(refused.code, refused.message)
 }
 
 async fn drive<M: Machine>(
@@ -235,9 +279,22 @@ async fn drive<M: Machine>(
     peer_ip: Option<String>,
     token: Option<String>,
 ) {
-    let first = match requests.message().await {
-        Ok(Some(first)) => first,
-        _ => return,
+    let limits = state.limits();
+    let first = match tokio::time::timeout(limits.first_message_timeout, requests.message()).await {
+        Ok(Ok(Some(first))) => first,
+        Ok(_) => return,
+        Err(_) => {
+            let refused = Refused {
+                reason: "first_message_timeout",
+                code: tonic::Code::DeadlineExceeded,
+                message: format!(
+                    "no request within {} ms of opening the stream",
+                    limits.first_message_timeout.as_millis()
+                ),
+            };
+            let _ = tx.send(Err(refuse(&state, None, refused))).await;
+            return;
+        }
     };
     let Some(node) = M::node(&first).cloned() else {
         let _ = tx
@@ -247,6 +304,10 @@ async fn drive<M: Machine>(
             .await;
         return;
     };
+    if let Err(refused) = check_node(&node, &limits) {
+        let _ = tx.send(Err(refuse(&state, Some(&node), refused))).await;
+        return;
+    }
     let identity = NodeIdentity::from_node(&node, peer_ip);
     // With the CA on, nothing (no certificate, no configuration) before the token checks out.
     let mut token_watch = match TokenWatch::admit(&state, &identity, token) {
@@ -256,10 +317,17 @@ async fn drive<M: Machine>(
             return;
         }
     };
-    let (connection, mut snapshots) = state.connected(&identity, M::PROTOCOL);
+    let (connection, mut snapshots) = match state.connected(&identity, M::PROTOCOL) {
+        Ok(connected) => connected,
+        Err(refused) => {
+            let _ = tx.send(Err(refuse(&state, Some(&node), refused))).await;
+            return;
+        }
+    };
+    let node_key = identity.key();
     let _guard = ConnectionGuard {
         state: Arc::clone(&state),
-        node_id: identity.id.clone(),
+        node: node_key.clone(),
         connection,
     };
     tracing::info!(node = %identity.id, service = %identity.service, version = %identity.version, protocol = M::PROTOCOL, "sidecar connected");
@@ -333,7 +401,7 @@ async fn drive<M: Machine>(
         }) {
             retry.schedule(message);
         }
-        state.record(&identity.id, events, synced);
+        state.record(&node_key, events, synced);
     }
     tracing::info!(node = %identity.id, "sidecar stream ended");
 }
@@ -364,11 +432,9 @@ impl TokenWatch {
         let revocations = authority.tokens.subscribe_revocations();
         let token = token.unwrap_or_default();
         let exp = authenticate(state, &authority, &token, identity)?;
-        let left = std::time::Duration::from_secs(exp)
-            .saturating_sub(std::time::UNIX_EPOCH.elapsed().unwrap_or_default());
         Ok(Self {
             check: Some((authority, token, revocations)),
-            expires: Some(tokio::time::Instant::now() + left),
+            expires: Some(check_at(exp, tokio::time::Instant::now())),
         })
     }
 
@@ -391,14 +457,26 @@ impl TokenWatch {
         let Some((authority, token, _)) = &self.check else {
             return Ok(());
         };
-        authenticate(state, authority, token, identity)?;
-        // The timer may fire a hair before the expiry second: look again shortly.
+        let exp = authenticate(state, authority, token, identity)?;
         let now = tokio::time::Instant::now();
         if self.expires.is_some_and(|at| at <= now) {
-            self.expires = Some(now + std::time::Duration::from_millis(100));
+            self.expires = Some(check_at(exp, now));
         }
         Ok(())
     }
+}
+
+/// The longest a stream waits before checking its token again (a bound on every timer).
+const MAX_TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// When to check a token expiring at `exp` (unix seconds) again: at its expiry, at most
+/// [`MAX_TOKEN_WAIT`] from `now`, and (the timer may fire a hair before the expiry second)
+/// at least 100 ms from `now`. Checked: no expiry, however far, can overflow the clock.
+fn check_at(exp: u64, now: tokio::time::Instant) -> tokio::time::Instant {
+    let left = std::time::Duration::from_secs(exp)
+        .saturating_sub(std::time::UNIX_EPOCH.elapsed().unwrap_or_default())
+        .clamp(std::time::Duration::from_millis(100), MAX_TOKEN_WAIT);
+    now.checked_add(left).unwrap_or(now)
 }
 
 /// Verifies `token` and that it names the identity the node claims; a refusal is logged,
@@ -419,7 +497,7 @@ fn authenticate(
             message: message.clone(),
             at_ms: std::time::UNIX_EPOCH
                 .elapsed()
-                .map_or(0, |d| d.as_millis() as u64),
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             logged: false,
         });
         message
@@ -469,9 +547,11 @@ impl NackRetry {
             self.fresh_budgets += 1;
             self.last_message = message.to_string();
         }
-        let delay = NACK_RETRY_BASE * 2u32.pow(self.attempts.min(NACK_RETRIES));
-        self.due = Some(tokio::time::Instant::now() + delay);
-        self.attempts += 1;
+        let delay =
+            NACK_RETRY_BASE.saturating_mul(2u32.saturating_pow(self.attempts.min(NACK_RETRIES)));
+        let now = tokio::time::Instant::now();
+        self.due = Some(now.checked_add(delay).unwrap_or(now));
+        self.attempts = self.attempts.saturating_add(1);
     }
 
     async fn wait(&self) {
@@ -544,3 +624,53 @@ impl_machine!(
     DeltaDiscoveryResponse,
     "delta"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Before issue 15 a token expiring at 10^19 (a `ttlSeconds` of 10^19 passed straight
+    /// to the token store) made `Instant::now() + left` overflow in the stream task, and the
+    /// release build's `panic = "abort"` took `weft serve` down on the next sidecar connect.
+    #[tokio::test]
+    async fn no_token_expiry_can_overflow_the_streams_timer() {
+        let now = tokio::time::Instant::now();
+        for exp in [u64::MAX, 10_000_000_000_000_000_000, u64::MAX / 2] {
+            let at = check_at(exp, now);
+            assert_eq!(at - now, MAX_TOKEN_WAIT, "{exp}");
+        }
+        // Expired or about to: looked at again in 100 ms, not in a busy loop.
+        assert_eq!(
+            check_at(0, now) - now,
+            std::time::Duration::from_millis(100)
+        );
+        let soon = std::time::UNIX_EPOCH
+            .elapsed()
+            .unwrap_or_default()
+            .as_secs()
+            + 60;
+        let left = check_at(soon, now) - now;
+        assert!(
+            left > std::time::Duration::from_secs(55) && left <= std::time::Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn nack_retries_back_off_without_overflowing() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build();
+        let Ok(runtime) = runtime else { return };
+        runtime.block_on(async {
+            let mut retry = NackRetry {
+                attempts: u32::MAX,
+                last_message: "same".into(),
+                fresh_budgets: NACK_FRESH_BUDGETS,
+                ..NackRetry::default()
+            };
+            retry.schedule("same");
+            assert_eq!(retry.attempts, u32::MAX);
+            assert!(retry.due.is_some());
+        });
+    }
+}

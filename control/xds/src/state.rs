@@ -75,6 +75,129 @@ pub struct XdsSettings {
     pub mesh_warmup: Duration,
 }
 
+/// Bounds on what one ADS stream may ask of the server. With the CA on, a join token is a
+/// credential for one identity; these keep its holder from growing the server's memory or
+/// work without bound, and a stream that says nothing from holding a task forever.
+#[derive(Clone, Debug)]
+pub struct StreamLimits {
+    /// `node.id` longer than this is refused (bytes).
+    pub max_node_id_bytes: usize,
+    /// `node.cluster` (the service), `namespace` and `version` longer than this are refused.
+    pub max_name_bytes: usize,
+    /// `node.metadata` whose encoding is longer than this is refused (bytes).
+    pub max_metadata_bytes: usize,
+    /// A stream that sends no request within this time is closed.
+    pub first_message_timeout: Duration,
+    /// With the CA on: open streams per identity (namespace, service). Replicas of one
+    /// service share its identity, so this is a replica count, not one per node.
+    pub max_streams_per_identity: usize,
+    /// With the CA on: sidecar groups (versions) per identity that no policy declares.
+    pub max_groups_per_identity: usize,
+    /// Sidecar groups that no policy declares, over all identities.
+    pub max_undeclared_groups: usize,
+    /// HTTP/2 streams per connection (ADS, module fetches and telemetry reports share it).
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            max_node_id_bytes: 256,
+            max_name_bytes: 253,
+            max_metadata_bytes: 16 * 1024,
+            first_message_timeout: Duration::from_secs(10),
+            max_streams_per_identity: 64,
+            max_groups_per_identity: 16,
+            max_undeclared_groups: 1024,
+            max_streams_per_connection: 64,
+        }
+    }
+}
+
+/// A stream the server will not take, with the counter label and the gRPC status code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// `bad_node`, `too_many_streams`, `too_many_groups`, `first_message_timeout`.
+    pub reason: &'static str,
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl Refused {
+    fn new(reason: &'static str, code: tonic::Code, message: String) -> Self {
+        Self {
+            reason,
+            code,
+            message,
+        }
+    }
+}
+
+/// Checks the parts of a node the server keeps and names things after, before anything else
+/// (the token included) is looked at.
+pub fn check_node(node: &Node, limits: &StreamLimits) -> Result<(), Refused> {
+    use prost::Message;
+    let bad = |message: String| Refused::new("bad_node", tonic::Code::InvalidArgument, message);
+    if node.id.is_empty() || node.id.len() > limits.max_node_id_bytes {
+        return Err(bad(format!(
+            "node.id: {} bytes (1 to {} allowed)",
+            node.id.len(),
+            limits.max_node_id_bytes
+        )));
+    }
+    if let Some(metadata) = &node.metadata {
+        let len = metadata.encoded_len();
+        if len > limits.max_metadata_bytes {
+            return Err(bad(format!(
+                "node.metadata: {len} bytes (at most {} allowed)",
+                limits.max_metadata_bytes
+            )));
+        }
+    }
+    let identity = NodeIdentity::from_node(node, None);
+    for (field, value) in [
+        ("node.cluster", &identity.service),
+        ("node.metadata.namespace", &identity.namespace),
+        ("node.metadata.version", &identity.version),
+    ] {
+        let ok = !value.is_empty()
+            && value.len() <= limits.max_name_bytes
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !ok {
+            return Err(bad(format!(
+                "{field}: {:?} must be 1 to {} letters, digits, '-', '.' or '_'",
+                truncated(value, 64),
+                limits.max_name_bytes
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary (for logs and refusals).
+pub(crate) fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// Where a sidecar is registered: its node id within the identity it proved (with the CA on)
+/// or claimed. Two identities can never touch each other's registration, whatever node ids
+/// they send.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeKey {
+    pub id: String,
+    pub namespace: String,
+    pub service: String,
+}
+
 /// What one sidecar says about itself in its xDS node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -119,6 +242,14 @@ impl NodeIdentity {
 
     pub fn group(&self) -> GroupKey {
         SidecarGroup::new(&self.namespace, &self.service, &self.version)
+    }
+
+    pub fn key(&self) -> NodeKey {
+        NodeKey {
+            id: self.id.clone(),
+            namespace: self.namespace.clone(),
+            service: self.service.clone(),
+        }
     }
 }
 
@@ -200,9 +331,9 @@ struct Inner {
     /// mTLS on the mesh clusters, when the sidecars have certificate files.
     mesh_tls: Option<MeshTls>,
     modules: WasmModules,
-    /// node id -> (connection id, endpoint, connected).
-    registrations: BTreeMap<String, (u64, Option<MeshEndpoint>, bool)>,
-    sidecars: BTreeMap<String, SidecarStatus>,
+    /// node -> (connection id, endpoint, connected).
+    registrations: BTreeMap<NodeKey, (u64, Option<MeshEndpoint>, bool)>,
+    sidecars: BTreeMap<NodeKey, SidecarStatus>,
     groups: HashMap<GroupKey, watch::Sender<Arc<Snapshot>>>,
     /// Per group, bumped to make Envoy re-create filters after a refused module fetch.
     refresh: HashMap<GroupKey, u64>,
@@ -211,6 +342,7 @@ struct Inner {
     next_connection: u64,
     /// A debounced publish is pending (see [`ENDPOINT_DEBOUNCE`]).
     publish_scheduled: bool,
+    limits: StreamLimits,
 }
 
 /// The shared state of the xDS server.
@@ -243,6 +375,16 @@ impl XdsState {
 
     pub fn settings(&self) -> &XdsSettings {
         &self.settings
+    }
+
+    /// Replaces the stream limits (defaults: [`StreamLimits::default`]); streams already open
+    /// keep running.
+    pub fn set_limits(&self, limits: StreamLimits) {
+        self.lock().limits = limits;
+    }
+
+    pub fn limits(&self) -> StreamLimits {
+        self.lock().limits.clone()
     }
 
     pub fn metrics(&self) -> &crate::metrics::XdsMetrics {
@@ -377,7 +519,7 @@ impl XdsState {
                 "refused an xDS stream"
             );
         }
-        refusals.total += 1;
+        refusals.total = refusals.total.saturating_add(1);
         *refusals
             .by_reason
             .entry(refusal.reason.clone())
@@ -431,7 +573,12 @@ impl XdsState {
         timeout: Duration,
     ) -> Vec<SidecarStatus> {
         let mut changed = self.status_changed.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // A timeout past the clock's range waits a year (for ever, in practice).
+        let deadline = now
+            .checked_add(timeout)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(now);
         loop {
             let sidecars = self.sidecars();
             let connected: Vec<&SidecarStatus> = sidecars.iter().filter(|s| s.connected).collect();
@@ -450,14 +597,17 @@ impl XdsState {
     }
 
     /// A stream identified its node: registers it and returns its group's snapshots and a
-    /// connection id for [`XdsState::disconnected`].
+    /// connection id for [`XdsState::disconnected`]; refused beyond the stream and group
+    /// limits (see [`StreamLimits`]).
     pub(crate) fn connected(
         self: &Arc<Self>,
         identity: &NodeIdentity,
         protocol: &'static str,
-    ) -> (u64, watch::Receiver<Arc<Snapshot>>) {
+    ) -> Result<(u64, watch::Receiver<Arc<Snapshot>>), Refused> {
         let mut inner = self.lock();
         let group = identity.group();
+        let key = identity.key();
+        admit(&inner, &key, &group)?;
         // The group's snapshot already exists and speaks for registered sidecars (certificates
         // included): this sidecar can have it at once.
         let group_runs = inner.groups.contains_key(&group)
@@ -466,7 +616,7 @@ impl XdsState {
                     && s.service == group.service
                     && s.version == group.version
             });
-        inner.next_connection += 1;
+        inner.next_connection = inner.next_connection.wrapping_add(1);
         let connection = inner.next_connection;
         let endpoint = identity.inbound.as_ref().map(|(ip, port)| MeshEndpoint {
             group: identity.group(),
@@ -475,7 +625,7 @@ impl XdsState {
         });
         let endpoint_changed = inner
             .registrations
-            .insert(identity.id.clone(), (connection, endpoint.clone(), true))
+            .insert(key.clone(), (connection, endpoint.clone(), true))
             .and_then(|(_, previous, _)| previous)
             != endpoint;
         let status = SidecarStatus {
@@ -496,8 +646,8 @@ impl XdsState {
             nack_count: 0,
             last_nack_at_ms: None,
         };
-        let previous = inner.sidecars.insert(identity.id.clone(), status);
-        if let (Some(previous), Some(status)) = (previous, inner.sidecars.get_mut(&identity.id)) {
+        let previous = inner.sidecars.insert(key.clone(), status);
+        if let (Some(previous), Some(status)) = (previous, inner.sidecars.get_mut(&key)) {
             // NACK history survives reconnects.
             status.last_nack = previous.last_nack;
             status.nack_count = previous.nack_count;
@@ -512,8 +662,8 @@ impl XdsState {
             self.publish_soon(&mut inner);
         }
         drop(inner);
-        self.status_changed.send_modify(|n| *n += 1);
-        (connection, receiver)
+        self.status_changed.send_modify(|n| *n = n.wrapping_add(1));
+        Ok((connection, receiver))
     }
 
     /// Publishes within [`ENDPOINT_DEBOUNCE`]; changes meanwhile ride along.
@@ -546,19 +696,21 @@ impl XdsState {
         if !inner.filters.contains_key(group) {
             return;
         }
-        *inner.refresh.entry(group.clone()).or_default() += 1;
+        let refresh = inner.refresh.entry(group.clone()).or_default();
+        *refresh = refresh.wrapping_add(1);
         if let Err(error) = self.publish(&mut inner) {
             tracing::error!(%error, "publishing a refresh");
         }
     }
 
     /// Records what a connection's state machine reported.
-    pub(crate) fn record(&self, node_id: &str, events: Vec<Event>, synced_revision: Option<u64>) {
+    pub(crate) fn record(&self, node: &NodeKey, events: Vec<Event>, synced_revision: Option<u64>) {
         if events.is_empty() && synced_revision.is_none() {
             return;
         }
+        let node_id = node.id.as_str();
         let mut inner = self.lock();
-        let Some(status) = inner.sidecars.get_mut(node_id) else {
+        let Some(status) = inner.sidecars.get_mut(node) else {
             return;
         };
         for event in events {
@@ -568,7 +720,7 @@ impl XdsState {
                 }
                 Event::Nacked(nack) => {
                     tracing::warn!(node = node_id, type_url = %nack.type_url, message = %nack.message, "NACK");
-                    status.nack_count += 1;
+                    status.nack_count = status.nack_count.saturating_add(1);
                     status.last_nack_at_ms = Some(unix_ms());
                     status.current_nack = Some(nack.clone());
                     status.last_nack = Some(nack);
@@ -580,47 +732,63 @@ impl XdsState {
             status.current_nack = None;
         }
         drop(inner);
-        self.status_changed.send_modify(|n| *n += 1);
+        self.status_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A stream ended: the sidecar is shown disconnected at once and its endpoint removed
     /// after the grace period unless it reconnected meanwhile.
-    pub(crate) fn disconnected(self: &Arc<Self>, node_id: &str, connection: u64) {
+    pub(crate) fn disconnected(self: &Arc<Self>, node: &NodeKey, connection: u64) {
         {
             let mut inner = self.lock();
-            match inner.registrations.get_mut(node_id) {
+            match inner.registrations.get_mut(node) {
                 Some(entry) if entry.0 == connection => entry.2 = false,
                 _ => return,
             }
-            if let Some(status) = inner.sidecars.get_mut(node_id) {
+            if let Some(status) = inner.sidecars.get_mut(node) {
                 status.connected = false;
             }
         }
-        self.status_changed.send_modify(|n| *n += 1);
+        self.status_changed.send_modify(|n| *n = n.wrapping_add(1));
         let state = Arc::clone(self);
-        let node_id = node_id.to_string();
+        let node = node.clone();
         let grace = self.settings.grace;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 tokio::time::sleep(grace).await;
-                state.expire(&node_id, connection);
+                state.expire(&node, connection);
             });
         }
     }
 
-    fn expire(&self, node_id: &str, connection: u64) {
+    fn expire(&self, node: &NodeKey, connection: u64) {
         let mut inner = self.lock();
-        match inner.registrations.get(node_id) {
-            Some((c, _, false)) if *c == connection => {}
+        let group = match inner.registrations.get(node) {
+            Some((c, _, false)) if *c == connection => inner
+                .sidecars
+                .get(node)
+                .map(|s| SidecarGroup::new(&s.namespace, &s.service, &s.version)),
             _ => return,
+        };
+        inner.registrations.remove(node);
+        inner.sidecars.remove(node);
+        // A group no policy declares lives only while a sidecar of it is registered, so
+        // sidecars cycling through made-up versions leave nothing behind.
+        if let Some(group) = group {
+            let in_use = inner.sidecars.values().any(|s| {
+                s.namespace == group.namespace
+                    && s.service == group.service
+                    && s.version == group.version
+            });
+            if !in_use && !inner.filters.contains_key(&group) {
+                inner.groups.remove(&group);
+                inner.refresh.remove(&group);
+            }
         }
-        inner.registrations.remove(node_id);
-        inner.sidecars.remove(node_id);
         if let Err(error) = self.publish(&mut inner) {
             tracing::error!(%error, "publishing after a sidecar left");
         }
         drop(inner);
-        self.status_changed.send_modify(|n| *n += 1);
+        self.status_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn subscribe_locked(
@@ -721,8 +889,68 @@ impl XdsState {
     }
 }
 
+/// Refuses a registration beyond the limits: with the CA on, streams per identity and
+/// undeclared groups per identity; always, undeclared groups in total. A node re-registering
+/// under its own key (a reconnect) does not count against itself.
+fn admit(inner: &Inner, key: &NodeKey, group: &GroupKey) -> Result<(), Refused> {
+    let limits = &inner.limits;
+    let authenticated = inner.identity.is_some();
+    let same_identity =
+        |ns: &str, svc: &str| ns == key.namespace.as_str() && svc == key.service.as_str();
+    if authenticated {
+        let open = inner
+            .registrations
+            .iter()
+            .filter(|(k, (_, _, connected))| {
+                *connected && *k != key && same_identity(&k.namespace, &k.service)
+            })
+            .count();
+        if open >= limits.max_streams_per_identity {
+            return Err(Refused::new(
+                "too_many_streams",
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "{}/{} already has {open} open streams (the limit)",
+                    key.namespace, key.service
+                ),
+            ));
+        }
+    }
+    if inner.groups.contains_key(group) || inner.filters.contains_key(group) {
+        return Ok(());
+    }
+    let undeclared = || {
+        inner
+            .groups
+            .keys()
+            .filter(|g| !inner.filters.contains_key(*g))
+    };
+    let mine = undeclared()
+        .filter(|g| same_identity(&g.namespace, &g.service))
+        .count();
+    if authenticated && mine >= limits.max_groups_per_identity {
+        return Err(Refused::new(
+            "too_many_groups",
+            tonic::Code::ResourceExhausted,
+            format!(
+                "{}/{} already runs {mine} versions no policy declares (the limit); {group} refused",
+                key.namespace, key.service
+            ),
+        ));
+    }
+    let total = undeclared().count();
+    if total >= limits.max_undeclared_groups {
+        return Err(Refused::new(
+            "too_many_groups",
+            tonic::Code::ResourceExhausted,
+            format!("{total} sidecar groups no policy declares (the limit); {group} refused"),
+        ));
+    }
+    Ok(())
+}
+
 /// (namespace, service) of every registered sidecar.
-fn inner_identities(sidecars: &BTreeMap<String, SidecarStatus>) -> BTreeSet<(String, String)> {
+fn inner_identities(sidecars: &BTreeMap<NodeKey, SidecarStatus>) -> BTreeSet<(String, String)> {
     sidecars
         .values()
         .map(|s| (s.namespace.clone(), s.service.clone()))
@@ -745,7 +973,7 @@ fn identity_secrets(
             Ok(svid) => {
                 let lifetime = svid.not_after_ms.saturating_sub(unix_ms());
                 tracing::info!(spiffe_id = %svid.spiffe_id, serial = %svid.serial, root = svid.root_generation, "issued an SVID");
-                let renew_at = unix_ms() + lifetime / 2;
+                let renew_at = unix_ms().saturating_add(lifetime / 2);
                 identity.svids.insert(key.clone(), (svid, renew_at));
             }
             Err(error) => {
@@ -768,5 +996,75 @@ fn identity_secrets(
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod limits_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+
+    fn mk_node(id: &str, cluster: &str, meta: &[(&str, &str)]) -> Node {
+        Node {
+            id: id.into(),
+            cluster: cluster.into(),
+            metadata: Some(Struct {
+                fields: meta
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            Value {
+                                kind: Some(Kind::StringValue(v.to_string())),
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nodes_are_checked_field_by_field() {
+        let limits = StreamLimits::default();
+        let ok = mk_node("reviews-v1", "reviews", &[("version", "v1")]);
+        assert_eq!(check_node(&ok, &limits), Ok(()));
+        let long_id = "n".repeat(257);
+        let long_name = "s".repeat(254);
+        let big = "x".repeat(20_000);
+        let cases = [
+            (mk_node(&long_id, "reviews", &[]), "node.id"),
+            (mk_node("", "reviews", &[]), "node.id"),
+            (mk_node("n", "", &[]), "node.cluster"),
+            (mk_node("n", &long_name, &[]), "node.cluster"),
+            (mk_node("n", "a/b", &[]), "node.cluster"),
+            (
+                mk_node("n", "r", &[("namespace", "a b")]),
+                "node.metadata.namespace",
+            ),
+            (
+                mk_node("n", "r", &[("version", "v1\n")]),
+                "node.metadata.version",
+            ),
+            (mk_node("n", "r", &[("junk", &big)]), "node.metadata"),
+        ];
+        for (node, field) in cases {
+            let refused = check_node(&node, &limits).unwrap_err();
+            assert_eq!(refused.reason, "bad_node");
+            assert_eq!(refused.code, tonic::Code::InvalidArgument);
+            assert!(refused.message.starts_with(field), "{field}: {refused:?}");
+        }
+        // Exactly at the limits is fine.
+        let edge = mk_node(&"n".repeat(256), &"s".repeat(253), &[]);
+        assert_eq!(check_node(&edge, &limits), Ok(()));
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncated("abc", 5), "abc");
+        assert_eq!(truncated("abcdef", 3), "abc...");
+        assert_eq!(truncated("ééé", 3), "é...");
+    }
 }

@@ -235,13 +235,13 @@ fn issue(identity: &Identity, names: &[String]) -> Result<CurrentCert, TlsError>
         serial: cert.serial,
         root_generation: cert.root_generation,
         // Half the lifetime from now (not from the backdated not-before).
-        renew_at_ms: issued_ms + cert.not_after_ms.saturating_sub(issued_ms) / 2,
+        renew_at_ms: issued_ms.saturating_add(cert.not_after_ms.saturating_sub(issued_ms) / 2),
     })
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A server-side TLS connection that tells tonic its TCP peer (the xDS stream's source IP

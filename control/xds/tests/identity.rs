@@ -168,3 +168,331 @@ async fn a_valid_token_gets_its_own_identity_and_nothing_else_gets_anything() {
         .unwrap();
     assert_eq!(ended.unwrap_err().code(), tonic::Code::Unauthenticated);
 }
+
+// === hostile callers (issue 15): node binding, node bounds, stream and group limits ===
+
+fn mk_node(id: &str, service: &str, version: &str, inbound: &str) -> Node {
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let meta = |v: &str| Value {
+        kind: Some(Kind::StringValue(v.into())),
+    };
+    Node {
+        id: id.into(),
+        cluster: service.into(),
+        metadata: Some(Struct {
+            fields: [
+                ("version".to_string(), meta(version)),
+                ("inbound_address".to_string(), meta(inbound)),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+type Responses =
+    tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>;
+
+/// Opens a SotW stream as `node` with `token`, asking for every endpoint; returns whether
+/// the server answered (or its refusal) with the stream, kept open until dropped.
+async fn open(
+    plane: &Plane,
+    node: Node,
+    token: &str,
+) -> (
+    Result<(), tonic::Status>,
+    Responses,
+    tokio::sync::mpsc::Sender<DiscoveryRequest>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(plane.addr.clone())
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(node),
+        type_url: SECRET_TYPE.into(),
+        resource_names: vec!["default".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert("x-weft-token", token.parse().unwrap());
+    let mut stream = client
+        .stream_aggregated_resources(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .map(|m| assert!(m.is_some(), "the stream ended without an answer"));
+    (first, stream, tx)
+}
+
+fn count(plane: &Plane, reason: &str) -> u64 {
+    plane
+        .state
+        .refusals()
+        .by_reason
+        .get(reason)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_identity_sending_the_same_node_id_cannot_displace_a_sidecars_endpoint() {
+    use weft_xds::{type_url, MeshService, SidecarGroup};
+    let plane = plane().await;
+    plane
+        .state
+        .set_config(
+            1,
+            Default::default(),
+            vec![MeshService {
+                namespace: "default".into(),
+                name: "reviews".into(),
+                port: 9080,
+                host: "reviews".into(),
+                stable_version: "v1".into(),
+            }],
+        )
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let (reviews, _) = plane
+        .identity
+        .tokens
+        .create("default", "reviews", hour)
+        .unwrap();
+    let (attacker, _) = plane
+        .identity
+        .tokens
+        .create("default", "productpage", hour)
+        .unwrap();
+    let node = mk_node("reviews-v1", "reviews", "v1", "10.9.9.1:15006");
+    let (ok, _b_stream, _b_tx) = open(&plane, node, &reviews).await;
+    ok.unwrap();
+    // productpage's token, reviews' node id, its own service (the token must match that),
+    // another address: before issue 15 this replaced reviews-v1's registration.
+    let evil = mk_node("reviews-v1", "productpage", "v1", "10.6.6.6:15006");
+    let (ok, a_stream, a_tx) = open(&plane, evil, &attacker).await;
+    ok.unwrap();
+    let endpoints = |plane: &Plane| {
+        let snapshot = plane
+            .state
+            .snapshot(&SidecarGroup::new("default", "reviews", "v1"));
+        let bodies: Vec<u8> = snapshot
+            .resources(type_url::ENDPOINT)
+            .flat_map(|r| r.body.value.clone())
+            .collect();
+        let text = String::from_utf8_lossy(&bodies).into_owned();
+        (text.contains("10.9.9.1"), text.contains("10.6.6.6"))
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        endpoints(&plane),
+        (true, false),
+        "reviews keeps its endpoint"
+    );
+    let rows: Vec<(String, String, Option<String>, bool)> = plane
+        .state
+        .sidecars()
+        .into_iter()
+        .map(|s| (s.node_id, s.service, s.inbound_address, s.connected))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "reviews-v1".to_string(),
+                "productpage".to_string(),
+                Some("10.6.6.6:15006".to_string()),
+                true
+            ),
+            (
+                "reviews-v1".to_string(),
+                "reviews".to_string(),
+                Some("10.9.9.1:15006".to_string()),
+                true
+            ),
+        ]
+    );
+    // The attacker leaving (and its grace passing) removes only its own registration.
+    drop((a_stream, a_tx));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(endpoints(&plane), (true, false));
+    let left: Vec<(String, bool)> = plane
+        .state
+        .sidecars()
+        .into_iter()
+        .map(|s| (s.service, s.connected))
+        .collect();
+    assert_eq!(left, [("reviews".to_string(), true)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_or_malformed_nodes_are_refused_with_invalid_argument_and_counted() {
+    use envoy_types::pb::google::protobuf::{value::Kind, Value};
+    let plane = plane().await;
+    let (token, _) = plane
+        .identity
+        .tokens
+        .create("default", "reviews", Duration::from_secs(3600))
+        .unwrap();
+    let mut fat = mk_node("reviews-v1", "reviews", "v1", ":15006");
+    fat.metadata.as_mut().unwrap().fields.insert(
+        "junk".into(),
+        Value {
+            kind: Some(Kind::StringValue("x".repeat(1 << 20))),
+        },
+    );
+    let cases = [
+        (
+            "node.id",
+            mk_node(&"r".repeat(257), "reviews", "v1", ":15006"),
+        ),
+        ("node.id", mk_node("", "reviews", "v1", ":15006")),
+        ("node.metadata", fat),
+        ("node.cluster", mk_node("r", "rev/iews", "v1", ":15006")),
+        (
+            "node.metadata.version",
+            mk_node("r", "reviews", &"v".repeat(300), ":15006"),
+        ),
+    ];
+    for (field, node) in cases {
+        let (refused, _, _) = open(&plane, node, &token).await;
+        let status = refused.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{field}: {status:?}"
+        );
+        assert!(status.message().starts_with(field), "{field}: {status:?}");
+    }
+    assert_eq!(count(&plane, "bad_node"), 5);
+    assert!(plane.state.sidecars().is_empty(), "nothing registered");
+    // Refusals keep at most 256 bytes of a node id.
+    let longest = plane
+        .state
+        .refusals()
+        .recent
+        .iter()
+        .map(|r| r.node_id.len())
+        .max()
+        .unwrap();
+    assert!(longest <= 259, "{longest}");
+    // The server keeps serving.
+    let (ok, _s, _t) = open(
+        &plane,
+        mk_node(&"r".repeat(256), "reviews", "v1", ":15006"),
+        &token,
+    )
+    .await;
+    ok.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_beyond_an_identitys_limit_are_refused() {
+    let plane = plane().await;
+    plane.state.set_limits(weft_xds::StreamLimits {
+        max_streams_per_identity: 2,
+        ..Default::default()
+    });
+    let hour = Duration::from_secs(3600);
+    let (token, _) = plane
+        .identity
+        .tokens
+        .create("default", "reviews", hour)
+        .unwrap();
+    let (other, _) = plane
+        .identity
+        .tokens
+        .create("default", "ratings", hour)
+        .unwrap();
+    let (a, sa, ta) = open(&plane, mk_node("r-1", "reviews", "v1", ":1"), &token).await;
+    let (b, _sb, _tb) = open(&plane, mk_node("r-2", "reviews", "v1", ":1"), &token).await;
+    a.unwrap();
+    b.unwrap();
+    let (c, _, _) = open(&plane, mk_node("r-3", "reviews", "v1", ":1"), &token).await;
+    let status = c.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("default/reviews already has 2 open streams"),
+        "{status:?}"
+    );
+    assert_eq!(count(&plane, "too_many_streams"), 1);
+    // Another identity is not affected.
+    let (d, _sd, _td) = open(&plane, mk_node("ra-1", "ratings", "v1", ":1"), &other).await;
+    d.unwrap();
+    // One stream closes: a new one fits again.
+    drop((sa, ta));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (e, _se, _te) = open(&plane, mk_node("r-3", "reviews", "v1", ":1"), &token).await;
+    e.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undeclared_versions_beyond_an_identitys_limit_are_refused_and_collected_when_left() {
+    let plane = plane().await;
+    plane.state.set_limits(weft_xds::StreamLimits {
+        max_groups_per_identity: 2,
+        ..Default::default()
+    });
+    let (token, _) = plane
+        .identity
+        .tokens
+        .create("default", "reviews", Duration::from_secs(3600))
+        .unwrap();
+    let (a, sa, ta) = open(&plane, mk_node("r-1", "reviews", "v1", ":1"), &token).await;
+    let (b, _sb, _tb) = open(&plane, mk_node("r-2", "reviews", "v2", ":1"), &token).await;
+    a.unwrap();
+    b.unwrap();
+    let (c, _, _) = open(&plane, mk_node("r-3", "reviews", "v3", ":1"), &token).await;
+    let status = c.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("versions no policy declares"),
+        "{status:?}"
+    );
+    assert_eq!(count(&plane, "too_many_groups"), 1);
+    // A version already running takes more sidecars.
+    let (d, _sd, _td) = open(&plane, mk_node("r-4", "reviews", "v2", ":1"), &token).await;
+    d.unwrap();
+    // Once v1's sidecar is gone past its grace (100 ms), its group is collected: v3 fits.
+    drop((sa, ta));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (e, _se, _te) = open(&plane, mk_node("r-3", "reviews", "v3", ":1"), &token).await;
+    e.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_sends_nothing_is_closed_after_the_first_message_timeout() {
+    let plane = plane().await;
+    plane.state.set_limits(weft_xds::StreamLimits {
+        first_message_timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let mut client = AggregatedDiscoveryServiceClient::connect(plane.addr.clone())
+        .await
+        .unwrap();
+    let (_tx, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(1);
+    let started = std::time::Instant::now();
+    let mut stream = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap();
+    assert_eq!(ended.unwrap_err().code(), tonic::Code::DeadlineExceeded);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(count(&plane, "first_message_timeout"), 1);
+}
