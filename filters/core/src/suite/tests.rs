@@ -164,3 +164,35 @@ fn a_noted_header_replaces_or_removes_what_was_read() {
     assert_eq!(req.header("x-weft-cluster").as_deref(), Some("v2"));
     assert_eq!(req.inner().reads.borrow().len(), 1);
 }
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn an_inbound_suite_without_authz_denies() {
+    use crate::authz::{Verdict, NO_CONFIGURATION_POLICY};
+    let req = Req::new("reviews", "/reviews/1");
+    for config in [
+        "{}",
+        &format!(r#"{{"telemetry": {TELEMETRY}}}"#),
+        r#"{"listener": "inbound"}"#,
+        &format!(r#"{{"listener": "inbound", "fault": {FAULT}}}"#),
+    ] {
+        let suite = Suite::from_json(config.as_bytes()).unwrap();
+        let authz = suite.authz.as_ref().expect("authz stage is on");
+        let verdict = authz.decide(&req, 0).verdict;
+        assert!(
+            matches!(&verdict, Verdict::Deny { policy, status: 403, .. } if policy == NO_CONFIGURATION_POLICY),
+            "{config}: {verdict:?}"
+        );
+    }
+    // Outbound chains have no authz stage.
+    for config in [
+        format!(r#"{{"canary": {CANARY}}}"#),
+        r#"{"listener": "outbound"}"#.to_string(),
+    ] {
+        assert!(
+            Suite::from_json(config.as_bytes()).unwrap().authz.is_none(),
+            "{config}"
+        );
+    }
+    assert!(Suite::from_json(br#"{"listener": "sideways"}"#).is_err());
+}

@@ -2,6 +2,7 @@
 //! through wasm-bindgen-test, on wasm32-unknown-unknown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod hostile;
 mod validation;
 
 use super::*;
