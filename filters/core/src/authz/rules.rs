@@ -65,6 +65,9 @@ pub(crate) struct ClaimMatch {
     pub(crate) not: bool,
 }
 
+/// Every copy of one header, by lower-case name.
+type HeaderCopies<'a> = (&'a str, Rc<[String]>);
+
 /// The request as rules see it: host attributes read at most once, on first use.
 pub(crate) struct RequestView<'a> {
     req: &'a dyn RequestAttributes,
@@ -78,7 +81,7 @@ pub(crate) struct RequestView<'a> {
     principal: OnceCell<Option<String>>,
     /// Every copy of each header asked for by `headers` conditions, each read once (rules
     /// often repeat one).
-    headers: RefCell<Vec<(&'a str, Rc<[String]>)>>,
+    headers: RefCell<Vec<HeaderCopies<'a>>>,
 }
 
 // === impl RequestView ===
