@@ -196,3 +196,22 @@ fn an_inbound_suite_without_authz_denies() {
     }
     assert!(Suite::from_json(br#"{"listener": "sideways"}"#).is_err());
 }
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn every_copy_of_a_header_is_read_once_and_follows_writes() {
+    let memo = MemoRequest::new(Counting {
+        req: Req::new("reviews", "/").with("x-user", "alice"),
+        reads: RefCell::new(Vec::new()),
+    });
+    assert_eq!(memo.header_values("x-user"), ["alice"]);
+    assert_eq!(memo.header_values("x-user"), ["alice"]);
+    assert_eq!(memo.inner().reads.borrow().as_slice(), ["x-user"]);
+    // A stage replaced every copy (authz writing a claim header), or removed them all.
+    memo.note_header("x-user", Some("bob"));
+    assert_eq!(memo.header_values("x-user"), ["bob"]);
+    memo.note_header("x-user", None);
+    assert!(memo.header_values("x-user").is_empty());
+    assert_eq!(memo.header("x-user"), None);
+    assert_eq!(memo.inner().reads.borrow().len(), 1);
+}
