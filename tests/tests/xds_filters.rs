@@ -32,7 +32,7 @@ fn config(k: Knobs) -> BTreeMap<SidecarGroup, Vec<FilterSpec>> {
         json!({"policies": [{"name": "reviews-only", "action": "ALLOW",
             "rules": [{"methods": ["GET"], "paths": ["/reviews/*"]}]}]})
     } else {
-        json!({})
+        json!({"allow_all": true})
     };
     let split = if k.canary_to_v2 {
         (0, 10_000)
