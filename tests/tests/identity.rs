@@ -55,7 +55,7 @@ impl Mesh {
         let reviews_only_productpage = json!({"trust_domain": "cluster.local", "policies": [
             {"name": "productpage-only", "action": "ALLOW",
              "rules": [{"principals": [PRODUCTPAGE]}]}]});
-        let allow_all = FilterSpec::new("authz", "{}".into());
+        let allow_all = FilterSpec::new("authz", r#"{"allow_all": true}"#.into());
         let filters = BTreeMap::from([
             (
                 SidecarGroup::new("default", "reviews", "v1"),

@@ -32,7 +32,7 @@ fn config(k: Knobs) -> BTreeMap<SidecarGroup, Vec<FilterSpec>> {
         json!({"policies": [{"name": "reviews-only", "action": "ALLOW",
             "rules": [{"methods": ["GET"], "paths": ["/reviews/*"]}]}]})
     } else {
-        json!({})
+        json!({"allow_all": true})
     };
     let split = if k.canary_to_v2 {
         (0, 10_000)
@@ -60,7 +60,7 @@ fn config(k: Knobs) -> BTreeMap<SidecarGroup, Vec<FilterSpec>> {
     };
     let spec = |module: &str, value: &Value| FilterSpec::new(module, value.to_string());
     let caller = vec![
-        spec("authz", &json!({})),
+        spec("authz", &json!({"allow_all": true})),
         spec("canary", &canary),
         spec("fault", &fault),
         spec("breaker", &breaker),

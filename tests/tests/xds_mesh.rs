@@ -23,7 +23,7 @@ fn services() -> Vec<MeshService> {
 /// Filters for every group: reviews allow everything inbound; productpage calls reviews with
 /// `split` (v1 weight, v2 weight) or no canary entry at all.
 fn filters(split: Option<(u32, u32)>) -> BTreeMap<SidecarGroup, Vec<FilterSpec>> {
-    let allow_all = FilterSpec::new("authz", "{}".into());
+    let allow_all = FilterSpec::new("authz", r#"{"allow_all": true}"#.into());
     let canary = match split {
         Some((v1, v2)) => json!({"services": [{
             "host": "reviews", "stable": "v1",

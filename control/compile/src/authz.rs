@@ -5,11 +5,11 @@ use crate::SidecarId;
 use weft_filter_core::authz::{
     default_clock_skew, default_jwt_header, default_jwt_prefix, default_trust_domain, Action,
     AuthzConfig, ClaimCondition, ClaimToHeader, DenyResponse, HeaderCondition, JwtKeys,
-    JwtProvider, Policy, Rule,
+    JwtProvider, PathParameters, Policy, Rule,
 };
 use weft_policy::model::{
-    AuthorizationPolicySpec, AuthzAction, AuthzRule, Document, RequestAuthenticationSpec, Spec,
-    TargetRef,
+    AuthorizationPolicySpec, AuthzAction, AuthzRule, Document, PathParametersSpec,
+    RequestAuthenticationSpec, ServiceSpec, Spec, TargetRef,
 };
 use weft_policy::validate::{parse_condition_key, ConditionKey};
 use weft_policy::PolicySet;
@@ -21,12 +21,15 @@ fn applies(doc: &Document, t: &TargetRef, id: &SidecarId) -> bool {
         && t.versions.as_ref().is_none_or(|v| v.contains(&id.version))
 }
 
-pub(crate) fn compile(set: &PolicySet, id: &SidecarId) -> AuthzConfig {
+/// `service` is the sidecar's own `Service` spec: it says how the app reads `;` parameters.
+pub(crate) fn compile(set: &PolicySet, id: &SidecarId, service: &ServiceSpec) -> AuthzConfig {
     let mut config = AuthzConfig {
         trust_domain: default_trust_domain(),
-        policies: Vec::new(),
-        jwt: Vec::new(),
-        claim_headers: Vec::new(),
+        path_parameters: match service.path_parameters.unwrap_or_default() {
+            PathParametersSpec::Reject => PathParameters::Reject,
+            PathParametersSpec::Strip => PathParameters::Strip,
+        },
+        ..AuthzConfig::default()
     };
     for doc in set.iter() {
         match &doc.spec {
@@ -48,6 +51,9 @@ pub(crate) fn compile(set: &PolicySet, id: &SidecarId) -> AuthzConfig {
             _ => {}
         }
     }
+    // No AuthorizationPolicy: Istio's "no policy = allow", said explicitly, since the filter
+    // denies a configuration that says nothing.
+    config.allow_all = config.policies.is_empty();
     config
 }
 
@@ -61,6 +67,7 @@ fn policy(doc: &Document, s: &AuthorizationPolicySpec) -> Policy {
         },
         dry_run: s.dry_run,
         rules: s.rules.iter().map(rule).collect(),
+        ignore_path_case: s.ignore_path_case,
         deny_response: s.deny_response.as_ref().map(|d| DenyResponse {
             status: d.status.unwrap_or(403),
             body: d.body.clone(),
@@ -101,6 +108,8 @@ fn rule(r: &AuthzRule) -> Rule {
         not_paths: to.not_paths,
         ip_blocks: from.ip_blocks,
         not_ip_blocks: from.not_ip_blocks,
+        remote_ip_blocks: from.remote_ip_blocks,
+        not_remote_ip_blocks: from.not_remote_ip_blocks,
         headers,
         claims,
     }
@@ -131,6 +140,7 @@ fn providers<'a>(
                 .and_then(|h| h.prefix.clone())
                 .unwrap_or_else(default_jwt_prefix),
             required: r.required,
+            require_exp: r.require_expiration.unwrap_or(true),
             clock_skew_seconds: r
                 .clock_skew
                 .as_deref()

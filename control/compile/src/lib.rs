@@ -75,7 +75,7 @@ pub fn compile(set: &PolicySet) -> Compiled {
                 version: version.clone(),
             };
             let filters = SidecarFilters {
-                authz: authz::compile(set, &id),
+                authz: authz::compile(set, &id, spec),
                 canary: outbound.canary.clone(),
                 fault: outbound.fault.clone(),
                 breaker: outbound.breaker.clone(),

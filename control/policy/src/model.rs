@@ -229,6 +229,20 @@ pub struct ServiceSpec {
     /// Host callers use (`:authority` without port); default: the service name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// What the service's authz does with `;` path parameters: `reject` (400, the default)
+    /// or `strip` (removed from each segment before policies match, as Tomcat-like apps
+    /// read `/public/..;/admin` as `/admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_parameters: Option<PathParametersSpec>,
+}
+
+/// `Service.spec.pathParameters`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathParametersSpec {
+    #[default]
+    Reject,
+    Strip,
 }
 
 // --- AuthorizationPolicy ---
@@ -256,6 +270,9 @@ pub struct AuthorizationPolicySpec {
     pub rules: Vec<AuthzRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_response: Option<DenyResponseSpec>,
+    /// Match `paths`/`notPaths` ignoring ASCII case, for apps that ignore case.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_path_case: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +301,12 @@ pub struct AuthzSource {
     pub ip_blocks: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_ip_blocks: Option<Vec<String>>,
+    /// The original client through the proxy's trusted `X-Forwarded-For` hops (Istio's
+    /// `remoteIpBlocks`); `ipBlocks` is the direct peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip_blocks: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_remote_ip_blocks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +366,9 @@ pub struct JwtRule {
     /// A request without a token is refused with 401.
     #[serde(default)]
     pub required: bool,
+    /// Refuse tokens without `exp` (default `true`); `false` accepts tokens that never expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_expiration: Option<bool>,
     /// Tolerated clock skew for `exp`/`nbf`, a duration such as `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_skew: Option<String>,

@@ -13,10 +13,21 @@ pub trait RequestAttributes {
     fn authority(&self) -> Option<String> {
         self.header(":authority")
     }
-    /// A request header by lower-case name; multiple values joined by `,`.
+    /// A request header by lower-case name. Envoy gives only the FIRST copy of a header sent
+    /// several times; conditions that must see every copy use [`header_values`](Self::header_values).
     fn header(&self, name: &str) -> Option<String>;
-    /// The downstream peer's address as text, e.g. `10.0.0.7:51234` or `10.0.0.7`.
+    /// Every copy of a request header, in the order received (empty when absent).
+    fn header_values(&self, name: &str) -> Vec<String> {
+        self.header(name).into_iter().collect()
+    }
+    /// The direct downstream peer's address as text, e.g. `10.0.0.7:51234` or `10.0.0.7`
+    /// (what `ipBlocks` match).
     fn source_address(&self) -> Option<String>;
+    /// The original client's address, derived by the proxy from `X-Forwarded-For` through its
+    /// trusted hops (what `remoteIpBlocks` match). Without trusted hops it is the peer.
+    fn remote_address(&self) -> Option<String> {
+        self.source_address()
+    }
     /// URI SAN of the verified mTLS peer certificate (the SPIFFE id), if any.
     fn peer_principal(&self) -> Option<String>;
 }

@@ -33,6 +33,16 @@ impl HostRequest {
         Self::property_string(path)
     }
 
+    /// Replace every copy of request header `name` with the single `value`: remove them all
+    /// (Envoy's `removeHeaderMapValue` is `HeaderMap::remove`, which drops every entry of the
+    /// name), then add one. For headers whose value downstream trusts, e.g. claim headers.
+    pub fn replace_header(name: &str, value: &str) {
+        Self::remove_header(name);
+        if let Err(status) = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value) {
+            log::warn!("weft: cannot add request header {name}: {status:?}");
+        }
+    }
+
     pub fn set_header(name: &str, value: &str) {
         if let Err(status) =
             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
@@ -63,7 +73,31 @@ impl RequestAttributes for HostRequest {
             .flatten()
     }
 
+    /// Envoy's `get_http_request_header` returns only the first copy (`getHeaderMapValue`
+    /// reads `entry[0]`), so every copy comes from the whole map, which lists each entry.
+    fn header_values(&self, name: &str) -> Vec<String> {
+        hostcalls::get_map(MapType::HttpRequestHeaders)
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `source.address` is the stream's downstream remote address. Envoy exposes no property
+    /// for the socket peer (`directRemoteAddress`), so this relies on weft's listeners:
+    /// `use_remote_address: true` with `xff_num_trusted_hops: 0` on sidecars makes the remote
+    /// address the socket peer, whatever `X-Forwarded-For` says.
     fn source_address(&self) -> Option<String> {
+        Self::property_string(&["source", "address"])
+    }
+
+    /// The same `source.address`: with trusted hops, Envoy has already replaced the peer by
+    /// the client it found in `X-Forwarded-For`.
+    fn remote_address(&self) -> Option<String> {
         Self::property_string(&["source", "address"])
     }
 

@@ -43,6 +43,13 @@ pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) 
             );
             optional_list(c, &f("ipBlocks"), &from.ip_blocks, check_cidr);
             optional_list(c, &f("notIpBlocks"), &from.not_ip_blocks, check_cidr);
+            optional_list(c, &f("remoteIpBlocks"), &from.remote_ip_blocks, check_cidr);
+            optional_list(
+                c,
+                &f("notRemoteIpBlocks"),
+                &from.not_remote_ip_blocks,
+                check_cidr,
+            );
         }
         if let Some(to) = &rule.to {
             let f = |name: &str| format!("{at}.to.{name}");

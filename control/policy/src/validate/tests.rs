@@ -81,6 +81,8 @@ fn error_kinds_name_field_and_reason() {
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {ipBlocks: [10.0.0.0/8, 10.0.0.1/8]}}]\n", "spec.rules[0].from.ipBlocks[1]", "host bits are set", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {notIpBlocks: [\"10.0.0.0/33\"]}}]\n", "spec.rules[0].from.notIpBlocks[0]", "bad CIDR", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {ipBlocks: [\"fd00::zz/8\"]}}]\n", "spec.rules[0].from.ipBlocks[0]", "invalid IP address", ""),
+        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {remoteIpBlocks: [\"fd00::zz/8\"]}}]\n", "spec.rules[0].from.remoteIpBlocks[0]", "invalid IP address", ""),
+        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {notRemoteIpBlocks: [10.0.0.1/8]}}]\n", "spec.rules[0].from.notRemoteIpBlocks[0]", "host bits are set", ""),
         // malformed SPIFFE id
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {principals: [\"spiffe://cluster.local/ns/a/sa/b\", \"cluster.local/ns/shop\"]}}]\n", "spec.rules[0].from.principals[1]", "malformed SPIFFE id", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {principals: [\"spiffe://Cluster/ns\"]}}]\n", "spec.rules[0].from.principals[0]", "invalid trust domain", ""),

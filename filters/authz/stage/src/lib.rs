@@ -67,7 +67,14 @@ impl AuthzStage {
             .map(|p| p.name.clone())
             .collect();
         names.extend(authz.config().jwt.iter().map(|p| format!("jwt:{}", p.name)));
-        names.push("default-deny".to_string());
+        names.extend(
+            [
+                weft_filter_core::authz::DEFAULT_DENY_POLICY,
+                weft_filter_core::authz::INVALID_PATH_POLICY,
+                weft_filter_core::authz::NO_CONFIGURATION_POLICY,
+            ]
+            .map(str::to_string),
+        );
         let stats = Stats {
             allowed: Outcome::new("allowed", &names),
             denied: Outcome::new("denied", &names),
@@ -121,7 +128,9 @@ impl AuthzStage {
                 stats.allowed.count(policy.as_deref());
                 for (name, value) in &decision.request_headers {
                     match value {
-                        Some(value) => HostRequest::set_header(name, value),
+                        // Every incoming copy goes, not just the first: a forged second
+                        // copy must not survive next to the validated one.
+                        Some(value) => HostRequest::replace_header(name, value),
                         None => HostRequest::remove_header(name),
                     }
                     req.note_header(name, value.as_deref());

@@ -89,7 +89,7 @@ fn policy(at: &str, td: &str, p: &Policy) -> Result<CompiledPolicy, ConfigError>
         .rules
         .iter()
         .enumerate()
-        .map(|(j, r)| rule(&format!("{at}.rules[{j}]"), td, r))
+        .map(|(j, r)| rule(&format!("{at}.rules[{j}]"), td, r, p.ignore_path_case))
         .collect::<Result<_, _>>()?;
     let deny = p
         .deny_response
@@ -102,6 +102,7 @@ fn policy(at: &str, td: &str, p: &Policy) -> Result<CompiledPolicy, ConfigError>
         dry_run: p.dry_run,
         rules,
         deny,
+        ignore_path_case: p.ignore_path_case,
     })
 }
 
@@ -173,8 +174,15 @@ fn list<M>(
         .map(Some)
 }
 
-fn rule(at: &str, td: &str, r: &Rule) -> Result<CompiledRule, ConfigError> {
+fn rule(at: &str, td: &str, r: &Rule, ignore_case: bool) -> Result<CompiledRule, ConfigError> {
     let ns = |p: &str| NamespaceMatcher::parse(td, p);
+    let path = |p: &str| {
+        if ignore_case {
+            PathMatcher::parse(&p.to_ascii_lowercase())
+        } else {
+            PathMatcher::parse(p)
+        }
+    };
     Ok(CompiledRule {
         principals: list(at, "principals", &r.principals, parse_principal)?,
         not_principals: list(at, "not_principals", &r.not_principals, parse_principal)?,
@@ -182,10 +190,17 @@ fn rule(at: &str, td: &str, r: &Rule) -> Result<CompiledRule, ConfigError> {
         not_namespaces: list(at, "not_namespaces", &r.not_namespaces, ns)?,
         methods: list(at, "methods", &r.methods, parse_method)?,
         not_methods: list(at, "not_methods", &r.not_methods, parse_method)?,
-        paths: list(at, "paths", &r.paths, PathMatcher::parse)?,
-        not_paths: list(at, "not_paths", &r.not_paths, PathMatcher::parse)?,
+        paths: list(at, "paths", &r.paths, path)?,
+        not_paths: list(at, "not_paths", &r.not_paths, path)?,
         ip_blocks: list(at, "ip_blocks", &r.ip_blocks, Cidr::parse)?,
         not_ip_blocks: list(at, "not_ip_blocks", &r.not_ip_blocks, Cidr::parse)?,
+        remote_ip_blocks: list(at, "remote_ip_blocks", &r.remote_ip_blocks, Cidr::parse)?,
+        not_remote_ip_blocks: list(
+            at,
+            "not_remote_ip_blocks",
+            &r.not_remote_ip_blocks,
+            Cidr::parse,
+        )?,
         headers: r
             .headers
             .iter()

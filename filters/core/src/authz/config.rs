@@ -7,8 +7,10 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Top-level authz configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub use super::path::PathParameters;
+
+/// Top-level authz configuration. The default is the empty configuration, which denies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzConfig {
     /// Trust domain used to expand the namespace shorthand (`namespaces: ["corp"]`).
@@ -24,6 +26,41 @@ pub struct AuthzConfig {
     /// always removed from the incoming request first, so a caller cannot forge them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claim_headers: Vec<ClaimToHeader>,
+    /// A configuration with no policies and no JWT providers denies every request unless this
+    /// says so: an empty or lost configuration must not open the door. The control plane
+    /// writes it for a service without any AuthorizationPolicy (Istio: no policy = allow).
+    /// Only valid without policies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_all: bool,
+    /// What `;` path parameters in a request path do: `reject` (400, the default) or `strip`
+    /// (removed from each segment before matching, as Tomcat-like apps read them).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub path_parameters: PathParameters,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        Self {
+            trust_domain: default_trust_domain(),
+            policies: Vec::new(),
+            jwt: Vec::new(),
+            claim_headers: Vec::new(),
+            allow_all: false,
+            path_parameters: PathParameters::default(),
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +99,10 @@ pub struct Policy {
     /// What a caller denied by this policy receives.
     #[serde(default)]
     pub deny_response: Option<DenyResponse>,
+    /// Match `paths`/`not_paths` ignoring ASCII case (for apps that ignore case): both the
+    /// patterns and the normalized request path are lower-cased for this policy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_path_case: bool,
 }
 
 /// All present fields must match. Inside a list, any value may match.
@@ -94,6 +135,12 @@ pub struct Rule {
     pub ip_blocks: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_ip_blocks: Option<Vec<String>>,
+    /// Source IPs or CIDRs of the original client, as the proxy derived it from
+    /// `X-Forwarded-For` through its trusted hops (Istio's `remoteIpBlocks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip_blocks: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_remote_ip_blocks: Option<Vec<String>>,
     /// Header conditions, all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderCondition>,
@@ -161,6 +208,9 @@ pub struct JwtProvider {
     /// header that another provider (reading the same header) owns by `iss` counts as present.
     #[serde(default)]
     pub required: bool,
+    /// Refuse a token without `exp` (default). `false` accepts tokens that never expire.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub require_exp: bool,
     /// Allowed clock skew for `exp` / `nbf`, seconds.
     #[serde(default = "default_clock_skew")]
     pub clock_skew_seconds: u64,

@@ -193,7 +193,7 @@ impl PathMatcher {
         Ok(Self::Template(segments))
     }
 
-    /// `path` must already have its query string removed.
+    /// `path` must already be normalized (query removed, see `super::path`).
     pub(crate) fn matches(&self, path: &str) -> bool {
         match self {
             Self::Str(m) => m.matches(path),
@@ -220,16 +220,6 @@ impl PathMatcher {
             }
         }
     }
-}
-
-/// Strips the query string (and a fragment, should a client send one).
-pub(crate) fn strip_query(path: &str) -> &str {
-    // Both are ASCII, so the byte position is a char boundary.
-    let end = path
-        .bytes()
-        .position(|b| b == b'?' || b == b'#')
-        .unwrap_or(path.len());
-    path.get(..end).unwrap_or(path)
 }
 
 /// An IPv4 or IPv6 CIDR block; a plain IP is a /32 or /128.

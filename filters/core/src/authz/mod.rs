@@ -13,6 +13,7 @@ mod compile;
 pub mod config;
 mod jwt;
 mod matchers;
+pub mod path;
 mod rules;
 
 #[cfg(test)]
@@ -30,6 +31,11 @@ use std::sync::Arc;
 
 /// Policy name reported when enforced ALLOW policies exist and none matched.
 pub const DEFAULT_DENY_POLICY: &str = "default-deny";
+/// Policy name reported for a request path authz refuses to decide on (400).
+pub const INVALID_PATH_POLICY: &str = "invalid-path";
+/// Policy name reported when the configuration has neither policies, JWT providers nor
+/// `allow_all` (fail closed).
+pub const NO_CONFIGURATION_POLICY: &str = "no-configuration";
 
 /// A validated, pre-compiled authz configuration. Built once in `on_configure`.
 #[derive(Debug, Clone)]
@@ -83,6 +89,10 @@ pub enum Reason {
     NoAllowMatched,
     /// A JWT provider refused the request.
     Jwt { provider: String, why: String },
+    /// The request path cannot be normalized or has refused `;` parameters.
+    InvalidPath(path::PathError),
+    /// No policies, no JWT providers and no `allow_all`: fail closed.
+    NoConfiguration,
 }
 
 impl fmt::Display for Reason {
@@ -97,6 +107,8 @@ impl fmt::Display for Reason {
             Self::NoEnforcedPolicy => f.write_str("no enforced ALLOW or DENY policy applies"),
             Self::NoAllowMatched => f.write_str("no ALLOW policy matched"),
             Self::Jwt { provider, why } => write!(f, "jwt provider {provider:?}: {why}"),
+            Self::InvalidPath(e) => write!(f, "invalid path: {e}"),
+            Self::NoConfiguration => f.write_str("no authorization configuration"),
         }
     }
 }
@@ -112,6 +124,12 @@ impl Authz {
 
     pub fn new(config: AuthzConfig) -> Result<Self, ConfigError> {
         compile::trust_domain(&config.trust_domain)?;
+        if config.allow_all && !config.policies.is_empty() {
+            return Err(ConfigError::new(
+                "allow_all",
+                "must not be set together with policies (it is the no-policy default)",
+            ));
+        }
         let policies = compile::policies(&config)?;
         compile::unique_names("jwt", config.jwt.iter().map(|p| p.name.as_str()))?;
         compile::claim_headers(&config.claim_headers)?;
@@ -134,16 +152,38 @@ impl Authz {
 
     /// Decide one request. `now_unix_secs` is used for JWT `exp`/`nbf`.
     pub fn decide(&self, req: &dyn RequestAttributes, now_unix_secs: u64) -> Decision {
+        if self.policies.is_empty() && self.providers.is_empty() && !self.config.allow_all {
+            return local_deny(
+                NO_CONFIGURATION_POLICY,
+                403,
+                "access denied: no authorization configuration\n".into(),
+                Reason::NoConfiguration,
+            );
+        }
+        // Matched on the path the app will act on; a path that has none is refused.
+        let raw_path = req.path();
+        let path = match raw_path
+            .as_deref()
+            .map(|p| path::normalize(p, self.config.path_parameters))
+            .transpose()
+        {
+            Ok(path) => path,
+            Err(e) => {
+                return local_deny(
+                    INVALID_PATH_POLICY,
+                    400,
+                    format!("bad request: {e}\n"),
+                    Reason::InvalidPath(e),
+                )
+            }
+        };
         let claims = match self.authenticate(req, now_unix_secs) {
             Ok(claims) => claims,
             Err(denied) => return *denied,
         };
-        let view = RequestView::new(req, claims.as_ref());
-        let matched: Vec<Option<usize>> = self
-            .policies
-            .iter()
-            .map(|p| p.rules.iter().position(|r| r.matches(&view)))
-            .collect();
+        let view = RequestView::new(req, claims.as_ref(), path.as_deref());
+        let matched: Vec<Option<usize>> =
+            self.policies.iter().map(|p| p.first_match(&view)).collect();
         let hits = || self.policies.iter().zip(matched.iter().copied());
         let audited = hits()
             .filter(|(p, m)| p.action == Action::Audit && m.is_some())
@@ -265,7 +305,17 @@ impl Authz {
         let mut headers: Vec<(&str, Option<String>)> = Vec::new();
         for p in &self.providers {
             if !headers.iter().any(|(h, _)| *h == p.header) {
-                headers.push((&p.header, req.header(&p.header)));
+                let mut values = req.header_values(&p.header);
+                // Two credentials in one request: which one would the app trust? Neither.
+                if values.len() > 1 {
+                    return Err(unauthorized(
+                        p,
+                        "jwt verification failed: the token header is repeated\n",
+                        r#"Bearer realm="weft", error="invalid_request""#,
+                        format!("header {} sent {} times", p.header, values.len()),
+                    ));
+                }
+                headers.push((&p.header, values.pop()));
             }
         }
         let token_of = |p: &Provider| -> Option<&str> {
@@ -326,6 +376,22 @@ fn deny(p: &CompiledPolicy) -> Verdict {
             .and_then(|r| r.body.clone())
             .unwrap_or_else(|| format!("access denied by weft policy {:?}\n", p.name)),
         headers: reply.map(|r| r.headers.clone()).unwrap_or_default(),
+    }
+}
+
+/// A local reply decided before any policy: no configuration, or an invalid path.
+fn local_deny(policy: &str, status: u16, body: String, reason: Reason) -> Decision {
+    Decision {
+        verdict: Verdict::Deny {
+            policy: policy.to_string(),
+            status,
+            body,
+            headers: Vec::new(),
+        },
+        dry_run_denied: Vec::new(),
+        audited: Vec::new(),
+        reason,
+        request_headers: Vec::new(),
     }
 }
 

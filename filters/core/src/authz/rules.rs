@@ -1,11 +1,12 @@
 //! Compiled policies and rules, and how a rule matches a request.
 
-use super::matchers::{strip_query, Cidr, NamespaceMatcher, PathMatcher, StrMatcher};
+use super::matchers::{Cidr, NamespaceMatcher, PathMatcher, StrMatcher};
 use super::Action;
 use crate::RequestAttributes;
 use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub(crate) struct CompiledPolicy {
     pub(crate) dry_run: bool,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) deny: Option<DenyReply>,
+    /// Path patterns were lower-cased; match them against the lower-cased path.
+    pub(crate) ignore_path_case: bool,
 }
 
 /// A validated `deny_response`; header names lower-cased.
@@ -39,6 +42,8 @@ pub(crate) struct CompiledRule {
     pub(crate) not_paths: Option<Vec<PathMatcher>>,
     pub(crate) ip_blocks: Option<Vec<Cidr>>,
     pub(crate) not_ip_blocks: Option<Vec<Cidr>>,
+    pub(crate) remote_ip_blocks: Option<Vec<Cidr>>,
+    pub(crate) not_remote_ip_blocks: Option<Vec<Cidr>>,
     pub(crate) headers: Vec<HeaderMatch>,
     pub(crate) claims: Vec<ClaimMatch>,
 }
@@ -60,16 +65,23 @@ pub(crate) struct ClaimMatch {
     pub(crate) not: bool,
 }
 
+/// Every copy of one header, by lower-case name.
+type HeaderCopies<'a> = (&'a str, Rc<[String]>);
+
 /// The request as rules see it: host attributes read at most once, on first use.
 pub(crate) struct RequestView<'a> {
     req: &'a dyn RequestAttributes,
     claims: Option<&'a Map<String, Value>>,
     method: OnceCell<Option<String>>,
-    path: OnceCell<Option<String>>,
+    /// Normalized (see [`super::path`]) before any rule runs.
+    path: Option<&'a str>,
+    lower_path: OnceCell<Option<String>>,
     source_ip: OnceCell<Option<IpAddr>>,
+    remote_ip: OnceCell<Option<IpAddr>>,
     principal: OnceCell<Option<String>>,
-    /// Headers asked for by `headers` conditions, each read once (rules often repeat one).
-    headers: RefCell<Vec<(&'a str, Option<String>)>>,
+    /// Every copy of each header asked for by `headers` conditions, each read once (rules
+    /// often repeat one).
+    headers: RefCell<Vec<HeaderCopies<'a>>>,
 }
 
 // === impl RequestView ===
@@ -78,43 +90,42 @@ impl<'a> RequestView<'a> {
     pub(crate) fn new(
         req: &'a dyn RequestAttributes,
         claims: Option<&'a Map<String, Value>>,
+        path: Option<&'a str>,
     ) -> Self {
         Self {
             req,
             claims,
             method: OnceCell::new(),
-            path: OnceCell::new(),
+            path,
+            lower_path: OnceCell::new(),
             source_ip: OnceCell::new(),
+            remote_ip: OnceCell::new(),
             principal: OnceCell::new(),
             headers: RefCell::new(Vec::new()),
         }
     }
 
-    /// `f` of header `name`'s value, read from the host on first use only.
-    fn with_header<R>(&self, name: &'a str, f: impl FnOnce(Option<&str>) -> R) -> R {
+    /// Every copy of header `name`, read from the host on first use only.
+    fn header_values(&self, name: &'a str) -> Rc<[String]> {
         let mut headers = self.headers.borrow_mut();
-        if let Some((_, value)) = headers.iter().find(|(n, _)| *n == name) {
-            return f(value.as_deref());
+        if let Some((_, values)) = headers.iter().find(|(n, _)| *n == name) {
+            return Rc::clone(values);
         }
-        let value = self.req.header(name);
-        let out = f(value.as_deref());
-        headers.push((name, value));
-        out
+        let values: Rc<[String]> = self.req.header_values(name).into();
+        headers.push((name, Rc::clone(&values)));
+        values
     }
 
     fn method(&self) -> Option<&str> {
         self.method.get_or_init(|| self.req.method()).as_deref()
     }
 
-    fn path(&self) -> Option<&str> {
-        self.path
-            .get_or_init(|| {
-                self.req.path().map(|mut p| {
-                    let end = strip_query(&p).len();
-                    p.truncate(end);
-                    p
-                })
-            })
+    fn path(&self, ignore_case: bool) -> Option<&str> {
+        if !ignore_case {
+            return self.path;
+        }
+        self.lower_path
+            .get_or_init(|| self.path.map(str::to_ascii_lowercase))
             .as_deref()
     }
 
@@ -122,6 +133,14 @@ impl<'a> RequestView<'a> {
         *self.source_ip.get_or_init(|| {
             self.req
                 .source_address()
+                .and_then(|a| super::matchers::parse_source_ip(&a))
+        })
+    }
+
+    fn remote_ip(&self) -> Option<IpAddr> {
+        *self.remote_ip.get_or_init(|| {
+            self.req
+                .remote_address()
                 .and_then(|a| super::matchers::parse_source_ip(&a))
         })
     }
@@ -157,10 +176,29 @@ fn field<M, V>(
     }
 }
 
+// === impl CompiledPolicy ===
+
+impl CompiledPolicy {
+    /// The index of the first rule that matches.
+    pub(crate) fn first_match<'a>(&'a self, req: &RequestView<'a>) -> Option<usize> {
+        let strict = self.action == Action::Allow;
+        self.rules
+            .iter()
+            .position(|r| r.matches(req, self.ignore_path_case, strict))
+    }
+}
+
 // === impl CompiledRule ===
 
 impl CompiledRule {
-    pub(crate) fn matches<'a>(&'a self, req: &RequestView<'a>) -> bool {
+    /// `strict`: the rule grants access (ALLOW), so every copy of a repeated header must
+    /// satisfy a condition; otherwise (DENY, AUDIT) any copy is enough.
+    pub(crate) fn matches<'a>(
+        &'a self,
+        req: &RequestView<'a>,
+        ignore_path_case: bool,
+        strict: bool,
+    ) -> bool {
         field(
             &self.principals,
             &self.not_principals,
@@ -179,14 +217,19 @@ impl CompiledRule {
         ) && field(
             &self.paths,
             &self.not_paths,
-            || req.path(),
+            || req.path(ignore_path_case),
             |m, p| m.matches(p),
         ) && field(
             &self.ip_blocks,
             &self.not_ip_blocks,
             || req.source_ip(),
             |c, ip| c.contains(*ip),
-        ) && self.headers.iter().all(|h| h.matches(req))
+        ) && field(
+            &self.remote_ip_blocks,
+            &self.not_remote_ip_blocks,
+            || req.remote_ip(),
+            |c, ip| c.contains(*ip),
+        ) && self.headers.iter().all(|h| h.matches(req, strict))
             && self.claims.iter().all(|c| c.matches(req.claims))
     }
 }
@@ -194,13 +237,29 @@ impl CompiledRule {
 // === impl HeaderMatch ===
 
 impl HeaderMatch {
-    fn matches<'a>(&'a self, req: &RequestView<'a>) -> bool {
-        let found = req.with_header(&self.name, |value| match (value, &self.values) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(v), Some(ms)) => ms.iter().any(|m| m.matches(v)),
-        });
-        found != self.not
+    /// Evaluated per copy of the header, so a repeated header can never turn a deny into
+    /// an allow: lenient (DENY/AUDIT) holds when any copy, or any comma-separated element of
+    /// one, matches; strict (ALLOW) only when every copy matches (and one exists). A `not`
+    /// condition is the negation of the other mode, so it too errs towards denying.
+    fn matches<'a>(&'a self, req: &RequestView<'a>, strict: bool) -> bool {
+        let copies = req.header_values(&self.name);
+        let accepts = |v: &str| {
+            self.values
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m.matches(v)))
+        };
+        let any = || {
+            copies
+                .iter()
+                .any(|c| accepts(c) || (c.contains(',') && c.split(',').any(|e| accepts(e.trim()))))
+        };
+        let every = || !copies.is_empty() && copies.iter().all(|c| accepts(c));
+        match (strict, self.not) {
+            (true, false) => every(),
+            (true, true) => !any(),
+            (false, false) => any(),
+            (false, true) => !every(),
+        }
     }
 }
 

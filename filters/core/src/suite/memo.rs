@@ -33,6 +33,9 @@ pub struct MemoRequest<R> {
     /// Other headers read (or written) so far, by lower-case name. The pseudo-headers every
     /// stage asks for have their own cells: no name to copy, no list to search.
     headers: RefCell<Vec<(String, Option<String>)>>,
+    /// Every copy of the headers read with `header_values` (authz's header conditions).
+    header_lists: RefCell<Vec<(String, Vec<String>)>>,
+    remote_address: Slot,
 }
 
 // === impl MemoRequest ===
@@ -47,6 +50,8 @@ impl<R: RequestAttributes> MemoRequest<R> {
             source_address: Slot::default(),
             peer_principal: Slot::default(),
             headers: RefCell::new(Vec::new()),
+            header_lists: RefCell::new(Vec::new()),
+            remote_address: Slot::default(),
         }
     }
 
@@ -57,6 +62,14 @@ impl<R: RequestAttributes> MemoRequest<R> {
 
     /// Record that header `name` now has `value` (`None`: removed) on the host.
     pub fn note_header(&self, name: &str, value: Option<&str>) {
+        {
+            let copies: Vec<String> = value.iter().map(|v| v.to_string()).collect();
+            let mut lists = self.header_lists.borrow_mut();
+            match lists.iter_mut().find(|(n, _)| n == name) {
+                Some((_, old)) => *old = copies,
+                None => lists.push((name.to_string(), copies)),
+            }
+        }
         let value = value.map(str::to_string);
         if let Some(slot) = self.pseudo(name) {
             *slot.borrow_mut() = Some(value);
@@ -109,8 +122,23 @@ impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
         value
     }
 
+    fn header_values(&self, name: &str) -> Vec<String> {
+        if let Some((_, values)) = self.header_lists.borrow().iter().find(|(n, _)| n == name) {
+            return values.clone();
+        }
+        let values = self.inner.header_values(name);
+        self.header_lists
+            .borrow_mut()
+            .push((name.to_string(), values.clone()));
+        values
+    }
+
     fn source_address(&self) -> Option<String> {
         cached(&self.source_address, || self.inner.source_address())
+    }
+
+    fn remote_address(&self) -> Option<String> {
+        cached(&self.remote_address, || self.inner.remote_address())
     }
 
     fn peer_principal(&self) -> Option<String> {
@@ -132,8 +160,16 @@ impl<R: RequestAttributes + ?Sized> RequestAttributes for &R {
         (**self).header(name)
     }
 
+    fn header_values(&self, name: &str) -> Vec<String> {
+        (**self).header_values(name)
+    }
+
     fn source_address(&self) -> Option<String> {
         (**self).source_address()
+    }
+
+    fn remote_address(&self) -> Option<String> {
+        (**self).remote_address()
     }
 
     fn peer_principal(&self) -> Option<String> {

@@ -4,7 +4,10 @@
 //! `{"telemetry": {...}, "authz": {...}, "canary": {...}, "fault": {...}, "breaker": {...}}`:
 //! each section is
 //! exactly what that filter takes on its own, parsed by that filter's own parser; an absent
-//! (or `null`) section turns the stage off. An error inside a section names it, e.g.
+//! (or `null`) section turns the stage off, except authz on an inbound listener: there an
+//! absent section denies every request (fail closed), as an empty authz configuration does.
+//! `"listener": "inbound" | "outbound"` says which; without it a configuration with none of
+//! canary, fault and breaker is taken for inbound. An error inside a section names it, e.g.
 //! `canary.services[0].split[1].weight`.
 
 mod memo;
@@ -50,6 +53,16 @@ struct Sections {
     fault: Option<Box<RawValue>>,
     #[serde(default)]
     breaker: Option<Box<RawValue>>,
+    #[serde(default)]
+    listener: Option<Listener>,
+}
+
+/// Which listener's chain a suite configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Listener {
+    Inbound,
+    Outbound,
 }
 
 // === impl Suite ===
@@ -61,7 +74,13 @@ impl Suite {
             return Err(ConfigError::new("configuration", "must be a JSON object"));
         }
         let sections: Sections = crate::error::parse_json(bytes)?;
-        Ok(Self {
+        let inbound = match sections.listener {
+            Some(listener) => listener == Listener::Inbound,
+            None => [&sections.canary, &sections.fault, &sections.breaker]
+                .iter()
+                .all(|s| s.is_none()),
+        };
+        let mut suite = Self {
             telemetry: section(
                 "telemetry",
                 sections.telemetry.as_deref(),
@@ -71,7 +90,12 @@ impl Suite {
             canary: section("canary", sections.canary.as_deref(), Canary::from_json)?,
             fault: section("fault", sections.fault.as_deref(), Fault::from_json)?,
             breaker: section("breaker", sections.breaker.as_deref(), Breaker::from_json)?,
-        })
+        };
+        if inbound && suite.authz.is_none() {
+            // The empty authz configuration: it denies every request.
+            suite.authz = Some(Authz::new(crate::authz::AuthzConfig::default())?);
+        }
+        Ok(suite)
     }
 
     /// The enabled stages, in run order (for the log line at configuration).

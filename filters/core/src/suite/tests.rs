@@ -46,7 +46,7 @@ fn every_section_is_optional() {
     ])
     .unwrap();
     assert_eq!(all.enabled(), STAGES);
-    let none = Suite::from_json(b"{}").unwrap();
+    let none = Suite::from_json(br#"{"listener": "outbound"}"#).unwrap();
     assert!(none.enabled().is_empty());
     let two = suite(&[("breaker", BREAKER), ("authz", AUTHZ), ("fault", "null")]).unwrap();
     assert_eq!(two.enabled(), ["authz", "breaker"]);
@@ -163,4 +163,55 @@ fn a_noted_header_replaces_or_removes_what_was_read() {
     req.note_header("x-weft-cluster", Some("v2"));
     assert_eq!(req.header("x-weft-cluster").as_deref(), Some("v2"));
     assert_eq!(req.inner().reads.borrow().len(), 1);
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn an_inbound_suite_without_authz_denies() {
+    use crate::authz::{Verdict, NO_CONFIGURATION_POLICY};
+    let req = Req::new("reviews", "/reviews/1");
+    for config in [
+        "{}",
+        &format!(r#"{{"telemetry": {TELEMETRY}}}"#),
+        r#"{"listener": "inbound"}"#,
+        &format!(r#"{{"listener": "inbound", "fault": {FAULT}}}"#),
+    ] {
+        let suite = Suite::from_json(config.as_bytes()).unwrap();
+        let authz = suite.authz.as_ref().expect("authz stage is on");
+        let verdict = authz.decide(&req, 0).verdict;
+        assert!(
+            matches!(&verdict, Verdict::Deny { policy, status: 403, .. } if policy == NO_CONFIGURATION_POLICY),
+            "{config}: {verdict:?}"
+        );
+    }
+    // Outbound chains have no authz stage.
+    for config in [
+        format!(r#"{{"canary": {CANARY}}}"#),
+        r#"{"listener": "outbound"}"#.to_string(),
+    ] {
+        assert!(
+            Suite::from_json(config.as_bytes()).unwrap().authz.is_none(),
+            "{config}"
+        );
+    }
+    assert!(Suite::from_json(br#"{"listener": "sideways"}"#).is_err());
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn every_copy_of_a_header_is_read_once_and_follows_writes() {
+    let memo = MemoRequest::new(Counting {
+        req: Req::new("reviews", "/").with("x-user", "alice"),
+        reads: RefCell::new(Vec::new()),
+    });
+    assert_eq!(memo.header_values("x-user"), ["alice"]);
+    assert_eq!(memo.header_values("x-user"), ["alice"]);
+    assert_eq!(memo.inner().reads.borrow().as_slice(), ["x-user"]);
+    // A stage replaced every copy (authz writing a claim header), or removed them all.
+    memo.note_header("x-user", Some("bob"));
+    assert_eq!(memo.header_values("x-user"), ["bob"]);
+    memo.note_header("x-user", None);
+    assert!(memo.header_values("x-user").is_empty());
+    assert_eq!(memo.header("x-user"), None);
+    assert_eq!(memo.inner().reads.borrow().len(), 1);
 }

@@ -37,6 +37,8 @@ pub enum JwtError {
     BadSignature,
     Expired,
     NotYetValid,
+    /// No `exp` claim while the provider requires one.
+    MissingExpiry,
     WrongIssuer,
     WrongAudience,
 }
@@ -49,6 +51,7 @@ impl fmt::Display for JwtError {
             Self::BadSignature => "signature does not verify",
             Self::Expired => "token expired",
             Self::NotYetValid => "token not yet valid (nbf)",
+            Self::MissingExpiry => "token has no exp",
             Self::WrongIssuer => "issuer mismatch",
             Self::WrongAudience => "audience mismatch",
         })
@@ -75,6 +78,7 @@ pub(crate) struct Provider {
     pub(crate) header: String,
     prefix: String,
     pub(crate) required: bool,
+    require_exp: bool,
     skew: u64,
     keys: Vec<keys::Key>,
 }
@@ -109,6 +113,7 @@ impl Provider {
             header,
             prefix: p.prefix.clone(),
             required: p.required,
+            require_exp: p.require_exp,
             skew: p.clock_skew_seconds,
             keys: keys::compile(&format!("{at}.keys"), &p.keys)?,
         })
@@ -184,8 +189,10 @@ impl Provider {
         };
         // f64 holds every plausible timestamp exactly; it also accepts fractional ones.
         let (now, skew) = (now as f64, self.skew as f64);
-        if time("exp")?.is_some_and(|exp| now > exp + skew) {
-            return Err(JwtError::Expired);
+        match time("exp")? {
+            Some(exp) if now > exp + skew => return Err(JwtError::Expired),
+            None if self.require_exp => return Err(JwtError::MissingExpiry),
+            _ => {}
         }
         if time("nbf")?.is_some_and(|nbf| now + skew < nbf) {
             return Err(JwtError::NotYetValid);

@@ -71,6 +71,57 @@ enum Want {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
+fn a_token_without_exp_is_refused_unless_the_provider_opts_out() {
+    let never_expires = mk_hs256(&json!({"iss": ISSUER, "aud": "weft", "sub": "alice"}));
+    let req = with_auth(&format!("Bearer {never_expires}"));
+    let strict = mk_jwt_authz(json!({}));
+    let d = strict.decide(&req, NOW);
+    assert!(
+        matches!(&d.verdict, Verdict::Deny { status: 401, .. }),
+        "{d:?}"
+    );
+    assert_eq!(
+        d.reason.to_string(),
+        "jwt provider \"idp\": token has no exp"
+    );
+    let lenient = mk_jwt_authz(json!({"require_exp": false}));
+    assert_eq!(
+        lenient.decide(&req, NOW).verdict,
+        Verdict::Allow {
+            policy: Some("alice".into())
+        }
+    );
+    // The opt-out does not extend to expired tokens.
+    let expired =
+        mk_hs256(&json!({"iss": ISSUER, "aud": "weft", "sub": "alice", "exp": NOW - 600}));
+    let d = lenient.decide(&with_auth(&format!("Bearer {expired}")), NOW);
+    assert!(
+        matches!(&d.verdict, Verdict::Deny { status: 401, .. }),
+        "{d:?}"
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn a_repeated_token_header_is_refused() {
+    let authz = mk_jwt_authz(json!({}));
+    let token = hs(json!({}));
+    let mut req = with_auth(&format!("Bearer {token}"));
+    req.headers
+        .push(("authorization", format!("Bearer {token}")));
+    let d = authz.decide(&req, NOW);
+    assert!(
+        matches!(&d.verdict, Verdict::Deny { status: 401, policy, .. } if policy == "jwt:idp"),
+        "{d:?}"
+    );
+    assert_eq!(
+        d.reason.to_string(),
+        "jwt provider \"idp\": header authorization sent 2 times"
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn tokens() {
     use JwtError::*;
     let swapped_payload = {
@@ -107,7 +158,7 @@ fn tokens() {
         ("hs256 aud missing", hs(json!({"aud": null})), Want::Invalid(WrongAudience)),
         ("hs256 aud wrong type", hs(json!({"aud": 7})), Want::Invalid(WrongAudience)),
         ("hs256 iss missing", hs(json!({"iss": null})), Want::Invalid(WrongIssuer)),
-        ("hs256 no exp", { let mut c = json!({"iss": ISSUER, "aud": "weft", "sub": "alice"}); c["x"] = json!(1); mk_hs256(&c) }, Want::Allow),
+        ("hs256 no exp", mk_hs256(&json!({"iss": ISSUER, "aud": "weft", "sub": "alice"})), Want::Invalid(MissingExpiry)),
         ("hs256 expired", hs(json!({"exp": NOW - 61})), Want::Invalid(Expired)),
         ("hs256 expired within skew", hs(json!({"exp": NOW - 60})), Want::Allow),
         ("hs256 fractional exp", hs(json!({"exp": (NOW + 1) as f64 + 0.5})), Want::Allow),
@@ -238,7 +289,7 @@ fn providers_sharing_a_header_route_by_issuer() {
         "{d:?}"
     );
     // The required provider counts a token routed to another provider as present.
-    let token = mk_hs256(&json!({"iss": "https://first.example", "sub": "alice"}));
+    let token = mk_hs256(&json!({"iss": "https://first.example", "sub": "alice", "exp": NOW + 60}));
     let d = authz.decide(&with_auth(&format!("Bearer {token}")), NOW);
     assert_eq!(
         d.verdict,

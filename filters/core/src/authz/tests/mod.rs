@@ -2,6 +2,7 @@
 //! through wasm-bindgen-test, on wasm32-unknown-unknown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod hostile;
 mod validation;
 
 use super::*;
@@ -21,6 +22,8 @@ pub(crate) struct Req {
     pub(crate) path: Option<&'static str>,
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(crate) source: Option<&'static str>,
+    /// The original client through trusted hops; `None`: the peer (`source`).
+    pub(crate) remote: Option<&'static str>,
     pub(crate) peer: Option<&'static str>,
 }
 
@@ -42,8 +45,18 @@ impl RequestAttributes for Req {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     }
+    fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
     fn source_address(&self) -> Option<String> {
         self.source.map(str::to_string)
+    }
+    fn remote_address(&self) -> Option<String> {
+        self.remote.or(self.source).map(str::to_string)
     }
     fn peer_principal(&self) -> Option<String> {
         self.peer.map(str::to_string)
@@ -57,6 +70,7 @@ pub(crate) fn mk_req() -> Req {
         path: Some("/api/v1/items?x=1"),
         headers: vec![("x-team", "payments-eu".to_string())],
         source: Some("10.1.2.3:5555"),
+        remote: None,
         peer: Some("spiffe://cluster.local/ns/corp/sa/web"),
     }
 }
@@ -108,7 +122,7 @@ fn conditions() {
     };
     let token = mk_hs256(&json!({
         "iss": "iss", "sub": "alice", "groups": ["admin", "dev"], "realm": {"role": "ops"},
-        "level": 3, "email_verified": true,
+        "level": 3, "email_verified": true, "exp": NOW + 600,
     }));
     let with_token = {
         let mut r = mk_req();
@@ -248,7 +262,8 @@ fn precedence() {
     let default_body = "access denied: no ALLOW policy matched\n";
     #[rustfmt::skip]
     let cases: Vec<PrecedenceCase> = vec![
-        ("no policies", json!([]), allow(None), vec![], vec![]),
+        ("no policies: fail closed", json!([]),
+            deny(NO_CONFIGURATION_POLICY, 403, "access denied: no authorization configuration\n"), vec![], vec![]),
         ("allow matches", json!([policy("a", "ALLOW", get.clone())]), allow(Some("a")), vec![], vec![]),
         ("default deny", json!([policy("a", "ALLOW", post.clone())]),
             deny(DEFAULT_DENY_POLICY, 403, default_body), vec![], vec![]),
