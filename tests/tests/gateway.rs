@@ -12,7 +12,8 @@ use std::time::Duration;
 use pki_common::{dns, hs256_jwt, now, uri, TestCa};
 use serde_json::{json, Value};
 use weft_e2e::{
-    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
+    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, Pod, TestNet,
+    UpstreamOptions,
 };
 use weft_xds::gateway::{render_gateway, GatewayParams};
 use weft_xds::{bootstrap, FilterSpec, MeshService, MeshTls, SidecarGroup};
@@ -47,9 +48,6 @@ fn mesh_files(options: EnvoyOptions, ca: &str, leaf: &(String, String)) -> Envoy
 #[tokio::test(flavor = "multi_thread")]
 async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
     let net = TestNet::new("gateway");
-    let app = Upstream::start(&net, "finance-reporting", "v1")
-        .await
-        .unwrap();
     let host = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
     cp.state
@@ -100,16 +98,22 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
     let edge_leaves = [edge.leaf(vec![dns("finance-reporting")])];
 
     // The service's sidecar: mTLS inbound, authz by SPIFFE id.
-    let mut params = cp.bootstrap(&host, "finance-reporting", "v1", app.alias());
+    // A pod: the app on the sidecar's loopback, the inbound listener the only way in.
+    let mut params = cp.bootstrap(&host, "finance-reporting", "v1");
     params.mesh_tls_dir = Some(MESH_DIR.into());
     let mut options = EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND]);
     options.hostname = "finance-reporting-v1-sidecar".into();
-    let sidecar = Envoy::start(&net, mesh_files(options, &mesh_ca, &mesh_leaves[0]))
-        .await
-        .unwrap();
+    let sidecar = Pod::start(
+        &net,
+        mesh_files(options, &mesh_ca, &mesh_leaves[0]),
+        UpstreamOptions::new("finance-reporting", "v1"),
+    )
+    .await
+    .unwrap();
+    let app = sidecar.app();
 
     // The gateway: the edge certificate for the outside, the mesh certificate for the mesh.
-    let params = cp.bootstrap(&host, "gateway", "v1", "127.0.0.1");
+    let params = cp.bootstrap(&host, "gateway", "v1");
     let yaml = render_gateway(
         &params,
         &GatewayParams {
