@@ -63,8 +63,8 @@ pub enum AdminAccess {
     #[default]
     Socket,
     /// Where the bootstrap says, untouched; the harness has no admin access (readiness is
-    /// Envoy's "starting main dispatch loop" log line). For tests of the bootstrap's own
-    /// admin address.
+    /// Envoy's "all dependencies initialized. starting workers" log line). For tests of the
+    /// bootstrap's own admin address.
     Bootstrap,
 }
 
@@ -306,7 +306,8 @@ impl Envoy {
                     return Ok(Some(true));
                 }
                 if self.admin_socket.is_none() {
-                    let started = self.log.text().contains("starting main dispatch loop");
+                    // Logged once the init manager is done and listeners accept: /ready's LIVE.
+                    let started = self.log.text().contains("starting workers");
                     return Ok(started.then_some(false));
                 }
                 let ready =

@@ -35,6 +35,9 @@ pub struct UpstreamOptions {
     pub version: String,
     /// The hostname other containers on the network reach it by (Envoy's DNS name for it).
     pub alias: String,
+    /// Also serve the test-only instrumentation port ([`INSTRUMENT_PORT`], mapped to the
+    /// host): a prober that sends requests from inside the Docker network.
+    pub instrumented: bool,
 }
 
 impl UpstreamOptions {
@@ -44,7 +47,14 @@ impl UpstreamOptions {
             name: name.into(),
             version: version.into(),
             alias: name.into(),
+            instrumented: false,
         }
+    }
+
+    /// With the instrumentation port ([`Upstream::instrument_url`]).
+    pub fn instrumented(mut self) -> Self {
+        self.instrumented = true;
+        self
     }
 
     /// Reachable as `alias` instead of the service name (e.g. `reviews-v2`).
@@ -67,6 +77,7 @@ pub struct UpstreamStats {
 pub struct Upstream {
     alias: String,
     base_url: String,
+    instrument_url: Option<String>,
     client: reqwest::Client,
     container: Handle,
 }
@@ -105,8 +116,11 @@ impl Upstream {
     pub async fn start_with(net: &TestNet, options: UpstreamOptions) -> anyhow::Result<Self> {
         let image = test_service_image();
         let (repo, tag) = split_image(&image);
-        let container = GenericImage::new(repo, tag)
-            .with_exposed_port(SERVICE_PORT.tcp())
+        let mut generic = GenericImage::new(repo, tag).with_exposed_port(SERVICE_PORT.tcp());
+        if options.instrumented {
+            generic = generic.with_exposed_port(INSTRUMENT_PORT.tcp());
+        }
+        let mut request = generic
             .with_wait_for(WaitFor::message_on_stdout("listening on"))
             .with_network(net.name())
             // Docker adds the hostname to the container's DNS aliases on a user network.
@@ -114,7 +128,11 @@ impl Upstream {
             .with_env_var("SERVICE_NAME", options.name.clone())
             .with_env_var("SERVICE_VERSION", options.version.clone())
             .with_env_var("PORT", SERVICE_PORT.to_string())
-            .with_startup_timeout(std::time::Duration::from_secs(30))
+            .with_startup_timeout(std::time::Duration::from_secs(30));
+        if options.instrumented {
+            request = request.with_env_var("INSTRUMENT_PORT", INSTRUMENT_PORT.to_string());
+        }
+        let container = request
             .start()
             .await
             .with_context(|| {
@@ -127,9 +145,19 @@ impl Upstream {
             .get_host_port_ipv4(SERVICE_PORT.tcp())
             .await
             .context("upstream port mapping")?;
+        let instrument_url = if options.instrumented {
+            let port = container
+                .get_host_port_ipv4(INSTRUMENT_PORT.tcp())
+                .await
+                .context("instrumentation port mapping")?;
+            Some(format!("http://127.0.0.1:{port}"))
+        } else {
+            None
+        };
         Ok(Self {
             alias: options.alias,
             base_url: format!("http://127.0.0.1:{port}"),
+            instrument_url,
             client: http_client(),
             container: Handle::Managed(container),
         })
@@ -172,6 +200,7 @@ impl Upstream {
         let upstream = Self {
             alias: options.alias,
             base_url: format!("http://127.0.0.1:{instrument_host_port}"),
+            instrument_url: Some(format!("http://127.0.0.1:{instrument_host_port}")),
             client: http_client(),
             container: Handle::Cli(CliContainer { id }),
         };
@@ -198,6 +227,13 @@ impl Upstream {
     /// For a pod app, its instrumentation port (the app itself is on the pod's loopback).
     pub fn url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The test-only instrumentation port from the host (a pod app, or
+    /// [`UpstreamOptions::instrumented`]): `/_forward/<host:port>/<path>` and
+    /// `/_probe/<host:port>` act from inside the container's network namespace.
+    pub fn instrument_url(&self) -> Option<&str> {
+        self.instrument_url.as_deref()
     }
 
     pub fn id(&self) -> &str {
