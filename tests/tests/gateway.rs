@@ -211,6 +211,59 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         "denied requests stop at the gateway"
     );
 
+    // The gateway routes to mesh services only: a Host naming the control plane's cluster,
+    // the (absent) app's or a version cluster is answered 404 at the edge, and a client's
+    // x-weft-cluster is dropped before any filter sees it. HTTP/1.1, so Host is the authority.
+    let h1 = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .http1_only()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(edge_ca.as_bytes()).unwrap())
+        .resolve(
+            "finance-reporting",
+            std::net::SocketAddr::from(([127, 0, 0, 1], edge_port)),
+        )
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // (A version cluster's name, `outbound|...`, is not even a valid Host: Envoy's codec
+    // answers 400 before routing; the route guard would answer 404.)
+    let response = h1
+        .get(&url)
+        .bearer_auth(&finance)
+        .header("host", "outbound|8080|v1|finance-reporting.default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    for host in ["weft_xds", "local_app", "weft_xds:443"] {
+        let response = h1
+            .get(&url)
+            .bearer_auth(&finance)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (404, "weft: not a mesh service\n"),
+            "Host: {host}"
+        );
+    }
+    let reached = app.stats().await.unwrap().requests;
+    let response = h1
+        .get(&url)
+        .bearer_auth(&finance)
+        .header("x-weft-cluster", "weft_xds")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "x-weft-cluster is ignored");
+    assert_eq!(app.stats().await.unwrap().requests, reached + 1);
+
     // Plain HTTP to the HTTPS port is refused.
     let plain = weft_e2e::http_client()
         .get(format!("http://127.0.0.1:{edge_port}/reports/q3"))

@@ -161,6 +161,38 @@ async fn from_another_container_only_the_inbound_listener_answers() {
     );
     assert_eq!(socket_pod.admin_get("/ready").await.unwrap(), "LIVE\n");
 
+    // Through the outbound listener the app reaches mesh services only: not the control plane
+    // (`weft_xds`), not itself (`local_app`), not a version cluster by name, by `Host` or by
+    // a forged `x-weft-cluster`.
+    let outbound = socket_pod.local_url(OUTBOUND);
+    let send = |host: &'static str, cluster: Option<&'static str>| {
+        let url = format!("{outbound}/reviews/1");
+        async move {
+            let mut request = http_client().get(url).header("host", host);
+            if let Some(cluster) = cluster {
+                request = request.header("x-weft-cluster", cluster);
+            }
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    // A version cluster's name is not a valid Host for Envoy's HTTP/1 codec (`|`): 400.
+    let (status, _) = send("outbound|9080|v1|reviews.default", None).await;
+    assert_eq!(status, 400);
+    for host in ["weft_xds", "local_app", "weft_xds:18000"] {
+        let (status, body) = send(host, None).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (404, "weft: not a mesh service\n"),
+            "Host: {host}"
+        );
+    }
+    for cluster in ["weft_xds", "local_app"] {
+        let (status, body) = send("reviews", Some(cluster)).await;
+        assert_eq!(status, 200, "x-weft-cluster: {cluster} is ignored: {body}");
+        assert!(body.contains(r#""service":"reviews""#), "{body}");
+    }
+
     // The residual risk of a loopback admin: the app in the same pod reads config_dump,
     // which holds the bootstrap, the join token included (Envoy does not redact it).
     let (status, failed, dump) = get_from(
