@@ -85,7 +85,7 @@ pub struct Upstream {
 /// Pod apps are started with the docker CLI: testcontainers 0.28 would first create a bridge
 /// network literally named `container:<id>` (taking an address pool) for `--network container:`.
 enum Handle {
-    Managed(ContainerAsync<GenericImage>),
+    Managed(Box<ContainerAsync<GenericImage>>),
     Cli(CliContainer),
 }
 
@@ -159,7 +159,7 @@ impl Upstream {
             base_url: format!("http://127.0.0.1:{port}"),
             instrument_url,
             client: http_client(),
-            container: Handle::Managed(container),
+            container: Handle::Managed(Box::new(container)),
         })
     }
 
