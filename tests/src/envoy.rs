@@ -240,25 +240,7 @@ impl Envoy {
         let Some(socket) = &self.admin_socket else {
             bail!("this Envoy runs with AdminAccess::Bootstrap: the harness has no admin access");
         };
-        let what = || format!("admin GET {path} over {}", socket.display());
-        let exchange = async {
-            let stream = tokio::net::UnixStream::connect(socket).await?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let request = hyper::Request::get(path)
-                .header(hyper::header::HOST, "envoy-admin")
-                .body(Empty::<Bytes>::new())?;
-            let response = sender.send_request(request).await?;
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
-        };
-        tokio::time::timeout(Duration::from_secs(15), exchange)
-            .await
-            .map_err(|_| anyhow!("timed out"))
-            .and_then(|result| result)
-            .with_context(what)
+        unix_get(socket, path).await
     }
 
     /// The body of admin `GET path`; an error unless the status is 2xx.
@@ -408,6 +390,30 @@ fn request(
         request = request.with_mount(read_only(&host_path, container_path));
     }
     Ok((request, files, log))
+}
+
+/// `GET path` over HTTP/1.1 on the unix socket `socket` (an Envoy admin interface): the
+/// status and body. Bounded to 15 s.
+pub async fn unix_get(socket: &std::path::Path, path: &str) -> anyhow::Result<(u16, String)> {
+    let what = || format!("GET {path} over {}", socket.display());
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, "envoy-admin")
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(15), exchange)
+        .await
+        .map_err(|_| anyhow!("timed out"))
+        .and_then(|result| result)
+        .with_context(what)
 }
 
 /// Polls until the container has exited; its exit code.

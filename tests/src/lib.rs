@@ -27,7 +27,7 @@ use anyhow::bail;
 
 pub use config::{DownstreamTls, EnvoyConfig, FailurePolicy, Route, WasmFilter};
 pub use envoy::{
-    envoy_image, AdminAccess, Envoy, EnvoyOptions, ADMIN_PORT, ADMIN_SOCKET, FILTERS_DIR,
+    envoy_image, unix_get, AdminAccess, Envoy, EnvoyOptions, ADMIN_PORT, ADMIN_SOCKET, FILTERS_DIR,
 };
 pub use net::TestNet;
 pub use pod::Pod;
