@@ -140,6 +140,22 @@ async fn from_another_container_only_the_inbound_listener_answers() {
     assert_eq!((status, failed), (200, false), "{body}");
     assert!(body.contains(r#""service":"reviews""#), "{body}");
     assert_eq!(socket_pod.app().stats().await.unwrap().requests, 1);
+    // Whatever Host names, the inbound listener leads to the app only (never to `weft_xds`).
+    for host in ["weft_xds", "local_app"] {
+        let response = http_client()
+            .get(format!("{from_outside}/_forward/{ip}:{INBOUND}/reviews/1"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "Host: {host}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains(r#""service":"reviews""#),
+            "Host: {host}: {body}"
+        );
+    }
+    assert_eq!(socket_pod.app().stats().await.unwrap().requests, 3);
     let ip = loopback_pod.ip().await.unwrap();
     let (status, failed, _) = get_from(from_outside, &format!("{ip}:{INBOUND}"), "/x").await;
     assert_eq!((status, failed), (403, false));
