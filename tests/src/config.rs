@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::envoy::{ADMIN_PORT, FILTERS_DIR};
+use crate::envoy::{ADMIN_SOCKET, FILTERS_DIR};
 
 /// What a wasm filter does when its VM has failed (Envoy's `failure_policy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,7 +148,8 @@ pub enum Route {
 }
 
 /// A static sidecar-inbound bootstrap: listener on 0.0.0.0, HTTP filters then the router, one
-/// route to STRICT_DNS clusters, admin on 0.0.0.0:9901.
+/// route to STRICT_DNS clusters, admin on the harness's unix socket ([`ADMIN_SOCKET`]), never
+/// on a network address.
 #[derive(Clone, Debug)]
 pub struct EnvoyConfig {
     pub listener_port: u16,
@@ -241,7 +242,7 @@ impl EnvoyConfig {
             .map(|(name, host, port)| strict_dns_cluster(name, host, *port))
             .collect();
         json!({
-            "admin": {"address": socket_address(ADMIN_PORT)},
+            "admin": {"address": {"pipe": {"path": ADMIN_SOCKET, "mode": 0o600}}},
             "static_resources": {
                 "listeners": [{
                     "name": "inbound",

@@ -6,16 +6,25 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use testcontainers::{
     core::{logs::LogFrame, AccessMode, IntoContainerPort, Mount},
     runners::AsyncRunner,
     ContainerAsync, ContainerRequest, GenericImage, ImageExt,
 };
 
-use crate::{filters_dir, http_client, poll_until, upstream::split_image, TestNet};
+use crate::{filters_dir, poll_until, upstream::split_image, TestNet};
 
-/// Envoy's admin port; bootstraps from [`crate::EnvoyConfig`] bind it on 0.0.0.0.
+/// The port of a bootstrap's loopback admin interface (`weft bootstrap`'s default); the
+/// harness never maps it: it reads admin through [`ADMIN_SOCKET`].
 pub const ADMIN_PORT: u16 = 9901;
+/// Where Envoy's admin interface listens inside the container: a unix socket in a directory
+/// bind-mounted from a per-container host temp dir, so the test process (and nothing on the
+/// Docker network) can reach it.
+pub const ADMIN_SOCKET: &str = "/run/weft-admin/admin.sock";
+const ADMIN_SOCKET_DIR: &str = "/run/weft-admin";
 /// Where the filters directory is mounted (read-only) inside the Envoy container.
 pub const FILTERS_DIR: &str = "/etc/weft/filters";
 const BOOTSTRAP_PATH: &str = "/etc/envoy/envoy.yaml";
@@ -42,6 +51,21 @@ pub struct EnvoyOptions {
     pub ready_timeout: Duration,
     /// The container's hostname on the test network.
     pub hostname: String,
+    /// How the harness reaches Envoy's admin interface.
+    pub admin: AdminAccess,
+}
+
+/// How the harness reaches Envoy's admin interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// On [`ADMIN_SOCKET`]: a bootstrap that does not already put admin there gets it moved
+    /// there (`--config-yaml`, merged over the bootstrap), whatever address it names.
+    #[default]
+    Socket,
+    /// Where the bootstrap says, untouched; the harness has no admin access (readiness is
+    /// Envoy's "all dependencies initialized. starting workers" log line). For tests of the
+    /// bootstrap's own admin address.
+    Bootstrap,
 }
 
 impl EnvoyOptions {
@@ -57,6 +81,7 @@ impl EnvoyOptions {
             log_level: "info".into(),
             ready_timeout: Duration::from_secs(30),
             hostname: "envoy".into(),
+            admin: AdminAccess::Socket,
         }
     }
 
@@ -87,8 +112,10 @@ pub struct Envoy {
     container: ContainerAsync<GenericImage>,
     mapped: HashMap<u16, u16>,
     log: LogBuffer,
-    client: reqwest::Client,
-    /// Holds the bootstrap and extra files for as long as the container mounts them.
+    /// The host side of [`ADMIN_SOCKET`]; `None` with [`AdminAccess::Bootstrap`].
+    admin_socket: Option<PathBuf>,
+    /// Holds the bootstrap, extra files and the admin socket's directory for as long as the
+    /// container mounts them.
     _files: tempfile::TempDir,
 }
 
@@ -99,7 +126,7 @@ impl Envoy {
     ///
     /// Fails with Envoy's log when it exits (a refused config) or is not ready in time.
     pub async fn start(net: &TestNet, options: EnvoyOptions) -> anyhow::Result<Self> {
-        let (request, files, log) = request(net, &options, true)?;
+        let (request, files, log) = request(net, &options)?;
         let container = request.start().await.with_context(|| {
             format!(
                 "starting Envoy ({}); is the image built? run scripts/setup\n{}",
@@ -107,9 +134,8 @@ impl Envoy {
                 log.text()
             )
         })?;
-        let client = http_client();
         let mut mapped = HashMap::new();
-        for port in options.ports.iter().copied().chain([ADMIN_PORT]) {
+        for port in options.ports.iter().copied() {
             match container.get_host_port_ipv4(port.tcp()).await {
                 Ok(host_port) => mapped.insert(port, host_port),
                 Err(error) => {
@@ -118,11 +144,13 @@ impl Envoy {
                 }
             };
         }
+        let admin_socket = (options.admin == AdminAccess::Socket)
+            .then(|| files.path().join("admin").join("admin.sock"));
         let envoy = Self {
             container,
             mapped,
             log,
-            client,
+            admin_socket,
             _files: files,
         };
         envoy.wait_ready(options.ready_timeout).await?;
@@ -140,7 +168,7 @@ impl Envoy {
             ports: Vec::new(),
             ..options
         };
-        let (request, _files, log) = request(net, &options, false)?;
+        let (request, _files, log) = request(net, &options)?;
         let container = request
             .start()
             .await
@@ -193,29 +221,45 @@ impl Envoy {
         }
     }
 
-    pub fn admin_url(&self) -> String {
-        self.url(ADMIN_PORT)
+    /// The host port listener `port` is mapped to, if it is in `options.ports`.
+    pub fn host_port(&self, port: u16) -> Option<u16> {
+        self.mapped.get(&port).copied()
     }
 
     pub fn id(&self) -> &str {
         self.container.id()
     }
 
+    /// The container's IP on its test network.
+    pub async fn ip(&self) -> anyhow::Result<String> {
+        Ok(self.container.get_bridge_ip_address().await?.to_string())
+    }
+
+    /// `GET path` on Envoy's admin interface (over its unix socket): the status and body.
+    pub async fn admin_request(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let Some(socket) = &self.admin_socket else {
+            bail!("this Envoy runs with AdminAccess::Bootstrap: the harness has no admin access");
+        };
+        unix_get(socket, path).await
+    }
+
+    /// The body of admin `GET path`; an error unless the status is 2xx.
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+        let (status, body) = self.admin_request(path).await?;
+        if !(200..300).contains(&status) {
+            bail!("admin GET {path}: status {status}: {body}");
+        }
+        Ok(body)
+    }
+
     /// Counters and gauges from admin `/stats?format=json`.
     pub async fn stats(&self) -> anyhow::Result<HashMap<String, u64>> {
-        let url = format!("{}/stats?format=json", self.admin_url());
-        let body: serde_json::Value = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?
-            .error_for_status()?
-            .json()
-            .await?;
+        let body: serde_json::Value =
+            serde_json::from_str(&self.admin_get("/stats?format=json").await?)
+                .context("admin /stats?format=json is not JSON")?;
         let entries = body["stats"]
             .as_array()
-            .ok_or_else(|| anyhow!("{url}: no \"stats\" array"))?;
+            .ok_or_else(|| anyhow!("admin /stats: no \"stats\" array"))?;
         Ok(entries
             .iter()
             .filter_map(|entry| {
@@ -235,25 +279,24 @@ impl Envoy {
     }
 
     async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
-        let url = format!("{}/ready", self.admin_url());
         let exited = poll_until(
             "Envoy admin /ready",
             timeout,
             Duration::from_millis(50),
-            || {
-                let url = url.clone();
-                async move {
-                    if !self.container.is_running().await? {
-                        return Ok(Some(true));
-                    }
-                    let response = self
-                        .client
-                        .get(&url)
-                        .timeout(Duration::from_secs(1))
-                        .send()
-                        .await?;
-                    Ok(response.status().is_success().then_some(false))
+            || async move {
+                if !self.container.is_running().await? {
+                    return Ok(Some(true));
                 }
+                if self.admin_socket.is_none() {
+                    // Logged once the init manager is done and listeners accept: /ready's LIVE.
+                    let started = self.log.text().contains("starting workers");
+                    return Ok(started.then_some(false));
+                }
+                let ready =
+                    tokio::time::timeout(Duration::from_secs(1), self.admin_request("/ready"))
+                        .await
+                        .map_err(|_| anyhow!("admin /ready timed out"))??;
+                Ok((ready.0 == 200).then_some(false))
             },
         )
         .await;
@@ -288,7 +331,6 @@ impl Drop for Envoy {
 fn request(
     net: &TestNet,
     options: &EnvoyOptions,
-    admin: bool,
 ) -> anyhow::Result<(ContainerRequest<GenericImage>, tempfile::TempDir, LogBuffer)> {
     let files = tempfile::Builder::new()
         .prefix("weft-e2e-envoy-")
@@ -299,30 +341,40 @@ fn request(
 
     let (repo, tag) = split_image(&envoy_image());
     let mut image = GenericImage::new(repo, tag);
-    for port in options
-        .ports
-        .iter()
-        .copied()
-        .chain(admin.then_some(ADMIN_PORT))
-    {
+    for port in options.ports.iter().copied() {
         image = image.with_exposed_port(port.tcp());
+    }
+    let mut cmd = vec![
+        "-c".to_owned(),
+        BOOTSTRAP_PATH.to_owned(),
+        "--concurrency".to_owned(),
+        options.concurrency.to_string(),
+        "-l".to_owned(),
+        options.log_level.clone(),
+        "--file-flush-interval-msec".to_owned(),
+        "100".to_owned(),
+    ];
+    let admin_dir = files.path().join("admin");
+    std::fs::create_dir(&admin_dir).context("creating the admin socket's directory")?;
+    if options.admin == AdminAccess::Socket && !options.bootstrap_yaml.contains(ADMIN_SOCKET) {
+        // Merged over the bootstrap: the address oneof becomes the pipe.
+        cmd.push("--config-yaml".to_owned());
+        cmd.push(format!(
+            "{{admin: {{address: {{pipe: {{path: {ADMIN_SOCKET}, mode: {}}}}}}}}}",
+            0o600
+        ));
     }
     let log = LogBuffer::default();
     let mut request = image
         .with_network(net.name())
         .with_hostname(options.hostname.clone())
         .with_mount(read_only(&bootstrap, BOOTSTRAP_PATH))
+        .with_mount(Mount::bind_mount(
+            admin_dir.to_string_lossy(),
+            ADMIN_SOCKET_DIR,
+        ))
         .with_log_consumer(log.consumer())
-        .with_cmd([
-            "-c".to_owned(),
-            BOOTSTRAP_PATH.to_owned(),
-            "--concurrency".to_owned(),
-            options.concurrency.to_string(),
-            "-l".to_owned(),
-            options.log_level.clone(),
-            "--file-flush-interval-msec".to_owned(),
-            "100".to_owned(),
-        ]);
+        .with_cmd(cmd);
     if let Some(dir) = &options.wasm_dir {
         if !dir.is_dir() {
             bail!(
@@ -338,6 +390,30 @@ fn request(
         request = request.with_mount(read_only(&host_path, container_path));
     }
     Ok((request, files, log))
+}
+
+/// `GET path` over HTTP/1.1 on the unix socket `socket` (an Envoy admin interface): the
+/// status and body. Bounded to 15 s.
+pub async fn unix_get(socket: &std::path::Path, path: &str) -> anyhow::Result<(u16, String)> {
+    let what = || format!("GET {path} over {}", socket.display());
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, "envoy-admin")
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(15), exchange)
+        .await
+        .map_err(|_| anyhow!("timed out"))
+        .and_then(|result| result)
+        .with_context(what)
 }
 
 /// Polls until the container has exited; its exit code.

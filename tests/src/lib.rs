@@ -1,8 +1,10 @@
 //! `weft_e2e`: the harness for weft's end-to-end tests.
 //!
 //! Each test makes its own [`TestNet`] (a private Docker network with a unique name), starts
-//! [`Upstream`]s (the `weft-test-service` image) and an [`Envoy`] on it, and talks to both through
-//! ports mapped to 127.0.0.1. Everything is removed when the handles drop; an [`Envoy`] dropped
+//! [`Upstream`]s (the `weft-test-service` image) and an [`Envoy`] on it, or [`Pod`]s (an app
+//! and its sidecar in one network namespace), and talks to them through ports mapped to
+//! 127.0.0.1. Envoy's admin interface is never on the network: the harness reads it over a
+//! unix socket bind-mounted from a host temp dir ([`ADMIN_SOCKET`]). Everything is removed when the handles drop; an [`Envoy`] dropped
 //! while its test panics prints its log first, so a failing test shows what Envoy saw.
 //!
 //! Readiness is always bounded polling ([`poll_until`]), never a fixed sleep. Tests run on a
@@ -13,6 +15,7 @@
 mod config;
 mod envoy;
 mod net;
+mod pod;
 mod poll;
 mod stats;
 mod upstream;
@@ -23,12 +26,17 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 pub use config::{DownstreamTls, EnvoyConfig, FailurePolicy, Route, WasmFilter};
-pub use envoy::{envoy_image, Envoy, EnvoyOptions, ADMIN_PORT, FILTERS_DIR};
+pub use envoy::{
+    envoy_image, unix_get, AdminAccess, Envoy, EnvoyOptions, ADMIN_PORT, ADMIN_SOCKET, FILTERS_DIR,
+};
 pub use net::TestNet;
+pub use pod::Pod;
 pub use poll::poll_until;
 pub use reqwest;
 pub use stats::{binomial_interval_999, within_binomial_999};
-pub use upstream::{test_service_image, Upstream, UpstreamOptions, UpstreamStats, SERVICE_PORT};
+pub use upstream::{
+    test_service_image, Upstream, UpstreamOptions, UpstreamStats, INSTRUMENT_PORT, SERVICE_PORT,
+};
 
 /// The workspace root (the parent of `tests/`).
 pub fn workspace_root() -> PathBuf {

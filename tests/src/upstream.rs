@@ -1,4 +1,8 @@
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -8,7 +12,11 @@ use testcontainers::{
     ContainerAsync, GenericImage, ImageExt,
 };
 
-use crate::{http_client, TestNet};
+use crate::{http_client, poll_until, TestNet};
+
+/// The test service's test-only instrumentation port (`INSTRUMENT_PORT`), on 0.0.0.0 in a
+/// pod app: `/_admin/*`, `/_forward/<host:port>/<path>`, `/_probe/<host:port>`.
+pub const INSTRUMENT_PORT: u16 = 9000;
 
 /// The port the test service listens on inside its container.
 pub const SERVICE_PORT: u16 = 8080;
@@ -27,6 +35,9 @@ pub struct UpstreamOptions {
     pub version: String,
     /// The hostname other containers on the network reach it by (Envoy's DNS name for it).
     pub alias: String,
+    /// Also serve the test-only instrumentation port ([`INSTRUMENT_PORT`], mapped to the
+    /// host): a prober that sends requests from inside the Docker network.
+    pub instrumented: bool,
 }
 
 impl UpstreamOptions {
@@ -36,7 +47,14 @@ impl UpstreamOptions {
             name: name.into(),
             version: version.into(),
             alias: name.into(),
+            instrumented: false,
         }
+    }
+
+    /// With the instrumentation port ([`Upstream::instrument_url`]).
+    pub fn instrumented(mut self) -> Self {
+        self.instrumented = true;
+        self
     }
 
     /// Reachable as `alias` instead of the service name (e.g. `reviews-v2`).
@@ -55,12 +73,36 @@ pub struct UpstreamStats {
     pub by_path: BTreeMap<String, u64>,
 }
 
-/// A running `weft-test-service` container on a [`TestNet`].
+/// A running `weft-test-service` container: on a [`TestNet`], or inside a [`crate::Pod`].
 pub struct Upstream {
     alias: String,
     base_url: String,
+    instrument_url: Option<String>,
     client: reqwest::Client,
-    container: ContainerAsync<GenericImage>,
+    container: Handle,
+}
+
+/// Pod apps are started with the docker CLI: testcontainers 0.28 would first create a bridge
+/// network literally named `container:<id>` (taking an address pool) for `--network container:`.
+enum Handle {
+    Managed(Box<ContainerAsync<GenericImage>>),
+    Cli(CliContainer),
+}
+
+/// A container started with `docker run`, removed (`docker rm -f`) on drop.
+struct CliContainer {
+    id: String,
+}
+
+impl Drop for CliContainer {
+    fn drop(&mut self) {
+        // Synchronous on purpose: Drop cannot await.
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 // === impl Upstream ===
@@ -74,8 +116,11 @@ impl Upstream {
     pub async fn start_with(net: &TestNet, options: UpstreamOptions) -> anyhow::Result<Self> {
         let image = test_service_image();
         let (repo, tag) = split_image(&image);
-        let container = GenericImage::new(repo, tag)
-            .with_exposed_port(SERVICE_PORT.tcp())
+        let mut generic = GenericImage::new(repo, tag).with_exposed_port(SERVICE_PORT.tcp());
+        if options.instrumented {
+            generic = generic.with_exposed_port(INSTRUMENT_PORT.tcp());
+        }
+        let mut request = generic
             .with_wait_for(WaitFor::message_on_stdout("listening on"))
             .with_network(net.name())
             // Docker adds the hostname to the container's DNS aliases on a user network.
@@ -83,7 +128,11 @@ impl Upstream {
             .with_env_var("SERVICE_NAME", options.name.clone())
             .with_env_var("SERVICE_VERSION", options.version.clone())
             .with_env_var("PORT", SERVICE_PORT.to_string())
-            .with_startup_timeout(std::time::Duration::from_secs(30))
+            .with_startup_timeout(std::time::Duration::from_secs(30));
+        if options.instrumented {
+            request = request.with_env_var("INSTRUMENT_PORT", INSTRUMENT_PORT.to_string());
+        }
+        let container = request
             .start()
             .await
             .with_context(|| {
@@ -96,12 +145,77 @@ impl Upstream {
             .get_host_port_ipv4(SERVICE_PORT.tcp())
             .await
             .context("upstream port mapping")?;
+        let instrument_url = if options.instrumented {
+            let port = container
+                .get_host_port_ipv4(INSTRUMENT_PORT.tcp())
+                .await
+                .context("instrumentation port mapping")?;
+            Some(format!("http://127.0.0.1:{port}"))
+        } else {
+            None
+        };
         Ok(Self {
             alias: options.alias,
             base_url: format!("http://127.0.0.1:{port}"),
+            instrument_url,
             client: http_client(),
-            container,
+            container: Handle::Managed(Box::new(container)),
         })
+    }
+
+    /// Starts the app of a pod: in the network namespace of container `sidecar_id`
+    /// (`--network container:<id>`), listening on 127.0.0.1:[`SERVICE_PORT`] only, with the
+    /// instrumentation port on [`INSTRUMENT_PORT`], which the sidecar's container maps to
+    /// host port `instrument_host_port`. Ready once `/_admin/stats` answers through it.
+    pub(crate) async fn start_in_pod(
+        sidecar_id: &str,
+        instrument_host_port: u16,
+        options: UpstreamOptions,
+    ) -> anyhow::Result<Self> {
+        let image = test_service_image();
+        let output = Command::new("docker")
+            .args(["run", "-d", "--network"])
+            .arg(format!("container:{sidecar_id}"))
+            .args(["--label", "weft.e2e=pod-app"])
+            .arg("-e")
+            .arg(format!("SERVICE_NAME={}", options.name))
+            .arg("-e")
+            .arg(format!("SERVICE_VERSION={}", options.version))
+            .args(["-e", "BIND=127.0.0.1"])
+            .arg("-e")
+            .arg(format!("PORT={SERVICE_PORT}"))
+            .arg("-e")
+            .arg(format!("INSTRUMENT_PORT={INSTRUMENT_PORT}"))
+            .arg(&image)
+            .output()
+            .context("running docker run")?;
+        if !output.status.success() {
+            bail!(
+                "starting pod app {} ({image}); is the image built? run scripts/build-test-service-image: {}",
+                options.alias,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let upstream = Self {
+            alias: options.alias,
+            base_url: format!("http://127.0.0.1:{instrument_host_port}"),
+            instrument_url: Some(format!("http://127.0.0.1:{instrument_host_port}")),
+            client: http_client(),
+            container: Handle::Cli(CliContainer { id }),
+        };
+        let ready = poll_until(
+            "the pod app's instrumentation port",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async { Ok(upstream.stats().await.is_ok().then_some(())) },
+        )
+        .await;
+        if let Err(error) = ready {
+            let logs = upstream.logs().await.unwrap_or_default();
+            return Err(error.context(format!("pod app log:\n{logs}")));
+        }
+        Ok(upstream)
     }
 
     /// The hostname Envoy reaches this service by.
@@ -110,12 +224,23 @@ impl Upstream {
     }
 
     /// `http://127.0.0.1:<mapped port>`: the service straight from the host, bypassing Envoy.
+    /// For a pod app, its instrumentation port (the app itself is on the pod's loopback).
     pub fn url(&self) -> &str {
         &self.base_url
     }
 
+    /// The test-only instrumentation port from the host (a pod app, or
+    /// [`UpstreamOptions::instrumented`]): `/_forward/<host:port>/<path>` and
+    /// `/_probe/<host:port>` act from inside the container's network namespace.
+    pub fn instrument_url(&self) -> Option<&str> {
+        self.instrument_url.as_deref()
+    }
+
     pub fn id(&self) -> &str {
-        self.container.id()
+        match &self.container {
+            Handle::Managed(container) => container.id(),
+            Handle::Cli(container) => &container.id,
+        }
     }
 
     pub async fn stats(&self) -> anyhow::Result<UpstreamStats> {
@@ -140,9 +265,22 @@ impl Upstream {
 
     /// The service's stdout and stderr so far.
     pub async fn logs(&self) -> anyhow::Result<String> {
-        let mut out = self.container.stdout_to_vec().await?;
-        out.extend(self.container.stderr_to_vec().await?);
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        match &self.container {
+            Handle::Managed(container) => {
+                let mut out = container.stdout_to_vec().await?;
+                out.extend(container.stderr_to_vec().await?);
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            }
+            Handle::Cli(container) => {
+                let output = Command::new("docker")
+                    .args(["logs", &container.id])
+                    .output()
+                    .context("running docker logs")?;
+                let mut out = output.stdout;
+                out.extend(output.stderr);
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            }
+        }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {

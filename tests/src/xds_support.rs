@@ -7,9 +7,26 @@ use anyhow::{bail, Context};
 
 use crate::TestNet;
 
-/// The gateway IP of the test network: the host as seen from its containers. The network
-/// exists once a container joined it (start one first).
+/// The gateway IP of the test network: the host as seen from its containers. Creates the
+/// network when no container has joined it yet (a bootstrap needs the address before its
+/// sidecar starts); [`TestNet`] removes it on drop either way.
 pub fn network_gateway(net: &TestNet) -> anyhow::Result<String> {
+    let exists = Command::new("docker")
+        .args(["network", "inspect", net.name()])
+        .output()
+        .context("running docker network inspect")?
+        .status
+        .success();
+    if !exists {
+        let created = Command::new("docker")
+            .args(["network", "create", net.name()])
+            .output()
+            .context("running docker network create")?;
+        let stderr = String::from_utf8_lossy(&created.stderr);
+        if !created.status.success() && !stderr.contains("already exists") {
+            bail!("docker network create {}: {stderr}", net.name());
+        }
+    }
     let output = Command::new("docker")
         .args([
             "network",

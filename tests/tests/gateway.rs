@@ -12,7 +12,8 @@ use std::time::Duration;
 use pki_common::{dns, hs256_jwt, now, uri, TestCa};
 use serde_json::{json, Value};
 use weft_e2e::{
-    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
+    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, Pod, TestNet,
+    UpstreamOptions,
 };
 use weft_xds::gateway::{render_gateway, GatewayParams};
 use weft_xds::{bootstrap, FilterSpec, MeshService, MeshTls, SidecarGroup};
@@ -47,9 +48,6 @@ fn mesh_files(options: EnvoyOptions, ca: &str, leaf: &(String, String)) -> Envoy
 #[tokio::test(flavor = "multi_thread")]
 async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
     let net = TestNet::new("gateway");
-    let app = Upstream::start(&net, "finance-reporting", "v1")
-        .await
-        .unwrap();
     let host = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
     cp.state
@@ -100,16 +98,22 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
     let edge_leaves = [edge.leaf(vec![dns("finance-reporting")])];
 
     // The service's sidecar: mTLS inbound, authz by SPIFFE id.
-    let mut params = cp.bootstrap(&host, "finance-reporting", "v1", app.alias());
+    // A pod: the app on the sidecar's loopback, the inbound listener the only way in.
+    let mut params = cp.bootstrap(&host, "finance-reporting", "v1");
     params.mesh_tls_dir = Some(MESH_DIR.into());
     let mut options = EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND]);
     options.hostname = "finance-reporting-v1-sidecar".into();
-    let sidecar = Envoy::start(&net, mesh_files(options, &mesh_ca, &mesh_leaves[0]))
-        .await
-        .unwrap();
+    let sidecar = Pod::start(
+        &net,
+        mesh_files(options, &mesh_ca, &mesh_leaves[0]),
+        UpstreamOptions::new("finance-reporting", "v1"),
+    )
+    .await
+    .unwrap();
+    let app = sidecar.app();
 
     // The gateway: the edge certificate for the outside, the mesh certificate for the mesh.
-    let params = cp.bootstrap(&host, "gateway", "v1", "127.0.0.1");
+    let params = cp.bootstrap(&host, "gateway", "v1");
     let yaml = render_gateway(
         &params,
         &GatewayParams {
@@ -206,6 +210,59 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         reached,
         "denied requests stop at the gateway"
     );
+
+    // The gateway routes to mesh services only: a Host naming the control plane's cluster,
+    // the (absent) app's or a version cluster is answered 404 at the edge, and a client's
+    // x-weft-cluster is dropped before any filter sees it. HTTP/1.1, so Host is the authority.
+    let h1 = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .http1_only()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(edge_ca.as_bytes()).unwrap())
+        .resolve(
+            "finance-reporting",
+            std::net::SocketAddr::from(([127, 0, 0, 1], edge_port)),
+        )
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // (A version cluster's name, `outbound|...`, is not even a valid Host: Envoy's codec
+    // answers 400 before routing; the route guard would answer 404.)
+    let response = h1
+        .get(&url)
+        .bearer_auth(&finance)
+        .header("host", "outbound|8080|v1|finance-reporting.default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    for host in ["weft_xds", "local_app", "weft_xds:443"] {
+        let response = h1
+            .get(&url)
+            .bearer_auth(&finance)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (404, "weft: not a mesh service\n"),
+            "Host: {host}"
+        );
+    }
+    let reached = app.stats().await.unwrap().requests;
+    let response = h1
+        .get(&url)
+        .bearer_auth(&finance)
+        .header("x-weft-cluster", "weft_xds")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "x-weft-cluster is ignored");
+    assert_eq!(app.stats().await.unwrap().requests, reached + 1);
 
     // Plain HTTP to the HTTPS port is refused.
     let plain = weft_e2e::http_client()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weft_ca::{CaSettings, Identity};
-use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, TestNet, Upstream};
+use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, Pod, TestNet};
 use weft_xds::{
     bootstrap::{BootstrapParams, XdsUpstreamTls},
     FilterSpec, MeshService, MeshTls, SidecarGroup, XdsTls,
@@ -32,7 +32,6 @@ struct Mesh {
     xds_tls: Arc<XdsTls>,
     net: TestNet,
     gateway: String,
-    app: Upstream,
     _dir: tempfile::TempDir,
 }
 
@@ -82,12 +81,6 @@ impl Mesh {
         }];
         state.set_config(1, filters, services).unwrap();
         let net = TestNet::new(label);
-        let app = Upstream::start_with(
-            &net,
-            weft_e2e::UpstreamOptions::new("reviews", "v1").alias("reviews-app"),
-        )
-        .await
-        .unwrap();
         let gateway = network_gateway(&net).unwrap();
         // The sidecars reach the control plane at the gateway IP: that is its name.
         let tls = XdsTls::new(Arc::clone(&identity), vec![gateway.clone()]).unwrap();
@@ -99,7 +92,6 @@ impl Mesh {
             identity,
             net,
             gateway,
-            app,
             _dir: dir,
         }
     }
@@ -114,9 +106,7 @@ impl Mesh {
 
     /// A sidecar of `service` v1 in SDS mode presenting `token`.
     fn params(&self, service: &str, node_id: &str, token: Option<String>) -> BootstrapParams {
-        let mut params = self
-            .cp
-            .bootstrap(&self.gateway, service, "v1", self.app.alias());
+        let mut params = self.cp.bootstrap(&self.gateway, service, "v1");
         params.node_id = Some(node_id.into());
         params.sds = true;
         params.token = token;
@@ -125,24 +115,25 @@ impl Mesh {
         params
     }
 
-    async fn sidecar(&self, service: &str, node_id: &str, token: Option<String>) -> Envoy {
+    async fn sidecar(&self, service: &str, node_id: &str, token: Option<String>) -> Pod {
         self.cp
             .sidecar_from(&self.net, &self.params(service, node_id, token))
             .await
     }
 
     /// `<service>-v1` with a valid token for its service.
-    async fn joined(&self, service: &str) -> Envoy {
+    async fn joined(&self, service: &str) -> Pod {
         let token = self.token(service, Duration::from_secs(3600));
         self.sidecar(service, &format!("{service}-v1"), Some(token))
             .await
     }
 }
 
-/// `GET /reviews/1` with `Host: reviews` through `caller`'s outbound listener.
-async fn call_reviews(client: &reqwest::Client, caller: &Envoy) -> Result<u16, String> {
+/// `GET /reviews/1` with `Host: reviews` from `caller`'s app through its sidecar's outbound
+/// listener.
+async fn call_reviews(client: &reqwest::Client, caller: &Pod) -> Result<u16, String> {
     client
-        .get(format!("{}/reviews/1", caller.url(OUTBOUND)))
+        .get(format!("{}/reviews/1", caller.local_url(OUTBOUND)))
         .header("host", "reviews")
         .send()
         .await
@@ -150,7 +141,7 @@ async fn call_reviews(client: &reqwest::Client, caller: &Envoy) -> Result<u16, S
         .map_err(|e| e.to_string())
 }
 
-async fn wait_status(caller: &Envoy, want: u16, what: &str) {
+async fn wait_status(caller: &Pod, want: u16, what: &str) {
     let client = http_client();
     let result = poll_until(
         what,
@@ -207,12 +198,7 @@ async fn active_secrets(envoy: &Envoy) -> usize {
 }
 
 async fn admin_get(envoy: &Envoy, path: &str) -> String {
-    let response = http_client()
-        .get(format!("{}{path}", envoy.admin_url()))
-        .send()
-        .await
-        .unwrap();
-    response.text().await.unwrap()
+    envoy.admin_get(path).await.unwrap()
 }
 
 /// A client straight to a sidecar's inbound port: presenting `identity` (cert + key PEM) if
@@ -526,7 +512,7 @@ async fn certificates_and_the_root_rotate_under_load_without_a_failed_request() 
     // Steady load through the sidecars (pooled connections).
     for _ in 0..3 {
         let (ok, failed, first_failure) = (ok.clone(), failed.clone(), first_failure.clone());
-        let caller = productpage.url(OUTBOUND);
+        let caller = productpage.local_url(OUTBOUND);
         workers.push(tokio::spawn(async move {
             let client = http_client();
             while Instant::now() < deadline {

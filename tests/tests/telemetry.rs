@@ -147,9 +147,13 @@ fn port(workload: &str, container_port: u16) -> u16 {
         .unwrap_or_else(|| panic!("no port {container_port} for {workload}: {text}"))
 }
 
-/// `n` calls from `caller`'s app side (its outbound listener) to `host`; the statuses seen.
+/// `n` calls from `caller`'s app through its sidecar's outbound listener (on the pod's
+/// loopback: sent by the app's test-only forwarder, port 9000) to `host`; the statuses seen.
 async fn send(caller: &str, host: &str, path: &str, n: usize) -> Vec<u16> {
-    let url = format!("http://127.0.0.1:{}{path}", port(caller, 15001));
+    let url = format!(
+        "http://127.0.0.1:{}/_forward/127.0.0.1:15001{path}",
+        port(caller, 9000)
+    );
     let mut statuses = Vec::with_capacity(n);
     for _ in 0..n {
         let response = http_client()
@@ -258,13 +262,21 @@ fn chromium(url: &str, screenshot: &Path) -> String {
     String::from_utf8(dom.stdout).unwrap()
 }
 
+/// `GET path` on the admin interface of `workload`'s sidecar: its unix socket, which the demo
+/// mounts from `.weft/demo/admin/<workload>/`.
+async fn sidecar_admin(workload: &str, path: &str) -> String {
+    let socket = workspace_root()
+        .join(".weft/demo/admin")
+        .join(workload)
+        .join("admin.sock");
+    let (status, body) = weft_e2e::unix_get(&socket, path).await.unwrap();
+    assert_eq!(status, 200, "{workload} admin {path}: {body}");
+    body
+}
+
 /// The value of the first admin stat of `workload`'s sidecar named `name`.
 async fn sidecar_stat(workload: &str, name: &str) -> u64 {
-    let url = format!(
-        "http://127.0.0.1:{}/stats?filter=^{name}$",
-        port(workload, 9901)
-    );
-    get_text(&url)
+    sidecar_admin(workload, &format!("/stats?filter=%5E{name}%24"))
         .await
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -360,11 +372,7 @@ async fn the_graph_counts_edges_suggests_least_privilege_and_telemetry_fails_ope
         "screenshot: {}",
         artifacts_dir().join("telemetry-graph.png").display()
     );
-    let prometheus = get_text(&format!(
-        "http://127.0.0.1:{}/stats/prometheus",
-        port("finance-reporting-v1", 9901)
-    ))
-    .await;
+    let prometheus = sidecar_admin("finance-reporting-v1", "/stats/prometheus").await;
     let tagged = prometheus
         .lines()
         .find(|l| {

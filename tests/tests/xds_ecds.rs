@@ -8,7 +8,7 @@ mod xds_common;
 use std::time::Duration;
 
 use serde_json::json;
-use weft_e2e::{xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream};
+use weft_e2e::{xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions};
 use weft_filter_core::authz::Authz;
 use weft_xds::{bootstrap, WasmModules};
 use xds_common::{status_of, until_statuses, ControlPlane, INBOUND};
@@ -31,18 +31,21 @@ async fn delta_authz_policy_changes_apply_without_restart_and_refusals_keep_the_
 async fn policy_changes_and_refusals(delta: bool) {
     let protocol = if delta { "delta" } else { "sotw" };
     let net = TestNet::new(&format!("xds-ecds-{protocol}"));
-    let app = Upstream::start(&net, "finance", "v1").await.unwrap();
     let gateway = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
 
     // Policy A before Envoy starts: the first config it gets is A.
     cp.apply_authz(1, ("finance", "v1"), &allow_prefix("a"));
-    let mut params = cp.bootstrap(&gateway, "finance", "v1", app.alias());
+    let mut params = cp.bootstrap(&gateway, "finance", "v1");
     params.delta = delta;
     let yaml = bootstrap::render(&params).unwrap();
-    let envoy = Envoy::start(&net, EnvoyOptions::new(yaml).ports([INBOUND]))
-        .await
-        .unwrap();
+    let envoy = Pod::start(
+        &net,
+        EnvoyOptions::new(yaml).ports([INBOUND]),
+        UpstreamOptions::new("finance", "v1"),
+    )
+    .await
+    .unwrap();
     let url = |path: &str| format!("{}{path}", envoy.url(INBOUND));
 
     let first = until_statuses(

@@ -9,10 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use weft_e2e::{
-    http_client, poll_until, xds_support::network_gateway, Envoy, TestNet, Upstream,
-    UpstreamOptions,
-};
+use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, Pod, TestNet};
 use weft_xds::{FilterSpec, MeshService, SidecarGroup};
 use xds_common::{ControlPlane, OUTBOUND};
 
@@ -89,9 +86,9 @@ fn services() -> Vec<MeshService> {
 }
 
 /// `(status, version that answered)` of one call to reviews through the caller's sidecar.
-async fn call(caller: &Envoy, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+async fn call(caller: &Pod, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut request = http_client()
-        .get(format!("{}{path}", caller.url(OUTBOUND)))
+        .get(format!("{}{path}", caller.local_url(OUTBOUND)))
         .header("host", "reviews");
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -153,32 +150,14 @@ async fn vms_active(envoy: &Envoy) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_filter_changes_behaviour_without_restart_and_keeps_its_vm() {
     let net = TestNet::new("xds-filters");
-    let v1_app = Upstream::start_with(
-        &net,
-        UpstreamOptions::new("reviews", "v1").alias("reviews-v1-app"),
-    )
-    .await
-    .unwrap();
-    let v2_app = Upstream::start_with(
-        &net,
-        UpstreamOptions::new("reviews", "v2").alias("reviews-v2-app"),
-    )
-    .await
-    .unwrap();
     let gateway = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
     cp.state
         .set_config(1, config(Knobs::default()), services())
         .unwrap();
-    let _v1 = cp
-        .sidecar(&net, &gateway, "reviews", "v1", v1_app.alias())
-        .await;
-    let _v2 = cp
-        .sidecar(&net, &gateway, "reviews", "v2", v2_app.alias())
-        .await;
-    let caller = cp
-        .sidecar(&net, &gateway, "productpage", "v1", v1_app.alias())
-        .await;
+    let _v1 = cp.sidecar(&net, &gateway, "reviews", "v1").await;
+    let _v2 = cp.sidecar(&net, &gateway, "reviews", "v2").await;
+    let caller = cp.sidecar(&net, &gateway, "productpage", "v1").await;
     let synced = cp
         .state
         .wait_synced(1, Some(3), Duration::from_secs(30))

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, TestNet, Upstream};
+use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, Pod, TestNet};
 use weft_xds::{FilterSpec, MeshService, SidecarGroup};
 use xds_common::{ControlPlane, OUTBOUND};
 
@@ -50,14 +50,7 @@ fn filters(split: Option<(u32, u32)>) -> BTreeMap<SidecarGroup, Vec<FilterSpec>>
 
 /// Endpoints of `cluster` in Envoy's admin /clusters (empty when the cluster does not exist).
 async fn cluster_members(envoy: &Envoy, cluster: &str) -> BTreeSet<String> {
-    let text = http_client()
-        .get(format!("{}/clusters", envoy.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = envoy.admin_get("/clusters").await.unwrap();
     let prefix = format!("{cluster}::");
     text.lines()
         .filter_map(|l| l.strip_prefix(&prefix))
@@ -88,12 +81,13 @@ async fn wait_members(envoy: &Envoy, cluster: &str, want: usize, timeout: Durati
     start.elapsed()
 }
 
-/// The versions that answered `n` requests sent through `caller`'s outbound listener.
-async fn versions_seen(caller: &Envoy, n: usize) -> BTreeMap<String, usize> {
+/// The versions that answered `n` requests sent by `caller`'s app through its sidecar's
+/// outbound listener.
+async fn versions_seen(caller: &Pod, n: usize) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
         let response = http_client()
-            .get(format!("{}/reviews/1", caller.url(OUTBOUND)))
+            .get(format!("{}/reviews/1", caller.local_url(OUTBOUND)))
             .header("host", "reviews")
             .send()
             .await
@@ -112,28 +106,12 @@ async fn versions_seen(caller: &Envoy, n: usize) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_joining_version_appears_in_callers_eds_gets_its_split_and_is_removed_when_it_leaves() {
     let net = TestNet::new("xds-mesh");
-    let reviews_v1 = Upstream::start_with(
-        &net,
-        weft_e2e::UpstreamOptions::new("reviews", "v1").alias("reviews-v1-app"),
-    )
-    .await
-    .unwrap();
-    let reviews_v2 = Upstream::start_with(
-        &net,
-        weft_e2e::UpstreamOptions::new("reviews", "v2").alias("reviews-v2-app"),
-    )
-    .await
-    .unwrap();
-    let gateway = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
     cp.state.set_config(1, filters(None), services()).unwrap();
 
-    let v1 = cp
-        .sidecar(&net, &gateway, "reviews", "v1", reviews_v1.alias())
-        .await;
-    let caller = cp
-        .sidecar(&net, &gateway, "productpage", "v1", reviews_v1.alias())
-        .await;
+    let gateway = network_gateway(&net).unwrap();
+    let v1 = cp.sidecar(&net, &gateway, "reviews", "v1").await;
+    let caller = cp.sidecar(&net, &gateway, "productpage", "v1").await;
     wait_members(&caller, V1, 1, Duration::from_secs(20)).await;
     wait_members(&caller, "reviews", 1, Duration::from_secs(5)).await;
     assert!(cluster_members(&caller, V2).await.is_empty());
@@ -153,9 +131,7 @@ async fn a_joining_version_appears_in_callers_eds_gets_its_split_and_is_removed_
 
     // v2 joins: its node registers it; callers see it in CDS/EDS.
     let joined = Instant::now();
-    let v2 = cp
-        .sidecar(&net, &gateway, "reviews", "v2", reviews_v2.alias())
-        .await;
+    let v2 = cp.sidecar(&net, &gateway, "reviews", "v2").await;
     let ready = joined.elapsed();
     let visible = wait_members(&caller, V2, 1, Duration::from_secs(20)).await;
     let synced = cp

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weft_e2e::{
-    http_client, poll_until, workspace_root, xds_support::network_gateway, Envoy, EnvoyOptions,
-    TestNet, Upstream,
+    http_client, poll_until, workspace_root, xds_support::network_gateway, EnvoyOptions, Pod,
+    TestNet, UpstreamOptions,
 };
 use weft_xds::bootstrap::{self, BootstrapParams};
 use xds_common::{status_of, until_statuses, INBOUND};
@@ -162,7 +162,6 @@ async fn weft_serve_apply_waits_for_acks_and_a_killed_control_plane_loses_nothin
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let net = TestNet::new("xds-restart");
-    let app = Upstream::start(&net, "finance", "v1").await.unwrap();
     let gateway = network_gateway(&net).unwrap();
     let mut server = WeftServer::start(&bin, data.path(), 0);
 
@@ -176,11 +175,11 @@ async fn weft_serve_apply_waits_for_acks_and_a_killed_control_plane_loses_nothin
     );
     assert_eq!(code, 0, "{out}\n{err}");
 
-    let mut params = BootstrapParams::new("finance", "v1", &gateway, server.xds_port);
-    params.app_host = app.alias().into();
-    let envoy = Envoy::start(
+    let params = BootstrapParams::new("finance", "v1", &gateway, server.xds_port);
+    let envoy = Pod::start(
         &net,
         EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND]),
+        UpstreamOptions::new("finance", "v1"),
     )
     .await
     .unwrap();
@@ -198,12 +197,7 @@ async fn weft_serve_apply_waits_for_acks_and_a_killed_control_plane_loses_nothin
         Duration::from_secs(15),
         Duration::from_millis(50),
         || async {
-            let clusters = http_client()
-                .get(format!("{}/clusters", envoy.admin_url()))
-                .send()
-                .await?
-                .text()
-                .await?;
+            let clusters = envoy.admin_get("/clusters").await?;
             Ok(clusters
                 .lines()
                 .any(|l| l.starts_with("outside::"))

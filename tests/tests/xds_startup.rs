@@ -8,26 +8,25 @@ mod xds_common;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_e2e::{xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream};
+use weft_e2e::{xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions};
 use weft_xds::{bootstrap, XdsState};
 use xds_common::{status_of, until_statuses, ControlPlane, INBOUND};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sidecar_starts_safe_without_control_plane_and_converges_when_it_comes() {
     let net = TestNet::new("xds-startup");
-    let app = Upstream::start(&net, "finance", "v1").await.unwrap();
     let gateway = network_gateway(&net).unwrap();
     // A port nobody listens on yet (bound, then released).
     let port = {
         let probe = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let mut params = bootstrap::BootstrapParams::new("finance", "v1", &gateway, port);
-    params.app_host = app.alias().into();
+    let params = bootstrap::BootstrapParams::new("finance", "v1", &gateway, port);
     let started = Instant::now();
-    let envoy = Envoy::start(
+    let envoy = Pod::start(
         &net,
         EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND]),
+        UpstreamOptions::new("finance", "v1"),
     )
     .await
     .unwrap();

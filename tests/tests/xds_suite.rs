@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 use weft_compile::{suite_configs, SidecarFilters};
 use weft_e2e::{
-    http_client, poll_until, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
+    http_client, poll_until, xds_support::network_gateway, EnvoyOptions, Pod, TestNet,
     UpstreamOptions,
 };
 use weft_filter_core::telemetry::{Direction, TelemetryConfig};
@@ -131,17 +131,18 @@ async fn suite_sidecar(
     net: &TestNet,
     gateway: &str,
     port: u16,
-    (service, version, app): (&str, &str, &str),
+    (service, version): (&str, &str),
     concurrency: u32,
-) -> Envoy {
-    let mut params = BootstrapParams::new(service, version, gateway, port);
-    params.app_host = app.into();
+) -> Pod {
+    let params = BootstrapParams::new(service, version, gateway, port);
     let yaml = suite_bootstrap::render_suite(&params).unwrap();
     let mut options = EnvoyOptions::new(yaml)
-        .ports([INBOUND, OUTBOUND])
+        .ports([INBOUND])
         .concurrency(concurrency);
     options.hostname = format!("{service}-{version}-sidecar");
-    Envoy::start(net, options).await.unwrap()
+    Pod::start(net, options, UpstreamOptions::new(service, version))
+        .await
+        .unwrap()
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -159,13 +160,6 @@ async fn get(url: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm() {
     let net = TestNet::new("xds-suite");
-    let mut apps = Vec::new();
-    for version in ["v1", "v2"] {
-        let options =
-            UpstreamOptions::new("reviews", version).alias(&format!("reviews-{version}-app"));
-        apps.push(Upstream::start_with(&net, options).await.unwrap());
-    }
-    let (reviews_v1, reviews_v2) = (&apps[0], &apps[1]);
     let gateway = network_gateway(&net).unwrap();
 
     // The in-process xDS server, with the telemetry ingest `weft serve` mounts on it.
@@ -188,21 +182,22 @@ async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm()
     // The caller has two workers: one VM each for both suite entries, if they share.
     let mut sidecars = Vec::new();
     for (group, workers) in [
-        (("reviews", "v1", reviews_v1.alias()), 1),
-        (("reviews", "v2", reviews_v2.alias()), 1),
-        (("productpage", "v1", reviews_v1.alias()), 2),
+        (("reviews", "v1"), 1),
+        (("reviews", "v2"), 1),
+        (("productpage", "v1"), 2),
     ] {
         sidecars.push(suite_sidecar(&net, &gateway, port, group, workers).await);
     }
     let (v1, caller) = (&sidecars[0], &sidecars[2]);
     // For comparison, a sidecar of today's default mode (five separate modules), two workers.
-    let mut params = BootstrapParams::new("details", "v1", &gateway, port);
-    params.app_host = reviews_v1.alias().into();
+    let params = BootstrapParams::new("details", "v1", &gateway, port);
     let mut options = EnvoyOptions::new(weft_xds::bootstrap::render(&params).unwrap())
-        .ports([INBOUND, OUTBOUND])
+        .ports([INBOUND])
         .concurrency(2);
     options.hostname = "details-v1-sidecar".into();
-    let separate = Envoy::start(&net, options).await.unwrap();
+    let separate = Pod::start(&net, options, UpstreamOptions::new("details", "v1"))
+        .await
+        .unwrap();
     let synced = state.wait_synced(1, Some(4), Duration::from_secs(30)).await;
     if !synced.iter().all(|s| s.synced_revision == Some(1)) {
         panic!("{synced:?}\n{}", caller.logs().await);
@@ -236,14 +231,14 @@ async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm()
         Duration::from_secs(20),
         Duration::from_millis(50),
         || async {
-            let (status, body) = get(&format!("{}/reviews/1", caller.url(OUTBOUND))).await;
+            let (status, body) = get(&format!("{}/reviews/1", caller.local_url(OUTBOUND))).await;
             Ok((status == 200 && body.contains("\"v2\"")).then_some(()))
         },
     )
     .await
     .unwrap();
     for _ in 0..20 {
-        let (status, body) = get(&format!("{}/reviews/1", caller.url(OUTBOUND))).await;
+        let (status, body) = get(&format!("{}/reviews/1", caller.local_url(OUTBOUND))).await;
         let version: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let key = format!("{status} {}", version["version"].as_str().unwrap_or("?"));
         *seen.entry(key).or_insert(0) += 1;
@@ -255,13 +250,13 @@ async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm()
     );
     // Through the mesh: v2's inbound suite denies it (the caller's outbound records a 403).
     for _ in 0..3 {
-        let (status, _) = get(&format!("{}/admin/x", caller.url(OUTBOUND))).await;
+        let (status, _) = get(&format!("{}/admin/x", caller.local_url(OUTBOUND))).await;
         assert_eq!(status, 403);
     }
 
     // A fault abort: answered by the caller's outbound suite, never sent.
     for _ in 0..2 {
-        let (status, _) = get(&format!("{}/teapot", caller.url(OUTBOUND))).await;
+        let (status, _) = get(&format!("{}/teapot", caller.local_url(OUTBOUND))).await;
         assert_eq!(status, 418);
     }
 

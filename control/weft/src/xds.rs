@@ -159,6 +159,18 @@ pub struct BootstrapArgs {
     pub inbound_port: u16,
     #[arg(long, default_value_t = 15001)]
     pub outbound_port: u16,
+    /// The address the outbound listener binds. Loopback by default: only the app in the
+    /// sidecar's network namespace (its pod) may send through the sidecar.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub outbound_bind: std::net::IpAddr,
+    /// Envoy's admin interface on 127.0.0.1:PORT (never on a routable address).
+    #[arg(long, default_value_t = 9901)]
+    pub admin_port: u16,
+    /// Envoy's admin interface on this unix socket (mode 0600) instead of 127.0.0.1: the
+    /// recommended setting, since an app in the same pod shares the loopback and config_dump
+    /// shows the join token.
+    #[arg(long, conflicts_with = "admin_port")]
+    pub admin_socket: Option<String>,
     /// `ip:port` other sidecars reach this one at; default: the IP of its xDS connection.
     #[arg(long)]
     pub inbound_address: Option<String>,
@@ -221,6 +233,9 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
     params.app_port = args.app_port;
     params.inbound_port = args.inbound_port;
     params.outbound_port = args.outbound_port;
+    params.outbound_bind = args.outbound_bind.to_string();
+    params.admin_port = args.admin_port;
+    params.admin_socket = args.admin_socket;
     params.inbound_address = args.inbound_address;
     params.delta = args.delta;
     params.mesh_tls_dir = args.mesh_tls_dir;

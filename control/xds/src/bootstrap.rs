@@ -25,6 +25,9 @@ pub enum BootstrapError {
     EmptyTrustBundle,
 }
 
+/// Owner read/write only: the admin socket's mode (Envoy's `Pipe.mode`).
+pub const ADMIN_SOCKET_MODE: u32 = 0o600;
+
 /// The gRPC metadata key carrying a sidecar's join token to the control plane.
 pub const TOKEN_METADATA_KEY: &str = "x-weft-token";
 
@@ -44,6 +47,15 @@ pub struct BootstrapParams {
     pub app_port: u16,
     pub inbound_port: u16,
     pub outbound_port: u16,
+    /// The address the outbound listener binds: loopback by default, so only the workload in
+    /// the sidecar's network namespace (the pod) can send through it.
+    pub outbound_bind: String,
+    /// Envoy's admin interface on `127.0.0.1:admin_port` (never on a routable address), unless
+    /// `admin_socket` is set.
+    pub admin_port: u16,
+    /// Envoy's admin interface on this unix socket (mode 0600) instead of loopback TCP: in a
+    /// pod the app shares the loopback, but not the sidecar's file system.
+    pub admin_socket: Option<String>,
     /// The address other sidecars reach this one at, `ip:port`; `None`: the IP the xDS
     /// stream comes from and `inbound_port`.
     pub inbound_address: Option<String>,
@@ -139,6 +151,9 @@ impl BootstrapParams {
             app_port: 8080,
             inbound_port: 15006,
             outbound_port: 15001,
+            outbound_bind: "127.0.0.1".into(),
+            admin_port: 9901,
+            admin_socket: None,
             inbound_address: None,
             delta: false,
             mesh_tls_dir: None,
@@ -191,6 +206,10 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
             .ok_or(BootstrapError::Missing("listener port"))?;
         *address = json!(port);
     }
+    *named(&mut root, "/static_resources/listeners", "outbound")?
+        .pointer_mut("/address/socket_address/address")
+        .ok_or(BootstrapError::Missing("outbound listener address"))? = json!(params.outbound_bind);
+    root["admin"] = admin(params);
     let inbound_socket = match (&params.mesh_tls_dir, params.sds) {
         (Some(_), true) => return Err(BootstrapError::TlsSourceConflict),
         (Some(dir), false) => Some(inbound_tls(dir)),
@@ -237,6 +256,17 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
         *address = json!({"address": host, "port_value": port});
     }
     Ok(root)
+}
+
+/// Envoy's admin interface: a unix socket readable by the sidecar's user only, or loopback TCP.
+fn admin(params: &BootstrapParams) -> Value {
+    let address = match &params.admin_socket {
+        Some(path) => json!({"pipe": {"path": path, "mode": ADMIN_SOCKET_MODE}}),
+        None => {
+            json!({"socket_address": {"address": "127.0.0.1", "port_value": params.admin_port}})
+        }
+    };
+    json!({"address": address})
 }
 
 /// The inbound listener's mTLS: TLS 1.3, our certificate, a client certificate chained to the
@@ -290,6 +320,62 @@ mod tests {
             text.contains("10.0.0.1") && text.contains("reviews-app") && text.contains("16000")
         );
         assert!(!text.contains("transport_socket"), "plaintext by default");
+    }
+
+    #[test]
+    fn admin_and_outbound_listener_stay_on_loopback_unless_told_otherwise() {
+        let mut params = BootstrapParams::new("reviews", "v1", "10.0.0.1", 18000);
+        let v = render_value(&params).unwrap();
+        assert_eq!(
+            v["admin"],
+            json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}})
+        );
+        let listener = |v: &Value, name: &str| {
+            v["static_resources"]["listeners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["name"] == name)
+                .unwrap()["address"]["socket_address"]
+                .clone()
+        };
+        assert_eq!(
+            listener(&v, "outbound"),
+            json!({"address": "127.0.0.1", "port_value": 15001})
+        );
+        // The inbound listener is the way in: every address.
+        assert_eq!(listener(&v, "inbound")["address"], "0.0.0.0");
+        assert!(!render(&params)
+            .unwrap()
+            .contains("0.0.0.0, port_value: 9901"));
+
+        params.admin_socket = Some("/run/weft-admin/admin.sock".into());
+        params.outbound_bind = "0.0.0.0".into();
+        let v = render_value(&params).unwrap();
+        assert_eq!(
+            v["admin"],
+            json!({"address": {"pipe": {"path": "/run/weft-admin/admin.sock", "mode": 384}}})
+        );
+        assert_eq!(listener(&v, "outbound")["address"], "0.0.0.0");
+    }
+
+    #[test]
+    fn the_template_itself_keeps_admin_and_outbound_on_loopback() {
+        let v: Value = serde_norway::from_str(SIDECAR_TEMPLATE).unwrap();
+        assert_eq!(
+            v["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
+        let outbound = v["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "outbound")
+            .unwrap();
+        assert_eq!(
+            outbound["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
     }
 
     #[test]

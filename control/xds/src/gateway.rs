@@ -62,9 +62,11 @@ pub fn render_gateway_value(
     listeners.retain(|l| l["name"] != "inbound");
     let edge = named(&mut root, "/static_resources/listeners", "outbound")?;
     edge["name"] = json!("edge");
+    // Public, unlike the sidecar's loopback outbound listener it is made from.
     *edge
-        .pointer_mut("/address/socket_address/port_value")
-        .ok_or(BootstrapError::Missing("edge listener port"))? = json!(gateway.port);
+        .pointer_mut("/address/socket_address")
+        .ok_or(BootstrapError::Missing("edge listener address"))? =
+        json!({"address": "0.0.0.0", "port_value": gateway.port});
     let chain = edge
         .pointer_mut("/filter_chains/0")
         .and_then(Value::as_object_mut)
@@ -139,6 +141,11 @@ mod tests {
         let edge = &listeners[0];
         assert_eq!(edge["name"], "edge");
         assert_eq!(edge["address"]["socket_address"]["port_value"], 8443);
+        assert_eq!(edge["address"]["socket_address"]["address"], "0.0.0.0");
+        assert_eq!(
+            v["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
         let tls = &edge["filter_chains"][0]["transport_socket"]["typed_config"];
         assert!(tls.get("require_client_certificate").is_none());
         assert_eq!(

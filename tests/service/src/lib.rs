@@ -4,6 +4,13 @@
 //! path and request headers, so a test can tell which backend Envoy picked and what the filters
 //! added. Request headers steer one request (`x-fail`, `x-delay-ms`, `x-reset`); paths under
 //! `/_admin/` steer the whole service and read its counters, and are themselves never counted.
+//!
+//! Test-only instrumentation ([`serve_with_instrumentation`], a second port): the same
+//! `/_admin/*`, plus `/_forward/<host:port>/<path>` (send the request on from inside the
+//! container's network namespace, e.g. into its sidecar's loopback outbound listener) and
+//! `/_probe/<host:port>` (can a TCP connection be made from here?). It exists so a test can
+//! drive an app that, like a real one in a pod, listens on loopback only; never run it in a
+//! real deployment: it is an open proxy.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -26,6 +33,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::{net::TcpListener, sync::Notify};
 
+mod instrument;
+pub use instrument::FORWARD_FAILED;
 #[cfg(test)]
 mod tests;
 
@@ -38,7 +47,28 @@ pub struct Identity {
 
 /// Serves connections from `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, identity: Identity, shutdown: impl Future<Output = ()>) {
+    serve_with_instrumentation(listener, None, identity, shutdown).await;
+}
+
+/// [`serve`], and when `instrumentation` is given, the test-only instrumentation port on it
+/// (see the crate docs), sharing the app's counters.
+pub async fn serve_with_instrumentation(
+    listener: TcpListener,
+    instrumentation: Option<TcpListener>,
+    identity: Identity,
+    shutdown: impl Future<Output = ()>,
+) {
     let state = Arc::new(State::new(identity));
+    if let Some(instrumentation) = instrumentation {
+        let task = tokio::spawn(instrument::serve(instrumentation, state.clone()));
+        run_app(listener, state, shutdown).await;
+        task.abort();
+    } else {
+        run_app(listener, state, shutdown).await;
+    }
+}
+
+async fn run_app(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

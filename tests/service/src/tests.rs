@@ -147,3 +147,97 @@ async fn reset_header_drops_the_connection_without_a_response() {
     assert_eq!(stats["requests"], 1);
     assert_eq!(stats["in_flight"], 0);
 }
+
+/// An app on loopback with the instrumentation port: `(app, instrumentation)` addresses.
+async fn mk_instrumented() -> (SocketAddr, SocketAddr, oneshot::Sender<()>) {
+    let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let instrumentation = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs = (
+        app.local_addr().unwrap(),
+        instrumentation.local_addr().unwrap(),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let identity = Identity {
+        service: "reviews".into(),
+        version: "v1".into(),
+    };
+    tokio::spawn(serve_with_instrumentation(
+        app,
+        Some(instrumentation),
+        identity,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addrs.0, addrs.1, stop)
+}
+
+#[tokio::test]
+async fn instrumentation_forwards_method_path_headers_and_body_and_shares_the_counters() {
+    let (app, instrumentation, _stop) = mk_instrumented().await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{instrumentation}/_forward/{app}/a//b?q=1"))
+        .header("host", "reviews")
+        .header("x-fail", "418")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 418);
+    assert_eq!(response.headers()["x-version"], "v1");
+    assert!(response.headers().get(FORWARD_FAILED).is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/a//b", "the path is sent on unchanged");
+    assert_eq!(body["headers"]["host"], "reviews");
+    let stats: Value = client
+        .get(format!("http://{instrumentation}/_admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"], 1);
+    assert_eq!(stats["by_path"]["/a//b"], 1);
+}
+
+#[tokio::test]
+async fn instrumentation_reports_what_it_cannot_reach() {
+    let (app, instrumentation, _stop) = mk_instrumented().await;
+    // A port nobody listens on: bind one, note it, close it.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("http://{instrumentation}/_forward/{closed}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()[FORWARD_FAILED], "connect");
+    let probe = |target: SocketAddr| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://{instrumentation}/_probe/{target}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = probe(closed).await;
+    assert_eq!(refused["connected"], false);
+    assert!(
+        refused["error"].as_str().unwrap().contains("refused"),
+        "{refused}"
+    );
+    assert_eq!(probe(app).await["connected"], true);
+}

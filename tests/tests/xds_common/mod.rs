@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use weft_e2e::{filters_dir, http_client, poll_until, Envoy, EnvoyOptions, TestNet};
+use weft_e2e::{
+    filters_dir, http_client, poll_until, EnvoyOptions, Pod, TestNet, UpstreamOptions, ADMIN_SOCKET,
+};
 use weft_xds::{
     bootstrap::{self, BootstrapParams},
     FilterSpec, ModuleSource, SidecarGroup, WasmModules, XdsSettings, XdsState,
@@ -94,44 +96,36 @@ impl ControlPlane {
         }
     }
 
-    pub fn bootstrap(
-        &self,
-        gateway: &str,
-        service: &str,
-        version: &str,
-        app_host: &str,
-    ) -> BootstrapParams {
+    /// `weft bootstrap` parameters for `service/version` reaching this control plane at
+    /// `gateway`: the app at 127.0.0.1:8080 (its pod's loopback), admin on the harness's
+    /// socket (`--admin-socket`).
+    pub fn bootstrap(&self, gateway: &str, service: &str, version: &str) -> BootstrapParams {
         let mut params = BootstrapParams::new(service, version, gateway, self.port);
-        params.app_host = app_host.into();
+        params.admin_socket = Some(ADMIN_SOCKET.into());
         params
     }
 
-    /// Starts a sidecar for `service/version` in front of `app`, both listeners mapped.
-    pub async fn sidecar(
-        &self,
-        net: &TestNet,
-        gateway: &str,
-        service: &str,
-        version: &str,
-        app: &str,
-    ) -> Envoy {
-        let params = self.bootstrap(gateway, service, version, app);
-        let mut options =
-            EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND, OUTBOUND]);
-        options.hostname = format!("{service}-{version}-sidecar");
-        Envoy::start(net, options).await.unwrap()
+    /// Starts a pod for `service/version`: its sidecar (inbound listener mapped) and app.
+    pub async fn sidecar(&self, net: &TestNet, gateway: &str, service: &str, version: &str) -> Pod {
+        self.sidecar_from(net, &self.bootstrap(gateway, service, version))
+            .await
     }
 
-    /// Starts a sidecar from `params` (with `sds` or `token` set, say), both listeners
-    /// mapped; the hostname is `<service>-<version>-sidecar` unless `node_id` is set.
-    pub async fn sidecar_from(&self, net: &TestNet, params: &BootstrapParams) -> Envoy {
-        let mut options =
-            EnvoyOptions::new(bootstrap::render(params).unwrap()).ports([INBOUND, OUTBOUND]);
+    /// Starts a pod from `params` (with `sds` or `token` set, say), the inbound listener
+    /// mapped; the sidecar's hostname is `<service>-<version>-sidecar` unless `node_id` is set.
+    pub async fn sidecar_from(&self, net: &TestNet, params: &BootstrapParams) -> Pod {
+        let mut options = EnvoyOptions::new(bootstrap::render(params).unwrap()).ports([INBOUND]);
         options.hostname = params
             .node_id
             .clone()
             .unwrap_or_else(|| format!("{}-{}-sidecar", params.service, params.version));
-        Envoy::start(net, options).await.unwrap()
+        Pod::start(
+            net,
+            options,
+            UpstreamOptions::new(&params.service, &params.version),
+        )
+        .await
+        .unwrap()
     }
 
     /// Publishes authz `config` for `service/version` at `revision`.
