@@ -184,6 +184,11 @@ pub struct BootstrapArgs {
     /// clients see (not a mesh certificate).
     #[arg(long)]
     pub gateway_tls_dir: Option<String>,
+    /// How many proxies in front of the gateway (load balancers) append to X-Forwarded-For and
+    /// are trusted to: the client address authz's `ipBlocks` sees is the N-th address from the
+    /// right of X-Forwarded-For. 0 (the default): the TCP peer, X-Forwarded-For is not believed.
+    #[arg(long, default_value_t = 0, requires = "gateway")]
+    pub gateway_trusted_hops: u32,
     /// For a control plane run with `weft serve --suite`: the two `weft.suite.{inbound,outbound}`
     /// filter entries (one `suite.wasm` VM per worker) instead of the five separate ones.
     #[arg(long, conflicts_with = "gateway")]
@@ -225,6 +230,7 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
             &weft_xds::gateway::GatewayParams {
                 port: args.gateway_port,
                 tls_dir,
+                trusted_hops: args.gateway_trusted_hops,
             },
         ),
         _ if args.suite => weft_xds::suite_bootstrap::render_suite(&params),
