@@ -585,6 +585,29 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn gateway_trusted_hops_default_to_zero_and_need_gateway() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["weft", "bootstrap", "--service", "gw", "--version", "v1"];
+            argv.extend_from_slice(extra);
+            crate::cli::Cli::try_parse_from(argv).map(|cli| match cli.command {
+                crate::cli::Command::Bootstrap(args) => args.gateway_trusted_hops,
+                _ => unreachable!("not a bootstrap command"),
+            })
+        };
+        let gateway = ["--gateway", "--gateway-tls-dir", "/etc/weft/edge"];
+        assert_eq!(parse(&gateway).ok(), Some(0));
+        let mut two = gateway.to_vec();
+        two.extend(["--gateway-trusted-hops", "2"]);
+        assert_eq!(parse(&two).ok(), Some(2));
+        assert!(
+            parse(&["--gateway-trusted-hops", "1"]).is_err(),
+            "sidecars trust no hop"
+        );
+        assert!(parse(&[&gateway[..], &["--gateway-trusted-hops", "-1"]].concat()).is_err());
+    }
+
+    #[test]
     fn static_services_parse_name_host_port() {
         let s = parse_static_service("payments=api.example.com:443")
             .unwrap_or_else(|e| unreachable!("{e}"));
