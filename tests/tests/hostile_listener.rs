@@ -30,6 +30,9 @@ use xds_common::{reviews_services, ControlPlane, INBOUND, OUTBOUND};
 const V2_CLUSTER: &str = "outbound|9080|v2|reviews.default";
 const EDGE_DIR: &str = "/etc/weft/edge";
 const EDGE_PORT: u16 = 8443;
+/// authz's answer when the source address is outside the ALLOW policy's `ipBlocks` (not the
+/// fail-closed default's `RBAC: access denied`, so a 403 here is the address decision).
+const NOT_ALLOWED: &str = "outside the allowed addresses\n";
 
 /// `(request target as sent, what the app receives)`: Envoy 1.40 with `normalize_path`,
 /// `merge_slashes` and `UNESCAPE_AND_FORWARD` (the query is not part of the app's path).
@@ -93,7 +96,8 @@ fn reviews_authz(allow_cidr: &str) -> Value {
             {"name": "no-admin", "action": "DENY", "rules": [{
                 "paths": ["/admin", "/admin/*"],
                 "headers": [{"name": "x-probe", "values": ["deny"]}]}]},
-            {"name": "by-address", "action": "ALLOW", "rules": [{"ip_blocks": [allow_cidr]}]},
+            {"name": "by-address", "action": "ALLOW", "rules": [{"ip_blocks": [allow_cidr]}],
+             "deny_response": {"status": 403, "body": NOT_ALLOWED}},
         ]
     })
 }
@@ -103,7 +107,8 @@ fn gateway_authz() -> Value {
     json!({
         "trust_domain": "cluster.local",
         "policies": [{"name": "by-address", "action": "ALLOW",
-            "rules": [{"ip_blocks": ["6.6.6.0/24"]}]}]
+            "rules": [{"ip_blocks": ["6.6.6.0/24"]}],
+            "deny_response": {"status": 403, "body": NOT_ALLOWED}}]
     })
 }
 
@@ -302,13 +307,17 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
         "reviews v2 configured",
         Duration::from_secs(30),
         Duration::from_millis(50),
-        || async { Ok((raw(&v2_inbound, "/", &host).await.0 == 403).then_some(())) },
+        || async {
+            let answer = raw(&v2_inbound, "/", &host).await;
+            Ok((answer == (403, NOT_ALLOWED.to_string())).then_some(()))
+        },
     )
     .await
     .unwrap();
     for xff in ["6.6.6.6", "1.2.3.4, 6.6.6.6", "6.6.6.6, 6.6.6.7"] {
         let spoofed = [("host", "reviews"), ("x-forwarded-for", xff)];
-        assert_eq!(raw(&v2_inbound, "/", &spoofed).await.0, 403, "{xff}");
+        let answer = raw(&v2_inbound, "/", &spoofed).await;
+        assert_eq!(answer, (403, NOT_ALLOWED.to_string()), "{xff}");
     }
 
     // 3. Routes: only declared services by their declared host.
@@ -473,21 +482,24 @@ async fn the_gateway_believes_xff_only_from_trusted_hops_and_routes_only_declare
         "the hops-0 gateway is configured",
         Duration::from_secs(30),
         Duration::from_millis(50),
-        || async { Ok((edge_get(zero, "/", "reviews", None).await.0 == 403).then_some(())) },
+        || async {
+            let answer = edge_get(zero, "/", "reviews", None).await;
+            Ok((answer == (403, NOT_ALLOWED.to_string())).then_some(()))
+        },
     )
     .await
     .unwrap();
     // hops 0: X-Forwarded-For is not believed, whatever it says.
     for xff in ["6.6.6.6", "1.2.3.4, 6.6.6.6", "6.6.6.6, 6.6.6.7"] {
         assert_eq!(
-            edge_get(zero, "/", "reviews", Some(xff)).await.0,
-            403,
+            edge_get(zero, "/", "reviews", Some(xff)).await,
+            (403, NOT_ALLOWED.to_string()),
             "{xff}"
         );
     }
     assert_eq!(
-        edge_get(one, "/", "reviews", None).await.0,
-        403,
+        edge_get(one, "/", "reviews", None).await,
+        (403, NOT_ALLOWED.to_string()),
         "no XFF: the TCP peer"
     );
     // The app behind sees the normalized path through the gateway too.
