@@ -46,8 +46,9 @@ pub fn route_resources(services: &[MeshService], statics: &[StaticService]) -> V
 }
 
 /// One route configuration: a virtual host per declared service, then the 404 catch-all.
-/// A domain already taken by an earlier service is skipped (Envoy refuses a route
-/// configuration with a domain twice, which would take every route down).
+/// A domain already taken by an earlier service, and any name with `*` (declared names are
+/// hosts, not patterns), is skipped: Envoy refuses a route configuration with a domain twice,
+/// which would take every route down.
 pub fn route_configuration(
     name: &str,
     services: &[MeshService],
@@ -57,7 +58,8 @@ pub fn route_configuration(
     let mut free = |domains: Vec<String>| -> Vec<String> {
         domains
             .into_iter()
-            .filter(|d| !d.is_empty() && taken.insert(d.to_ascii_lowercase()))
+            .filter(|d| !d.is_empty() && !d.contains('*'))
+            .filter(|d| taken.insert(d.to_ascii_lowercase()))
             .collect()
     };
     let mut virtual_hosts = Vec::new();
@@ -70,7 +72,7 @@ pub fn route_configuration(
             continue;
         }
         virtual_hosts.push(VirtualHost {
-            name: format!("mesh:{}", service.host),
+            name: format!("mesh:{}/{}", service.namespace, service.name),
             domains,
             routes: vec![
                 version_route(service),

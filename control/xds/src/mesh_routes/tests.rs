@@ -165,6 +165,49 @@ fn twin_of() -> MeshService {
 }
 
 #[test]
+fn a_shared_host_on_another_port_or_a_wildcard_name_never_makes_an_invalid_configuration() {
+    let mut other_port = twin_of();
+    other_port.port = 9081;
+    let wildcard = StaticService {
+        name: "*".into(),
+        host: "example.com".into(),
+        port: 80,
+    };
+    let pattern = StaticService {
+        name: "*.example.com".into(),
+        ..ext()
+    };
+    let config = route_configuration(
+        OUTBOUND_ROUTES,
+        &[reviews(), other_port],
+        &[wildcard, pattern, ext(), ext()],
+    );
+    let names: Vec<&str> = config
+        .virtual_hosts
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "mesh:shop/reviews",
+            "mesh:shop/reviews-twin",
+            "static:ext",
+            "not_declared"
+        ]
+    );
+    let domains: Vec<&String> = config
+        .virtual_hosts
+        .iter()
+        .flat_map(|v| &v.domains)
+        .collect();
+    assert_eq!(
+        domains,
+        ["reviews", "reviews:9080", "reviews:9081", "ext", "*"]
+    );
+}
+
+#[test]
 fn regex_metacharacters_in_names_are_escaped() {
     assert_eq!(regex_escape("a.b|c"), r"a\.b\|c");
     assert_eq!(regex_escape("plain-name"), "plain-name");
