@@ -221,6 +221,14 @@ impl EnvoyConfig {
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "inbound",
+                // The listener settings every generated listener has (paths normalized, `_`
+                // header names refused, source = TCP peer), so static configs behave alike.
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
+                "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+                "use_remote_address": true,
+                "xff_num_trusted_hops": 0,
                 "route_config": {
                     "name": "inbound",
                     "virtual_hosts": [{

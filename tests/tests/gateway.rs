@@ -119,6 +119,7 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         &GatewayParams {
             port: EDGE_PORT,
             tls_dir: EDGE_DIR.into(),
+            trusted_hops: 0,
         },
     )
     .unwrap();

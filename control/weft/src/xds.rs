@@ -218,6 +218,11 @@ pub struct BootstrapArgs {
     /// clients see (not a mesh certificate).
     #[arg(long)]
     pub gateway_tls_dir: Option<String>,
+    /// How many proxies in front of the gateway (load balancers) append to X-Forwarded-For and
+    /// are trusted to: the client address authz's `ipBlocks` sees is the N-th address from the
+    /// right of X-Forwarded-For. 0 (the default): the TCP peer, X-Forwarded-For is not believed.
+    #[arg(long, default_value_t = 0, requires = "gateway")]
+    pub gateway_trusted_hops: u32,
     /// For a control plane run with `weft serve --suite`: the two `weft.suite.{inbound,outbound}`
     /// filter entries (one `suite.wasm` VM per worker) instead of the five separate ones.
     #[arg(long, conflicts_with = "gateway")]
@@ -262,6 +267,7 @@ pub fn bootstrap(args: BootstrapArgs) -> Exit {
             &weft_xds::gateway::GatewayParams {
                 port: args.gateway_port,
                 tls_dir,
+                trusted_hops: args.gateway_trusted_hops,
             },
         ),
         _ if args.suite => weft_xds::suite_bootstrap::render_suite(&params),
@@ -625,6 +631,29 @@ pub fn wait_for_acks(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn gateway_trusted_hops_default_to_zero_and_need_gateway() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["weft", "bootstrap", "--service", "gw", "--version", "v1"];
+            argv.extend_from_slice(extra);
+            crate::cli::Cli::try_parse_from(argv).map(|cli| match cli.command {
+                crate::cli::Command::Bootstrap(args) => args.gateway_trusted_hops,
+                _ => unreachable!("not a bootstrap command"),
+            })
+        };
+        let gateway = ["--gateway", "--gateway-tls-dir", "/etc/weft/edge"];
+        assert_eq!(parse(&gateway).ok(), Some(0));
+        let mut two = gateway.to_vec();
+        two.extend(["--gateway-trusted-hops", "2"]);
+        assert_eq!(parse(&two).ok(), Some(2));
+        assert!(
+            parse(&["--gateway-trusted-hops", "1"]).is_err(),
+            "sidecars trust no hop"
+        );
+        assert!(parse(&[&gateway[..], &["--gateway-trusted-hops", "-1"]].concat()).is_err());
+    }
 
     #[test]
     fn static_services_parse_name_host_port() {

@@ -475,6 +475,50 @@ mod tests {
         assert!(xds_cluster(&plain).get("transport_socket").is_none());
     }
 
+    fn hcm<'a>(v: &'a Value, listener: &str) -> &'a Value {
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        let l = listeners.iter().find(|l| l["name"] == listener).unwrap();
+        &l["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    #[test]
+    fn both_listeners_normalize_paths_and_take_the_source_from_the_tcp_peer() {
+        let v = render_value(&BootstrapParams::new("payments", "v1", "10.0.0.1", 18000)).unwrap();
+        for listener in ["inbound", "outbound"] {
+            let hcm = hcm(&v, listener);
+            assert_eq!(hcm["normalize_path"], true, "{listener}");
+            assert_eq!(hcm["merge_slashes"], true, "{listener}");
+            assert_eq!(
+                hcm["path_with_escaped_slashes_action"], "UNESCAPE_AND_FORWARD",
+                "{listener}"
+            );
+            assert_eq!(
+                hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+                "REJECT_REQUEST",
+                "{listener}"
+            );
+            assert_eq!(hcm["use_remote_address"], true, "{listener}");
+            assert_eq!(hcm["xff_num_trusted_hops"], 0, "{listener}");
+        }
+        // Inbound: everything goes to the local app, whatever the Host.
+        let inbound = &hcm(&v, "inbound")["route_config"]["virtual_hosts"];
+        assert_eq!(inbound.as_array().unwrap().len(), 1);
+        assert_eq!(
+            inbound[0]["routes"],
+            json!([{"match": {"prefix": "/"}, "route": {"cluster": "local_app"}}])
+        );
+        // Outbound: declared services only, from the control plane; the caller's
+        // x-weft-cluster is removed before the filters run.
+        let outbound = hcm(&v, "outbound");
+        assert!(outbound.get("route_config").is_none());
+        assert_eq!(outbound["rds"]["route_config_name"], "outbound");
+        assert_eq!(
+            outbound["early_header_mutation_extensions"][0]["typed_config"]["mutations"],
+            json!([{"remove": "x-weft-cluster"}])
+        );
+        assert!(!SIDECAR_TEMPLATE.contains("cluster_header: \":authority\""));
+    }
+
     #[test]
     fn mesh_tls_dir_makes_the_inbound_listener_require_mesh_client_certificates() {
         let mut params = BootstrapParams::new("payments", "v1", "10.0.0.1", 18000);

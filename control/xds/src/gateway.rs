@@ -9,8 +9,11 @@
 //!   certificate (an external one, not a mesh SVID; TLS 1.2 or 1.3, no client certificate), and
 //!   the authz filter (`weft.authz`, configured by AuthorizationPolicies that target the
 //!   gateway's service, typically JWT rules) runs before the canary/fault/breaker filters;
-//! - requests are routed like a sidecar's outbound calls: the `Host` header names the mesh
-//!   service (`cluster_header: :authority`), or the cluster the canary filter chose.
+//! - requests are routed by RDS `edge` ([`crate::mesh_routes`]): the `Host` header names a
+//!   declared mesh service (its stable cluster, or the version of it the canary filter chose);
+//!   any other host (a static service, `weft_xds`, a version cluster's name) gets 404;
+//! - the client address is the TCP peer, or with `trusted_hops` N the N-th address from the
+//!   right of `X-Forwarded-For` (load balancers in front of the gateway).
 
 use serde_json::{json, Value};
 
@@ -23,6 +26,9 @@ pub struct GatewayParams {
     pub port: u16,
     /// Directory inside the gateway holding `cert.pem` (the chain clients see) and `key.pem`.
     pub tls_dir: String,
+    /// Proxies in front of the gateway trusted to append to `X-Forwarded-For`
+    /// (`xff_num_trusted_hops`); 0: the TCP peer is the client.
+    pub trusted_hops: u32,
 }
 
 /// The gateway bootstrap as YAML.
@@ -78,6 +84,12 @@ pub fn render_gateway_value(
     hcm["stat_prefix"] = json!("edge");
     // Outside clients send `Host: name:port`; the route names clusters by the bare name.
     hcm["strip_any_host_port"] = json!(true);
+    hcm["xff_num_trusted_hops"] = json!(gateway.trusted_hops);
+    // The edge starts a request: an outside x-request-id is not kept.
+    hcm["preserve_external_request_id"] = json!(false);
+    *hcm.pointer_mut("/rds/route_config_name")
+        .ok_or(BootstrapError::Missing("edge rds.route_config_name"))? =
+        json!(crate::mesh_routes::EDGE_ROUTES);
     if let Some(direction) = hcm.pointer_mut("/access_log/0/typed_config/log_format/json_format") {
         direction["direction"] = json!("edge");
         // Who called, as far as the edge knows: the client address (no client certificate).
@@ -128,6 +140,7 @@ mod tests {
             &GatewayParams {
                 port: 8443,
                 tls_dir: "/etc/weft/edge/".into(),
+                trusted_hops: 0,
             },
         )
         .unwrap()
@@ -163,14 +176,43 @@ mod tests {
         assert!(at("weft.authz") < at("weft.canary"));
         assert!(at("weft.canary") < at("weft.fault") && at("weft.fault") < at("weft.breaker"));
         assert_eq!(names.last(), Some(&"envoy.filters.http.router"));
-        // Routed like the sidecar's outbound calls: by Host, or the canary's cluster.
-        let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-            .as_array()
-            .unwrap();
+        // Routed by the edge route configuration (mesh services only), never by a header the
+        // client controls; the client's x-weft-cluster is gone before any filter runs.
+        assert_eq!(hcm["rds"]["route_config_name"], "edge");
+        assert!(hcm["rds"]["config_source"]["ads"].is_object());
+        assert!(hcm.get("route_config").is_none());
         assert_eq!(
-            routes.last().unwrap()["route"]["cluster_header"],
-            ":authority"
+            hcm["early_header_mutation_extensions"][0]["typed_config"]["mutations"],
+            json!([{"remove": "x-weft-cluster"}])
         );
+        // Paths normalized, the TCP peer is the client by default.
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(hcm["merge_slashes"], true);
+        assert_eq!(
+            hcm["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_FORWARD"
+        );
+        assert_eq!(hcm["use_remote_address"], true);
+        assert_eq!(hcm["xff_num_trusted_hops"], 0);
+        assert_eq!(hcm["preserve_external_request_id"], false);
+    }
+
+    #[test]
+    fn trusted_hops_in_front_of_the_gateway_are_an_explicit_setting() {
+        let params = BootstrapParams::new("gateway", "v1", "10.0.0.1", 18000);
+        let v = render_gateway_value(
+            &params,
+            &GatewayParams {
+                port: 8443,
+                tls_dir: "/etc/weft/edge".into(),
+                trusted_hops: 2,
+            },
+        )
+        .unwrap();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(hcm["xff_num_trusted_hops"], 2);
+        assert_eq!(hcm["use_remote_address"], true);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod ecds;
 pub mod event;
 pub mod gateway;
 pub mod mesh;
+pub mod mesh_routes;
 pub mod metrics;
 pub mod modules;
 pub mod resource;

@@ -158,8 +158,9 @@ pub fn version_cluster(namespace: &str, service: &str, port: u16, version: &str)
     format!("outbound|{port}|{version}|{service}.{namespace}")
 }
 
-/// CDS and EDS resources (type URL -> resources), the same for every sidecar. With `tls`,
-/// every mesh cluster (not the static ones) carries the mTLS transport socket.
+/// CDS, EDS and RDS resources (type URL -> resources), the same for every sidecar. With
+/// `tls`, every mesh cluster (not the static ones) carries the mTLS transport socket. The
+/// routes ([`crate::mesh_routes`]) reach only these clusters, by declared host.
 pub fn mesh_resources(
     services: &[MeshService],
     endpoints: &BTreeSet<MeshEndpoint>,
@@ -228,6 +229,10 @@ pub fn mesh_resources(
     vec![
         (type_url::CLUSTER.to_string(), clusters),
         (type_url::ENDPOINT.to_string(), assignments),
+        (
+            type_url::ROUTE.to_string(),
+            crate::mesh_routes::route_resources(services, statics),
+        ),
     ]
 }
 
