@@ -17,7 +17,7 @@ use std::time::Duration;
 use pki_common::{hs256_jwt, now};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_e2e::{xds_support::network_gateway, Envoy, TestNet, Upstream};
+use weft_e2e::{xds_support::network_gateway, Pod, TestNet, Upstream};
 use weft_policy::{labels, load, validate_set, Limits, PolicySet, References};
 use weft_xds::{FilterSpec, SidecarGroup};
 use xds_common::{ControlPlane, INBOUND};
@@ -141,31 +141,28 @@ fn compile_authz(yaml: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// One pod-like pair: the app and the sidecar made by `weft bootstrap` in front of it.
+/// A workload: its app and the sidecar made by `weft bootstrap`, in one pod.
 struct Workload {
-    app: Upstream,
-    sidecar: Envoy,
+    pod: Pod,
 }
 
 impl Workload {
     /// The host port of the sidecar's inbound listener.
     fn port(&self) -> u16 {
-        let url = self.sidecar.url(INBOUND);
-        url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap()
+        self.pod.host_port(INBOUND).unwrap()
+    }
+
+    fn app(&self) -> &Upstream {
+        self.pod.app()
     }
 }
 
-/// Starts the control plane with `yaml` compiled and one workload per service.
+/// Starts the control plane with `yaml` compiled and one pod per service.
 async fn mesh(
     net: &TestNet,
     yaml: &str,
     services: &[&str],
 ) -> (ControlPlane, BTreeMap<String, Workload>) {
-    // Apps first: the test network exists once a container is on it.
-    let mut apps = BTreeMap::new();
-    for service in services {
-        apps.insert(*service, Upstream::start(net, service, "v1").await.unwrap());
-    }
     let host = network_gateway(net).unwrap();
     let cp = ControlPlane::start(0).await;
     let authz = compile_authz(yaml);
@@ -181,9 +178,8 @@ async fn mesh(
     cp.state.set_config(1, filters, Vec::new()).unwrap();
     let mut workloads = BTreeMap::new();
     for service in services {
-        let app = apps.remove(service).unwrap();
-        let sidecar = cp.sidecar(net, &host, service, "v1", app.alias()).await;
-        workloads.insert(service.to_string(), Workload { app, sidecar });
+        let pod = cp.sidecar(net, &host, service, "v1").await;
+        workloads.insert(service.to_string(), Workload { pod });
     }
     // Wait until each sidecar enforces its policies (the filter arrives over ECDS).
     for (service, w) in &workloads {
@@ -192,7 +188,7 @@ async fn mesh(
             Duration::from_secs(30),
             Duration::from_millis(100),
             || async {
-                let configured = w.sidecar.stat("wasmcustom.weft.authz.allowed").await?;
+                let configured = w.pod.stat("wasmcustom.weft.authz.allowed").await?;
                 Ok(configured.map(|_| ()))
             },
         )
@@ -257,9 +253,9 @@ impl Attempt {
 
 /// Sends `request` to `w` and counts what reached its app.
 async fn attempt(w: &Workload, what: &str, request: Vec<u8>, want_reach: bool) -> Attempt {
-    w.app.reset().await.unwrap();
+    w.app().reset().await.unwrap();
     let (status, _) = raw(w.port(), &request).await;
-    let reached_app = w.app.stats().await.unwrap().requests;
+    let reached_app = w.app().stats().await.unwrap().requests;
     Attempt {
         what: what.to_string(),
         status,
@@ -542,9 +538,9 @@ async fn forged_claim_headers_never_reach_the_app() {
             if order == "forged first" {
                 headers.push(("authorization", &customer));
             }
-            orders.app.reset().await.unwrap();
+            orders.app().reset().await.unwrap();
             let (status, _) = raw(orders.port(), &get("/orders/1", &headers)).await;
-            let seen = orders.app.last_headers().await.unwrap();
+            let seen = orders.app().last_headers().await.unwrap();
             rows.push((
                 format!("{what}, {order}"),
                 status,
@@ -556,13 +552,13 @@ async fn forged_claim_headers_never_reach_the_app() {
         }
     }
     // Without a token, forged headers are removed entirely.
-    orders.app.reset().await.unwrap();
+    orders.app().reset().await.unwrap();
     let (status, _) = raw(
         orders.port(),
         &get("/orders/1", &[("x-role", "finance"), ("x-role", "finance")]),
     )
     .await;
-    let seen = orders.app.last_headers().await.unwrap();
+    let seen = orders.app().last_headers().await.unwrap();
     rows.push((
         "no token, two forged copies".into(),
         status,
