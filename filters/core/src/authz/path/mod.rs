@@ -65,32 +65,44 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-/// True when `path` is already in normal form, so no allocation is needed.
+/// True when `path` (query already cut off) is in normal form, so nothing is allocated:
+/// one pass over the bytes, no `%`, `\\`, `;` or NUL, no empty (but the last), `.` or `..`
+/// segment.
 fn is_normal(path: &str) -> bool {
-    let b = path.as_bytes();
-    // `;` is an error (Reject) or changes the path (Strip): both take the slow way.
-    if b.first() != Some(&b'/')
-        || b.iter()
-            .any(|&c| matches!(c, b'%' | b'\\' | b'?' | b'#' | b';' | 0))
-    {
+    let Some(rest) = path.strip_prefix('/') else {
         return false;
+    };
+    let dot_segment = |len: usize, dots: usize| len > 0 && len == dots && dots <= 2;
+    let (mut len, mut dots) = (0usize, 0usize);
+    for c in rest.bytes() {
+        match c {
+            // `;` is an error (Reject) or changes the path (Strip): both take the slow way.
+            b'%' | b'\\' | b';' | 0 => return false,
+            b'/' => {
+                if len == 0 || dot_segment(len, dots) {
+                    return false;
+                }
+                (len, dots) = (0, 0);
+            }
+            b'.' => (len, dots) = (len + 1, dots + 1),
+            _ => len += 1,
+        }
     }
-    // No empty, `.` or `..` segment (the last segment may be empty: a trailing slash).
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    segments
-        .iter()
-        .enumerate()
-        .all(|(i, s)| !(s.is_empty() && i != last) && *s != "." && *s != "..")
+    !dot_segment(len, dots)
 }
 
 /// The normalized form of request path `raw` (see the module docs).
 pub fn normalize(raw: &str, params: PathParameters) -> Result<Cow<'_, str>, PathError> {
-    if is_normal(raw) {
-        return Ok(Cow::Borrowed(raw));
+    let end = raw
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(raw.len());
+    // Both are ASCII, so `end` is a char boundary.
+    let path = raw.get(..end).unwrap_or(raw);
+    if is_normal(path) {
+        return Ok(Cow::Borrowed(path));
     }
-    let end = raw.find(['?', '#']).unwrap_or(raw.len());
-    let bytes = &raw.as_bytes()[..end];
+    let bytes = path.as_bytes();
     // Steps 2-4: decode once into `decoded`, `\` as `/`.
     let mut decoded: Vec<u8> = Vec::with_capacity(bytes.len() + 1);
     if bytes.first() != Some(&b'/') && bytes.first() != Some(&b'\\') {
