@@ -627,6 +627,7 @@ impl_machine!(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
     use super::*;
 
     /// Before issue 15 a token expiring at 10^19 (a `ttlSeconds` of 10^19 passed straight
@@ -653,6 +654,61 @@ mod tests {
         assert!(
             left > std::time::Duration::from_secs(55) && left <= std::time::Duration::from_secs(60)
         );
+    }
+
+    /// With `panic = "unwind"` (the release profile since issue 15) a panic in one stream's
+    /// task ends that task only: its guard still marks the sidecar disconnected, the state
+    /// (whose mutex ignores poisoning) keeps serving the other streams.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panic_in_one_stream_task_ends_only_that_stream() {
+        let settings = crate::XdsSettings {
+            module_source: crate::ModuleSource {
+                cluster: "weft_xds".into(),
+                base_url: "http://cp".into(),
+            },
+            grace: std::time::Duration::from_secs(60),
+            mesh_warmup: std::time::Duration::ZERO,
+        };
+        let state = XdsState::new(settings, crate::WasmModules::default());
+        let node = |id: &str| NodeIdentity {
+            id: id.into(),
+            namespace: "default".into(),
+            service: "reviews".into(),
+            version: "v1".into(),
+            inbound: None,
+        };
+        let (calm, doomed) = (node("calm"), node("doomed"));
+        let Ok((calm_connection, _)) = state.connected(&calm, "sotw") else {
+            panic!("refused")
+        };
+        let task = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let Ok((connection, _)) = state.connected(&doomed, "sotw") else {
+                    return;
+                };
+                let _guard = ConnectionGuard {
+                    state: Arc::clone(&state),
+                    node: doomed.key(),
+                    connection,
+                };
+                let _held = state.lock();
+                panic!("a bug in one stream");
+            })
+        };
+        let outcome = task.await;
+        assert!(outcome.is_err_and(|e| e.is_panic()));
+        let rows: Vec<(String, bool)> = state
+            .sidecars()
+            .into_iter()
+            .map(|s| (s.node_id, s.connected))
+            .collect();
+        assert_eq!(
+            rows,
+            [("calm".to_string(), true), ("doomed".to_string(), false)]
+        );
+        state.disconnected(&calm.key(), calm_connection);
+        assert!(state.sidecars().iter().all(|s| !s.connected));
     }
 
     #[test]

@@ -320,7 +320,7 @@ struct IdentityState {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     /// The CA and join tokens; SDS secrets are served and tokens required when set.
     identity: Option<IdentityState>,
     refusals: Refusals,
@@ -391,7 +391,7 @@ impl XdsState {
         &self.metrics
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
