@@ -20,8 +20,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_e2e::{
-    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
-    UpstreamOptions,
+    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, Pod, TestNet,
 };
 use weft_xds::gateway::{render_gateway, GatewayParams};
 use weft_xds::{FilterSpec, SidecarGroup};
@@ -76,7 +75,9 @@ const REFUSED: &[&str] = &[
 ];
 
 /// Left as they are by Envoy (case, `;` parameters, double encoding, encoded space/`#`/`?`,
-/// overlong UTF-8): what they mean is authz's business, not the listener's.
+/// overlong UTF-8): what they mean is authz's business, not the listener's. (authz refuses
+/// `;` path parameters with 400 by default: v1's authz strips them instead, so the app's view
+/// of `/admin;x` shows what the listener passed on; v2 keeps the default, see [`PATH_PARAMETER`].)
 const UNCHANGED: &[&str] = &[
     "/ADMIN",
     "/admin;x",
@@ -87,10 +88,14 @@ const UNCHANGED: &[&str] = &[
     "/%c0%ae%c0%ae/admin",
 ];
 
+/// authz's answer (the default `pathParameters: reject`) to a path with `;`.
+const PATH_PARAMETER: &str = "bad request: `;` path parameters are not accepted\n";
+
 /// authz for reviews: DENY `/admin` and `/admin/*` when `x-probe: deny` (so the same variant
-/// is first echoed, then denied); ALLOW only callers inside `allow_cidr`.
-fn reviews_authz(allow_cidr: &str) -> Value {
-    json!({
+/// is first echoed, then denied); ALLOW only callers inside `allow_cidr`. `path_parameters`:
+/// authz's `;` handling (`None`: the default, reject).
+fn reviews_authz(allow_cidr: &str, path_parameters: Option<&str>) -> Value {
+    let mut config = json!({
         "trust_domain": "cluster.local",
         "policies": [
             {"name": "no-admin", "action": "DENY", "rules": [{
@@ -99,7 +104,11 @@ fn reviews_authz(allow_cidr: &str) -> Value {
             {"name": "by-address", "action": "ALLOW", "rules": [{"ip_blocks": [allow_cidr]}],
              "deny_response": {"status": 403, "body": NOT_ALLOWED}},
         ]
-    })
+    });
+    if let Some(mode) = path_parameters {
+        config["path_parameters"] = json!(mode);
+    }
+    config
 }
 
 /// The gateway admits only callers from 6.6.6.0/24 (which no test client is).
@@ -122,22 +131,17 @@ fn network_cidr(gateway_ip: &str) -> String {
 struct Mesh {
     cp: ControlPlane,
     host: String,
-    v1: Envoy,
-    v2: Option<(Envoy, Upstream)>,
-    app_v1: Upstream,
+    /// reviews v1: the app in a pod with its sidecar (`m.v1.url(INBOUND)`, `m.v1.app()`).
+    v1: Pod,
+    v2: Option<Pod>,
     net: TestNet,
 }
 
 /// reviews v1 (ALLOW the test network) and, with `with_v2`, reviews v2 (ALLOW only
-/// 6.6.6.0/24), each an app behind a sidecar from `weft bootstrap`; `gateway` filters too.
+/// 6.6.6.0/24), each a pod (the app behind a sidecar from `weft bootstrap`); `gateway`
+/// filters too.
 async fn mesh(label: &str, with_v2: bool) -> Mesh {
     let net = TestNet::new(label);
-    let app_v1 = Upstream::start_with(
-        &net,
-        UpstreamOptions::new("reviews", "v1").alias("reviews-v1-app"),
-    )
-    .await
-    .unwrap();
     let host = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
     let filters = BTreeMap::from([
@@ -145,14 +149,14 @@ async fn mesh(label: &str, with_v2: bool) -> Mesh {
             SidecarGroup::new("default", "reviews", "v1"),
             vec![FilterSpec::new(
                 "authz",
-                reviews_authz(&network_cidr(&host)).to_string(),
+                reviews_authz(&network_cidr(&host), Some("strip")).to_string(),
             )],
         ),
         (
             SidecarGroup::new("default", "reviews", "v2"),
             vec![FilterSpec::new(
                 "authz",
-                reviews_authz("6.6.6.0/24").to_string(),
+                reviews_authz("6.6.6.0/24", None).to_string(),
             )],
         ),
         (
@@ -161,20 +165,9 @@ async fn mesh(label: &str, with_v2: bool) -> Mesh {
         ),
     ]);
     cp.state.set_config(1, filters, reviews_services()).unwrap();
-    let v1 = cp
-        .sidecar(&net, &host, "reviews", "v1", app_v1.alias())
-        .await;
+    let v1 = cp.sidecar(&net, &host, "reviews", "v1").await;
     let v2 = if with_v2 {
-        let app_v2 = Upstream::start_with(
-            &net,
-            UpstreamOptions::new("reviews", "v2").alias("reviews-v2-app"),
-        )
-        .await
-        .unwrap();
-        let sidecar = cp
-            .sidecar(&net, &host, "reviews", "v2", app_v2.alias())
-            .await;
-        Some((sidecar, app_v2))
+        Some(cp.sidecar(&net, &host, "reviews", "v2").await)
     } else {
         None
     };
@@ -183,16 +176,21 @@ async fn mesh(label: &str, with_v2: bool) -> Mesh {
         host,
         v1,
         v2,
-        app_v1,
         net,
     }
 }
 
 /// One HTTP/1.1 request written byte for byte (no client-side path clean-up), on its own
-/// connection. Returns the status (0: no answer) and the body.
+/// connection. `url` is `http://<address>[<prefix>]`: the request target is `<prefix><target>`
+/// (a prefix for the pod's forwarder, [`Pod::local_url`]). Returns the status (0: no answer)
+/// and the body.
 async fn raw(url: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let address = url.trim_start_matches("http://");
-    let mut request = format!("GET {target} HTTP/1.1\r\n");
+    let rest = url.trim_start_matches("http://");
+    let (address, prefix) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let mut request = format!("GET {prefix}{target} HTTP/1.1\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -232,6 +230,9 @@ fn echoed(body: &str) -> (String, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_only_declared_hosts() {
     let m = mesh("hostile-sidecar", true).await;
+    // The path variants are written byte for byte to the inbound listener (mapped to the host):
+    // not through the pod's forwarder, whose HTTP stack would parse (and refuse or re-encode)
+    // some of them before Envoy saw them.
     let inbound = m.v1.url(INBOUND);
     let host = [("host", "reviews")];
     // Ready: authz configured (the fail-closed default answers 403 to everything).
@@ -253,7 +254,7 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
             "{sent:?}"
         );
     }
-    m.app_v1.reset().await.unwrap();
+    m.v1.app().reset().await.unwrap();
     let deny = [("host", "reviews"), ("x-probe", "deny")];
     for (sent, expected) in NORMALIZED {
         if *expected == "/admin" || expected.starts_with("/admin/") {
@@ -264,7 +265,7 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
         assert_eq!(raw(&inbound, sent, &host).await.0, 400, "{sent:?}");
     }
     assert_eq!(
-        m.app_v1.stats().await.unwrap().requests,
+        m.v1.app().stats().await.unwrap().requests,
         0,
         "no denied or refused variant reached the app"
     );
@@ -273,6 +274,8 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
         let path = sent.split('?').next().unwrap_or(sent);
         assert_eq!((status, echoed(&body).0.as_str()), (200, path), "{sent:?}");
     }
+    // v1 strips `;` parameters before matching: `/admin;x` is `/admin` to the DENY.
+    assert_eq!(raw(&inbound, "/admin;x", &deny).await.0, 403);
     // A header name with `_` (x_user vs x-user for CGI-style apps) is refused.
     assert_eq!(
         raw(&inbound, "/", &[("host", "reviews"), ("x_user", "mallory")])
@@ -301,7 +304,7 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
         "Envoy appends the real peer"
     );
     assert_ne!(peer, "6.6.6.6");
-    let v2_inbound = m.v2.as_ref().unwrap().0.url(INBOUND);
+    let v2_inbound = m.v2.as_ref().unwrap().url(INBOUND);
     // v2 admits only 6.6.6.0/24: a spoofed X-Forwarded-For does not get in.
     poll_until(
         "reviews v2 configured",
@@ -319,6 +322,12 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
         let answer = raw(&v2_inbound, "/", &spoofed).await;
         assert_eq!(answer, (403, NOT_ALLOWED.to_string()), "{xff}");
     }
+    // v2's authz has the default `pathParameters: reject`: the `;` the listener let through
+    // is refused before any policy (the address check included) is looked at.
+    assert_eq!(
+        raw(&v2_inbound, "/admin;x", &host).await,
+        (400, PATH_PARAMETER.to_string())
+    );
 
     // 3. Routes: only declared services by their declared host.
     host_probes(&m).await;
@@ -327,8 +336,11 @@ async fn a_generated_sidecar_normalizes_paths_ignores_spoofed_xff_and_routes_onl
 
 /// The sidecar's outbound listener reaches `reviews` (stable v1), and nothing by an internal
 /// name; the inbound listener reaches only its own app whatever the Host.
+/// The outbound listener binds the pod's loopback: requests go through the pod's forwarder
+/// (`pod.local_url(OUTBOUND)`), sent from inside the pod as the app would (paths here are `/`,
+/// nothing for the forwarder to normalize; the Host and other headers are passed on).
 async fn host_probes(m: &Mesh) {
-    let outbound = m.v1.url(OUTBOUND);
+    let outbound = m.v1.local_url(OUTBOUND);
     poll_until(
         "the outbound routes reach reviews",
         Duration::from_secs(30),
@@ -339,11 +351,13 @@ async fn host_probes(m: &Mesh) {
     .unwrap();
     let (status, body) = raw(&outbound, "/", &[("host", "reviews:9080")]).await;
     assert_eq!((status, version_of(&body)), (200, "v1".into()), "host:port");
-    m.app_v1.reset().await.unwrap();
+    m.v1.app().reset().await.unwrap();
     for internal in [
         "local_app",
         "weft_xds",
         V2_CLUSTER,
+        // The pod's name on the test network (the app has none of its own any more).
+        "reviews-v1-sidecar",
         "reviews-v1-app",
         "example.com",
     ] {
@@ -354,7 +368,7 @@ async fn host_probes(m: &Mesh) {
             "Host: {internal}"
         );
     }
-    assert_eq!(m.app_v1.stats().await.unwrap().requests, 0);
+    assert_eq!(m.v1.app().stats().await.unwrap().requests, 0);
     // A caller's own x-weft-cluster is gone before any filter or route sees it: v2 (which
     // would answer 403 to this caller) is never reached, nor an internal cluster.
     for pick in [V2_CLUSTER, "weft_xds", "local_app"] {
@@ -395,7 +409,7 @@ fn version_of(body: &str) -> String {
 async fn gateway(m: &Mesh, hops: u32, name: &str) -> (Envoy, u16) {
     let edge = pki_common::TestCa::new("weft e2e public CA");
     let leaf = edge.leaf(vec![pki_common::dns("reviews")]);
-    let mut params = m.cp.bootstrap(&m.host, "gateway", "v1", "127.0.0.1");
+    let mut params = m.cp.bootstrap(&m.host, "gateway", "v1");
     params.node_id = Some(name.into());
     let yaml = render_gateway(
         &params,
@@ -412,13 +426,7 @@ async fn gateway(m: &Mesh, hops: u32, name: &str) -> (Envoy, u16) {
         .extra_file(&format!("{EDGE_DIR}/key.pem"), leaf.1);
     options.hostname = name.into();
     let envoy = Envoy::start(&m.net, options).await.unwrap();
-    let port = envoy
-        .url(EDGE_PORT)
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = envoy.host_port(EDGE_PORT).unwrap();
     (envoy, port)
 }
 
@@ -517,7 +525,7 @@ async fn the_gateway_believes_xff_only_from_trusted_hops_and_routes_only_declare
     }
     // Only declared mesh services: internal clusters and version clusters are 404 even for
     // an admitted client, and the client's x-weft-cluster is dropped.
-    m.app_v1.reset().await.unwrap();
+    m.v1.app().reset().await.unwrap();
     for internal in [
         "local_app",
         "weft_xds",
@@ -531,7 +539,7 @@ async fn the_gateway_believes_xff_only_from_trusted_hops_and_routes_only_declare
             "Host: {internal}"
         );
     }
-    assert_eq!(m.app_v1.stats().await.unwrap().requests, 0);
+    assert_eq!(m.v1.app().stats().await.unwrap().requests, 0);
     // A client's x-weft-cluster naming v2 (which has no sidecar here: the route would answer
     // 503 if it followed the header) is dropped: the stable version answers.
     let (status, body) = edge_get_with(
