@@ -7,20 +7,29 @@
 //! store failure. Bodies are read up to the policy size limit and refused beyond it.
 #![forbid(unsafe_code)]
 
-mod catch_panic;
 mod identity;
 mod routes;
 mod xds_view;
 
-pub use catch_panic::{catch_panics, panic_message};
 pub use identity::identity_router;
 pub use routes::{router, ROUTES};
+pub use weft_xds::catch_panic::panic_message;
 pub use xds_view::{xds_router, SidecarView};
 
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use weft_state::ControlPlane;
+
+/// `router` with every handler's panic turned into a 500 with the API's JSON error body
+/// ([`weft_xds::catch_panic`]).
+pub fn catch_panics(router: axum::Router) -> axum::Router {
+    weft_xds::catch_panic::catch_panics_with(router, |message| {
+        use axum::response::IntoResponse;
+        routes::ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
+            .into_response()
+    })
+}
 
 /// The OpenAPI 3 description of the API.
 pub const OPENAPI: &str = include_str!("../openapi.json");

@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
-mod catch_panic;
+pub mod catch_panic;
 pub mod delta;
 pub mod ecds;
 pub mod event;
