@@ -158,6 +158,10 @@ pub struct EnvoyConfig {
     pub route: Route,
     pub filters: Vec<WasmFilter>,
     pub tls: Option<DownstreamTls>,
+    /// Envoy's own path normalisation, header-name and source-address settings, as every
+    /// listener weft generates has them. `false`: a bare listener, as in a user's own Envoy
+    /// that sets none of them (what the filter alone must hold against).
+    pub listener_hardening: bool,
 }
 
 // === impl EnvoyConfig ===
@@ -171,7 +175,14 @@ impl EnvoyConfig {
             route: Route::Cluster("upstream".into()),
             filters: Vec::new(),
             tls: None,
+            listener_hardening: true,
         }
+    }
+
+    /// A bare listener: no path normalisation, `X-Forwarded-For` believed (Envoy's defaults).
+    pub fn without_listener_hardening(mut self) -> Self {
+        self.listener_hardening = false;
+        self
     }
 
     pub fn listener_port(mut self, port: u16) -> Self {
@@ -216,7 +227,7 @@ impl EnvoyConfig {
             Route::Cluster(name) => json!({"cluster": name}),
             Route::ClusterHeader(header) => json!({"cluster_header": header}),
         };
-        let hcm = json!({
+        let mut hcm = json!({
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -240,6 +251,20 @@ impl EnvoyConfig {
                 "http_filters": http_filters,
             },
         });
+        if !self.listener_hardening {
+            if let Some(config) = hcm["typed_config"].as_object_mut() {
+                for key in [
+                    "normalize_path",
+                    "merge_slashes",
+                    "path_with_escaped_slashes_action",
+                    "common_http_protocol_options",
+                    "use_remote_address",
+                    "xff_num_trusted_hops",
+                ] {
+                    config.remove(key);
+                }
+            }
+        }
         let mut chain = json!({"filters": [hcm]});
         if let Some(tls) = &self.tls {
             chain["transport_socket"] = tls.to_json();

@@ -17,6 +17,7 @@ mod envoy;
 mod net;
 mod pod;
 mod poll;
+mod raw;
 mod stats;
 mod upstream;
 pub mod xds_support;
@@ -32,6 +33,7 @@ pub use envoy::{
 pub use net::TestNet;
 pub use pod::Pod;
 pub use poll::poll_until;
+pub use raw::{raw_get, raw_request, RawReply};
 pub use reqwest;
 pub use stats::{binomial_interval_999, within_binomial_999};
 pub use upstream::{

@@ -199,7 +199,7 @@ async fn from_another_container_only_the_inbound_listener_answers() {
         let (status, body) = send(host, None).await;
         assert_eq!(
             (status, body.as_str()),
-            (404, "weft: not a mesh service\n"),
+            (404, "weft: no declared service has this Host\n"),
             "Host: {host}"
         );
     }

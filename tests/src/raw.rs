@@ -1,0 +1,51 @@
+//! Requests written byte for byte on a TCP socket: an HTTP client library would normalise the
+//! paths (`/./admin`, `%61`) and merge repeated headers before sending them, which is exactly
+//! what the hostile tests must not have done for them.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A reply read to the end of the connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawReply {
+    /// 0 when the connection failed, timed out or the reply had no status line.
+    pub status: u16,
+    pub body: String,
+}
+
+/// `GET <target> HTTP/1.1` with `headers` in the order given, `Host: <host>` and
+/// `Connection: close`; nothing in `target` or the header lines is touched.
+pub fn raw_get(target: &str, host: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// Sends `request` to `127.0.0.1:<port>` and reads the reply (at most 5 s).
+pub async fn raw_request(port: u16, request: &[u8]) -> RawReply {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(request).await?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(5), attempt).await else {
+        return RawReply::default();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    RawReply { status, body }
+}
