@@ -47,6 +47,20 @@ pub struct MeshService {
     pub stable_version: String,
 }
 
+impl MeshService {
+    /// `namespace/name` on `port`, called by its name (the `host` a `Service` document
+    /// leaves out), stable at `stable_version`.
+    pub fn new(namespace: &str, name: &str, port: u16, stable_version: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            port,
+            host: name.into(),
+            stable_version: stable_version.into(),
+        }
+    }
+}
+
 /// A sidecar's inbound address, registered for its service version.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MeshEndpoint {

@@ -12,34 +12,29 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest,
     DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use weft_xds::{
-    type_url, FilterSpec, ModuleSource, SidecarGroup, WasmModules, XdsSettings, XdsState,
-};
+use weft_xds::{type_url, FilterSpec, SidecarGroup, WasmModules, XdsState};
+
+mod common;
+use common::{settings, start};
 
 const ECDS: &str = type_url::EXTENSION_CONFIG;
 
-fn mk_state() -> Arc<XdsState> {
+/// One module, `authz`.
+fn modules() -> WasmModules {
     let mut modules = WasmModules::default();
     modules.insert(
         "authz",
         b"\0asm".to_vec(),
         weft_xds::modules::sha256_hex(b"\0asm"),
     );
-    XdsState::new(
-        XdsSettings {
-            module_source: ModuleSource {
-                cluster: "weft_xds".into(),
-                base_url: "http://cp".into(),
-            },
-            grace: Duration::from_millis(100),
-            mesh_warmup: Duration::ZERO,
-        },
-        modules,
-    )
+    modules
+}
+
+fn mk_state() -> Arc<XdsState> {
+    XdsState::new(settings(Duration::ZERO), modules())
 }
 
 fn publish(state: &XdsState, revision: u64, config: &str) {
@@ -51,33 +46,7 @@ fn publish(state: &XdsState, revision: u64, config: &str) {
 }
 
 fn mk_node(id: &str) -> Node {
-    let meta = |v: &str| Value {
-        kind: Some(Kind::StringValue(v.into())),
-    };
-    Node {
-        id: id.into(),
-        cluster: "reviews".into(),
-        metadata: Some(Struct {
-            fields: [
-                ("version".to_string(), meta("v1")),
-                ("inbound_address".to_string(), meta(":15006")),
-            ]
-            .into_iter()
-            .collect(),
-        }),
-        ..Default::default()
-    }
-}
-
-async fn start(state: Arc<XdsState>) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        weft_xds::serve(listener, state, std::future::pending())
-            .await
-            .unwrap();
-    });
-    (addr, task)
+    common::mk_node(id, "reviews", "v1", ":15006")
 }
 
 struct Sotw {
@@ -282,23 +251,7 @@ fn modules_whose_hash_does_not_match_sha256sums_are_refused() {
 
 #[test]
 fn cds_and_eds_wait_for_the_mesh_warmup_while_filters_go_out_at_once() {
-    let mut modules = WasmModules::default();
-    modules.insert(
-        "authz",
-        b"\0asm".to_vec(),
-        weft_xds::modules::sha256_hex(b"\0asm"),
-    );
-    let state = XdsState::new(
-        XdsSettings {
-            module_source: ModuleSource {
-                cluster: "weft_xds".into(),
-                base_url: "http://cp".into(),
-            },
-            grace: Duration::from_millis(100),
-            mesh_warmup: Duration::from_secs(60),
-        },
-        modules,
-    );
+    let state = XdsState::new(settings(Duration::from_secs(60)), modules());
     publish(&state, 1, "{}");
     let group = SidecarGroup::new("default", "reviews", "v1");
     assert!(state.snapshot(&group).has_type(ECDS));

@@ -9,12 +9,16 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
 use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DiscoveryRequest,
+    DiscoveryResponse,
 };
 use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 use weft_ca::{CaSettings, Identity};
 use weft_xds::sds::SECRET_TYPE;
-use weft_xds::{ModuleSource, WasmModules, XdsSettings, XdsState};
+use weft_xds::{WasmModules, XdsState};
+
+mod common;
+use common::{mk_node, settings};
 
 struct Plane {
     addr: String,
@@ -26,24 +30,9 @@ struct Plane {
 async fn plane() -> Plane {
     let dir = tempfile::tempdir().unwrap();
     let identity = Arc::new(Identity::open(dir.path(), CaSettings::default()).unwrap());
-    let settings = XdsSettings {
-        module_source: ModuleSource {
-            cluster: "weft_xds".into(),
-            base_url: "http://cp".into(),
-        },
-        grace: Duration::from_millis(100),
-        mesh_warmup: Duration::ZERO,
-    };
-    let state = XdsState::new(settings, WasmModules::default());
+    let state = XdsState::new(settings(Duration::ZERO), WasmModules::default());
     state.set_identity(Arc::clone(&identity)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let serving = Arc::clone(&state);
-    tokio::spawn(async move {
-        weft_xds::serve(listener, serving, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let (addr, _) = common::start(Arc::clone(&state)).await;
     Plane {
         addr,
         state,
@@ -52,33 +41,39 @@ async fn plane() -> Plane {
     }
 }
 
-/// Opens a SotW stream as node `service-v1` of `service` with `token`, asks for the two
-/// secrets, and returns the first answer (or the stream's error).
-async fn ask_secrets(
+/// A token for `default/{service}`, valid for an hour.
+fn token_for(plane: &Plane, service: &str) -> String {
+    let hour = Duration::from_secs(3600);
+    let (token, _) = plane
+        .identity
+        .tokens
+        .create("default", service, hour)
+        .unwrap();
+    token
+}
+
+type Responses = tonic::Streaming<DiscoveryResponse>;
+
+/// Opens a SotW stream with `token` (if any), sending `first` (if any); returns the first
+/// answer within 5 s (or the stream's error) with the stream, kept open until dropped.
+async fn sotw(
     plane: &Plane,
-    service: &str,
+    first: Option<DiscoveryRequest>,
     token: Option<&str>,
 ) -> (
-    Result<Vec<Secret>, tonic::Status>,
-    tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+    Result<Option<DiscoveryResponse>, tonic::Status>,
+    Responses,
     tokio::sync::mpsc::Sender<DiscoveryRequest>,
 ) {
     let mut client = AggregatedDiscoveryServiceClient::connect(plane.addr.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: format!("{service}-v1"),
-            cluster: service.into(),
-            ..Default::default()
-        }),
-        type_url: SECRET_TYPE.into(),
-        resource_names: vec!["default".into(), "ROOTCA".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    if let Some(first) = first {
+        tx.send(first).await.unwrap();
+    }
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(token) = token {
         request
@@ -92,26 +87,50 @@ async fn ask_secrets(
         .into_inner();
     let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
-        .unwrap()
-        .map(|response| {
-            response
-                .unwrap()
-                .resources
-                .iter()
-                .map(|any| Secret::decode(any.value.as_slice()).unwrap())
-                .collect()
-        });
+        .unwrap();
+    (first, stream, tx)
+}
+
+/// Opens a SotW stream as node `service-v1` of `service` with `token`, asks for the two
+/// secrets, and returns the first answer (or the stream's error).
+async fn ask_secrets(
+    plane: &Plane,
+    service: &str,
+    token: Option<&str>,
+) -> (
+    Result<Vec<Secret>, tonic::Status>,
+    Responses,
+    tokio::sync::mpsc::Sender<DiscoveryRequest>,
+) {
+    let request = DiscoveryRequest {
+        node: Some(Node {
+            id: format!("{service}-v1"),
+            cluster: service.into(),
+            ..Default::default()
+        }),
+        type_url: SECRET_TYPE.into(),
+        resource_names: vec!["default".into(), "ROOTCA".into()],
+        ..Default::default()
+    };
+    let (first, stream, tx) = sotw(plane, Some(request), token).await;
+    let first = first.map(|response| {
+        response
+            .unwrap()
+            .resources
+            .iter()
+            .map(|any| Secret::decode(any.value.as_slice()).unwrap())
+            .collect()
+    });
     (first, stream, tx)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_token_gets_its_own_identity_and_nothing_else_gets_anything() {
     let plane = plane().await;
-    let hour = Duration::from_secs(3600);
     let (token, record) = plane
         .identity
         .tokens
-        .create("default", "reviews", hour)
+        .create("default", "reviews", Duration::from_secs(3600))
         .unwrap();
 
     let (secrets, mut stream, _tx) = ask_secrets(&plane, "reviews", Some(&token)).await;
@@ -124,11 +143,7 @@ async fn a_valid_token_gets_its_own_identity_and_nothing_else_gets_anything() {
     assert!(cert.certificate_chain.is_some() && cert.private_key.is_some());
 
     // Another service's token, no token, a forged one.
-    let (stolen, _) = plane
-        .identity
-        .tokens
-        .create("default", "productpage", hour)
-        .unwrap();
+    let stolen = token_for(&plane, "productpage");
     let (refused, _, _) = ask_secrets(&plane, "reviews", Some(&stolen)).await;
     let status = refused.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
@@ -171,31 +186,8 @@ async fn a_valid_token_gets_its_own_identity_and_nothing_else_gets_anything() {
 
 // === hostile callers (issue 15): node binding, node bounds, stream and group limits ===
 
-fn mk_node(id: &str, service: &str, version: &str, inbound: &str) -> Node {
-    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
-    let meta = |v: &str| Value {
-        kind: Some(Kind::StringValue(v.into())),
-    };
-    Node {
-        id: id.into(),
-        cluster: service.into(),
-        metadata: Some(Struct {
-            fields: [
-                ("version".to_string(), meta(version)),
-                ("inbound_address".to_string(), meta(inbound)),
-            ]
-            .into_iter()
-            .collect(),
-        }),
-        ..Default::default()
-    }
-}
-
-type Responses =
-    tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>;
-
-/// Opens a SotW stream as `node` with `token`, asking for every endpoint; returns whether
-/// the server answered (or its refusal) with the stream, kept open until dropped.
+/// Opens a SotW stream as `node` with `token`, asking for the default secret; returns
+/// whether the server answered (or its refusal) with the stream, kept open until dropped.
 async fn open(
     plane: &Plane,
     node: Node,
@@ -205,34 +197,38 @@ async fn open(
     Responses,
     tokio::sync::mpsc::Sender<DiscoveryRequest>,
 ) {
-    let mut client = AggregatedDiscoveryServiceClient::connect(plane.addr.clone())
-        .await
-        .unwrap()
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
+    let request = DiscoveryRequest {
         node: Some(node),
         type_url: SECRET_TYPE.into(),
         resource_names: vec!["default".into()],
         ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    request
-        .metadata_mut()
-        .insert("x-weft-token", token.parse().unwrap());
-    let mut stream = client
-        .stream_aggregated_resources(request)
-        .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .unwrap()
-        .map(|m| assert!(m.is_some(), "the stream ended without an answer"));
+    };
+    let (first, stream, tx) = sotw(plane, Some(request), Some(token)).await;
+    let first = first.map(|m| assert!(m.is_some(), "the stream ended without an answer"));
     (first, stream, tx)
+}
+
+/// With an identity's limit at 2, opens `r-1` (version `versions[0]`) and `r-2`
+/// (`versions[1]`) of reviews, then checks `r-3` (`versions[2]`) is refused with
+/// RESOURCE_EXHAUSTED saying `refusal` and counted once under `reason`. Returns the two
+/// open streams, `r-1`'s first.
+async fn two_fit_and_a_third_is_refused(
+    plane: &Plane,
+    token: &str,
+    versions: [&str; 3],
+    refusal: &str,
+    reason: &str,
+) -> [(Responses, tokio::sync::mpsc::Sender<DiscoveryRequest>); 2] {
+    let (a, sa, ta) = open(plane, mk_node("r-1", "reviews", versions[0], ":1"), token).await;
+    let (b, sb, tb) = open(plane, mk_node("r-2", "reviews", versions[1], ":1"), token).await;
+    a.unwrap();
+    b.unwrap();
+    let (c, _, _) = open(plane, mk_node("r-3", "reviews", versions[2], ":1"), token).await;
+    let status = c.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains(refusal), "{status:?}");
+    assert_eq!(count(plane, reason), 1);
+    [(sa, ta), (sb, tb)]
 }
 
 fn count(plane: &Plane, reason: &str) -> u64 {
@@ -254,26 +250,11 @@ async fn another_identity_sending_the_same_node_id_cannot_displace_a_sidecars_en
         .set_config(
             1,
             Default::default(),
-            vec![MeshService {
-                namespace: "default".into(),
-                name: "reviews".into(),
-                port: 9080,
-                host: "reviews".into(),
-                stable_version: "v1".into(),
-            }],
+            vec![MeshService::new("default", "reviews", 9080, "v1")],
         )
         .unwrap();
-    let hour = Duration::from_secs(3600);
-    let (reviews, _) = plane
-        .identity
-        .tokens
-        .create("default", "reviews", hour)
-        .unwrap();
-    let (attacker, _) = plane
-        .identity
-        .tokens
-        .create("default", "productpage", hour)
-        .unwrap();
+    let reviews = token_for(&plane, "reviews");
+    let attacker = token_for(&plane, "productpage");
     let node = mk_node("reviews-v1", "reviews", "v1", "10.9.9.1:15006");
     let (ok, _b_stream, _b_tx) = open(&plane, node, &reviews).await;
     ok.unwrap();
@@ -339,11 +320,7 @@ async fn another_identity_sending_the_same_node_id_cannot_displace_a_sidecars_en
 async fn oversized_or_malformed_nodes_are_refused_with_invalid_argument_and_counted() {
     use envoy_types::pb::google::protobuf::{value::Kind, Value};
     let plane = plane().await;
-    let (token, _) = plane
-        .identity
-        .tokens
-        .create("default", "reviews", Duration::from_secs(3600))
-        .unwrap();
+    let token = token_for(&plane, "reviews");
     let mut fat = mk_node("reviews-v1", "reviews", "v1", ":15006");
     fat.metadata.as_mut().unwrap().fields.insert(
         "junk".into(),
@@ -403,36 +380,21 @@ async fn streams_beyond_an_identitys_limit_are_refused() {
         max_streams_per_identity: 2,
         ..Default::default()
     });
-    let hour = Duration::from_secs(3600);
-    let (token, _) = plane
-        .identity
-        .tokens
-        .create("default", "reviews", hour)
-        .unwrap();
-    let (other, _) = plane
-        .identity
-        .tokens
-        .create("default", "ratings", hour)
-        .unwrap();
-    let (a, sa, ta) = open(&plane, mk_node("r-1", "reviews", "v1", ":1"), &token).await;
-    let (b, _sb, _tb) = open(&plane, mk_node("r-2", "reviews", "v1", ":1"), &token).await;
-    a.unwrap();
-    b.unwrap();
-    let (c, _, _) = open(&plane, mk_node("r-3", "reviews", "v1", ":1"), &token).await;
-    let status = c.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("default/reviews already has 2 open streams"),
-        "{status:?}"
-    );
-    assert_eq!(count(&plane, "too_many_streams"), 1);
+    let token = token_for(&plane, "reviews");
+    let other = token_for(&plane, "ratings");
+    let [first, _second] = two_fit_and_a_third_is_refused(
+        &plane,
+        &token,
+        ["v1", "v1", "v1"],
+        "default/reviews already has 2 open streams",
+        "too_many_streams",
+    )
+    .await;
     // Another identity is not affected.
     let (d, _sd, _td) = open(&plane, mk_node("ra-1", "ratings", "v1", ":1"), &other).await;
     d.unwrap();
     // One stream closes: a new one fits again.
-    drop((sa, ta));
+    drop(first);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (e, _se, _te) = open(&plane, mk_node("r-3", "reviews", "v1", ":1"), &token).await;
     e.unwrap();
@@ -445,28 +407,20 @@ async fn undeclared_versions_beyond_an_identitys_limit_are_refused_and_collected
         max_groups_per_identity: 2,
         ..Default::default()
     });
-    let (token, _) = plane
-        .identity
-        .tokens
-        .create("default", "reviews", Duration::from_secs(3600))
-        .unwrap();
-    let (a, sa, ta) = open(&plane, mk_node("r-1", "reviews", "v1", ":1"), &token).await;
-    let (b, _sb, _tb) = open(&plane, mk_node("r-2", "reviews", "v2", ":1"), &token).await;
-    a.unwrap();
-    b.unwrap();
-    let (c, _, _) = open(&plane, mk_node("r-3", "reviews", "v3", ":1"), &token).await;
-    let status = c.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status.message().contains("versions no policy declares"),
-        "{status:?}"
-    );
-    assert_eq!(count(&plane, "too_many_groups"), 1);
+    let token = token_for(&plane, "reviews");
+    let [first, _second] = two_fit_and_a_third_is_refused(
+        &plane,
+        &token,
+        ["v1", "v2", "v3"],
+        "versions no policy declares",
+        "too_many_groups",
+    )
+    .await;
     // A version already running takes more sidecars.
     let (d, _sd, _td) = open(&plane, mk_node("r-4", "reviews", "v2", ":1"), &token).await;
     d.unwrap();
     // Once v1's sidecar is gone past its grace (100 ms), its group is collected: v3 fits.
-    drop((sa, ta));
+    drop(first);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (e, _se, _te) = open(&plane, mk_node("r-3", "reviews", "v3", ":1"), &token).await;
     e.unwrap();
@@ -479,19 +433,8 @@ async fn a_stream_that_sends_nothing_is_closed_after_the_first_message_timeout()
         first_message_timeout: Duration::from_millis(300),
         ..Default::default()
     });
-    let mut client = AggregatedDiscoveryServiceClient::connect(plane.addr.clone())
-        .await
-        .unwrap();
-    let (_tx, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(1);
     let started = std::time::Instant::now();
-    let mut stream = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .unwrap();
+    let (ended, _stream, _tx) = sotw(&plane, None, None).await;
     assert_eq!(ended.unwrap_err().code(), tonic::Code::DeadlineExceeded);
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert_eq!(count(&plane, "first_message_timeout"), 1);
