@@ -231,6 +231,20 @@ async fn two_fit_and_a_third_is_refused(
     [(sa, ta), (sb, tb)]
 }
 
+/// Closes `stream`, waits `wait`, then checks `r-3` of reviews at `version` is served.
+async fn fits_once_closed(
+    plane: &Plane,
+    token: &str,
+    stream: (Responses, tokio::sync::mpsc::Sender<DiscoveryRequest>),
+    wait: Duration,
+    version: &str,
+) {
+    drop(stream);
+    tokio::time::sleep(wait).await;
+    let (e, _se, _te) = open(plane, mk_node("r-3", "reviews", version, ":1"), token).await;
+    e.unwrap();
+}
+
 fn count(plane: &Plane, reason: &str) -> u64 {
     plane
         .state
@@ -394,10 +408,7 @@ async fn streams_beyond_an_identitys_limit_are_refused() {
     let (d, _sd, _td) = open(&plane, mk_node("ra-1", "ratings", "v1", ":1"), &other).await;
     d.unwrap();
     // One stream closes: a new one fits again.
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let (e, _se, _te) = open(&plane, mk_node("r-3", "reviews", "v1", ":1"), &token).await;
-    e.unwrap();
+    fits_once_closed(&plane, &token, first, Duration::from_millis(50), "v1").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,10 +431,7 @@ async fn undeclared_versions_beyond_an_identitys_limit_are_refused_and_collected
     let (d, _sd, _td) = open(&plane, mk_node("r-4", "reviews", "v2", ":1"), &token).await;
     d.unwrap();
     // Once v1's sidecar is gone past its grace (100 ms), its group is collected: v3 fits.
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (e, _se, _te) = open(&plane, mk_node("r-3", "reviews", "v3", ":1"), &token).await;
-    e.unwrap();
+    fits_once_closed(&plane, &token, first, Duration::from_millis(500), "v3").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
