@@ -45,6 +45,22 @@ fn mesh_files(options: EnvoyOptions, ca: &str, leaf: &(String, String)) -> Envoy
         .extra_file(&format!("{MESH_DIR}/key.pem"), leaf.1.clone())
 }
 
+/// `builder` finished as an outside client: trusts `ca` only and reaches the gateway's
+/// `edge_port` on loopback by its public name, `finance-reporting`.
+fn edge_client(builder: reqwest::ClientBuilder, ca: &str, edge_port: u16) -> reqwest::Client {
+    builder
+        .no_proxy()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .resolve(
+            "finance-reporting",
+            std::net::SocketAddr::from(([127, 0, 0, 1], edge_port)),
+        )
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
     let net = TestNet::new("gateway");
@@ -140,18 +156,11 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         .unwrap()
         .parse()
         .unwrap();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(edge_ca.as_bytes()).unwrap())
-        .resolve(
-            "finance-reporting",
-            std::net::SocketAddr::from(([127, 0, 0, 1], edge_port)),
-        )
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let client = edge_client(
+        reqwest::Client::builder().timeout(Duration::from_secs(5)),
+        &edge_ca,
+        edge_port,
+    );
     let url = format!("https://finance-reporting:{edge_port}/reports/q3");
     let finance =
         hs256(json!({"iss": ISSUER, "aud": "weft-edge", "role": "finance", "exp": exp()}));
@@ -215,19 +224,13 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
     // The gateway routes to mesh services only: a Host naming the control plane's cluster,
     // the (absent) app's or a version cluster is answered 404 at the edge, and a client's
     // x-weft-cluster is dropped before any filter sees it. HTTP/1.1, so Host is the authority.
-    let h1 = reqwest::Client::builder()
-        .no_proxy()
-        .use_rustls_tls()
-        .http1_only()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(edge_ca.as_bytes()).unwrap())
-        .resolve(
-            "finance-reporting",
-            std::net::SocketAddr::from(([127, 0, 0, 1], edge_port)),
-        )
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let h1 = edge_client(
+        reqwest::Client::builder()
+            .http1_only()
+            .timeout(Duration::from_secs(5)),
+        &edge_ca,
+        edge_port,
+    );
     // (A version cluster's name, `outbound|...`, is not even a valid Host: Envoy's codec
     // answers 400 before routing; the route guard would answer 404.)
     let response = h1
@@ -250,7 +253,7 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         let body = response.text().await.unwrap();
         assert_eq!(
             (status, body.as_str()),
-            (404, "weft: not a mesh service\n"),
+            (404, "weft: no declared service has this Host\n"),
             "Host: {host}"
         );
     }
@@ -276,17 +279,7 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         "{plain:?}"
     );
     // A client that does not trust the edge certificate's CA does not get in either.
-    let stranger = reqwest::Client::builder()
-        .no_proxy()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(mesh_ca.as_bytes()).unwrap())
-        .resolve(
-            "finance-reporting",
-            std::net::SocketAddr::from(([127, 0, 0, 1], edge_port)),
-        )
-        .build()
-        .unwrap();
+    let stranger = edge_client(reqwest::Client::builder(), &mesh_ca, edge_port);
     assert!(stranger.get(&url).send().await.is_err());
 
     // The mesh hop was mTLS: the service's sidecar counted TLS handshakes with a peer
