@@ -13,109 +13,45 @@
 //!   `weft status` still show the sidecars.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod weft_serve;
 mod xds_common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_e2e::{
-    http_client, poll_until, workspace_root, xds_support::network_gateway, Envoy, EnvoyOptions,
-    TestNet, Upstream, UpstreamOptions,
+    http_client, poll_until, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
+    UpstreamOptions,
 };
+use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams, XdsUpstreamTls};
 use xds_common::{INBOUND, OUTBOUND};
 
 /// Streams one identity may hold open (productpage's sidecar and the impostor).
 const STREAMS_PER_IDENTITY: usize = 2;
 
-fn weft_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "weft"])
-        .current_dir(workspace_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p weft failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug/weft")
-}
-
-struct WeftServer {
-    child: Child,
-    api: String,
-    xds_port: u16,
+/// `weft serve --ca` with xDS over TLS on any port (named `gateway` and 127.0.0.1) and
+/// [`STREAMS_PER_IDENTITY`].
+fn start(bin: &Path, data: &Path, gateway: &str) -> WeftServer {
+    WeftServer::start(
+        bin,
+        data,
+        &[
+            "--xds-listen",
+            "0.0.0.0:0",
+            "--mesh-warmup-ms",
+            "0",
+            "--ca",
+            "--xds-tls-name",
+            &format!("{gateway},127.0.0.1"),
+            "--xds-max-streams-per-identity",
+            &STREAMS_PER_IDENTITY.to_string(),
+        ],
+    )
 }
 
 impl WeftServer {
-    fn start(bin: &Path, data: &Path, gateway: &str) -> Self {
-        let mut child = Command::new(bin)
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(["--xds-listen", "0.0.0.0:0", "--grace-ms", "2000"])
-            .args(["--mesh-warmup-ms", "0", "--ca"])
-            .args(["--xds-tls-name", &format!("{gateway},127.0.0.1")])
-            .args([
-                "--xds-max-streams-per-identity",
-                &STREAMS_PER_IDENTITY.to_string(),
-            ])
-            .arg("--modules-dir")
-            .arg(weft_e2e::filters_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut api, mut xds) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || xds.is_none() {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("weft serve did not print its addresses in 30 s");
-            if let Some(a) = line.strip_prefix("listening on ") {
-                api = Some(a.to_string());
-            } else if let Some(a) = line.strip_prefix("xds listening on ") {
-                xds = Some(a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
-            }
-        }
-        Self {
-            child,
-            api: api.unwrap(),
-            xds_port: xds.unwrap(),
-        }
-    }
-
-    /// Still running (not aborted by a panic)?
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Runs the CLI against this server; returns (exit code, stdout, stderr).
-    fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(bin)
-            .args(args)
-            .args(["--server", &self.api])
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-
     async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let url = format!("{}{path}", self.api);
         let request = match method {
@@ -145,13 +81,6 @@ impl WeftServer {
         self.sidecars().await["refused"]["by_reason"][reason]
             .as_u64()
             .unwrap_or(0)
-    }
-}
-
-impl Drop for WeftServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -262,7 +191,7 @@ async fn a_hostile_token_holder_cannot_take_the_control_planes_identity_or_anoth
     .await
     .unwrap();
     let gateway = network_gateway(&net).unwrap();
-    let mut server = WeftServer::start(&bin, data.path(), &gateway);
+    let mut server = start(&bin, data.path(), &gateway);
 
     // 1. The control plane's namespace and a timer-overflowing lifetime: 400, no token.
     let attempts = [

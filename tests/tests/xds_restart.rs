@@ -9,109 +9,39 @@
 //! as it reaches an in-process server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod weft_serve;
 mod xds_common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weft_e2e::{
-    http_client, poll_until, workspace_root, xds_support::network_gateway, EnvoyOptions, Pod,
-    TestNet, UpstreamOptions,
+    http_client, poll_until, xds_support::network_gateway, EnvoyOptions, Pod, TestNet,
+    UpstreamOptions,
 };
+use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams};
 use xds_common::{status_of, until_statuses, INBOUND};
 
-fn weft_bin() -> PathBuf {
-    // Build (incrementally) the binary under test; cargo test builds only this crate's deps.
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "weft"])
-        .current_dir(workspace_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p weft failed");
-    workspace_root().join("target/debug/weft")
-}
-
-struct WeftServer {
-    child: Child,
-    api: String,
-    xds_port: u16,
+/// `weft serve` with xDS on `xds_port` (0: any), its CLI told both addresses.
+fn start(bin: &Path, data: &Path, xds_port: u16) -> WeftServer {
+    let mut server = WeftServer::start(
+        bin,
+        data,
+        &[
+            "--xds-listen",
+            &format!("0.0.0.0:{xds_port}"),
+            // A service outside the mesh, resolved by DNS (the test app's own name).
+            "--static-service",
+            "outside=finance:8080",
+        ],
+    );
+    let xds = format!("http://127.0.0.1:{}", server.xds_port);
+    server.cli_flags.extend(["--xds-server".to_string(), xds]);
+    server
 }
 
 impl WeftServer {
-    fn start(bin: &Path, data: &Path, xds_port: u16) -> Self {
-        let mut child = Command::new(bin)
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args([
-                "--xds-listen",
-                &format!("0.0.0.0:{xds_port}"),
-                "--grace-ms",
-                "2000",
-            ])
-            .arg("--modules-dir")
-            .arg(weft_e2e::filters_dir())
-            // A service outside the mesh, resolved by DNS (the test app's own name).
-            .args(["--static-service", "outside=finance:8080"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut api, mut xds) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || xds.is_none() {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("weft serve did not print its addresses in 30 s");
-            if let Some(a) = line.strip_prefix("listening on ") {
-                api = Some(a.to_string());
-            } else if let Some(a) = line.strip_prefix("xds listening on ") {
-                xds = Some(a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
-            }
-        }
-        Self {
-            child,
-            api: api.unwrap(),
-            xds_port: xds.unwrap(),
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Runs the CLI against this server; returns (exit code, stdout, stderr).
-    fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(bin)
-            .args(args)
-            .args([
-                "--server",
-                &self.api,
-                "--xds-server",
-                &format!("http://127.0.0.1:{}", self.xds_port),
-            ])
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-
     async fn sidecars(&self) -> serde_json::Value {
         http_client()
             .get(format!("http://127.0.0.1:{}/v1/sidecars", self.xds_port))
@@ -121,13 +51,6 @@ impl WeftServer {
             .json()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for WeftServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -163,7 +86,7 @@ async fn weft_serve_apply_waits_for_acks_and_a_killed_control_plane_loses_nothin
     let files = tempfile::tempdir().unwrap();
     let net = TestNet::new("xds-restart");
     let gateway = network_gateway(&net).unwrap();
-    let mut server = WeftServer::start(&bin, data.path(), 0);
+    let mut server = start(&bin, data.path(), 0);
 
     let (code, out, err) = server.cli(
         &bin,
@@ -276,7 +199,7 @@ async fn weft_serve_apply_waits_for_acks_and_a_killed_control_plane_loses_nothin
 
     // Restart on the same data and port: the sidecar reconnects and runs the same version.
     let restarted = Instant::now();
-    let server = WeftServer::start(&bin, data.path(), xds_port);
+    let server = start(&bin, data.path(), xds_port);
     let reconnected = poll_until(
         "sidecar back and synced",
         Duration::from_secs(30),

@@ -1,0 +1,111 @@
+//! The real `weft serve` as a host process (built by cargo), and the real CLI against it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weft_e2e::workspace_root;
+
+/// Builds (incrementally) the binary under test; cargo test builds only this crate's deps.
+pub fn weft_bin() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "weft"])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build -p weft failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug/weft")
+}
+
+/// A running `weft serve`, killed when dropped.
+pub struct WeftServer {
+    child: Child,
+    /// The REST API's base URL.
+    pub api: String,
+    pub xds_port: u16,
+    /// Appended to every [`WeftServer::cli`] call: `--server <api>` to begin with.
+    pub cli_flags: Vec<String>,
+}
+
+impl WeftServer {
+    /// `weft serve` on `data`, the API on a loopback port, a 2 s grace, the built filters,
+    /// and `args` (at least `--xds-listen`); waits up to 30 s for it to print its addresses.
+    pub fn start(bin: &Path, data: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["--grace-ms", "2000"])
+            .args(args)
+            .arg("--modules-dir")
+            .arg(weft_e2e::filters_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut api, mut xds) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while api.is_none() || xds.is_none() {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("weft serve did not print its addresses in 30 s");
+            if let Some(a) = line.strip_prefix("listening on ") {
+                api = Some(a.to_string());
+            } else if let Some(a) = line.strip_prefix("xds listening on ") {
+                xds = Some(a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+            }
+        }
+        let api: String = api.unwrap();
+        Self {
+            child,
+            cli_flags: vec!["--server".into(), api.clone()],
+            api,
+            xds_port: xds.unwrap(),
+        }
+    }
+
+    /// Still running (not aborted by a panic)?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Runs the CLI against this server; returns (exit code, stdout, stderr).
+    pub fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(bin)
+            .args(args)
+            .args(&self.cli_flags)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for WeftServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
