@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, Pod, TestNet};
-use weft_xds::{FilterSpec, MeshService, SidecarGroup};
-use xds_common::{ControlPlane, OUTBOUND};
+use weft_xds::{FilterSpec, SidecarGroup};
+use xds_common::{reviews_services, ControlPlane, OUTBOUND};
 
 const V1: &str = "outbound|9080|v1|reviews.default";
 const V2: &str = "outbound|9080|v2|reviews.default";
@@ -75,16 +75,6 @@ fn config(k: Knobs) -> BTreeMap<SidecarGroup, Vec<FilterSpec>> {
     ])
 }
 
-fn services() -> Vec<MeshService> {
-    vec![MeshService {
-        namespace: "default".into(),
-        name: "reviews".into(),
-        port: 9080,
-        host: "reviews".into(),
-        stable_version: "v1".into(),
-    }]
-}
-
 /// `(status, version that answered)` of one call to reviews through the caller's sidecar.
 async fn call(caller: &Pod, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut request = http_client()
@@ -115,7 +105,7 @@ where
 {
     let start = Instant::now();
     cp.state
-        .set_config(revision, config(knobs), services())
+        .set_config(revision, config(knobs), reviews_services())
         .unwrap();
     poll_until(
         what,
@@ -153,7 +143,7 @@ async fn each_filter_changes_behaviour_without_restart_and_keeps_its_vm() {
     let gateway = network_gateway(&net).unwrap();
     let cp = ControlPlane::start(0).await;
     cp.state
-        .set_config(1, config(Knobs::default()), services())
+        .set_config(1, config(Knobs::default()), reviews_services())
         .unwrap();
     let _v1 = cp.sidecar(&net, &gateway, "reviews", "v1").await;
     let _v2 = cp.sidecar(&net, &gateway, "reviews", "v2").await;

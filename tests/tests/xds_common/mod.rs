@@ -142,13 +142,7 @@ impl ControlPlane {
 
 /// The mesh's one service: `reviews` on port 9080, stable version v1.
 pub fn reviews_services() -> Vec<weft_xds::MeshService> {
-    vec![weft_xds::MeshService {
-        namespace: "default".into(),
-        name: "reviews".into(),
-        port: 9080,
-        host: "reviews".into(),
-        stable_version: "v1".into(),
-    }]
+    vec![weft_xds::MeshService::new("default", "reviews", 9080, "v1")]
 }
 
 /// The status of `GET url`.
