@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_e2e::{
-    http_client, poll_until, xds_support::network_gateway, Envoy, EnvoyOptions, TestNet, Upstream,
-    UpstreamOptions,
+    http_client, poll_until, xds_support::network_gateway, EnvoyOptions, Pod, TestNet,
+    UpstreamOptions, ADMIN_SOCKET,
 };
 use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams, XdsUpstreamTls};
@@ -109,31 +109,32 @@ struct Sidecars<'a> {
     gateway: String,
     xds_port: u16,
     bundle: String,
-    app: String,
 }
 
 impl Sidecars<'_> {
-    /// A sidecar of `service` v1 with node id `node_id` (its container hostname is
-    /// `hostname`), presenting `token`, over TLS to the control plane.
-    async fn start(&self, service: &str, node_id: &str, hostname: &str, token: &str) -> Envoy {
+    /// A pod of `service` v1 whose sidecar has node id `node_id` (its container hostname is
+    /// `hostname`) and presents `token`, over TLS to the control plane.
+    async fn start(&self, service: &str, node_id: &str, hostname: &str, token: &str) -> Pod {
         let mut params = BootstrapParams::new(service, "v1", &self.gateway, self.xds_port);
-        params.app_host = self.app.clone();
+        params.admin_socket = Some(ADMIN_SOCKET.into());
         params.node_id = Some(node_id.into());
         params.sds = true;
         params.token = Some(token.into());
         params.xds_tls =
             Some(XdsUpstreamTls::new(&self.bundle, "cluster.local", &self.gateway).unwrap());
-        let mut options =
-            EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND, OUTBOUND]);
+        let mut options = EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([INBOUND]);
         options.hostname = hostname.into();
-        Envoy::start(self.net, options).await.unwrap()
+        Pod::start(self.net, options, UpstreamOptions::new(service, "v1"))
+            .await
+            .unwrap()
     }
 }
 
-/// `GET /reviews/1` with `Host: reviews` through `caller`'s outbound listener.
-async fn call_reviews(caller: &Envoy) -> u16 {
+/// `GET /reviews/1` with `Host: reviews` through `caller`'s outbound listener (from inside
+/// its pod, as its app would call).
+async fn call_reviews(caller: &Pod) -> u16 {
     match http_client()
-        .get(format!("{}/reviews/1", caller.url(OUTBOUND)))
+        .get(format!("{}/reviews/1", caller.local_url(OUTBOUND)))
         .header("host", "reviews")
         .timeout(Duration::from_secs(5))
         .send()
@@ -144,7 +145,7 @@ async fn call_reviews(caller: &Envoy) -> u16 {
     }
 }
 
-async fn wait_reviews_ok(caller: &Envoy, what: &str) {
+async fn wait_reviews_ok(caller: &Pod, what: &str) {
     let result = poll_until(
         what,
         Duration::from_secs(30),
@@ -183,13 +184,6 @@ async fn a_hostile_token_holder_cannot_take_the_control_planes_identity_or_anoth
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let net = TestNet::new("hostile-identity");
-    // The network exists once its first container runs.
-    let app = Upstream::start_with(
-        &net,
-        UpstreamOptions::new("reviews", "v1").alias("reviews-app"),
-    )
-    .await
-    .unwrap();
     let gateway = network_gateway(&net).unwrap();
     let mut server = start(&bin, data.path(), &gateway);
 
@@ -240,7 +234,6 @@ async fn a_hostile_token_holder_cannot_take_the_control_planes_identity_or_anoth
         gateway: gateway.clone(),
         xds_port: server.xds_port,
         bundle: ca["trustBundle"].as_str().unwrap().to_string(),
-        app: app.alias().to_string(),
     };
     let (reviews_token, productpage_token) = (
         server.token("reviews").await,
