@@ -67,7 +67,7 @@ async fn from_another_container_only_the_inbound_listener_answers() {
             1,
             BTreeMap::from([(
                 SidecarGroup::new("default", "reviews", "v1"),
-                vec![FilterSpec::new("authz", "{}".into())],
+                vec![FilterSpec::new("authz", r#"{"allow_all": true}"#.into())],
             )]),
             xds_common::reviews_services(),
         )
