@@ -2,19 +2,15 @@
 //! field path, e.g. `policies[1].rules[0].ip_blocks[2]`.
 
 use super::config::{AuthzConfig, ClaimCondition, DenyResponse, HeaderCondition, Policy, Rule};
-use super::matchers::{
+use super::rules::{ClaimMatch, CompiledPolicy, CompiledRule, DenyReply, HeaderMatch};
+use crate::grammar::{
     parse_method, parse_principal, Cidr, NamespaceMatcher, PathMatcher, StrMatcher,
 };
-use super::rules::{ClaimMatch, CompiledPolicy, CompiledRule, DenyReply, HeaderMatch};
 use crate::ConfigError;
 use std::collections::HashMap;
 
 pub(crate) fn trust_domain(td: &str) -> Result<(), ConfigError> {
-    let valid = !td.is_empty()
-        && td.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        });
-    if valid {
+    if crate::grammar::is_trust_domain(td) {
         Ok(())
     } else {
         Err(ConfigError::new(

@@ -1,7 +1,7 @@
 //! Compiled policies and rules, and how a rule matches a request.
 
-use super::matchers::{Cidr, NamespaceMatcher, PathMatcher, StrMatcher};
 use super::Action;
+use crate::grammar::{Cidr, NamespaceMatcher, PathMatcher, StrMatcher};
 use crate::RequestAttributes;
 use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell};
@@ -133,7 +133,7 @@ impl<'a> RequestView<'a> {
         *self.source_ip.get_or_init(|| {
             self.req
                 .source_address()
-                .and_then(|a| super::matchers::parse_source_ip(&a))
+                .and_then(|a| crate::grammar::parse_source_ip(&a))
         })
     }
 
@@ -141,7 +141,7 @@ impl<'a> RequestView<'a> {
         *self.remote_ip.get_or_init(|| {
             self.req
                 .remote_address()
-                .and_then(|a| super::matchers::parse_source_ip(&a))
+                .and_then(|a| crate::grammar::parse_source_ip(&a))
         })
     }
 
