@@ -122,6 +122,8 @@ fn rule(doc: &Document, at: &str, r: &AuthzRule, errors: &mut Errors) -> Rule {
         not_methods,
         paths,
         not_paths,
+        hosts,
+        not_hosts,
     } = to.clone().unwrap_or_default();
     let mut headers = Vec::new();
     let mut claims = Vec::new();
@@ -160,6 +162,8 @@ fn rule(doc: &Document, at: &str, r: &AuthzRule, errors: &mut Errors) -> Rule {
         not_methods,
         paths,
         not_paths,
+        hosts,
+        not_hosts,
         ip_blocks,
         not_ip_blocks,
         remote_ip_blocks,

@@ -187,3 +187,12 @@ fn unmappable_values_are_located_errors() {
         );
     }
 }
+
+#[test]
+fn to_hosts_reach_the_authz_rule() {
+    let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  rules: [{{to: {{hosts: [\"*.example\"], notHosts: [admin.example]}}}}]\n");
+    let compiled = compile_ok(&mk_set(&yaml));
+    let rule = &compiled.values().next().unwrap().authz.policies[0].rules[0];
+    assert_eq!(rule.hosts, Some(vec!["*.example".to_string()]));
+    assert_eq!(rule.not_hosts, Some(vec!["admin.example".to_string()]));
+}

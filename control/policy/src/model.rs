@@ -320,6 +320,11 @@ pub struct AuthzOperation {
     pub paths: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_paths: Option<Vec<String>>,
+    /// `:authority` patterns, case-insensitive, port ignored (Istio's `hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_hosts: Option<Vec<String>>,
 }
 
 /// `key` is `request.headers[<name>]` or `request.auth.claims[<name>]` (nested claims:

@@ -1,6 +1,7 @@
 //! Checks of AuthorizationPolicy and RequestAuthentication documents.
 
 use super::*;
+use weft_filter_core::grammar::HostMatcher;
 
 pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) {
     for (i, rule) in s.rules.iter().enumerate() {
@@ -37,6 +38,9 @@ pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) 
             optional_list(c, &f("notMethods"), &to.not_methods, check_method);
             optional_list(c, &f("paths"), &to.paths, check_path);
             optional_list(c, &f("notPaths"), &to.not_paths, check_path);
+            let host = |h: &str| HostMatcher::parse(h).map(drop);
+            optional_list(c, &f("hosts"), &to.hosts, host);
+            optional_list(c, &f("notHosts"), &to.not_hosts, host);
         }
         for (j, cond) in rule.when.iter().enumerate() {
             condition(&format!("{at}.when[{j}]"), cond, c);

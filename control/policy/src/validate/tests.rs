@@ -92,6 +92,7 @@ fn error_kinds_name_field_and_reason() {
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {methods: [get], paths: [\"/a/*/b\"]}}]\n", "spec.rules[0].to.methods[0]", "invalid method", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {paths: [\"/a/*/b\"]}}]\n", "spec.rules[0].to.paths[0]", "`*` is allowed only alone", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {principals: []}}]\n", "spec.rules[0].from.principals", "must not be empty", ""),
+        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {hosts: [a.example], notHosts: [\"a/b\"]}}]\n", "spec.rules[0].to.notHosts[0]", "invalid host", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{when: [{key: request.ip, values: [a]}]}]\n", "spec.rules[0].when[0].key", "unsupported key", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{when: [{key: \"request.headers[x-a]\"}]}]\n", "spec.rules[0].when[0]", "one of `values` or `notValues`", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  denyResponse: {status: 99}\n", "spec.denyResponse.status", "not an HTTP status", ""),

@@ -4,7 +4,7 @@
 use super::config::{AuthzConfig, ClaimCondition, DenyResponse, HeaderCondition, Policy, Rule};
 use super::rules::{ClaimMatch, CompiledPolicy, CompiledRule, DenyReply, HeaderMatch};
 use crate::grammar::{
-    parse_method, parse_principal, Cidr, NamespaceMatcher, PathMatcher, StrMatcher,
+    parse_method, parse_principal, Cidr, HostMatcher, NamespaceMatcher, PathMatcher, StrMatcher,
 };
 use crate::ConfigError;
 use std::collections::HashMap;
@@ -188,6 +188,8 @@ fn rule(at: &str, td: &str, r: &Rule, ignore_case: bool) -> Result<CompiledRule,
         not_methods: list(at, "not_methods", &r.not_methods, parse_method)?,
         paths: list(at, "paths", &r.paths, path)?,
         not_paths: list(at, "not_paths", &r.not_paths, path)?,
+        hosts: list(at, "hosts", &r.hosts, HostMatcher::parse)?,
+        not_hosts: list(at, "not_hosts", &r.not_hosts, HostMatcher::parse)?,
         ip_blocks: list(at, "ip_blocks", &r.ip_blocks, Cidr::parse)?,
         not_ip_blocks: list(at, "not_ip_blocks", &r.not_ip_blocks, Cidr::parse)?,
         remote_ip_blocks: list(at, "remote_ip_blocks", &r.remote_ip_blocks, Cidr::parse)?,

@@ -143,6 +143,43 @@ pub fn is_trust_domain(td: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b))
 }
 
+/// A host pattern for `:authority` (Istio's `hosts`): exact, `prefix*`, `*suffix` or `*`,
+/// case-insensitive; the request's port is stripped first, so `example.com` matches
+/// `example.com:8080` (as Istio's docs recommend writing hosts without ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMatcher(StrMatcher);
+
+// === impl HostMatcher ===
+
+impl HostMatcher {
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        if pattern
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'/')
+        {
+            return Err(format!(
+                "invalid host {pattern:?}: must not contain `/` or spaces"
+            ));
+        }
+        StrMatcher::parse(&pattern.to_ascii_lowercase()).map(Self)
+    }
+
+    pub fn matches(&self, authority: &str) -> bool {
+        // `[v6]:port`, `host:port`; a bare IPv6 without brackets has several `:` and no port.
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => {
+                if h.contains(':') && !h.starts_with('[') {
+                    authority
+                } else {
+                    h
+                }
+            }
+            _ => authority,
+        };
+        self.0.matches(&host.to_ascii_lowercase())
+    }
+}
+
 /// Validates an HTTP method: `*` or an upper-case token.
 pub fn parse_method(method: &str) -> Result<StrMatcher, String> {
     if method == "*" {
