@@ -3,7 +3,8 @@
 
 use super::*;
 
-#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn principals_follow_the_spiffe_spec_in_one_place() {
     // Accepted before by the filter but refused by validation: now refused by both, since
     // validation calls this function.
@@ -37,7 +38,8 @@ fn principals_follow_the_spiffe_spec_in_one_place() {
     }
 }
 
-#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn cidr_with_host_bits_is_refused() {
     // The filter used to mask `10.0.0.1/8` to `10.0.0.0/8` while validation refused it.
     let err = Cidr::parse("10.0.0.1/8").err().unwrap_or_default();
@@ -55,7 +57,8 @@ fn cidr_with_host_bits_is_refused() {
     assert!(Cidr::parse("0.0.0.0/0").is_ok());
 }
 
-#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn durations_and_percentages() {
     assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
     assert!(parse_duration_ms("25h").is_err());
