@@ -95,7 +95,17 @@ fn ms(doc: &Document, field: &str, text: Option<&str>, default: u64, errors: &mu
 }
 
 fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut Errors) -> Service {
-    let (ns, name) = (doc.namespace(), s.target.service.as_str());
+    // Exhaustive on purpose: a new field must be mapped here (or named and ignored).
+    let TrafficSplitSpec {
+        target,
+        path_prefix,
+        routes,
+        split,
+        sticky,
+        cohort,
+        mirror,
+    } = s;
+    let (ns, name) = (doc.namespace(), target.service.as_str());
     let cluster = |v: &str| cluster_name(ns, name, svc.port, v);
     let value = |nv: &Option<weft_policy::model::NameValue>| {
         nv.as_ref().map(|nv| ValueMatch {
@@ -107,7 +117,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
         // `_` cannot occur in either DNS label, so the stats name is unique.
         name: Some(format!("{name}_{ns}")),
         host: host(name, svc),
-        path_prefix: s.path_prefix.clone(),
+        path_prefix: path_prefix.clone(),
         stable: svc
             .stable_version
             .clone()
@@ -125,8 +135,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
                 )
             })
             .collect::<BTreeMap<_, _>>(),
-        rules: s
-            .routes
+        rules: routes
             .iter()
             .map(|r| MatchRule {
                 header: value(&r.matches.header),
@@ -135,8 +144,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
                 version: r.version.clone(),
             })
             .collect(),
-        split: s
-            .split
+        split: split
             .iter()
             .enumerate()
             .map(|(i, w)| SplitEntry {
@@ -144,7 +152,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
                 weight: bp(doc, format!("spec.split[{i}].weight"), w.weight, errors),
             })
             .collect(),
-        sticky: s.sticky.as_ref().and_then(|st| {
+        sticky: sticky.as_ref().and_then(|st| {
             let key = match (&st.header, &st.cookie, &st.claim) {
                 (Some(h), _, _) => KeySource::Header(h.to_ascii_lowercase()),
                 (_, Some(c), _) => KeySource::Cookie(c.clone()),
@@ -156,12 +164,12 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
                 salt: st.salt.clone().unwrap_or_else(|| format!("{ns}/{name}")),
             })
         }),
-        cohort: s.cohort.as_ref().map(|c| Cohort {
+        cohort: cohort.as_ref().map(|c| Cohort {
             request_header: c.request_header.as_ref().map(|h| h.to_ascii_lowercase()),
             response_header: c.response_header.as_ref().map(|h| h.to_ascii_lowercase()),
             honour_incoming: c.honour_incoming,
         }),
-        mirror: s.mirror.as_ref().map(|m| {
+        mirror: mirror.as_ref().map(|m| {
             let default = u64::from(default_mirror_timeout());
             let timeout = ms(
                 doc,
@@ -189,11 +197,21 @@ fn fault_policy(
     s: &FaultInjectionSpec,
     errors: &mut Errors,
 ) -> FaultPolicy {
-    let m = s.matches.clone().unwrap_or_default();
+    // Exhaustive on purpose: a new field must be mapped here (or named and ignored).
+    let FaultInjectionSpec {
+        target,
+        matches,
+        delay,
+        abort,
+        allow_header_trigger,
+        // Applied once for all policies, in `compile`.
+        percent_cap: _,
+    } = s;
+    let m = matches.clone().unwrap_or_default();
     FaultPolicy {
         name: format!("{}_{}", doc.metadata.name, doc.namespace()),
         matcher: FaultMatch {
-            hosts: vec![host(&s.target.service, svc)],
+            hosts: vec![host(&target.service, svc)],
             path_prefixes: m.path_prefixes,
             principals: m.principals,
             headers: m
@@ -206,13 +224,13 @@ fn fault_policy(
                 })
                 .collect(),
         },
-        abort: s.abort.as_ref().map(|a| AbortSpec {
+        abort: abort.as_ref().map(|a| AbortSpec {
             percent: a.percent,
             http_status: a.http_status,
             grpc_status: a.grpc_status,
             body: a.body.clone(),
         }),
-        delay: s.delay.as_ref().map(|d| DelaySpec {
+        delay: delay.as_ref().map(|d| DelaySpec {
             percent: d.percent,
             fixed_ms: ms(
                 doc,
@@ -226,23 +244,38 @@ fn fault_policy(
                 .as_deref()
                 .map(|t| ms(doc, "spec.delay.maxDelay", Some(t), 0, errors)),
         }),
-        allow_header_trigger: s.allow_header_trigger,
+        allow_header_trigger: *allow_header_trigger,
         expires_at_unix_ms: None,
     }
 }
 
 fn breaker_policy(doc: &Document, s: &CircuitBreakerSpec, errors: &mut Errors) -> BreakerPolicy {
+    // Exhaustive on purpose: a new field must be mapped here (or named and ignored).
+    let CircuitBreakerSpec {
+        // The clusters it guards are named in `compile`.
+        target: _,
+        consecutive_failures,
+        failure_rate,
+        failure_on,
+        open_interval,
+        max_open_interval,
+        backoff_multiplier,
+        jitter_percent,
+        half_open_probes,
+        max_concurrent,
+        reject_status,
+    } = s;
     let d = BreakerPolicy::default();
     let mut dur = |field: &str, v: &Option<String>, default: u64| {
         ms(doc, field, v.as_deref(), default, errors)
     };
-    let open_interval_ms = dur("spec.openInterval", &s.open_interval, d.open_interval_ms);
+    let open_interval_ms = dur("spec.openInterval", open_interval, d.open_interval_ms);
     let max_open_interval_ms = dur(
         "spec.maxOpenInterval",
-        &s.max_open_interval,
+        max_open_interval,
         d.max_open_interval_ms,
     );
-    let window_ms = s.failure_rate.as_ref().map(|r| {
+    let window_ms = failure_rate.as_ref().map(|r| {
         dur(
             "spec.failureRate.window",
             &r.window,
@@ -250,15 +283,15 @@ fn breaker_policy(doc: &Document, s: &CircuitBreakerSpec, errors: &mut Errors) -
         )
     });
     BreakerPolicy {
-        consecutive_failures: s.consecutive_failures.unwrap_or(d.consecutive_failures),
-        failure_rate: s.failure_rate.as_ref().map(|r| FailureRate {
+        consecutive_failures: consecutive_failures.unwrap_or(d.consecutive_failures),
+        failure_rate: failure_rate.as_ref().map(|r| FailureRate {
             threshold_percent: r.threshold_percent,
             window_ms: window_ms.unwrap_or_else(weft_filter_core::breaker::default_window_ms),
             min_requests: r
                 .min_requests
                 .unwrap_or_else(weft_filter_core::breaker::default_min_requests),
         }),
-        failure_on: s.failure_on.as_ref().map_or(d.failure_on, |kinds| {
+        failure_on: failure_on.as_ref().map_or(d.failure_on, |kinds| {
             let mut known = Vec::with_capacity(kinds.len());
             for (i, k) in kinds.iter().enumerate() {
                 match failure_kind(k) {
@@ -273,12 +306,12 @@ fn breaker_policy(doc: &Document, s: &CircuitBreakerSpec, errors: &mut Errors) -
             known
         }),
         open_interval_ms,
-        backoff_multiplier: s.backoff_multiplier.unwrap_or(d.backoff_multiplier),
+        backoff_multiplier: backoff_multiplier.unwrap_or(d.backoff_multiplier),
         max_open_interval_ms: max_open_interval_ms.max(open_interval_ms),
-        jitter_percent: s.jitter_percent.unwrap_or(d.jitter_percent),
-        half_open_probes: s.half_open_probes.unwrap_or(d.half_open_probes),
-        max_concurrent: s.max_concurrent,
-        reject_status: s.reject_status.unwrap_or(d.reject_status),
+        jitter_percent: jitter_percent.unwrap_or(d.jitter_percent),
+        half_open_probes: half_open_probes.unwrap_or(d.half_open_probes),
+        max_concurrent: *max_concurrent,
+        reject_status: reject_status.unwrap_or(d.reject_status),
     }
 }
 
