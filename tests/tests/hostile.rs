@@ -132,7 +132,7 @@ fn compile_authz(yaml: &str) -> BTreeMap<String, String> {
         errors.is_empty(),
         "the test's policies are invalid: {errors:#?}"
     );
-    let compiled = weft_compile::compile(&set);
+    let compiled = weft_compile::compile(&set).unwrap();
     compiled
         .iter()
         .map(|(id, filters)| {

@@ -1,16 +1,18 @@
 //! `AuthorizationPolicy` + `RequestAuthentication` -> the authz filter's configuration of one
 //! sidecar (inbound: the documents targeting its own service and version).
 
-use crate::SidecarId;
+use crate::{Errors, SidecarId};
 use weft_filter_core::authz::{
     default_clock_skew, default_jwt_header, default_jwt_prefix, default_trust_domain, Action,
     AuthzConfig, ClaimCondition, ClaimToHeader, DenyResponse, HeaderCondition, JwtKeys,
     JwtProvider, PathParameters, Policy, Rule,
 };
 use weft_policy::model::{
-    AuthorizationPolicySpec, AuthzAction, AuthzRule, Document, PathParametersSpec,
-    RequestAuthenticationSpec, ServiceSpec, Spec, TargetRef,
+    AuthorizationPolicySpec, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource,
+    DenyResponseSpec, Document, JwtRule, PathParametersSpec, RequestAuthenticationSpec,
+    ServiceSpec, Spec, TargetRef,
 };
+use weft_policy::units::parse_duration;
 use weft_policy::validate::{parse_condition_key, ConditionKey};
 use weft_policy::PolicySet;
 
@@ -22,7 +24,12 @@ fn applies(doc: &Document, t: &TargetRef, id: &SidecarId) -> bool {
 }
 
 /// `service` is the sidecar's own `Service` spec: it says how the app reads `;` parameters.
-pub(crate) fn compile(set: &PolicySet, id: &SidecarId, service: &ServiceSpec) -> AuthzConfig {
+pub(crate) fn compile(
+    set: &PolicySet,
+    id: &SidecarId,
+    service: &ServiceSpec,
+    errors: &mut Errors,
+) -> AuthzConfig {
     let mut config = AuthzConfig {
         trust_domain: default_trust_domain(),
         path_parameters: match service.path_parameters.unwrap_or_default() {
@@ -34,10 +41,10 @@ pub(crate) fn compile(set: &PolicySet, id: &SidecarId, service: &ServiceSpec) ->
     for doc in set.iter() {
         match &doc.spec {
             Spec::AuthorizationPolicy(s) if applies(doc, &s.target, id) => {
-                config.policies.push(policy(doc, s))
+                config.policies.push(policy(doc, s, errors))
             }
             Spec::RequestAuthentication(s) if applies(doc, &s.target, id) => {
-                config.jwt.extend(providers(doc, s));
+                config.jwt.extend(providers(doc, s, errors));
                 for out in s.jwt_rules.iter().flat_map(|r| &r.output_claim_to_headers) {
                     let header = out.header.to_ascii_lowercase();
                     if !config.claim_headers.iter().any(|c| c.header == header) {
@@ -57,98 +64,171 @@ pub(crate) fn compile(set: &PolicySet, id: &SidecarId, service: &ServiceSpec) ->
     config
 }
 
-fn policy(doc: &Document, s: &AuthorizationPolicySpec) -> Policy {
+fn policy(doc: &Document, s: &AuthorizationPolicySpec, errors: &mut Errors) -> Policy {
+    // Exhaustive on purpose: a new document field must be mapped (or ignored here, by name).
+    let AuthorizationPolicySpec {
+        target: _,
+        action,
+        dry_run,
+        rules,
+        deny_response,
+        ignore_path_case,
+    } = s;
     Policy {
         name: doc.metadata.name.clone(),
-        action: match s.action {
+        action: match action {
             AuthzAction::Allow => Action::Allow,
             AuthzAction::Deny => Action::Deny,
             AuthzAction::Audit => Action::Audit,
         },
-        dry_run: s.dry_run,
-        rules: s.rules.iter().map(rule).collect(),
-        ignore_path_case: s.ignore_path_case,
-        deny_response: s.deny_response.as_ref().map(|d| DenyResponse {
-            status: d.status.unwrap_or(403),
-            body: d.body.clone(),
-            headers: d.headers.clone(),
+        dry_run: *dry_run,
+        rules: rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rule(doc, &format!("spec.rules[{i}]"), r, errors))
+            .collect(),
+        ignore_path_case: *ignore_path_case,
+        deny_response: deny_response.as_ref().map(|d| {
+            let DenyResponseSpec {
+                status,
+                body,
+                headers,
+            } = d;
+            DenyResponse {
+                status: status.unwrap_or(403),
+                body: body.clone(),
+                headers: headers.clone(),
+            }
         }),
     }
 }
 
-fn rule(r: &AuthzRule) -> Rule {
-    let from = r.from.clone().unwrap_or_default();
-    let to = r.to.clone().unwrap_or_default();
+fn rule(doc: &Document, at: &str, r: &AuthzRule, errors: &mut Errors) -> Rule {
+    // Exhaustive destructuring (no `..`): a field added to the model without a mapping here
+    // fails to build instead of being silently ignored.
+    let AuthzRule { from, to, when } = r;
+    let AuthzSource {
+        principals,
+        not_principals,
+        namespaces,
+        not_namespaces,
+        ip_blocks,
+        not_ip_blocks,
+        remote_ip_blocks,
+        not_remote_ip_blocks,
+    } = from.clone().unwrap_or_default();
+    let AuthzOperation {
+        methods,
+        not_methods,
+        paths,
+        not_paths,
+        hosts,
+        not_hosts,
+    } = to.clone().unwrap_or_default();
     let mut headers = Vec::new();
     let mut claims = Vec::new();
-    for cond in &r.when {
-        let (values, not) = match (&cond.values, &cond.not_values) {
-            (Some(v), _) => (v.clone(), false),
+    for (j, cond) in when.iter().enumerate() {
+        let AuthzCondition {
+            key,
+            values,
+            not_values,
+        } = cond;
+        let at = format!("{at}.when[{j}]");
+        let (values, not) = match (values, not_values) {
+            (Some(v), None) => (v.clone(), false),
             (None, Some(v)) => (v.clone(), true),
-            (None, None) => continue,
+            // Dropping a condition would make an ALLOW match more: refuse instead.
+            _ => {
+                errors.push(doc, at, "one of `values` or `notValues` is required");
+                continue;
+            }
         };
-        match parse_condition_key(&cond.key) {
+        match parse_condition_key(key) {
             Ok(ConditionKey::Header(name)) => headers.push(HeaderCondition {
                 name,
                 values: Some(values),
                 not,
             }),
             Ok(ConditionKey::Claim(name)) => claims.push(ClaimCondition { name, values, not }),
-            Err(_) => {}
+            Err(e) => errors.push(doc, format!("{at}.key"), e),
         }
     }
     Rule {
-        principals: from.principals,
-        not_principals: from.not_principals,
-        namespaces: from.namespaces,
-        not_namespaces: from.not_namespaces,
-        methods: to.methods,
-        not_methods: to.not_methods,
-        paths: to.paths,
-        not_paths: to.not_paths,
-        ip_blocks: from.ip_blocks,
-        not_ip_blocks: from.not_ip_blocks,
-        remote_ip_blocks: from.remote_ip_blocks,
-        not_remote_ip_blocks: from.not_remote_ip_blocks,
+        principals,
+        not_principals,
+        namespaces,
+        not_namespaces,
+        methods,
+        not_methods,
+        paths,
+        not_paths,
+        hosts,
+        not_hosts,
+        ip_blocks,
+        not_ip_blocks,
+        remote_ip_blocks,
+        not_remote_ip_blocks,
         headers,
         claims,
     }
 }
 
-fn providers<'a>(
-    doc: &'a Document,
-    s: &'a RequestAuthenticationSpec,
-) -> impl Iterator<Item = JwtProvider> + 'a {
-    s.jwt_rules
+fn providers(
+    doc: &Document,
+    s: &RequestAuthenticationSpec,
+    errors: &mut Errors,
+) -> Vec<JwtProvider> {
+    let RequestAuthenticationSpec {
+        target: _,
+        jwt_rules,
+    } = s;
+    jwt_rules
         .iter()
         .enumerate()
-        .map(move |(i, r)| JwtProvider {
-            name: if s.jwt_rules.len() == 1 {
-                doc.metadata.name.clone()
-            } else {
-                format!("{}/{i}", doc.metadata.name)
-            },
-            issuer: r.issuer.clone(),
-            audiences: r.audiences.clone(),
-            from_header: r
-                .from_header
-                .as_ref()
-                .map_or_else(default_jwt_header, |h| h.name.to_ascii_lowercase()),
-            prefix: r
-                .from_header
-                .as_ref()
-                .and_then(|h| h.prefix.clone())
-                .unwrap_or_else(default_jwt_prefix),
-            required: r.required,
-            require_exp: r.require_expiration.unwrap_or(true),
-            clock_skew_seconds: r
-                .clock_skew
-                .as_deref()
-                .and_then(|d| weft_policy::units::parse_duration(d).ok())
-                .map_or_else(default_clock_skew, |ms| ms / 1000),
-            keys: JwtKeys {
-                hs256_secrets: r.hs256_secrets.clone(),
-                jwks: r.jwks.clone(),
-            },
+        .map(|(i, r)| {
+            let JwtRule {
+                issuer,
+                audiences,
+                from_header,
+                required,
+                require_expiration,
+                clock_skew,
+                jwks,
+                hs256_secrets,
+                // Compiled into the configuration's `claim_headers`, see `compile`.
+                output_claim_to_headers: _,
+            } = r;
+            let clock_skew_seconds = match clock_skew.as_deref().map(parse_duration) {
+                None => default_clock_skew(),
+                Some(Ok(ms)) => ms / 1000,
+                Some(Err(e)) => {
+                    errors.push(doc, format!("spec.jwtRules[{i}].clockSkew"), e);
+                    default_clock_skew()
+                }
+            };
+            JwtProvider {
+                name: if jwt_rules.len() == 1 {
+                    doc.metadata.name.clone()
+                } else {
+                    format!("{}/{i}", doc.metadata.name)
+                },
+                issuer: issuer.clone(),
+                audiences: audiences.clone(),
+                from_header: from_header
+                    .as_ref()
+                    .map_or_else(default_jwt_header, |h| h.name.to_ascii_lowercase()),
+                prefix: from_header
+                    .as_ref()
+                    .and_then(|h| h.prefix.clone())
+                    .unwrap_or_else(default_jwt_prefix),
+                required: *required,
+                require_exp: require_expiration.unwrap_or(true),
+                clock_skew_seconds,
+                keys: JwtKeys {
+                    hs256_secrets: hs256_secrets.clone(),
+                    jwks: jwks.clone(),
+                },
+            }
         })
+        .collect()
 }

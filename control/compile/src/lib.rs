@@ -62,10 +62,12 @@ pub fn cluster_name(namespace: &str, service: &str, port: u16, version: &str) ->
     format!("outbound|{port}|{version}|{service}.{namespace}")
 }
 
-/// Compiles a validated set. Pure and deterministic: the same set always yields the same
-/// configurations, in the same order.
-pub fn compile(set: &PolicySet) -> Compiled {
-    let outbound = outbound::compile(set);
+/// Compiles a validated set. Pure, deterministic and total: the same set always yields the same
+/// configurations, in the same order, and a value it cannot compile (a `when` key, a duration,
+/// a weight) is an error naming its document and field, never a dropped condition or a 0.
+pub fn compile(set: &PolicySet) -> Result<Compiled, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let outbound = outbound::compile(set, &mut errors);
     let mut out = Compiled::new();
     for (namespace, service, spec) in set.services() {
         for version in &spec.versions {
@@ -75,7 +77,7 @@ pub fn compile(set: &PolicySet) -> Compiled {
                 version: version.clone(),
             };
             let filters = SidecarFilters {
-                authz: authz::compile(set, &id, spec),
+                authz: authz::compile(set, &id, spec, &mut errors),
                 canary: outbound.canary.clone(),
                 fault: outbound.fault.clone(),
                 breaker: outbound.breaker.clone(),
@@ -83,7 +85,33 @@ pub fn compile(set: &PolicySet) -> Compiled {
             out.insert(id, filters);
         }
     }
-    out
+    errors.into_result(out)
+}
+
+/// The errors one compilation found. A document compiled for several sidecars reports once.
+#[derive(Default)]
+pub(crate) struct Errors(std::collections::BTreeSet<FieldError>);
+
+// === impl Errors ===
+
+impl Errors {
+    pub(crate) fn push(
+        &mut self,
+        doc: &weft_policy::model::Document,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        self.0
+            .insert(FieldError::new(doc.key().to_string(), field, reason));
+    }
+
+    fn into_result<T>(self, value: T) -> Result<T, Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0.into_iter().collect())
+        }
+    }
 }
 
 /// Runs each filter's own `from_json` over the serialised configurations; an error here

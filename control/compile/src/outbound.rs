@@ -1,7 +1,7 @@
 //! `TrafficSplit`, `FaultInjection` and `CircuitBreaker` -> the caller-side filter
 //! configurations, the same for every sidecar (any of them may call any service).
 
-use crate::cluster_name;
+use crate::{cluster_name, Errors};
 use std::collections::BTreeMap;
 use weft_filter_core::breaker::{BreakerConfig, BreakerPolicy, FailureKind, FailureRate};
 use weft_filter_core::canary::config::{
@@ -23,7 +23,7 @@ pub(crate) struct Outbound {
     pub breaker: BreakerConfig,
 }
 
-pub(crate) fn compile(set: &PolicySet) -> Outbound {
+pub(crate) fn compile(set: &PolicySet, errors: &mut Errors) -> Outbound {
     let mut canary = CanaryConfig::default();
     let mut fault = FaultConfig::default();
     let mut breaker = BreakerConfig::default();
@@ -33,26 +33,25 @@ pub(crate) fn compile(set: &PolicySet) -> Outbound {
             continue;
         };
         match &doc.spec {
-            Spec::TrafficSplit(s) => canary.services.push(split(doc, svc, s)),
+            Spec::TrafficSplit(s) => canary.services.push(split(doc, svc, s, errors)),
             Spec::FaultInjection(s) => {
                 if let Some(cap) = s.percent_cap {
                     fault.percent_cap = fault.percent_cap.max(cap);
                 }
-                fault.policies.push(fault_policy(doc, svc, s));
+                fault.policies.push(fault_policy(doc, svc, s, errors));
             }
             Spec::CircuitBreaker(s) => {
                 let versions = t.versions.as_ref().unwrap_or(&svc.versions);
+                let policy = breaker_policy(doc, s, errors);
                 for v in versions {
                     let cluster = cluster_name(doc.namespace(), &t.service, svc.port, v);
-                    breaker.clusters.insert(cluster, breaker_policy(s));
+                    breaker.clusters.insert(cluster, policy.clone());
                 }
                 // Without a split, callers reach the stable version through the fallback
                 // cluster named by the service's host: guard it too.
                 let stable = svc.stable_version.as_ref().or_else(|| svc.versions.first());
                 if stable.is_some_and(|st| versions.contains(st)) {
-                    breaker
-                        .clusters
-                        .insert(host(&t.service, svc), breaker_policy(s));
+                    breaker.clusters.insert(host(&t.service, svc), policy);
                 }
             }
             _ => {}
@@ -74,12 +73,39 @@ fn host(name: &str, svc: &ServiceSpec) -> String {
     svc.host.clone().unwrap_or_else(|| name.to_string())
 }
 
-fn bp(percent: f64) -> u32 {
-    percent_to_bp(percent).unwrap_or(0)
+/// A percentage as basis points; a bad one is recorded against `field` (the compilation then
+/// fails, so the 0 returned never reaches a sidecar).
+fn bp(doc: &Document, field: String, percent: f64, errors: &mut Errors) -> u32 {
+    percent_to_bp(percent).unwrap_or_else(|e| {
+        errors.push(doc, field, e);
+        0
+    })
 }
 
-fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec) -> Service {
-    let (ns, name) = (doc.namespace(), s.target.service.as_str());
+/// A duration in milliseconds, `default` when absent; a bad one is recorded against `field`.
+fn ms(doc: &Document, field: &str, text: Option<&str>, default: u64, errors: &mut Errors) -> u64 {
+    match text.map(parse_duration) {
+        None => default,
+        Some(Ok(ms)) => ms,
+        Some(Err(e)) => {
+            errors.push(doc, field, e);
+            default
+        }
+    }
+}
+
+fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut Errors) -> Service {
+    // Exhaustive on purpose: a new field must be mapped here (or named and ignored).
+    let TrafficSplitSpec {
+        target,
+        path_prefix,
+        routes,
+        split,
+        sticky,
+        cohort,
+        mirror,
+    } = s;
+    let (ns, name) = (doc.namespace(), target.service.as_str());
     let cluster = |v: &str| cluster_name(ns, name, svc.port, v);
     let value = |nv: &Option<weft_policy::model::NameValue>| {
         nv.as_ref().map(|nv| ValueMatch {
@@ -91,7 +117,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec) -> Service {
         // `_` cannot occur in either DNS label, so the stats name is unique.
         name: Some(format!("{name}_{ns}")),
         host: host(name, svc),
-        path_prefix: s.path_prefix.clone(),
+        path_prefix: path_prefix.clone(),
         stable: svc
             .stable_version
             .clone()
@@ -109,8 +135,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec) -> Service {
                 )
             })
             .collect::<BTreeMap<_, _>>(),
-        rules: s
-            .routes
+        rules: routes
             .iter()
             .map(|r| MatchRule {
                 header: value(&r.matches.header),
@@ -119,15 +144,15 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec) -> Service {
                 version: r.version.clone(),
             })
             .collect(),
-        split: s
-            .split
+        split: split
             .iter()
-            .map(|w| SplitEntry {
+            .enumerate()
+            .map(|(i, w)| SplitEntry {
                 version: w.version.clone(),
-                weight: bp(w.weight),
+                weight: bp(doc, format!("spec.split[{i}].weight"), w.weight, errors),
             })
             .collect(),
-        sticky: s.sticky.as_ref().and_then(|st| {
+        sticky: sticky.as_ref().and_then(|st| {
             let key = match (&st.header, &st.cookie, &st.claim) {
                 (Some(h), _, _) => KeySource::Header(h.to_ascii_lowercase()),
                 (_, Some(c), _) => KeySource::Cookie(c.clone()),
@@ -139,32 +164,54 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec) -> Service {
                 salt: st.salt.clone().unwrap_or_else(|| format!("{ns}/{name}")),
             })
         }),
-        cohort: s.cohort.as_ref().map(|c| Cohort {
+        cohort: cohort.as_ref().map(|c| Cohort {
             request_header: c.request_header.as_ref().map(|h| h.to_ascii_lowercase()),
             response_header: c.response_header.as_ref().map(|h| h.to_ascii_lowercase()),
             honour_incoming: c.honour_incoming,
         }),
-        mirror: s.mirror.as_ref().map(|m| Mirror {
-            cluster: cluster(&m.version),
-            percent_bp: bp(m.percent),
-            max_body_bytes: m.max_body_bytes.unwrap_or_else(default_mirror_max_body),
-            timeout_ms: m
-                .timeout
-                .as_deref()
-                .and_then(|t| parse_duration(t).ok())
-                .and_then(|ms| u32::try_from(ms).ok())
-                .unwrap_or_else(default_mirror_timeout),
+        mirror: mirror.as_ref().map(|m| {
+            let default = u64::from(default_mirror_timeout());
+            let timeout = ms(
+                doc,
+                "spec.mirror.timeout",
+                m.timeout.as_deref(),
+                default,
+                errors,
+            );
+            Mirror {
+                cluster: cluster(&m.version),
+                percent_bp: bp(doc, "spec.mirror.percent".into(), m.percent, errors),
+                max_body_bytes: m.max_body_bytes.unwrap_or_else(default_mirror_max_body),
+                timeout_ms: u32::try_from(timeout).unwrap_or_else(|_| {
+                    errors.push(doc, "spec.mirror.timeout", "too large");
+                    default_mirror_timeout()
+                }),
+            }
         }),
     }
 }
 
-fn fault_policy(doc: &Document, svc: &ServiceSpec, s: &FaultInjectionSpec) -> FaultPolicy {
-    let m = s.matches.clone().unwrap_or_default();
-    let ms = |d: &str| parse_duration(d).unwrap_or(0);
+fn fault_policy(
+    doc: &Document,
+    svc: &ServiceSpec,
+    s: &FaultInjectionSpec,
+    errors: &mut Errors,
+) -> FaultPolicy {
+    // Exhaustive on purpose: a new field must be mapped here (or named and ignored).
+    let FaultInjectionSpec {
+        target,
+        matches,
+        delay,
+        abort,
+        allow_header_trigger,
+        // Applied once for all policies, in `compile`.
+        percent_cap: _,
+    } = s;
+    let m = matches.clone().unwrap_or_default();
     FaultPolicy {
         name: format!("{}_{}", doc.metadata.name, doc.namespace()),
         matcher: FaultMatch {
-            hosts: vec![host(&s.target.service, svc)],
+            hosts: vec![host(&target.service, svc)],
             path_prefixes: m.path_prefixes,
             principals: m.principals,
             headers: m
@@ -177,49 +224,94 @@ fn fault_policy(doc: &Document, svc: &ServiceSpec, s: &FaultInjectionSpec) -> Fa
                 })
                 .collect(),
         },
-        abort: s.abort.as_ref().map(|a| AbortSpec {
+        abort: abort.as_ref().map(|a| AbortSpec {
             percent: a.percent,
             http_status: a.http_status,
             grpc_status: a.grpc_status,
             body: a.body.clone(),
         }),
-        delay: s.delay.as_ref().map(|d| DelaySpec {
+        delay: delay.as_ref().map(|d| DelaySpec {
             percent: d.percent,
-            fixed_ms: ms(&d.fixed_delay),
-            max_ms: d.max_delay.as_deref().map(ms),
+            fixed_ms: ms(
+                doc,
+                "spec.delay.fixedDelay",
+                Some(&d.fixed_delay),
+                0,
+                errors,
+            ),
+            max_ms: d
+                .max_delay
+                .as_deref()
+                .map(|t| ms(doc, "spec.delay.maxDelay", Some(t), 0, errors)),
         }),
-        allow_header_trigger: s.allow_header_trigger,
+        allow_header_trigger: *allow_header_trigger,
         expires_at_unix_ms: None,
     }
 }
 
-fn breaker_policy(s: &CircuitBreakerSpec) -> BreakerPolicy {
+fn breaker_policy(doc: &Document, s: &CircuitBreakerSpec, errors: &mut Errors) -> BreakerPolicy {
+    // Exhaustive on purpose: a new field must be mapped here (or named and ignored).
+    let CircuitBreakerSpec {
+        // The clusters it guards are named in `compile`.
+        target: _,
+        consecutive_failures,
+        failure_rate,
+        failure_on,
+        open_interval,
+        max_open_interval,
+        backoff_multiplier,
+        jitter_percent,
+        half_open_probes,
+        max_concurrent,
+        reject_status,
+    } = s;
     let d = BreakerPolicy::default();
-    let ms = |v: &Option<String>, default: u64| {
-        v.as_deref()
-            .and_then(|t| parse_duration(t).ok())
-            .unwrap_or(default)
+    let mut dur = |field: &str, v: &Option<String>, default: u64| {
+        ms(doc, field, v.as_deref(), default, errors)
     };
+    let open_interval_ms = dur("spec.openInterval", open_interval, d.open_interval_ms);
+    let max_open_interval_ms = dur(
+        "spec.maxOpenInterval",
+        max_open_interval,
+        d.max_open_interval_ms,
+    );
+    let window_ms = failure_rate.as_ref().map(|r| {
+        dur(
+            "spec.failureRate.window",
+            &r.window,
+            weft_filter_core::breaker::default_window_ms(),
+        )
+    });
     BreakerPolicy {
-        consecutive_failures: s.consecutive_failures.unwrap_or(d.consecutive_failures),
-        failure_rate: s.failure_rate.as_ref().map(|r| FailureRate {
+        consecutive_failures: consecutive_failures.unwrap_or(d.consecutive_failures),
+        failure_rate: failure_rate.as_ref().map(|r| FailureRate {
             threshold_percent: r.threshold_percent,
-            window_ms: ms(&r.window, weft_filter_core::breaker::default_window_ms()),
+            window_ms: window_ms.unwrap_or_else(weft_filter_core::breaker::default_window_ms),
             min_requests: r
                 .min_requests
                 .unwrap_or_else(weft_filter_core::breaker::default_min_requests),
         }),
-        failure_on: s.failure_on.as_ref().map_or(d.failure_on, |kinds| {
-            kinds.iter().filter_map(|k| failure_kind(k)).collect()
+        failure_on: failure_on.as_ref().map_or(d.failure_on, |kinds| {
+            let mut known = Vec::with_capacity(kinds.len());
+            for (i, k) in kinds.iter().enumerate() {
+                match failure_kind(k) {
+                    Some(kind) => known.push(kind),
+                    None => errors.push(
+                        doc,
+                        format!("spec.failureOn[{i}]"),
+                        format!("unknown failure kind {k:?}"),
+                    ),
+                }
+            }
+            known
         }),
-        open_interval_ms: ms(&s.open_interval, d.open_interval_ms),
-        backoff_multiplier: s.backoff_multiplier.unwrap_or(d.backoff_multiplier),
-        max_open_interval_ms: ms(&s.max_open_interval, d.max_open_interval_ms)
-            .max(ms(&s.open_interval, d.open_interval_ms)),
-        jitter_percent: s.jitter_percent.unwrap_or(d.jitter_percent),
-        half_open_probes: s.half_open_probes.unwrap_or(d.half_open_probes),
-        max_concurrent: s.max_concurrent,
-        reject_status: s.reject_status.unwrap_or(d.reject_status),
+        open_interval_ms,
+        backoff_multiplier: backoff_multiplier.unwrap_or(d.backoff_multiplier),
+        max_open_interval_ms: max_open_interval_ms.max(open_interval_ms),
+        jitter_percent: jitter_percent.unwrap_or(d.jitter_percent),
+        half_open_probes: half_open_probes.unwrap_or(d.half_open_probes),
+        max_concurrent: *max_concurrent,
+        reject_status: reject_status.unwrap_or(d.reject_status),
     }
 }
 

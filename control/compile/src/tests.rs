@@ -2,6 +2,20 @@
 use super::*;
 use weft_policy::{load, Limits};
 
+fn compile_ok(set: &PolicySet) -> Compiled {
+    compile(set).unwrap()
+}
+
+/// Documents as parsed, without `load`'s validation: what compile must not trust.
+fn mk_unvalidated_set(yaml: &str) -> PolicySet {
+    let docs = yaml
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_norway::from_str::<weft_policy::model::Document>(d).unwrap())
+        .collect::<Vec<_>>();
+    PolicySet::from_documents(docs)
+}
+
 fn mk_set(yaml: &str) -> PolicySet {
     PolicySet::from_documents(load(yaml.as_bytes(), &Limits::default()).unwrap())
 }
@@ -14,7 +28,7 @@ fn mk_policy(versions: &str) -> String {
 
 #[test]
 fn one_sidecar_per_service_version() {
-    let compiled = compile(&mk_set(SERVICE));
+    let compiled = compile_ok(&mk_set(SERVICE));
     let ids: Vec<String> = compiled.keys().map(ToString::to_string).collect();
     assert_eq!(ids, ["shop/reviews/v1", "shop/reviews/v2"]);
     assert!(compiled
@@ -24,8 +38,8 @@ fn one_sidecar_per_service_version() {
 
 #[test]
 fn diff_names_sidecars_and_filters() {
-    let before = compile(&mk_set(SERVICE));
-    let after = compile(&mk_set(&format!(
+    let before = compile_ok(&mk_set(SERVICE));
+    let after = compile_ok(&mk_set(&format!(
         "{SERVICE}{}",
         mk_policy(", versions: [v2]")
     )));
@@ -45,7 +59,7 @@ fn diff_names_sidecars_and_filters() {
 
 #[test]
 fn check_reports_what_a_filter_refuses() {
-    let mut compiled = compile(&mk_set(&format!("{SERVICE}{}", mk_policy(""))));
+    let mut compiled = compile_ok(&mk_set(&format!("{SERVICE}{}", mk_policy(""))));
     assert_eq!(check(&compiled), vec![]);
     if let Some(f) = compiled.values_mut().next() {
         f.authz.trust_domain = "Not Valid".into();
@@ -70,7 +84,7 @@ fn cluster_names_are_istio_like() {
 fn a_breaker_on_the_stable_version_also_guards_the_fallback_cluster() {
     let breaker = |versions: &str| {
         let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: CircuitBreaker\nmetadata: {{name: b, namespace: shop}}\nspec:\n  target: {{service: reviews{versions}}}\n  consecutiveFailures: 3\n");
-        let compiled = compile(&mk_set(&yaml));
+        let compiled = compile_ok(&mk_set(&yaml));
         let filters = compiled.values().next().unwrap();
         filters.breaker.clusters.keys().cloned().collect::<Vec<_>>()
     };
@@ -93,7 +107,7 @@ fn a_breaker_on_the_stable_version_also_guards_the_fallback_cluster() {
 fn suite_configs_are_the_separate_configurations_as_sections() {
     use weft_filter_core::suite::Suite;
     use weft_filter_core::telemetry::{Direction, TelemetryConfig};
-    let compiled = compile(&mk_set(&format!("{SERVICE}{}", mk_policy(""))));
+    let compiled = compile_ok(&mk_set(&format!("{SERVICE}{}", mk_policy(""))));
     let filters = compiled.values().next().unwrap();
     let telemetry = |direction| TelemetryConfig {
         direction,
@@ -127,4 +141,58 @@ fn suite_configs_are_the_separate_configurations_as_sections() {
             .enabled(),
         ["canary", "fault", "breaker"]
     );
+}
+
+/// Compile is total: what it cannot map is a located error, never a dropped condition (an
+/// ALLOW that matches more) or a 0 weight or duration. The sets here skip validation.
+#[test]
+fn unmappable_values_are_located_errors() {
+    let policy = |spec: &str| {
+        format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n{spec}")
+    };
+    let doc = |kind: &str, name: &str| format!("{kind}/shop/{name}");
+    let cases = [
+        (
+            policy("  rules: [{when: [{key: \"source.ip\", values: [a]}]}]\n"),
+            doc("AuthorizationPolicy", "p"),
+            "spec.rules[0].when[0].key",
+            "unsupported key",
+        ),
+        (
+            policy("  rules: [{when: [{key: \"request.headers[x-a]\"}]}]\n"),
+            doc("AuthorizationPolicy", "p"),
+            "spec.rules[0].when[0]",
+            "one of `values` or `notValues`",
+        ),
+        (
+            format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: CircuitBreaker\nmetadata: {{name: cb, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  openInterval: 5parsecs\n"),
+            doc("CircuitBreaker", "cb"),
+            "spec.openInterval",
+            "bad duration",
+        ),
+        (
+            format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {{name: ts, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  split: [{{version: v1, weight: 50.001}}, {{version: v2, weight: 49.999}}]\n"),
+            doc("TrafficSplit", "ts"),
+            "spec.split[0].weight",
+            "more than two decimals",
+        ),
+    ];
+    for (yaml, document, field, reason) in cases {
+        let errors = compile(&mk_unvalidated_set(&yaml)).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.document == document && e.field == field && e.reason.contains(reason)),
+            "expected {document} {field}: {reason} in {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn to_hosts_reach_the_authz_rule() {
+    let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  rules: [{{to: {{hosts: [\"*.example\"], notHosts: [admin.example]}}}}]\n");
+    let compiled = compile_ok(&mk_set(&yaml));
+    let rule = &compiled.values().next().unwrap().authz.policies[0].rules[0];
+    assert_eq!(rule.hosts, Some(vec!["*.example".to_string()]));
+    assert_eq!(rule.not_hosts, Some(vec!["admin.example".to_string()]));
 }

@@ -22,7 +22,7 @@ fn compile_fixture(path: &Path) -> Compiled {
     let set = PolicySet::from_documents(docs.clone());
     let errors = validate_set(&set, &labels(&docs), References::Strict);
     assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
-    compile(&set)
+    compile(&set).unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
 }
 
 #[test]
@@ -95,5 +95,5 @@ fn example_policies_validate_and_compile() {
         validate_set(&set, &labels(&docs), References::Strict),
         vec![]
     );
-    assert_eq!(check(&compile(&set)), vec![]);
+    assert_eq!(check(&compile(&set).unwrap()), vec![]);
 }

@@ -1,10 +1,11 @@
-//! The policy document model.
+//! The policy document model. (Over 400 lines: one serde type per document part, kept in one
+//! file so the model reads as one schema.)
 //!
 //! Every document is `{apiVersion, kind, metadata: {name, namespace?, labels?}, spec}`. Fields
 //! are camelCase and unknown fields are refused, so a typo is an error rather than a silently
 //! ignored setting. Values that need more than a type check (durations, CIDRs, SPIFFE ids,
-//! weights) stay plain here and are judged by [`crate::validate`], which can then report all
-//! of them at once.
+//! weights) stay plain here and are judged by [`crate::validate`] with the one grammar in
+//! `weft_filter_core::grammar`, so it can report all of them at once.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -320,6 +321,11 @@ pub struct AuthzOperation {
     pub paths: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_paths: Option<Vec<String>>,
+    /// `:authority` patterns, case-insensitive, port ignored (Istio's `hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_hosts: Option<Vec<String>>,
 }
 
 /// `key` is `request.headers[<name>]` or `request.auth.claims[<name>]` (nested claims:

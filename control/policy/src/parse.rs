@@ -1,5 +1,6 @@
 //! Reading documents: multi-document YAML (`---`-separated) or JSON (one object, or an array
-//! of objects), bounded before anything is trusted.
+//! of objects), bounded before anything is trusted. (Just over 400 lines: the bounds, the
+//! document split and the retry past unknown fields are one reading pipeline.)
 //!
 //! The size limit is checked before a byte is parsed. Both parsers stop at 128 levels on their
 //! own, so no input can exhaust the stack; the (much lower) depth limit is then checked on the

@@ -91,7 +91,7 @@ impl ControlPlane {
         let snapshot = match store.latest()? {
             Some(r) => Snapshot {
                 version: r.version,
-                compiled: weft_compile::compile(&r.documents),
+                compiled: weft_compile::compile(&r.documents).map_err(StateError::Invalid)?,
                 documents: r.documents,
             },
             None => Snapshot {
@@ -252,7 +252,7 @@ impl ControlPlane {
         if !errors.is_empty() {
             return Err(StateError::Invalid(errors));
         }
-        let compiled = weft_compile::compile(&plan.next);
+        let compiled = weft_compile::compile(&plan.next).map_err(StateError::Invalid)?;
         let errors = weft_compile::check(&compiled);
         if !errors.is_empty() {
             return Err(StateError::Invalid(errors));

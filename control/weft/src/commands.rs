@@ -324,7 +324,7 @@ fn validate_offline(file: &Path, format: Output) -> Result<(), Failure> {
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let errors = weft_compile::check(&weft_compile::compile(&set));
+    let errors = weft_compile::compile(&set).map_or_else(|e| e, |c| weft_compile::check(&c));
     if !errors.is_empty() {
         return Err(invalid(errors));
     }

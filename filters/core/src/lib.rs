@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod canary;
 pub mod error;
 pub mod fault;
+pub mod grammar;
 mod json_path;
 pub mod rng;
 pub mod suite;

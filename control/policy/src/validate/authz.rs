@@ -1,26 +1,7 @@
 //! Checks of AuthorizationPolicy and RequestAuthentication documents.
 
 use super::*;
-
-pub(super) fn str_pattern(p: &str) -> Result<(), String> {
-    let stars = p.matches('*').count();
-    if p.is_empty() {
-        Err("must not be empty".into())
-    } else if stars == 0 || p == "*" || (stars == 1 && (p.starts_with('*') || p.ends_with('*'))) {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid pattern {p:?}: `*` only alone, first or last"
-        ))
-    }
-}
-
-pub(super) fn namespace_pattern(p: &str) -> Result<(), String> {
-    if p.contains('/') {
-        return Err(format!("invalid namespace {p:?}: must not contain `/`"));
-    }
-    str_pattern(p)
-}
+use weft_filter_core::grammar::HostMatcher;
 
 pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) {
     for (i, rule) in s.rules.iter().enumerate() {
@@ -34,12 +15,12 @@ pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) 
                 &from.not_principals,
                 check_principal,
             );
-            optional_list(c, &f("namespaces"), &from.namespaces, namespace_pattern);
+            optional_list(c, &f("namespaces"), &from.namespaces, check_namespace);
             optional_list(
                 c,
                 &f("notNamespaces"),
                 &from.not_namespaces,
-                namespace_pattern,
+                check_namespace,
             );
             optional_list(c, &f("ipBlocks"), &from.ip_blocks, check_cidr);
             optional_list(c, &f("notIpBlocks"), &from.not_ip_blocks, check_cidr);
@@ -57,6 +38,9 @@ pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) 
             optional_list(c, &f("notMethods"), &to.not_methods, check_method);
             optional_list(c, &f("paths"), &to.paths, check_path);
             optional_list(c, &f("notPaths"), &to.not_paths, check_path);
+            let host = |h: &str| HostMatcher::parse(h).map(drop);
+            optional_list(c, &f("hosts"), &to.hosts, host);
+            optional_list(c, &f("notHosts"), &to.not_hosts, host);
         }
         for (j, cond) in rule.when.iter().enumerate() {
             condition(&format!("{at}.when[{j}]"), cond, c);
@@ -105,7 +89,7 @@ fn condition(at: &str, cond: &AuthzCondition, c: &mut Collector<'_>) {
     let key = parse_condition_key(&cond.key);
     c.check(format!("{at}.key"), key.clone().map(|_| ()));
     let check = |v: &str| match key {
-        Ok(ConditionKey::Header(_)) => str_pattern(v),
+        Ok(ConditionKey::Header(_)) => check_pattern(v),
         _ => Ok(()),
     };
     match (&cond.values, &cond.not_values) {

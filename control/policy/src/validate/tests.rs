@@ -79,7 +79,7 @@ fn error_kinds_name_field_and_reason() {
         ("RequestAuthentication", "  target: {service: reviews}\n  jwtRules: [{issuer: i, hs256Secrets: [0123456789abcdef0123456789abcdef], clockSkew: ten}]\n", "spec.jwtRules[0].clockSkew", "bad duration", ""),
         // bad CIDR
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {ipBlocks: [10.0.0.0/8, 10.0.0.1/8]}}]\n", "spec.rules[0].from.ipBlocks[1]", "host bits are set", ""),
-        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {notIpBlocks: [\"10.0.0.0/33\"]}}]\n", "spec.rules[0].from.notIpBlocks[0]", "bad CIDR", ""),
+        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {notIpBlocks: [\"10.0.0.0/33\"]}}]\n", "spec.rules[0].from.notIpBlocks[0]", "invalid IP or CIDR", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {ipBlocks: [\"fd00::zz/8\"]}}]\n", "spec.rules[0].from.ipBlocks[0]", "invalid IP address", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {remoteIpBlocks: [\"fd00::zz/8\"]}}]\n", "spec.rules[0].from.remoteIpBlocks[0]", "invalid IP address", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {notRemoteIpBlocks: [10.0.0.1/8]}}]\n", "spec.rules[0].from.notRemoteIpBlocks[0]", "host bits are set", ""),
@@ -90,8 +90,9 @@ fn error_kinds_name_field_and_reason() {
         // the rest of what can be wrong
         ("AuthorizationPolicy", "  target: {service: reviews}\n  action: PERMIT\n", "spec.action", "unknown variant `PERMIT`", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {methods: [get], paths: [\"/a/*/b\"]}}]\n", "spec.rules[0].to.methods[0]", "invalid method", ""),
-        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {paths: [\"/a/*/b\"]}}]\n", "spec.rules[0].to.paths[0]", "`*` only alone", ""),
+        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {paths: [\"/a/*/b\"]}}]\n", "spec.rules[0].to.paths[0]", "`*` is allowed only alone", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{from: {principals: []}}]\n", "spec.rules[0].from.principals", "must not be empty", ""),
+        ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{to: {hosts: [a.example], notHosts: [\"a/b\"]}}]\n", "spec.rules[0].to.notHosts[0]", "invalid host", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{when: [{key: request.ip, values: [a]}]}]\n", "spec.rules[0].when[0].key", "unsupported key", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  rules: [{when: [{key: \"request.headers[x-a]\"}]}]\n", "spec.rules[0].when[0]", "one of `values` or `notValues`", ""),
         ("AuthorizationPolicy", "  target: {service: reviews}\n  denyResponse: {status: 99}\n", "spec.denyResponse.status", "not an HTTP status", ""),

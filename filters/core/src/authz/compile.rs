@@ -2,19 +2,15 @@
 //! field path, e.g. `policies[1].rules[0].ip_blocks[2]`.
 
 use super::config::{AuthzConfig, ClaimCondition, DenyResponse, HeaderCondition, Policy, Rule};
-use super::matchers::{
-    parse_method, parse_principal, Cidr, NamespaceMatcher, PathMatcher, StrMatcher,
-};
 use super::rules::{ClaimMatch, CompiledPolicy, CompiledRule, DenyReply, HeaderMatch};
+use crate::grammar::{
+    parse_method, parse_principal, Cidr, HostMatcher, NamespaceMatcher, PathMatcher, StrMatcher,
+};
 use crate::ConfigError;
 use std::collections::HashMap;
 
 pub(crate) fn trust_domain(td: &str) -> Result<(), ConfigError> {
-    let valid = !td.is_empty()
-        && td.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        });
-    if valid {
+    if crate::grammar::is_trust_domain(td) {
         Ok(())
     } else {
         Err(ConfigError::new(
@@ -192,6 +188,8 @@ fn rule(at: &str, td: &str, r: &Rule, ignore_case: bool) -> Result<CompiledRule,
         not_methods: list(at, "not_methods", &r.not_methods, parse_method)?,
         paths: list(at, "paths", &r.paths, path)?,
         not_paths: list(at, "not_paths", &r.not_paths, path)?,
+        hosts: list(at, "hosts", &r.hosts, HostMatcher::parse)?,
+        not_hosts: list(at, "not_hosts", &r.not_hosts, HostMatcher::parse)?,
         ip_blocks: list(at, "ip_blocks", &r.ip_blocks, Cidr::parse)?,
         not_ip_blocks: list(at, "not_ip_blocks", &r.not_ip_blocks, Cidr::parse)?,
         remote_ip_blocks: list(at, "remote_ip_blocks", &r.remote_ip_blocks, Cidr::parse)?,

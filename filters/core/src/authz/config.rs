@@ -130,6 +130,11 @@ pub struct Rule {
     pub paths: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_paths: Option<Vec<String>>,
+    /// `:authority` patterns, case-insensitive, port ignored (Istio's `to.hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_hosts: Option<Vec<String>>,
     /// Source IPs or CIDRs (IPv4 and IPv6) of the downstream peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_blocks: Option<Vec<String>>,

@@ -12,7 +12,6 @@
 mod compile;
 pub mod config;
 mod jwt;
-mod matchers;
 pub mod path;
 mod rules;
 

@@ -1,7 +1,7 @@
 //! Compiled policies and rules, and how a rule matches a request.
 
-use super::matchers::{Cidr, NamespaceMatcher, PathMatcher, StrMatcher};
 use super::Action;
+use crate::grammar::{Cidr, HostMatcher, NamespaceMatcher, PathMatcher, StrMatcher};
 use crate::RequestAttributes;
 use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell};
@@ -40,6 +40,8 @@ pub(crate) struct CompiledRule {
     pub(crate) not_methods: Option<Vec<StrMatcher>>,
     pub(crate) paths: Option<Vec<PathMatcher>>,
     pub(crate) not_paths: Option<Vec<PathMatcher>>,
+    pub(crate) hosts: Option<Vec<HostMatcher>>,
+    pub(crate) not_hosts: Option<Vec<HostMatcher>>,
     pub(crate) ip_blocks: Option<Vec<Cidr>>,
     pub(crate) not_ip_blocks: Option<Vec<Cidr>>,
     pub(crate) remote_ip_blocks: Option<Vec<Cidr>>,
@@ -133,7 +135,7 @@ impl<'a> RequestView<'a> {
         *self.source_ip.get_or_init(|| {
             self.req
                 .source_address()
-                .and_then(|a| super::matchers::parse_source_ip(&a))
+                .and_then(|a| crate::grammar::parse_source_ip(&a))
         })
     }
 
@@ -141,7 +143,7 @@ impl<'a> RequestView<'a> {
         *self.remote_ip.get_or_init(|| {
             self.req
                 .remote_address()
-                .and_then(|a| super::matchers::parse_source_ip(&a))
+                .and_then(|a| crate::grammar::parse_source_ip(&a))
         })
     }
 
@@ -219,6 +221,11 @@ impl CompiledRule {
             &self.not_paths,
             || req.path(ignore_path_case),
             |m, p| m.matches(p),
+        ) && field(
+            &self.hosts,
+            &self.not_hosts,
+            || req.req.authority(),
+            |m, h| m.matches(h),
         ) && field(
             &self.ip_blocks,
             &self.not_ip_blocks,
