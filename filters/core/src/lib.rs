@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod canary;
 pub mod error;
 pub mod fault;
+pub mod host;
 mod json_path;
 pub mod rng;
 pub mod suite;
@@ -23,6 +24,7 @@ mod testing;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;
+pub use host::{Host, MockHost};
 
 /// Appends `value` as one Envoy stat name segment: ASCII letters, digits, `-` and `_` stay,
 /// everything else (dots above all, which would split the segment) becomes `_`.

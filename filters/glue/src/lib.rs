@@ -26,7 +26,16 @@ pub use tick::{
     resume_http_request, resume_http_request_after, send_local_reply_for, TickScheduler,
 };
 
-use proxy_wasm::types::LogLevel;
+use proxy_wasm::types::{Action, LogLevel};
+use weft_filter_core::host::Flow;
+
+/// A stage's [`Flow`] as the ABI's `Action`.
+pub fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
 
 /// Install the logger (and with it the panic hook that logs at critical) once per VM.
 ///

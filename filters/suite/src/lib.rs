@@ -26,6 +26,7 @@ use weft_authz_stage::AuthzStage;
 use weft_breaker_stage::{BreakerStage, Gate, Slot, GAUGE_REFRESH};
 use weft_canary_stage::{CanaryRequest, CanaryStage};
 use weft_fault_stage::FaultStage;
+use weft_filter_core::host::Flow;
 use weft_filter_core::suite::{MemoRequest, Suite};
 use weft_filter_core::telemetry::AuthzOutcome;
 use weft_proxy_glue::{self as glue, HostRequest};
@@ -57,8 +58,10 @@ impl Stages {
     fn new(suite: Suite, root_context_id: u32) -> Self {
         Self {
             telemetry: suite.telemetry.map(TelemetryStage::new),
-            authz: suite.authz.map(AuthzStage::new),
-            canary: suite.canary.map(|c| CanaryStage::new(c, root_context_id)),
+            authz: suite.authz.map(|a| AuthzStage::new(a, &HostRequest)),
+            canary: suite
+                .canary
+                .map(|c| CanaryStage::new(c, root_context_id, &HostRequest)),
             fault: suite.fault.map(|f| FaultStage::new(f, root_context_id)),
             breaker: suite.breaker.map(|b| BreakerStage::new(b, root_context_id)),
         }
@@ -217,7 +220,7 @@ impl HttpContext for SuiteHttp {
             // The property is only for a telemetry filter outside this module.
             let (action, outcome) = authz.decide(&req, stages.telemetry.is_none());
             self.authz = Some(outcome);
-            if action == Action::Pause {
+            if action == Flow::Pause {
                 return Action::Pause;
             }
         }
@@ -241,14 +244,14 @@ impl HttpContext for SuiteHttp {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(canary) = &self.stages.canary {
-            canary.on_request_body(&mut self.canary, body_size, end_of_stream);
+            canary.on_request_body(&HostRequest, &mut self.canary, body_size, end_of_stream);
         }
         Action::Continue
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
         if let Some(canary) = &self.stages.canary {
-            canary.on_request_trailers(&mut self.canary);
+            canary.on_request_trailers(&HostRequest, &mut self.canary);
         }
         Action::Continue
     }
