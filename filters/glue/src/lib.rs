@@ -2,8 +2,9 @@
 //!
 //! Filters are thin: they read what the host-free core needs through [`HostRequest`],
 //! call the core, and act on the answer with the helpers here (local replies, stats,
-//! configuration loading). Host status codes become `Option`/`Result` here so the
-//! filters never unwrap.
+//! configuration loading); [`HostRequest`] implements the core's `Host` trait, through which
+//! the stages act (shared-data CAS is `weft_filter_core::host::shared`, over that trait).
+//! Host status codes become `Option`/`Result`/`HostError` here so the filters never unwrap.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -11,7 +12,6 @@ mod host;
 mod http_call;
 mod metrics;
 mod report;
-pub mod shared;
 mod tick;
 
 pub use config::load_plugin_config;

@@ -63,7 +63,9 @@ impl Stages {
                 .canary
                 .map(|c| CanaryStage::new(c, root_context_id, &HostRequest)),
             fault: suite.fault.map(|f| FaultStage::new(f, root_context_id)),
-            breaker: suite.breaker.map(|b| BreakerStage::new(b, root_context_id)),
+            breaker: suite
+                .breaker
+                .map(|b| BreakerStage::new(b, root_context_id, &HostRequest)),
         }
     }
 
@@ -164,7 +166,7 @@ impl RootContext for SuiteRoot {
         }
         if let Some(breaker) = &stages.breaker {
             if now >= self.gauges_due_ms {
-                breaker.refresh_gauges();
+                breaker.refresh_gauges(&HostRequest);
                 self.gauges_due_ms = due_after(now, GAUGE_REFRESH);
             }
         }
@@ -265,7 +267,7 @@ impl HttpContext for SuiteHttp {
 
     fn on_log(&mut self) {
         if let (Some(breaker), Some(slot)) = (&self.stages.breaker, self.slot.take()) {
-            breaker.on_log(slot);
+            breaker.on_log(&HostRequest, slot);
         }
         // Every request, including those a stage answered locally (deny, abort, fail-fast).
         if let Some(telemetry) = &self.stages.telemetry {

@@ -46,7 +46,7 @@ pub enum Call {
 pub struct MockHost {
     headers: RefCell<Vec<(String, String)>>,
     response_headers: Vec<(String, String)>,
-    properties: Vec<(String, Vec<u8>)>,
+    properties: RefCell<Vec<(String, Vec<u8>)>>,
     now_ms: Cell<u64>,
     calls: RefCell<Vec<Call>>,
     /// Defined metrics by id: kind, name, value.
@@ -93,9 +93,16 @@ impl MockHost {
     }
 
     /// A property, its path joined with `.` (e.g. `response.code`).
-    pub fn property(mut self, path: &str, value: &[u8]) -> Self {
-        self.properties.push((path.to_string(), value.to_vec()));
+    pub fn property(self, path: &str, value: &[u8]) -> Self {
+        self.put_property(path, value);
         self
+    }
+
+    /// Set (or change) a property between callbacks, e.g. `response.code` before `on_log`.
+    pub fn put_property(&self, path: &str, value: &[u8]) {
+        let mut properties = self.properties.borrow_mut();
+        properties.retain(|(p, _)| p != path);
+        properties.push((path.to_string(), value.to_vec()));
     }
 
     pub fn property_u64(self, path: &str, value: u64) -> Self {
@@ -277,6 +284,7 @@ impl Host for MockHost {
         let path = path.join(".");
         self.record(Call::ReadProperty(path.clone()));
         self.properties
+            .borrow()
             .iter()
             .find(|(p, _)| *p == path)
             .map(|(_, v)| v.clone())

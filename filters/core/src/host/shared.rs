@@ -1,10 +1,23 @@
 //! Envoy shared data as compare-and-swap records shared by every worker thread of a `vm_id`.
 //!
-//! A record is changed by read-modify-write: read `(bytes, cas)`, compute the new bytes, write
-//! them with that `cas`; a CAS mismatch means another worker wrote in between, so read again
-//! and recompute ([`update`], bounded retries, retry count returned for a stat). The data
-//! path never creates keys ([`update`] refuses a missing key); [`seed`] creates them from
-//! `on_configure` only — see `weft_proxy_glue::shared` for why that is race-free in Envoy.
+//! Each worker runs its own VM; shared data (per `vm_id`) is the only state they all see.
+//! A record is changed by read-modify-write: read `(bytes, cas)`, compute the new bytes,
+//! write them with that `cas`; `CasMismatch` means another worker wrote in between, so read
+//! again and recompute ([`update`], bounded retries, retry count returned for a stat).
+//!
+//! # Creating a key safely
+//!
+//! Envoy answers a missing key with `(None, None)` and treats a write with no CAS as
+//! unconditional, so two workers that both see "missing" and both create the key would lose
+//! whatever the first one wrote in between. The data path therefore never creates keys:
+//! [`update`] refuses a missing key with [`SharedError::Missing`]. Keys are created only by
+//! [`seed`], called from the root context's `on_configure`. Envoy runs `on_configure` of a new
+//! plugin configuration on the main thread first (it is how Envoy checks the configuration)
+//! and only then hands the configuration to the workers, so the single unprotected write
+//! happens while no worker can be using the key; the workers' own `on_configure` runs find
+//! the key and write nothing. A key that already exists (a configuration update, a new VM
+//! next to a live one) keeps its value. The e2e test checks there is exactly one seeding
+//! write per key, from Envoy's main thread.
 
 use super::{Host, HostError};
 
