@@ -210,6 +210,10 @@ impl Host for HostRequest {
             .map_err(host_error)
     }
 
+    fn http_call_response_status(&self) -> Option<u16> {
+        crate::report::call_response_status()
+    }
+
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
         hostcalls::set_tick_period(period).map_err(host_error)
     }

@@ -57,7 +57,9 @@ struct Stages {
 impl Stages {
     fn new(suite: Suite, root_context_id: u32) -> Self {
         Self {
-            telemetry: suite.telemetry.map(TelemetryStage::new),
+            telemetry: suite
+                .telemetry
+                .map(|t| TelemetryStage::new(t, &HostRequest)),
             authz: suite.authz.map(|a| AuthzStage::new(a, &HostRequest)),
             canary: suite
                 .canary
@@ -112,7 +114,7 @@ struct SuiteRoot {
 impl Context for SuiteRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
         if let Some(telemetry) = self.stages.as_ref().and_then(|s| s.telemetry.as_ref()) {
-            telemetry.on_http_call_response(token);
+            telemetry.on_http_call_response(&HostRequest, token);
         }
     }
 }
@@ -173,7 +175,7 @@ impl RootContext for SuiteRoot {
         if let Some(telemetry) = &stages.telemetry {
             if let Some(period) = telemetry.flush_period() {
                 if now >= self.flush_due_ms {
-                    telemetry.flush();
+                    telemetry.flush(&HostRequest);
                     self.flush_due_ms = due_after(now, period);
                 }
             }
@@ -271,7 +273,7 @@ impl HttpContext for SuiteHttp {
         }
         // Every request, including those a stage answered locally (deny, abort, fail-fast).
         if let Some(telemetry) = &self.stages.telemetry {
-            telemetry.on_log(self.authz);
+            telemetry.on_log(&HostRequest, self.authz);
         }
     }
 }

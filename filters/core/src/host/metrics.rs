@@ -15,6 +15,10 @@ pub struct Counter(Option<MetricId>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gauge(Option<MetricId>);
 
+/// A histogram; `None` when the host refused to define it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Histogram(Option<MetricId>);
+
 // === impl Counter ===
 
 impl Counter {
@@ -49,6 +53,20 @@ impl Gauge {
     pub fn add(self, host: &impl Host, n: i64) {
         if let Some(id) = self.0 {
             host.increment_metric(id, n);
+        }
+    }
+}
+
+// === impl Histogram ===
+
+impl Histogram {
+    pub fn new(host: &impl Host, name: &str) -> Self {
+        Self(host.define_metric(MetricKind::Histogram, name).ok())
+    }
+
+    pub fn record(self, host: &impl Host, value: u64) {
+        if let Some(id) = self.0 {
+            host.record_metric(id, value);
         }
     }
 }

@@ -34,6 +34,7 @@ pub enum Call {
     Dispatch(String),
     SetTick(Duration),
     ReadHeaders,
+    ReadCallResponse,
     ReadBody(usize),
     SetContext(u32),
     Resume,
@@ -61,6 +62,8 @@ pub struct MockHost {
     gone: RefCell<Vec<u32>>,
     /// Dispatches fail (e.g. an unknown cluster).
     dispatch_fails: bool,
+    /// What `http_call_response_status` answers.
+    call_status: Cell<Option<u16>>,
 }
 
 // === impl MockHost ===
@@ -129,6 +132,11 @@ impl MockHost {
     /// Context `context_id` went away: switching to it fails.
     pub fn context_gone(&self, context_id: u32) {
         self.gone.borrow_mut().push(context_id);
+    }
+
+    /// The status the next `on_http_call_response` reads (`None`: no response).
+    pub fn set_call_response(&self, status: Option<u16>) {
+        self.call_status.set(status);
     }
 
     pub fn set_now(&self, now_ms: u64) {
@@ -412,6 +420,11 @@ impl Host for MockHost {
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
         Ok(token)
+    }
+
+    fn http_call_response_status(&self) -> Option<u16> {
+        self.record(Call::ReadCallResponse);
+        self.call_status.get()
     }
 
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {

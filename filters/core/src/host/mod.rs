@@ -11,7 +11,7 @@ mod metrics;
 mod mock;
 pub mod shared;
 
-pub use metrics::{stat_segment, Counter, Gauge};
+pub use metrics::{stat_segment, Counter, Gauge, Histogram};
 pub use mock::{Call, MockHost};
 
 use crate::RequestAttributes;
@@ -117,6 +117,9 @@ pub trait Host: RequestAttributes {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, HostError>;
+    /// In `on_http_call_response`: the answer's status (`None`: no response, e.g. a reset
+    /// or timeout).
+    fn http_call_response_status(&self) -> Option<u16>;
     /// Set the root context's tick period (`Duration::ZERO`: stop ticking).
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
     /// Act as context `context_id` (a root acting for a paused request, or a request
@@ -184,6 +187,9 @@ impl<H: Host + ?Sized> Host for &H {
         timeout: Duration,
     ) -> Result<u32, HostError> {
         (**self).dispatch_http_call(upstream, headers, body, timeout)
+    }
+    fn http_call_response_status(&self) -> Option<u16> {
+        (**self).http_call_response_status()
     }
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
         (**self).set_tick_period(period)

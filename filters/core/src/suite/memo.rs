@@ -262,6 +262,10 @@ impl<H: Host> Host for MemoRequest<H> {
             .dispatch_http_call(upstream, headers, body, timeout)
     }
 
+    fn http_call_response_status(&self) -> Option<u16> {
+        self.inner.http_call_response_status()
+    }
+
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
         self.inner.set_tick_period(period)
     }
