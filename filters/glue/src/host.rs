@@ -1,4 +1,5 @@
-//! Host-backed request attributes, time and local replies.
+//! The stages' [`Host`] by hostcalls: request attributes, header writes, replies, metrics,
+//! shared data, callouts, ticks and the clock.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType, Status};
@@ -225,11 +226,6 @@ impl Host for HostRequest {
     fn resume_http_request(&self) -> Result<(), HostError> {
         hostcalls::resume_http_request().map_err(host_error)
     }
-}
-
-/// Seconds since the Unix epoch by the host clock (0 if the host cannot tell).
-pub fn now_unix_secs() -> u64 {
-    now_millis() / 1000
 }
 
 /// Milliseconds since the Unix epoch by the host clock (0 if the host cannot tell).

@@ -10,21 +10,11 @@
 mod config;
 mod host;
 mod http_call;
-mod metrics;
 mod report;
-mod tick;
 
 pub use config::load_plugin_config;
-pub use host::{now_millis, now_unix_secs, seed, send_local_reply, HostRequest};
-pub use http_call::{dispatch_detached, request_body_chunk, request_headers_for_copy};
-pub use metrics::{sanitize_stat_segment, Counter, Gauge};
-pub use report::{
-    call_response_status, dispatch_call, response_header, set_root_tick, set_stream_property,
-    stream_property, Histogram,
-};
-pub use tick::{
-    resume_http_request, resume_http_request_after, send_local_reply_for, TickScheduler,
-};
+pub use host::{now_millis, HostRequest};
+pub use report::set_root_tick;
 
 use proxy_wasm::types::{Action, LogLevel};
 use weft_filter_core::host::Flow;

@@ -64,7 +64,9 @@ impl Stages {
             canary: suite
                 .canary
                 .map(|c| CanaryStage::new(c, root_context_id, &HostRequest)),
-            fault: suite.fault.map(|f| FaultStage::new(f, root_context_id)),
+            fault: suite
+                .fault
+                .map(|f| FaultStage::new(f, root_context_id, &HostRequest)),
             breaker: suite
                 .breaker
                 .map(|b| BreakerStage::new(b, root_context_id, &HostRequest)),
@@ -90,8 +92,8 @@ impl Stages {
     /// From the root's tick: continue the delayed requests due at `now_ms`.
     fn release_delayed(&self, now_ms: u64) {
         if let Some(fault) = &self.fault {
-            fault.release(now_ms, |context_id, slot| {
-                glue::resume_http_request_after(context_id, || {
+            fault.release(&HostRequest, now_ms, |context_id, slot| {
+                weft_fault_stage::resume_after(&HostRequest, context_id, || {
                     self.after_fault(&MemoRequest::new(HostRequest), &slot)
                 })
             });
@@ -210,7 +212,7 @@ struct SuiteHttp {
 impl Context for SuiteHttp {
     fn on_done(&mut self) -> bool {
         if let Some(fault) = &self.stages.fault {
-            fault.on_done(self.context_id);
+            fault.on_done(&HostRequest, self.context_id);
         }
         true
     }
@@ -234,8 +236,7 @@ impl HttpContext for SuiteHttp {
         if let Some(fault) = &stages.fault {
             // Paused: answered, or held until the tick runs the breaker and resumes it.
             let slot = &self.slot;
-            if fault.on_request_headers(self.context_id, &req, || Rc::clone(slot)) == Action::Pause
-            {
+            if fault.on_request_headers(self.context_id, &req, || Rc::clone(slot)) == Flow::Pause {
                 return Action::Pause;
             }
         }
