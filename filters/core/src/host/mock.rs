@@ -41,7 +41,7 @@ pub enum Call {
 }
 
 /// A host for unit tests. Build the request with [`header`](Self::header) and
-/// [`property`](Self::property); after the stage ran, inspect [`calls`](Self::calls),
+/// [`with_property`](Self::with_property); after the stage ran, inspect [`calls`](Self::calls),
 /// [`metric`](Self::metric) and [`request_header`](Self::request_header).
 #[derive(Debug, Default)]
 pub struct MockHost {
@@ -96,7 +96,7 @@ impl MockHost {
     }
 
     /// A property, its path joined with `.` (e.g. `response.code`).
-    pub fn property(self, path: &str, value: &[u8]) -> Self {
+    pub fn with_property(self, path: &str, value: &[u8]) -> Self {
         self.put_property(path, value);
         self
     }
@@ -108,13 +108,13 @@ impl MockHost {
         properties.push((path.to_string(), value.to_vec()));
     }
 
-    pub fn property_u64(self, path: &str, value: u64) -> Self {
-        self.property(path, &value.to_le_bytes())
+    pub fn with_property_u64(self, path: &str, value: u64) -> Self {
+        self.with_property(path, &value.to_le_bytes())
     }
 
     /// The mTLS peer's URI SAN.
     pub fn peer(self, principal: &str) -> Self {
-        self.property("connection.uri_san_peer_certificate", principal.as_bytes())
+        self.with_property("connection.uri_san_peer_certificate", principal.as_bytes())
     }
 
     /// The request body the stage reads chunk by chunk.

@@ -10,6 +10,8 @@
 mod metrics;
 mod mock;
 pub mod shared;
+#[cfg(test)]
+mod tests;
 
 pub use metrics::{stat_segment, Counter, Gauge, Histogram};
 pub use mock::{Call, MockHost};

@@ -34,8 +34,8 @@ fn edge_counters(host: &MockHost) -> Vec<(String, i64)> {
 fn an_inbound_deny_is_counted_on_its_tagged_edge() {
     let host = MockHost::request("GET", "reviews", "/r/1?x=1")
         .peer("spiffe://cluster.local/ns/default/sa/productpage")
-        .property_u64("response.code", 403)
-        .property_u64("request.duration", 7_000_000);
+        .with_property_u64("response.code", 403)
+        .with_property_u64("request.duration", 7_000_000);
     let stage = stage(&host, "inbound", true);
     stage.on_log(&host, Some(AuthzOutcome::Denied));
     stage.on_log(&host, Some(AuthzOutcome::Denied));
@@ -69,8 +69,8 @@ fn an_inbound_deny_is_counted_on_its_tagged_edge() {
 #[test]
 fn a_separate_authz_filter_is_read_from_the_stream_property() {
     let host = MockHost::request("GET", "reviews", "/")
-        .property(AUTHZ_PROPERTY, b"dry_run_deny")
-        .property_u64("response.code", 200);
+        .with_property(AUTHZ_PROPERTY, b"dry_run_deny")
+        .with_property_u64("response.code", 200);
     let stage = stage(&host, "inbound", false);
     stage.on_log(&host, None);
     let counters = edge_counters(&host);
@@ -82,11 +82,11 @@ fn a_separate_authz_filter_is_read_from_the_stream_property() {
 #[test]
 fn an_outbound_breaker_reply_is_tagged_open_with_the_cluster_version() {
     let host = MockHost::request("GET", "ratings:9080", "/")
-        .property(
+        .with_property(
             "xds.cluster_name",
             b"outbound|9080|v2|ratings.default.svc.cluster.local",
         )
-        .property_u64("response.code", 503)
+        .with_property_u64("response.code", 503)
         .response_header_value("x-weft-breaker", "open");
     let stage = stage(&host, "outbound", false);
     stage.on_log(&host, None);
@@ -100,7 +100,7 @@ fn an_outbound_breaker_reply_is_tagged_open_with_the_cluster_version() {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[test]
 fn a_flush_sends_one_signed_report_and_a_refused_one_counts_as_dropped() {
-    let host = MockHost::request("GET", "reviews", "/").property_u64("response.code", 200);
+    let host = MockHost::request("GET", "reviews", "/").with_property_u64("response.code", 200);
     let stage = stage(&host, "inbound", true);
     assert_eq!(stage.flush_period(), Some(Duration::from_millis(1000)));
     stage.flush(&host);
