@@ -188,3 +188,43 @@ fn a_client_gone_while_delayed_is_cancelled_not_resumed() {
     stages.release_delayed(&host, u64::MAX);
     assert_eq!(host.count(|c| *c == Call::Resume), 0);
 }
+
+/// Host calls of one allowed request (headers to `on_log`) per stage alone and for the whole
+/// suite: what each costs in a real proxy. A measurement, not an assertion.
+#[test]
+#[ignore = "measurement for the closing note; run with --ignored --nocapture"]
+fn host_calls_per_request() {
+    let cases = [
+        (
+            "telemetry",
+            format!(r#"{{"listener": "outbound", "telemetry": {TELEMETRY}}}"#),
+        ),
+        ("authz", format!(r#"{{"authz": {AUTHZ}}}"#)),
+        ("canary", format!(r#"{{"canary": {CANARY}}}"#)),
+        ("fault", format!(r#"{{"fault": {NO_FAULT}}}"#)),
+        ("breaker", format!(r#"{{"breaker": {BREAKER}}}"#)),
+        (
+            "suite",
+            format!(
+                r#"{{"telemetry": {TELEMETRY}, "authz": {AUTHZ}, "canary": {CANARY}, "fault": {NO_FAULT}, "breaker": {BREAKER}}}"#
+            ),
+        ),
+    ];
+    for (name, json) in cases {
+        let host = MockHost::request("GET", "reviews", "/reports/q1")
+            .header("x-user", "ann")
+            .header("x-weft-cluster", "v1")
+            .with_property_u64("response.code", 200);
+        let stages = Stages::new(Suite::from_json(json.as_bytes()).unwrap(), ROOT, &host);
+        host.clear_calls();
+        let mut request = SuiteRequest::new(REQUEST);
+        request.on_request_headers(&stages, &host, true);
+        let headers = host.call_count();
+        request.on_log(&stages, &host);
+        println!(
+            "{name:10} headers {headers:2}  +on_log {:2}  = {:2}",
+            host.call_count() - headers,
+            host.call_count()
+        );
+    }
+}
