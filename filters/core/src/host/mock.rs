@@ -1,4 +1,6 @@
 //! A host for unit tests: canned request, properties and shared data; every call recorded.
+//! (Over 400 lines: one recording fake of every `Host` method plus its inspection helpers;
+//! split up, the fake would lose its one place.)
 
 use super::{Host, HostError, MetricId, MetricKind, SharedRecord};
 use crate::RequestAttributes;
