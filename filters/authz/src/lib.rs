@@ -27,7 +27,7 @@ impl RootContext for AuthzRoot {
         let Some(authz) = glue::load_plugin_config("authz", Authz::from_json) else {
             return false;
         };
-        self.stage = Some(Rc::new(AuthzStage::new(authz)));
+        self.stage = Some(Rc::new(AuthzStage::new(authz, &HostRequest)));
         true
     }
 
@@ -49,7 +49,9 @@ impl Context for AuthzHttp {}
 
 impl HttpContext for AuthzHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        self.stage
-            .on_request_headers(&MemoRequest::new(HostRequest))
+        glue::action(
+            self.stage
+                .on_request_headers(&MemoRequest::new(HostRequest)),
+        )
     }
 }

@@ -28,14 +28,18 @@ impl RootContext for BreakerRoot {
         let Some(breaker) = glue::load_plugin_config("breaker", Breaker::from_json) else {
             return false;
         };
-        self.stage = Some(Rc::new(BreakerStage::new(breaker, self.context_id)));
+        self.stage = Some(Rc::new(BreakerStage::new(
+            breaker,
+            self.context_id,
+            &HostRequest,
+        )));
         self.set_tick_period(GAUGE_REFRESH);
         true
     }
 
     fn on_tick(&mut self) {
         if let Some(stage) = &self.stage {
-            stage.refresh_gauges();
+            stage.refresh_gauges(&HostRequest);
         }
     }
 
@@ -77,7 +81,7 @@ impl HttpContext for BreakerHttp {
 
     fn on_log(&mut self) {
         if let Some(slot) = self.admitted.take() {
-            self.stage.on_log(slot);
+            self.stage.on_log(&HostRequest, slot);
         }
     }
 }

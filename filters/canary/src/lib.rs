@@ -28,7 +28,11 @@ impl RootContext for CanaryRoot {
         let Some(canary) = glue::load_plugin_config("canary", Canary::from_json) else {
             return false;
         };
-        self.stage = Some(Rc::new(CanaryStage::new(canary, self.context_id)));
+        self.stage = Some(Rc::new(CanaryStage::new(
+            canary,
+            self.context_id,
+            &HostRequest,
+        )));
         true
     }
 
@@ -62,12 +66,13 @@ impl HttpContext for CanaryHttp {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.stage
-            .on_request_body(&mut self.state, body_size, end_of_stream);
+            .on_request_body(&HostRequest, &mut self.state, body_size, end_of_stream);
         Action::Continue
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        self.stage.on_request_trailers(&mut self.state);
+        self.stage
+            .on_request_trailers(&HostRequest, &mut self.state);
         Action::Continue
     }
 

@@ -1,7 +1,8 @@
 //! What a decision may ask of the host about the current request.
 //!
-//! The cdylibs implement this with hostcalls and read lazily, so a policy that never
-//! looks at, say, the peer certificate never pays for the property read.
+//! The glue implements this with hostcalls and reads lazily, so a policy that never looks at,
+//! say, the peer certificate never pays for the property read. Decisions take only this view;
+//! the stages, which also act, take [`crate::Host`], which extends it.
 
 /// Read-only view of one HTTP request as the proxy sees it.
 pub trait RequestAttributes {

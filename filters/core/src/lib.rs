@@ -15,6 +15,7 @@ pub mod canary;
 pub mod error;
 pub mod fault;
 pub mod grammar;
+pub mod host;
 mod json_path;
 pub mod rng;
 pub mod suite;
@@ -24,6 +25,7 @@ mod testing;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;
+pub use host::{Host, MockHost};
 
 /// Appends `value` as one Envoy stat name segment: ASCII letters, digits, `-` and `_` stay,
 /// everything else (dots above all, which would split the segment) becomes `_`.

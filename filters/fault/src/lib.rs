@@ -34,15 +34,23 @@ impl RootContext for FaultRoot {
         // Envoy makes a new root context per configuration, so this is a safety net: never
         // strand requests held under a configuration this root is about to forget.
         if let Some(previous) = self.stage.take() {
-            previous.release(u64::MAX, |id, ()| glue::resume_http_request(id));
+            previous.release(&HostRequest, u64::MAX, |id, ()| {
+                weft_fault_stage::resume(&HostRequest, id)
+            });
         }
-        self.stage = Some(Rc::new(FaultStage::new(fault, self.context_id)));
+        self.stage = Some(Rc::new(FaultStage::new(
+            fault,
+            self.context_id,
+            &HostRequest,
+        )));
         true
     }
 
     fn on_tick(&mut self) {
         if let Some(stage) = &self.stage {
-            stage.release(glue::now_millis(), |id, ()| glue::resume_http_request(id));
+            stage.release(&HostRequest, glue::now_millis(), |id, ()| {
+                weft_fault_stage::resume(&HostRequest, id)
+            });
         }
     }
 
@@ -63,7 +71,7 @@ struct FaultHttp {
 
 impl Context for FaultHttp {
     fn on_done(&mut self) -> bool {
-        self.stage.on_done(self.context_id);
+        self.stage.on_done(&HostRequest, self.context_id);
         true
     }
 }
@@ -71,6 +79,6 @@ impl Context for FaultHttp {
 impl HttpContext for FaultHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let req = MemoRequest::new(HostRequest);
-        self.stage.on_request_headers(self.context_id, &req, || ())
+        glue::action(self.stage.on_request_headers(self.context_id, &req, || ()))
     }
 }

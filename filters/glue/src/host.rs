@@ -1,9 +1,11 @@
-//! Host-backed request attributes, time and local replies.
+//! The stages' [`Host`] by hostcalls: request attributes, header writes, replies, metrics,
+//! shared data, callouts, ticks and the clock.
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
-use std::time::UNIX_EPOCH;
-use weft_filter_core::RequestAttributes;
+use proxy_wasm::types::{MapType, MetricType, Status};
+use std::time::{Duration, UNIX_EPOCH};
+use weft_filter_core::host::{HostError, MetricId, MetricKind, SharedRecord};
+use weft_filter_core::{Host, RequestAttributes};
 
 /// The current request, read lazily from the host on demand.
 #[derive(Debug, Default, Clone, Copy)]
@@ -106,9 +108,124 @@ impl RequestAttributes for HostRequest {
     }
 }
 
-/// Seconds since the Unix epoch by the host clock (0 if the host cannot tell).
-pub fn now_unix_secs() -> u64 {
-    now_millis() / 1000
+/// A host status as the core's error: a CAS mismatch is a domain outcome, the rest a refusal.
+fn host_error(status: Status) -> HostError {
+    match status {
+        Status::CasMismatch => HostError::CasMismatch,
+        Status::BadArgument | Status::NotFound => HostError::NotFound,
+        other => HostError::Refused(format!("{other:?}")),
+    }
+}
+
+/// The stages' [`Host`], by hostcalls on the current context.
+impl Host for HostRequest {
+    fn now_millis(&self) -> u64 {
+        now_millis()
+    }
+
+    fn seed(&self, context_id: u32) -> u64 {
+        seed(context_id)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) {
+        crate::report::set_stream_property(name, value);
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        match value {
+            Some(value) => Self::set_header(name, value),
+            None => Self::remove_header(name),
+        }
+    }
+
+    fn replace_request_header(&self, name: &str, value: &str) {
+        Self::replace_header(name, value);
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        if let Err(status) = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value) {
+            log::warn!("weft: cannot add request header {name}: {status:?}");
+        }
+    }
+
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        crate::http_call::request_body_chunk(size)
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        crate::report::response_header(name)
+    }
+
+    fn send_local_reply(&self, status: u16, headers: &[(String, String)], body: &str) {
+        send_local_reply(status, headers, body);
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).map_err(|status| {
+            log::warn!("weft: cannot define metric {name}: {status:?}");
+            host_error(status)
+        })
+    }
+
+    fn increment_metric(&self, id: MetricId, delta: i64) {
+        let _ = hostcalls::increment_metric(id, delta);
+    }
+
+    fn record_metric(&self, id: MetricId, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn shared_get(&self, key: &str) -> Result<SharedRecord, HostError> {
+        hostcalls::get_shared_data(key).map_err(host_error)
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(host_error)
+    }
+
+    fn dispatch_http_call(
+        &self,
+        upstream: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        hostcalls::dispatch_http_call(upstream, headers, body, Vec::new(), timeout)
+            .map_err(host_error)
+    }
+
+    fn http_call_response_status(&self) -> Option<u16> {
+        crate::report::call_response_status()
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        hostcalls::set_tick_period(period).map_err(host_error)
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(host_error)
+    }
+
+    fn resume_http_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(host_error)
+    }
 }
 
 /// Milliseconds since the Unix epoch by the host clock (0 if the host cannot tell).

@@ -2,31 +2,30 @@
 //!
 //! Filters are thin: they read what the host-free core needs through [`HostRequest`],
 //! call the core, and act on the answer with the helpers here (local replies, stats,
-//! configuration loading). Host status codes become `Option`/`Result` here so the
-//! filters never unwrap.
+//! configuration loading); [`HostRequest`] implements the core's `Host` trait, through which
+//! the stages act (shared-data CAS is `weft_filter_core::host::shared`, over that trait).
+//! Host status codes become `Option`/`Result`/`HostError` here so the filters never unwrap.
 #![forbid(unsafe_code)]
 
 mod config;
 mod host;
 mod http_call;
-mod metrics;
 mod report;
-pub mod shared;
-mod tick;
 
 pub use config::load_plugin_config;
-pub use host::{now_millis, now_unix_secs, seed, send_local_reply, HostRequest};
-pub use http_call::{dispatch_detached, request_body_chunk, request_headers_for_copy};
-pub use metrics::{sanitize_stat_segment, Counter, Gauge};
-pub use report::{
-    call_response_status, dispatch_call, response_header, set_root_tick, set_stream_property,
-    stream_property, Histogram,
-};
-pub use tick::{
-    resume_http_request, resume_http_request_after, send_local_reply_for, TickScheduler,
-};
+pub use host::{now_millis, HostRequest};
+pub use report::set_root_tick;
 
-use proxy_wasm::types::LogLevel;
+use proxy_wasm::types::{Action, LogLevel};
+use weft_filter_core::host::Flow;
+
+/// A stage's [`Flow`] as the ABI's `Action`.
+pub fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
 
 /// Install the logger (and with it the panic hook that logs at critical) once per VM.
 ///

@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 use weft_filter_core::telemetry::TelemetryConfig;
-use weft_proxy_glue as glue;
+use weft_proxy_glue::{self as glue, HostRequest};
 use weft_telemetry_stage::TelemetryStage;
 
 proxy_wasm::main! {{
@@ -23,7 +23,7 @@ struct TelemetryRoot {
 impl Context for TelemetryRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
         if let Some(stage) = &self.stage {
-            stage.on_http_call_response(token);
+            stage.on_http_call_response(&HostRequest, token);
         }
     }
 }
@@ -33,7 +33,7 @@ impl RootContext for TelemetryRoot {
         let Some(config) = glue::load_plugin_config("telemetry", TelemetryConfig::from_json) else {
             return false;
         };
-        let stage = TelemetryStage::new(config);
+        let stage = TelemetryStage::new(config, &HostRequest);
         if let Some(period) = stage.flush_period() {
             glue::set_root_tick(period);
         }
@@ -43,7 +43,7 @@ impl RootContext for TelemetryRoot {
 
     fn on_tick(&mut self) {
         if let Some(stage) = &self.stage {
-            stage.flush();
+            stage.flush(&HostRequest);
         }
     }
 
@@ -65,6 +65,6 @@ impl Context for TelemetryHttp {}
 
 impl HttpContext for TelemetryHttp {
     fn on_log(&mut self) {
-        self.stage.on_log(None);
+        self.stage.on_log(&HostRequest, None);
     }
 }

@@ -1,17 +1,22 @@
 //! weft authz: decides every inbound request from its JSON configuration.
 //!
 //! The decision itself lives in `weft_filter_core::authz`; [`AuthzStage`] reads the request
-//! through the request view all stages share (`MemoRequest`), counts the outcome and sends the deny reply. The
+//! through the request view all stages share (`MemoRequest`), counts the outcome and sends
+//! the deny reply, all through the [`Host`] trait (no proxy-wasm here: the tests run it
+//! against `MockHost`). The
 //! standalone module (`filters/authz`, `authz.wasm`) wraps it in a root and an HTTP context;
 //! the combined module `weft-suite` runs it as its first stage.
 #![forbid(unsafe_code)]
 
-use proxy_wasm::types::Action;
 use std::collections::HashMap;
 use weft_filter_core::authz::{Authz, Verdict};
+use weft_filter_core::host::{stat_segment, Counter, Flow};
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::telemetry::{AuthzOutcome, AUTHZ_PROPERTY};
-use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, HostRequest};
+use weft_filter_core::Host;
+
+#[cfg(test)]
+mod tests;
 
 /// Counters for one outcome, in total and per policy name.
 struct Outcome {
@@ -20,24 +25,24 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn new(outcome: &str, policies: &[String]) -> Self {
+    fn new(host: &impl Host, outcome: &str, policies: &[String]) -> Self {
         let by_policy = policies
             .iter()
             .map(|p| {
-                let name = format!("weft.authz.policy.{}.{outcome}", sanitize_stat_segment(p));
-                (p.clone(), Counter::new(&name))
+                let name = format!("weft.authz.policy.{}.{outcome}", stat_segment(p));
+                (p.clone(), Counter::new(host, &name))
             })
             .collect();
         Self {
-            total: Counter::new(&format!("weft.authz.{outcome}")),
+            total: Counter::new(host, &format!("weft.authz.{outcome}")),
             by_policy,
         }
     }
 
-    fn count(&self, policy: Option<&str>) {
-        self.total.inc();
+    fn count(&self, host: &impl Host, policy: Option<&str>) {
+        self.total.inc(host);
         if let Some(counter) = policy.and_then(|p| self.by_policy.get(p)) {
-            counter.inc();
+            counter.inc(host);
         }
     }
 }
@@ -58,8 +63,8 @@ pub struct AuthzStage {
 // === impl AuthzStage ===
 
 impl AuthzStage {
-    /// Defines the stats (from `on_configure`).
-    pub fn new(authz: Authz) -> Self {
+    /// Defines the stats on `host` (from `on_configure`).
+    pub fn new(authz: Authz, host: &impl Host) -> Self {
         let mut names: Vec<String> = authz
             .config()
             .policies
@@ -76,10 +81,10 @@ impl AuthzStage {
             .map(str::to_string),
         );
         let stats = Stats {
-            allowed: Outcome::new("allowed", &names),
-            denied: Outcome::new("denied", &names),
-            dry_run_denied: Outcome::new("dry_run_denied", &names),
-            audited: Outcome::new("audited", &names),
+            allowed: Outcome::new(host, "allowed", &names),
+            denied: Outcome::new(host, "denied", &names),
+            dry_run_denied: Outcome::new(host, "dry_run_denied", &names),
+            audited: Outcome::new(host, "audited", &names),
         };
         log::info!(
             "weft-authz: configured with {} policies",
@@ -90,17 +95,17 @@ impl AuthzStage {
 
     /// Decide the request: `Continue`, or `Pause` after sending the deny reply. The outcome
     /// goes to a separate telemetry filter through a stream property.
-    pub fn on_request_headers(&self, req: &MemoRequest<HostRequest>) -> Action {
+    pub fn on_request_headers<H: Host>(&self, req: &MemoRequest<H>) -> Flow {
         self.decide(req, true).0
     }
 
     /// [`Self::on_request_headers`], also returning the outcome for a telemetry stage of the
     /// same module; `publish`: also set the stream property (for a separate filter).
-    pub fn decide(&self, req: &MemoRequest<HostRequest>, publish: bool) -> (Action, AuthzOutcome) {
+    pub fn decide<H: Host>(&self, req: &MemoRequest<H>, publish: bool) -> (Flow, AuthzOutcome) {
         let authz = &self.authz;
         // Only JWT validation looks at the time: skip the host clock without providers.
         let now = if authz.needs_time() {
-            glue::now_unix_secs()
+            req.now_millis() / 1000
         } else {
             0
         };
@@ -114,29 +119,28 @@ impl AuthzStage {
         };
         // For a separate telemetry filter (no host call on a plain allow).
         if publish && outcome != AuthzOutcome::Allowed {
-            glue::set_stream_property(AUTHZ_PROPERTY, outcome.as_str().as_bytes());
+            req.set_property(AUTHZ_PROPERTY, outcome.as_str().as_bytes());
         }
         let stats = &self.stats;
         for policy in &decision.dry_run_denied {
-            stats.dry_run_denied.count(Some(policy));
+            stats.dry_run_denied.count(req, Some(policy));
         }
         for policy in &decision.audited {
-            stats.audited.count(Some(policy));
+            stats.audited.count(req, Some(policy));
         }
         match decision.verdict {
             Verdict::Allow { policy } => {
-                stats.allowed.count(policy.as_deref());
+                stats.allowed.count(req, policy.as_deref());
                 for (name, value) in &decision.request_headers {
                     match value {
                         // Every incoming copy goes, not just the first: a forged second
                         // copy must not survive next to the validated one.
-                        Some(value) => HostRequest::replace_header(name, value),
-                        None => HostRequest::remove_header(name),
+                        Some(value) => req.replace_request_header(name, value),
+                        None => req.set_request_header(name, None),
                     }
-                    req.note_header(name, value.as_deref());
                 }
                 log::debug!("weft-authz: allow ({})", decision.reason);
-                (Action::Continue, outcome)
+                (Flow::Continue, outcome)
             }
             Verdict::Deny {
                 policy,
@@ -144,13 +148,13 @@ impl AuthzStage {
                 body,
                 headers,
             } => {
-                stats.denied.count(Some(&policy));
+                stats.denied.count(req, Some(&policy));
                 log::debug!(
                     "weft-authz: deny {status} by {policy} ({})",
                     decision.reason
                 );
-                glue::send_local_reply(status, &headers, &body);
-                (Action::Pause, outcome)
+                req.send_local_reply(status, &headers, &body);
+                (Flow::Pause, outcome)
             }
         }
     }

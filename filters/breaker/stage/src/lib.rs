@@ -2,10 +2,11 @@
 //!
 //! The state machine lives in `weft_filter_core::breaker`; [`BreakerStage`] keeps each guarded
 //! cluster's `BreakerState` in Envoy shared data (one record per cluster, seeded in
-//! `on_configure`, changed only by compare-and-swap, see `weft_proxy_glue::shared`), admits or
+//! `on_configure`, changed only by compare-and-swap, see `weft_filter_core::host::shared`), admits or
 //! fails fast on the request headers, and feeds the outcome back in `on_log`, which Envoy
 //! calls on every way a request can end, so the in-flight slot is always released. The
 //! standalone module is `filters/breaker` (`breaker.wasm`); `weft-suite` runs the stage last.
+//! All through the [`Host`] trait, so the tests run it against `MockHost`.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
@@ -14,10 +15,13 @@ use std::time::Duration;
 use weft_filter_core::breaker::{
     Admission, Breaker, BreakerState, Policy, Rejection, Ticket, Transition,
 };
+use weft_filter_core::host::shared::{self, SharedError};
+use weft_filter_core::host::{stat_segment, Counter, Gauge};
 use weft_filter_core::rng::Rng;
-use weft_filter_core::RequestAttributes;
-use weft_proxy_glue::shared::{self, SharedError};
-use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, Gauge, HostRequest};
+use weft_filter_core::Host;
+
+#[cfg(test)]
+mod tests;
 
 /// CAS attempts per admission / release. Two threads rarely collide more than once; a
 /// release gets more room because giving up would leak an in-flight slot.
@@ -42,12 +46,12 @@ struct ClusterStats {
 }
 
 impl ClusterStats {
-    fn new(cluster: &str) -> Self {
-        let prefix = format!("weft.breaker.{}", sanitize_stat_segment(cluster));
-        let counter = |name: &str| Counter::new(&format!("{prefix}.{name}"));
+    fn new(host: &impl Host, cluster: &str) -> Self {
+        let prefix = format!("weft.breaker.{}", stat_segment(cluster));
+        let counter = |name: &str| Counter::new(host, &format!("{prefix}.{name}"));
         Self {
-            state: Gauge::new(&format!("{prefix}.state")),
-            in_flight: Gauge::new(&format!("{prefix}.in_flight")),
+            state: Gauge::new(host, &format!("{prefix}.state")),
+            in_flight: Gauge::new(host, &format!("{prefix}.in_flight")),
             opens: counter("opens"),
             half_opens: counter("half_opens"),
             closes: counter("closes"),
@@ -59,18 +63,18 @@ impl ClusterStats {
         }
     }
 
-    fn show(&self, state: &BreakerState) {
-        self.state.set(state.phase as u64);
-        self.in_flight.set(u64::from(state.in_flight));
+    fn show(&self, host: &impl Host, state: &BreakerState) {
+        self.state.set(host, state.phase as u64);
+        self.in_flight.set(host, u64::from(state.in_flight));
     }
 
     /// After a request's update: the phase only changes with a transition (whose writer
     /// sets it; `on_tick` settles it anyway), the in-flight count changes every time.
-    fn show_after(&self, transition: Option<Transition>, state: &BreakerState) {
+    fn show_after(&self, host: &impl Host, transition: Option<Transition>, state: &BreakerState) {
         if transition.is_some() {
-            self.state.set(state.phase as u64);
+            self.state.set(host, state.phase as u64);
         }
-        self.in_flight.set(u64::from(state.in_flight));
+        self.in_flight.set(host, u64::from(state.in_flight));
     }
 }
 
@@ -83,29 +87,29 @@ struct Guarded {
 }
 
 impl Guarded {
-    fn report(&self, transition: Option<Transition>, state: &BreakerState) {
+    fn report(&self, host: &impl Host, transition: Option<Transition>, state: &BreakerState) {
         match transition {
             None => {}
             Some(Transition::Opened {
                 reason,
                 interval_ms,
             }) => {
-                self.stats.opens.inc();
+                self.stats.opens.inc(host);
                 log::info!(
                     "weft-breaker: {}: -> open for {interval_ms} ms ({reason:?})",
                     self.name
                 );
             }
             Some(Transition::HalfOpened) => {
-                self.stats.half_opens.inc();
+                self.stats.half_opens.inc(host);
                 log::info!("weft-breaker: {}: open -> half-open", self.name);
             }
             Some(Transition::Closed) => {
-                self.stats.closes.inc();
+                self.stats.closes.inc(host);
                 log::info!("weft-breaker: {}: half-open -> closed", self.name);
             }
         }
-        self.stats.show_after(transition, state);
+        self.stats.show_after(host, transition, state);
     }
 }
 
@@ -146,31 +150,31 @@ pub enum Gate {
 
 impl BreakerStage {
     /// The guarded cluster this request was routed to, if any, and its index.
-    fn guarded(&self, req: &dyn RequestAttributes) -> Option<(usize, &Guarded)> {
+    fn guarded(&self, req: &impl Host) -> Option<(usize, &Guarded)> {
         // The canary's choice (its header) wins; a request it did not route went through
         // the route's own cluster, e.g. the stable fallback.
         let cluster = self
             .cluster_header
             .as_deref()
             .and_then(|header| req.header(header))
-            .or_else(|| HostRequest::property(&["xds", "cluster_name"]))?;
+            .or_else(|| req.property_string(&["xds", "cluster_name"]))?;
         let index = *self.clusters.get(&cluster)?;
         Some((index, self.guarded.get(index)?))
     }
 
     /// Seeds each guarded cluster's shared record (only ever from `on_configure`, see D8)
     /// and defines the stats.
-    pub fn new(breaker: Breaker, root_context_id: u32) -> Self {
+    pub fn new(breaker: Breaker, root_context_id: u32, host: &impl Host) -> Self {
         let mut clusters = HashMap::new();
         let mut guarded = Vec::new();
         for (name, policy) in breaker.clusters() {
             let key = format!("weft.breaker.v1/{name}");
-            match shared::seed(&key, &BreakerState::default().encode()) {
+            match shared::seed(host, &key, &BreakerState::default().encode()) {
                 Ok(true) => log::info!("weft-breaker: seeded shared state {key}"),
                 Ok(false) => {}
                 Err(err) => log::warn!("weft-breaker: cannot seed {key}: {err:?}"),
             }
-            let stats = ClusterStats::new(name);
+            let stats = ClusterStats::new(host, name);
             let cluster = Guarded {
                 name: name.to_string(),
                 key,
@@ -188,34 +192,34 @@ impl BreakerStage {
             cluster_header: breaker.config().cluster_header.clone(),
             clusters,
             guarded,
-            rng: RefCell::new(Rng::new(glue::seed(root_context_id))),
-            cas_retries: Counter::new("weft.breaker.cas_retries"),
-            cas_exhausted: Counter::new("weft.breaker.cas_exhausted"),
-            unseeded: Counter::new("weft.breaker.unseeded"),
+            rng: RefCell::new(Rng::new(host.seed(root_context_id))),
+            cas_retries: Counter::new(host, "weft.breaker.cas_retries"),
+            cas_exhausted: Counter::new(host, "weft.breaker.cas_exhausted"),
+            unseeded: Counter::new(host, "weft.breaker.unseeded"),
         }
     }
 
     /// From the root's tick, every [`GAUGE_REFRESH`]: the gauges from the shared records, so
     /// they settle even when the last writer's gauge update raced another worker's.
-    pub fn refresh_gauges(&self) {
+    pub fn refresh_gauges(&self, host: &impl Host) {
         for cluster in &self.guarded {
-            if let Ok(Some(bytes)) = shared::read(&cluster.key) {
-                cluster.stats.show(&decode(&bytes));
+            if let Ok(Some(bytes)) = shared::read(host, &cluster.key) {
+                cluster.stats.show(host, &decode(&bytes));
             }
         }
     }
 
     /// Admit the request to its guarded cluster or fail fast (then the reply is sent).
-    pub fn on_request_headers(&self, req: &dyn RequestAttributes) -> Gate {
+    pub fn on_request_headers(&self, req: &impl Host) -> Gate {
         let Some((index, cluster)) = self.guarded(req) else {
             return Gate::Unguarded;
         };
         // Only an open breaker looks at the time: read the clock once, and only then.
         let mut now = None;
-        let result = shared::update(&cluster.key, ADMIT_ATTEMPTS, |bytes| {
+        let result = shared::update(req, &cluster.key, ADMIT_ATTEMPTS, |bytes| {
             let mut state = decode(bytes);
             let now = if cluster.policy.admit_needs_time(&state) {
-                *now.get_or_insert_with(glue::now_millis)
+                *now.get_or_insert_with(|| req.now_millis())
             } else {
                 0
             };
@@ -226,13 +230,13 @@ impl BreakerStage {
         });
         let rejection = match result {
             Ok(updated) => {
-                self.cas_retries.add(i64::from(updated.cas_retries));
+                self.cas_retries.add(req, i64::from(updated.cas_retries));
                 let (admission, transition, state) = updated.value;
-                cluster.report(transition, &state);
+                cluster.report(req, transition, &state);
                 match admission {
                     Admission::Admitted(ticket) => {
                         if ticket.probe {
-                            cluster.stats.probes.inc();
+                            cluster.stats.probes.inc(req);
                         }
                         return Gate::Admitted(Slot { index, ticket });
                     }
@@ -241,21 +245,21 @@ impl BreakerStage {
             }
             // Never seeded: the breaker cannot guard this cluster; let the request through.
             Err(err @ SharedError::Missing) => {
-                self.failed_update(cluster, err);
+                self.failed_update(req, cluster, err);
                 return Gate::Unguarded;
             }
             // Could not take a slot: fail safe, the cap must hold.
             Err(err) => {
-                self.failed_update(cluster, err);
+                self.failed_update(req, cluster, err);
                 None
             }
         };
         let stats = &cluster.stats;
-        stats.rejections.inc();
+        stats.rejections.inc(req);
         match rejection {
-            Some(Rejection::Open) => stats.rejected_open.inc(),
-            Some(Rejection::HalfOpenFull) => stats.rejected_half_open.inc(),
-            Some(Rejection::Overflow) | None => stats.rejected_overflow.inc(),
+            Some(Rejection::Open) => stats.rejected_open.inc(req),
+            Some(Rejection::HalfOpenFull) => stats.rejected_half_open.inc(req),
+            Some(Rejection::Overflow) | None => stats.rejected_overflow.inc(req),
         }
         let reason = rejection.map_or("contended", Rejection::header_value);
         let headers = [(HEADER.to_string(), reason.to_string())];
@@ -263,19 +267,19 @@ impl BreakerStage {
             "upstream {} unavailable: circuit breaker {reason}\n",
             cluster.name
         );
-        glue::send_local_reply(cluster.policy.reject_status, &headers, &body);
+        req.send_local_reply(cluster.policy.reject_status, &headers, &body);
         Gate::Rejected
     }
 
     /// From the request's `on_log`: its outcome, and the slot back.
-    pub fn on_log(&self, slot: Slot) {
+    pub fn on_log(&self, host: &impl Host, slot: Slot) {
         let Some(cluster) = self.guarded.get(slot.index) else {
             return;
         };
-        let code = HostRequest::property_u64(&["response", "code"]).unwrap_or(0);
+        let code = host.property_u64(&["response", "code"]).unwrap_or(0);
         // The flags only matter when the code did not already decide.
         let flags = if cluster.policy.needs_flags(code) {
-            HostRequest::property_u64(&["response", "flags"]).unwrap_or(0)
+            host.property_u64(&["response", "flags"]).unwrap_or(0)
         } else {
             0
         };
@@ -284,9 +288,9 @@ impl BreakerStage {
             "weft-breaker: {}: ended {code} flags {flags:#x}: {outcome:?}",
             cluster.name
         );
-        let now = glue::now_millis();
+        let now = host.now_millis();
         let rng = &mut self.rng.borrow_mut();
-        let result = shared::update(&cluster.key, RELEASE_ATTEMPTS, |bytes| {
+        let result = shared::update(host, &cluster.key, RELEASE_ATTEMPTS, |bytes| {
             let mut state = decode(bytes);
             let transition = cluster
                 .policy
@@ -295,18 +299,18 @@ impl BreakerStage {
         });
         match result {
             Ok(updated) => {
-                self.cas_retries.add(i64::from(updated.cas_retries));
+                self.cas_retries.add(host, i64::from(updated.cas_retries));
                 let (transition, state) = updated.value;
-                cluster.report(transition, &state);
+                cluster.report(host, transition, &state);
             }
-            Err(err) => self.failed_update(cluster, err),
+            Err(err) => self.failed_update(host, cluster, err),
         }
     }
 
-    fn failed_update(&self, cluster: &Guarded, err: SharedError) {
+    fn failed_update(&self, host: &impl Host, cluster: &Guarded, err: SharedError) {
         match err {
-            SharedError::Missing => self.unseeded.inc(),
-            SharedError::Contended { .. } => self.cas_exhausted.inc(),
+            SharedError::Missing => self.unseeded.inc(host),
+            SharedError::Contended { .. } => self.cas_exhausted.inc(host),
             SharedError::Host(_) => {}
         }
         log::warn!(

@@ -5,15 +5,55 @@
 //! wasm filter changes request headers), propagates the cohort, counts, and mirrors. When the
 //! filter is skipped or no service matches, the route's fallback sends traffic to stable. The
 //! standalone module is `filters/canary` (`canary.wasm`); `weft-suite` runs the stage after authz.
+//! Everything goes through the [`Host`] trait, so the tests run it against `MockHost`.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::time::Duration;
 use weft_filter_core::canary::{Canary, Decision};
+use weft_filter_core::host::{stat_segment, Counter};
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
-use weft_filter_core::RequestAttributes;
-use weft_proxy_glue::{self as glue, sanitize_stat_segment, Counter, HostRequest};
+use weft_filter_core::{Host, RequestAttributes};
+
+#[cfg(test)]
+mod tests;
+
+/// Request headers to leave out of a copy: hop-by-hop, and those describing a body the copy
+/// may not carry in the same framing.
+const SKIPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "content-length",
+];
+
+/// The request's headers, ready for a copy to `authority` (Envoy's shadow naming: `reviews`
+/// becomes `reviews-shadow`, so the shadow can tell copies from real traffic).
+pub fn headers_for_copy(
+    headers: Vec<(String, String)>,
+    authority_suffix: &str,
+) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(name, _)| !SKIPPED.contains(&name.as_str()))
+        .map(|(name, value)| {
+            if name == ":authority" {
+                let (host, port) = match value.rsplit_once(':') {
+                    Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                        (h.to_string(), format!(":{p}"))
+                    }
+                    _ => (value.clone(), String::new()),
+                };
+                (name, format!("{host}{authority_suffix}{port}"))
+            } else {
+                (name, value)
+            }
+        })
+        .collect()
+}
 
 /// Counters of one configured service.
 struct ServiceStats {
@@ -29,26 +69,26 @@ struct Stats {
 }
 
 impl Stats {
-    fn new(canary: &Canary) -> Self {
+    fn new(canary: &Canary, host: &impl Host) -> Self {
         let services = canary
             .services()
             .iter()
             .map(|s| {
-                let name = format!("weft.canary.{}", sanitize_stat_segment(&s.name));
+                let name = format!("weft.canary.{}", stat_segment(&s.name));
                 ServiceStats {
                     requests: s
                         .versions
                         .iter()
-                        .map(|v| Counter::new(&format!("{name}.{}.requests", v.name)))
+                        .map(|v| Counter::new(host, &format!("{name}.{}.requests", v.name)))
                         .collect(),
-                    mirrored: Counter::new(&format!("{name}.mirrored")),
-                    mirror_failed: Counter::new(&format!("{name}.mirror_failed")),
+                    mirrored: Counter::new(host, &format!("{name}.mirrored")),
+                    mirror_failed: Counter::new(host, &format!("{name}.mirror_failed")),
                 }
             })
             .collect();
         Self {
             services,
-            unmatched: Counter::new("weft.canary.unmatched"),
+            unmatched: Counter::new(host, "weft.canary.unmatched"),
         }
     }
 }
@@ -83,22 +123,22 @@ pub struct CanaryRequest {
 // === impl CanaryStage ===
 
 impl CanaryStage {
-    /// Defines the stats (from `on_configure` of root context `root_context_id`).
-    pub fn new(canary: Canary, root_context_id: u32) -> Self {
-        let stats = Stats::new(&canary);
+    /// Defines the stats on `host` (from `on_configure` of root context `root_context_id`).
+    pub fn new(canary: Canary, root_context_id: u32, host: &impl Host) -> Self {
+        let stats = Stats::new(&canary, host);
         log::info!(
             "weft-canary: configured with {} services",
             canary.services().len()
         );
-        let rng = RefCell::new(Rng::new(glue::seed(root_context_id)));
+        let rng = RefCell::new(Rng::new(host.seed(root_context_id)));
         Self { canary, stats, rng }
     }
 
     /// Pick the version and write its cluster header. Never stops the request.
-    pub fn on_request_headers(
+    pub fn on_request_headers<H: Host>(
         &self,
         state: &mut CanaryRequest,
-        req: &MemoRequest<HostRequest>,
+        req: &MemoRequest<H>,
         end_of_stream: bool,
     ) {
         let decision = self.canary.decide(req, &mut self.rng.borrow_mut());
@@ -112,81 +152,89 @@ impl CanaryStage {
                 self.apply(state, req, &decision, end_of_stream);
             }
             None => {
-                self.stats.unmatched.inc();
+                self.stats.unmatched.inc(req);
                 // Only this filter may pick a cluster: a caller's own value is dropped, and
                 // the route's fallback applies.
                 let header = self.canary.cluster_header();
                 if req.header(header).is_some() {
-                    HostRequest::remove_header(header);
-                    req.note_header(header, None);
+                    req.set_request_header(header, None);
                 }
             }
         }
     }
 
-    fn apply(
+    fn apply<H: Host>(
         &self,
         state: &mut CanaryRequest,
-        req: &MemoRequest<HostRequest>,
+        req: &MemoRequest<H>,
         d: &Decision<'_>,
         end_of_stream: bool,
     ) {
         let header = self.canary.cluster_header();
-        HostRequest::set_header(header, d.cluster);
-        req.note_header(header, Some(d.cluster));
+        req.set_request_header(header, Some(d.cluster));
         if let Some(header) = d.cohort_request_header {
-            HostRequest::set_header(header, d.version_name);
-            req.note_header(header, Some(d.version_name));
+            req.set_request_header(header, Some(d.version_name));
         }
         state.response_header = d
             .cohort_response_header
             .map(|h| (h.to_string(), d.version_name.to_string()));
         if let Some(stats) = self.stats.services.get(d.service) {
             if let Some(counter) = stats.requests.get(d.version) {
-                counter.inc();
+                counter.inc(req);
             }
         }
         if let Some(m) = d.mirror {
             let pending = PendingMirror {
                 service: d.service,
                 cluster: m.cluster.clone(),
-                headers: glue::request_headers_for_copy("-shadow"),
+                headers: headers_for_copy(req.request_headers(), "-shadow"),
                 body: Vec::new(),
                 max_body: usize::try_from(m.max_body_bytes).unwrap_or(usize::MAX),
                 timeout: Duration::from_millis(u64::from(m.timeout_ms)),
             };
             if end_of_stream {
-                self.send_mirror(pending);
+                self.send_mirror(req, pending);
             } else {
                 state.mirror = Some(pending);
             }
         }
     }
 
-    fn send_mirror(&self, m: PendingMirror) {
+    /// Fire and forget: the host owns the callout by the root context, so the copy outlives
+    /// the request and its answer is dropped.
+    fn send_mirror(&self, host: &impl Host, m: PendingMirror) {
         let body = (!m.body.is_empty()).then_some(m.body.as_slice());
         let stats = self.stats.services.get(m.service);
-        match glue::dispatch_detached(&m.cluster, &m.headers, body, m.timeout) {
-            Ok(()) => stats.iter().for_each(|s| s.mirrored.inc()),
+        match host.dispatch_http_call(&m.cluster, &m.headers, body, m.timeout) {
+            Ok(_token) => stats.iter().for_each(|s| s.mirrored.inc(host)),
             Err(err) => {
-                log::warn!("weft-canary: mirror not sent: {err}");
-                stats.iter().for_each(|s| s.mirror_failed.inc());
+                log::warn!(
+                    "weft-canary: mirror not sent: dispatch to {}: {err}",
+                    m.cluster
+                );
+                stats.iter().for_each(|s| s.mirror_failed.inc(host));
             }
         }
     }
 
     /// A request body chunk: collected for a pending copy, sent with the last one.
-    pub fn on_request_body(&self, state: &mut CanaryRequest, body_size: usize, end: bool) {
+    pub fn on_request_body(
+        &self,
+        host: &impl Host,
+        state: &mut CanaryRequest,
+        body_size: usize,
+        end: bool,
+    ) {
         if let Some(mut m) = state.mirror.take() {
             if m.body.len() + body_size > m.max_body {
                 log::debug!("weft-canary: body over {} bytes, copy dropped", m.max_body);
                 if let Some(stats) = self.stats.services.get(m.service) {
-                    stats.mirror_failed.inc();
+                    stats.mirror_failed.inc(host);
                 }
             } else {
-                m.body.extend(glue::request_body_chunk(body_size));
+                m.body.extend(host.request_body(body_size));
                 if end {
-                    self.send_mirror(m);
+                    self.send_mirror(host, m);
                 } else {
                     state.mirror = Some(m);
                 }
@@ -195,9 +243,9 @@ impl CanaryStage {
     }
 
     /// The body ended with trailers instead of an end-of-stream chunk.
-    pub fn on_request_trailers(&self, state: &mut CanaryRequest) {
+    pub fn on_request_trailers(&self, host: &impl Host, state: &mut CanaryRequest) {
         if let Some(m) = state.mirror.take() {
-            self.send_mirror(m);
+            self.send_mirror(host, m);
         }
     }
 }

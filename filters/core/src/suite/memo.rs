@@ -1,8 +1,10 @@
 //! One request as all the stages of the combined module see it: each attribute read from the
 //! host at most once, and a header a stage wrote visible to the later stages without a read.
 
+use crate::host::{Host, HostError, MetricId, MetricKind, SharedRecord};
 use crate::RequestAttributes;
 use std::cell::RefCell;
+use std::time::Duration;
 
 /// Wraps the host's view of the current request (`R`) for the span of one callback.
 ///
@@ -174,5 +176,105 @@ impl<R: RequestAttributes + ?Sized> RequestAttributes for &R {
 
     fn peer_principal(&self) -> Option<String> {
         (**self).peer_principal()
+    }
+}
+
+/// The stages act through the view: reads come from memory after the first, a header write
+/// goes to the host and into memory (so the next stage sees it without a read), everything
+/// else goes straight to the host.
+impl<H: Host> Host for MemoRequest<H> {
+    fn now_millis(&self) -> u64 {
+        self.inner.now_millis()
+    }
+
+    fn seed(&self, context_id: u32) -> u64 {
+        self.inner.seed(context_id)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.inner.property(path)
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) {
+        self.inner.set_property(name, value);
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        self.inner.set_request_header(name, value);
+        self.note_header(name, value);
+    }
+
+    fn replace_request_header(&self, name: &str, value: &str) {
+        self.inner.replace_request_header(name, value);
+        self.note_header(name, Some(value));
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        self.inner.add_request_header(name, value);
+        // The copies changed: the next read of them asks the host.
+        self.header_lists.borrow_mut().retain(|(n, _)| n != name);
+    }
+
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.inner.request_headers()
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        self.inner.request_body(size)
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.inner.response_header(name)
+    }
+
+    fn send_local_reply(&self, status: u16, headers: &[(String, String)], body: &str) {
+        self.inner.send_local_reply(status, headers, body);
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        self.inner.define_metric(kind, name)
+    }
+
+    fn increment_metric(&self, id: MetricId, delta: i64) {
+        self.inner.increment_metric(id, delta);
+    }
+
+    fn record_metric(&self, id: MetricId, value: u64) {
+        self.inner.record_metric(id, value);
+    }
+
+    fn shared_get(&self, key: &str) -> Result<SharedRecord, HostError> {
+        self.inner.shared_get(key)
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.inner.shared_set(key, value, cas)
+    }
+
+    fn dispatch_http_call(
+        &self,
+        upstream: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        self.inner
+            .dispatch_http_call(upstream, headers, body, timeout)
+    }
+
+    fn http_call_response_status(&self) -> Option<u16> {
+        self.inner.http_call_response_status()
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.inner.set_tick_period(period)
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        self.inner.set_effective_context(context_id)
+    }
+
+    fn resume_http_request(&self) -> Result<(), HostError> {
+        self.inner.resume_http_request()
     }
 }

@@ -4,17 +4,22 @@
 //! abort replies and holds delayed requests in the root context's [`TickScheduler`] until a
 //! tick releases them. A held request carries a payload `P`: what to do when it is due
 //! (the standalone module `filters/fault` just resumes it; `weft-suite` first runs its
-//! later stages).
+//! later stages). Everything goes through the [`Host`] trait, so the tests run it against
+//! `MockHost`, ticks and all.
 #![forbid(unsafe_code)]
 
-use proxy_wasm::types::Action;
+#[cfg(test)]
+mod tests;
+mod tick;
+
+pub use tick::{reply_for, resume, resume_after, TickScheduler};
+
 use std::cell::RefCell;
 use weft_filter_core::fault::{AbortReply, Fault, Skip};
+use weft_filter_core::host::{stat_segment, Counter, Flow, Gauge};
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
-use weft_proxy_glue::{
-    self as glue, sanitize_stat_segment, Counter, Gauge, HostRequest, TickScheduler,
-};
+use weft_filter_core::Host;
 
 /// One outcome, counted in total and per policy (indexed like the configured policies).
 struct Outcome {
@@ -23,26 +28,26 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn new(outcome: &str, policies: &[String]) -> Self {
+    fn new(host: &impl Host, outcome: &str, policies: &[String]) -> Self {
         let by_policy = policies
             .iter()
             .map(|p| {
-                Counter::new(&format!(
-                    "weft.fault.policy.{}.{outcome}",
-                    sanitize_stat_segment(p)
-                ))
+                Counter::new(
+                    host,
+                    &format!("weft.fault.policy.{}.{outcome}", stat_segment(p)),
+                )
             })
             .collect();
         Self {
-            total: Counter::new(&format!("weft.fault.{outcome}")),
+            total: Counter::new(host, &format!("weft.fault.{outcome}")),
             by_policy,
         }
     }
 
-    fn count(&self, policy: usize) {
-        self.total.inc();
+    fn count(&self, host: &impl Host, policy: usize) {
+        self.total.inc(host);
         if let Some(counter) = self.by_policy.get(policy) {
-            counter.inc();
+            counter.inc(host);
         }
     }
 }
@@ -77,24 +82,24 @@ pub struct FaultStage<P> {
 impl<P> FaultStage<P> {
     /// Defines the stats (from `on_configure` of root context `root_context_id`, whose tick
     /// releases the delayed requests).
-    pub fn new(fault: Fault, root_context_id: u32) -> Self {
+    pub fn new(fault: Fault, root_context_id: u32, host: &impl Host) -> Self {
         let names: Vec<String> = fault.policy_names().map(str::to_string).collect();
         let stats = Stats {
-            aborts: Outcome::new("aborts_injected", &names),
-            delays: Outcome::new("delays_injected", &names),
-            skipped_by_cap: Outcome::new("skipped_by_cap", &names),
-            skipped_expired: Outcome::new("skipped_expired", &names),
-            delays_cancelled: Counter::new("weft.fault.delays_cancelled"),
+            aborts: Outcome::new(host, "aborts_injected", &names),
+            delays: Outcome::new(host, "delays_injected", &names),
+            skipped_by_cap: Outcome::new(host, "skipped_by_cap", &names),
+            skipped_expired: Outcome::new(host, "skipped_expired", &names),
+            delays_cancelled: Counter::new(host, "weft.fault.delays_cancelled"),
         };
         let tick = fault.tick_period_ms();
-        let pending = Gauge::new("weft.fault.delays_pending");
+        let pending = Gauge::new(host, "weft.fault.delays_pending");
         let scheduler = TickScheduler::new(root_context_id, tick, Some(pending));
         log::info!(
             "weft-fault: configured with {} policies, tick {} ms while delaying",
             names.len(),
             tick.unwrap_or(0)
         );
-        let rng = Rng::new(glue::seed(root_context_id));
+        let rng = Rng::new(host.seed(root_context_id));
         Self {
             fault,
             stats,
@@ -105,29 +110,29 @@ impl<P> FaultStage<P> {
 
     /// Decide request `context_id`: `Continue`; or `Pause`, either after sending an abort
     /// or holding it with payload `then()` until [`release`](Self::release) finds it due.
-    pub fn on_request_headers(
+    pub fn on_request_headers<H: Host>(
         &self,
         context_id: u32,
-        req: &MemoRequest<HostRequest>,
+        req: &MemoRequest<H>,
         then: impl FnOnce() -> P,
-    ) -> Action {
+    ) -> Flow {
         // The clock is needed for expiring policies and for scheduling a delay only.
-        let now = self.fault.needs_time().then(glue::now_millis);
+        let now = self.fault.needs_time().then(|| req.now_millis());
         let pending = self.scheduler.borrow().len();
         let decision =
             self.fault
                 .decide(req, now.unwrap_or(0), pending, &mut self.rng.borrow_mut());
         for (policy, skip) in &decision.skipped {
             match skip {
-                Skip::Expired => self.stats.skipped_expired.count(*policy),
-                Skip::DelayCap => self.stats.skipped_by_cap.count(*policy),
+                Skip::Expired => self.stats.skipped_expired.count(req, *policy),
+                Skip::DelayCap => self.stats.skipped_by_cap.count(req, *policy),
             }
         }
         let Some(policy) = decision.policy else {
-            return Action::Continue;
+            return Flow::Continue;
         };
         if let Some(delay_ms) = decision.delay_ms {
-            let now = now.unwrap_or_else(glue::now_millis);
+            let now = now.unwrap_or_else(|| req.now_millis());
             let held = Held {
                 policy,
                 abort: decision.abort.clone(),
@@ -136,41 +141,38 @@ impl<P> FaultStage<P> {
             if self
                 .scheduler
                 .borrow_mut()
-                .pause(context_id, now, delay_ms, held)
+                .pause(req, context_id, now, delay_ms, held)
             {
-                self.stats.delays.count(policy);
+                self.stats.delays.count(req, policy);
                 log::debug!("weft-fault: delaying {context_id} by {delay_ms} ms ({policy})");
-                return Action::Pause;
+                return Flow::Pause;
             }
         }
         match decision.abort {
             Some(reply) => {
-                self.stats.aborts.count(policy);
-                glue::send_local_reply(reply.status, &reply.headers, &reply.body);
-                Action::Pause
+                self.stats.aborts.count(req, policy);
+                req.send_local_reply(reply.status, &reply.headers, &reply.body);
+                Flow::Pause
             }
-            None => Action::Continue,
+            None => Flow::Continue,
         }
     }
 
     /// From the root's `on_tick`: every held request due at `now_ms` is answered with its
     /// abort, or handed to `resume` (with its payload), which continues it and returns
     /// false when the request is gone.
-    pub fn release(&self, now_ms: u64, mut resume: impl FnMut(u32, P) -> bool) {
+    pub fn release(&self, host: &impl Host, now_ms: u64, mut resume: impl FnMut(u32, P) -> bool) {
         // The borrow ends here: resuming may call back into the request's HTTP context.
-        let due = self.scheduler.borrow_mut().take_due(now_ms);
+        let due = self.scheduler.borrow_mut().take_due(host, now_ms);
         for (context_id, held) in due {
             let done = match &held.abort {
-                Some(reply) => glue::send_local_reply_for(
-                    context_id,
-                    reply.status,
-                    &reply.headers,
-                    &reply.body,
-                ),
+                Some(reply) => {
+                    reply_for(host, context_id, reply.status, &reply.headers, &reply.body)
+                }
                 None => resume(context_id, held.then),
             };
             if done && held.abort.is_some() {
-                self.stats.aborts.count(held.policy);
+                self.stats.aborts.count(host, held.policy);
             } else if !done {
                 // Its client went away since on_done could tell us: nothing to do.
                 log::debug!("weft-fault: delayed request {context_id} is gone");
@@ -185,9 +187,14 @@ impl<P> FaultStage<P> {
 
     /// From the request's `on_done`: the stream ended. Still pending means its client
     /// disconnected while delayed: forget it so the tick never touches a dead context.
-    pub fn on_done(&self, context_id: u32) {
-        if self.scheduler.borrow_mut().cancel(context_id).is_some() {
-            self.stats.delays_cancelled.inc();
+    pub fn on_done(&self, host: &impl Host, context_id: u32) {
+        if self
+            .scheduler
+            .borrow_mut()
+            .cancel(host, context_id)
+            .is_some()
+        {
+            self.stats.delays_cancelled.inc(host);
             log::debug!("weft-fault: delayed request {context_id} cancelled by its client");
         }
     }

@@ -8,16 +8,20 @@
 //! retried on a request. The aggregation and wire format live in
 //! `weft_filter_core::telemetry`; [`TelemetryStage`] is the filter of one root context, run
 //! by the standalone `telemetry.wasm` (`filters/telemetry`) and by `weft-suite`.
+//! It acts only through the [`Host`] trait, so the tests run it against `MockHost`.
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
+use weft_filter_core::host::{Counter, Histogram};
 use weft_filter_core::telemetry::{
     destination_from_cluster, service_of_principal, sign, AuthzOutcome, Batch, Direction,
     EdgeStats, EdgeTags, Record, TelemetryConfig, AUTHZ_PROPERTY, SIGNATURE_HEADER,
 };
-use weft_filter_core::RequestAttributes;
-use weft_proxy_glue::{self as glue, Counter, HostRequest};
+use weft_filter_core::Host;
+
+#[cfg(test)]
+mod tests;
 
 /// Distinct tagged stat names per worker; beyond it requests still count in batches.
 const MAX_STAT_NAMES: usize = 512;
@@ -44,7 +48,7 @@ pub struct TelemetryStage {
     key: Option<Vec<u8>>,
     stats: Stats,
     batch: RefCell<Batch>,
-    edge_stats: RefCell<EdgeStats<(Counter, glue::Histogram)>>,
+    edge_stats: RefCell<EdgeStats<(Counter, Histogram)>>,
     in_flight: Cell<Option<InFlight>>,
     /// Flushes the in-flight report has been waiting; past its timeout it counts as lost.
     in_flight_flushes: Cell<u64>,
@@ -53,12 +57,12 @@ pub struct TelemetryStage {
 // === impl TelemetryStage ===
 
 impl TelemetryStage {
-    /// Defines the stats (from `on_configure`).
-    pub fn new(config: TelemetryConfig) -> Self {
+    /// Defines the stats on `host` (from `on_configure`).
+    pub fn new(config: TelemetryConfig, host: &impl Host) -> Self {
         let stats = Stats {
-            dropped: Counter::new("weft.telemetry.dropped"),
-            batches: Counter::new("weft.telemetry.batches"),
-            batch_failures: Counter::new("weft.telemetry.batch_failures"),
+            dropped: Counter::new(host, "weft.telemetry.dropped"),
+            batches: Counter::new(host, "weft.telemetry.batches"),
+            batch_failures: Counter::new(host, "weft.telemetry.batch_failures"),
         };
         let key = config.key_bytes();
         let batch = RefCell::new(Batch::new(config.max_edges, config.max_routes));
@@ -82,11 +86,11 @@ impl TelemetryStage {
 
     /// A report of `requests` (carrying `carried` earlier losses) did not get through:
     /// count them here and tell the control plane with the next report.
-    fn lost(&self, requests: u64, carried: u64) {
-        self.stats.batch_failures.inc();
+    fn lost(&self, host: &impl Host, requests: u64, carried: u64) {
+        self.stats.batch_failures.inc(host);
         self.stats
             .dropped
-            .add(i64::try_from(requests).unwrap_or(i64::MAX));
+            .add(host, i64::try_from(requests).unwrap_or(i64::MAX));
         self.batch
             .borrow_mut()
             .add_dropped(requests.saturating_add(carried));
@@ -94,7 +98,7 @@ impl TelemetryStage {
 
     /// From the root's `on_http_call_response`: whether the report with `token` got through.
     /// Other tokens are not this stage's and are ignored.
-    pub fn on_http_call_response(&self, token: u32) {
+    pub fn on_http_call_response(&self, host: &impl Host, token: u32) {
         let Some(pending) = self.in_flight.get() else {
             return;
         };
@@ -102,18 +106,18 @@ impl TelemetryStage {
             return;
         }
         self.in_flight.set(None);
-        match glue::call_response_status() {
+        match host.http_call_response_status() {
             Some(status) if (200..300).contains(&status) => {}
             status => {
                 log::debug!("weft-telemetry: report refused or lost ({status:?})");
-                self.lost(pending.requests, pending.carried);
+                self.lost(host, pending.requests, pending.carried);
             }
         }
     }
 
     /// From the root's tick, every [`Self::flush_period`]: send the batch, unless the last
     /// report is still on its way.
-    pub fn flush(&self) {
+    pub fn flush(&self, host: &impl Host) {
         let config = &self.config;
         if let Some(pending) = self.in_flight.get() {
             // The host answers every call by its timeout; this only guards a lost callback.
@@ -123,7 +127,7 @@ impl TelemetryStage {
                 return;
             }
             self.in_flight.set(None);
-            self.lost(pending.requests, pending.carried);
+            self.lost(host, pending.requests, pending.carried);
         }
         let Some(key) = &self.key else { return };
         let Some(report) = self.batch.borrow_mut().take(
@@ -139,7 +143,7 @@ impl TelemetryStage {
             Ok(body) => body,
             Err(error) => {
                 log::warn!("weft-telemetry: cannot encode a report: {error}");
-                self.lost(requests, carried);
+                self.lost(host, requests, carried);
                 return;
             }
         };
@@ -150,11 +154,12 @@ impl TelemetryStage {
             (":authority", config.authority.as_str()),
             ("content-type", "application/json"),
             (SIGNATURE_HEADER, signature.as_str()),
-        ];
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
         let timeout = Duration::from_millis(config.timeout_ms);
-        match glue::dispatch_call(&config.cluster, &headers, &body, timeout) {
+        match host.dispatch_http_call(&config.cluster, &headers, Some(&body), timeout) {
             Ok(token) => {
-                self.stats.batches.inc();
+                self.stats.batches.inc(host);
                 self.in_flight.set(Some(InFlight {
                     token,
                     requests,
@@ -163,8 +168,8 @@ impl TelemetryStage {
                 self.in_flight_flushes.set(0);
             }
             Err(error) => {
-                log::debug!("weft-telemetry: {error}");
-                self.lost(requests, carried);
+                log::debug!("weft-telemetry: dispatch to {}: {error}", config.cluster);
+                self.lost(host, requests, carried);
             }
         }
     }
@@ -172,28 +177,35 @@ impl TelemetryStage {
     /// From `on_log`: record the request. `authz` is the authorization outcome when the
     /// caller knows it (the suite's authz stage); `None` reads what a separate authz filter
     /// left in the stream property.
-    pub fn on_log(&self, authz: Option<AuthzOutcome>) {
-        let status = HostRequest::property_u64(&["response", "code"])
+    pub fn on_log(&self, host: &impl Host, authz: Option<AuthzOutcome>) {
+        let status = host
+            .property_u64(&["response", "code"])
             .and_then(|code| u16::try_from(code).ok())
             .unwrap_or(0);
-        let latency_us = HostRequest::property_u64(&["request", "duration"]).unwrap_or(0) / 1000;
+        let latency_us = host.property_u64(&["request", "duration"]).unwrap_or(0) / 1000;
         let recorded = match self.config.direction {
-            Direction::Inbound => self.record_inbound(status, latency_us, authz),
-            Direction::Outbound => self.record_outbound(status, latency_us),
+            Direction::Inbound => self.record_inbound(host, status, latency_us, authz),
+            Direction::Outbound => self.record_outbound(host, status, latency_us),
         };
         if !recorded {
-            self.stats.dropped.inc();
+            self.stats.dropped.inc(host);
         }
     }
 
-    fn record_inbound(&self, status: u16, latency_us: u64, authz: Option<AuthzOutcome>) -> bool {
+    fn record_inbound(
+        &self,
+        host: &impl Host,
+        status: u16,
+        latency_us: u64,
+        authz: Option<AuthzOutcome>,
+    ) -> bool {
         let config = &self.config;
-        let source = HostRequest.peer_principal().unwrap_or_default();
+        let source = host.peer_principal().unwrap_or_default();
         let authz = authz.unwrap_or_else(|| {
-            AuthzOutcome::from_property(glue::stream_property(AUTHZ_PROPERTY).as_deref())
+            AuthzOutcome::from_property(host.property(&[AUTHZ_PROPERTY]).as_deref())
         });
-        let method = HostRequest.method().unwrap_or_default();
-        let path = HostRequest.path().unwrap_or_default();
+        let method = host.method().unwrap_or_default();
+        let path = host.path().unwrap_or_default();
         let path = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
         let record = Record {
             source: &source,
@@ -206,18 +218,20 @@ impl TelemetryStage {
             method: &method,
             path,
         };
-        self.count_envoy_stats(&record);
+        self.count_envoy_stats(host, &record);
         self.batch.borrow_mut().record(&record)
     }
 
-    fn record_outbound(&self, status: u16, latency_us: u64) -> bool {
+    fn record_outbound(&self, host: &impl Host, status: u16, latency_us: u64) -> bool {
         let config = &self.config;
-        let cluster = HostRequest::property(&["xds", "cluster_name"]).unwrap_or_default();
+        let cluster = host
+            .property_string(&["xds", "cluster_name"])
+            .unwrap_or_default();
         let authority;
         let (destination, version) = match destination_from_cluster(&cluster) {
             Some(found) => found,
             None => {
-                authority = HostRequest.header(":authority").unwrap_or_default();
+                authority = host.header(":authority").unwrap_or_default();
                 let host = authority
                     .rsplit_once(':')
                     .map_or(authority.as_str(), |(h, _)| h);
@@ -225,7 +239,7 @@ impl TelemetryStage {
             }
         };
         let breaker_open =
-            status == 503 && glue::response_header("x-weft-breaker").as_deref() == Some("open");
+            status == 503 && host.response_header("x-weft-breaker").as_deref() == Some("open");
         let record = Record {
             source: &config.service,
             destination,
@@ -237,11 +251,11 @@ impl TelemetryStage {
             method: "",
             path: "",
         };
-        self.count_envoy_stats(&record);
+        self.count_envoy_stats(host, &record);
         self.batch.borrow_mut().record(&record)
     }
 
-    fn count_envoy_stats(&self, record: &Record<'_>) {
+    fn count_envoy_stats(&self, host: &impl Host, record: &Record<'_>) {
         if !self.config.envoy_stats {
             return;
         }
@@ -256,12 +270,12 @@ impl TelemetryStage {
         };
         let stats = self.edge_stats.borrow_mut().get_or_define(&tags, |prefix| {
             (
-                Counter::new(&format!("{prefix}.requests")),
-                glue::Histogram::new(&format!("{prefix}.latency_ms")),
+                Counter::new(host, &format!("{prefix}.requests")),
+                Histogram::new(host, &format!("{prefix}.latency_ms")),
             )
         });
         let Some(stats) = stats else { return };
-        stats.0.inc();
-        stats.1.record(record.latency_us / 1000);
+        stats.0.inc(host);
+        stats.1.record(host, record.latency_us / 1000);
     }
 }

@@ -1,21 +1,20 @@
 //! Delaying requests on the root context's tick.
 //!
 //! proxy-wasm has no per-request timer. An HTTP context that wants to hold its request
-//! returns `Action::Pause` after [`TickScheduler::pause`]; the root context calls
+//! returns `Pause` after [`TickScheduler::pause`]; the root context calls
 //! [`TickScheduler::take_due`] from `on_tick` and resumes each due request with
-//! [`resume_http_request`] (or answers it with [`send_local_reply_for`]). The due-time
-//! bookkeeping is the host-free `weft_filter_core::fault::DelaySchedule`, tested with time
-//! passed in; this wrapper adds the hostcalls.
+//! [`resume_after`] (or answers it with [`reply_for`]). The due-time bookkeeping is the
+//! host-free `weft_filter_core::fault::DelaySchedule`; this adds the host actions, through
+//! the [`Host`] trait.
 //!
 //! The tick runs only while something is pending: it is armed (at the period computed from
 //! the configured delays) when the first request is paused and disarmed on the first tick
 //! that finds the set empty, so an idle worker pays nothing for it.
 
-use crate::metrics::Gauge;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
 use std::time::Duration;
 use weft_filter_core::fault::DelaySchedule;
+use weft_filter_core::host::{Gauge, HostError};
+use weft_filter_core::Host;
 
 /// Requests paused until a due time, per root context (one per worker thread).
 #[derive(Debug)]
@@ -54,20 +53,27 @@ impl<T> TickScheduler<T> {
     /// From HTTP context `context_id`'s callback: hold it until `now_ms + delay_ms` (host
     /// milliseconds). Returns false (and holds nothing) when this scheduler has no tick or
     /// the tick cannot be set, so the caller must not pause.
-    pub fn pause(&mut self, context_id: u32, now_ms: u64, delay_ms: u64, payload: T) -> bool {
+    pub fn pause(
+        &mut self,
+        host: &impl Host,
+        context_id: u32,
+        now_ms: u64,
+        delay_ms: u64,
+        payload: T,
+    ) -> bool {
         let Some(period) = self.period else {
             return false;
         };
         let replaced = self.schedule.contains(context_id);
         self.schedule.pause(context_id, now_ms, delay_ms, payload);
         if !replaced {
-            self.gauge_add(1);
+            self.gauge_add(host, 1);
         }
         if !self.armed {
-            if let Err(status) = self.arm(context_id, period) {
-                log::error!("weft: cannot set the tick period: {status:?}");
+            if let Err(err) = self.arm(host, context_id, period) {
+                log::error!("weft: cannot set the tick period: {err}");
                 self.schedule.cancel(context_id);
-                self.gauge_add(-1);
+                self.gauge_add(host, -1);
                 return false;
             }
             self.armed = true;
@@ -77,18 +83,18 @@ impl<T> TickScheduler<T> {
 
     /// The tick belongs to the root context, so set it as the root, then act as
     /// `context_id` again for the rest of its callback.
-    fn arm(&self, context_id: u32, period: Duration) -> Result<(), Status> {
-        hostcalls::set_effective_context(self.root_context_id)?;
-        let armed = hostcalls::set_tick_period(period);
-        hostcalls::set_effective_context(context_id)?;
+    fn arm(&self, host: &impl Host, context_id: u32, period: Duration) -> Result<(), HostError> {
+        host.set_effective_context(self.root_context_id)?;
+        let armed = host.set_tick_period(period);
+        host.set_effective_context(context_id)?;
         armed
     }
 
     /// Forget `context_id` (its stream ended, e.g. the client went away while it was
     /// held); its payload if it was still pending.
-    pub fn cancel(&mut self, context_id: u32) -> Option<T> {
+    pub fn cancel(&mut self, host: &impl Host, context_id: u32) -> Option<T> {
         let payload = self.schedule.cancel(context_id)?;
-        self.gauge_add(-1);
+        self.gauge_add(host, -1);
         Some(payload)
     }
 
@@ -96,38 +102,38 @@ impl<T> TickScheduler<T> {
     /// `now_ms`, earliest first. Disarms the tick once nothing is left. Release any borrow
     /// of the scheduler before acting on the result: resuming a request can call back
     /// into its HTTP context.
-    pub fn take_due(&mut self, now_ms: u64) -> Vec<(u32, T)> {
+    pub fn take_due(&mut self, host: &impl Host, now_ms: u64) -> Vec<(u32, T)> {
         let due = self.schedule.take_due(now_ms);
-        self.gauge_add(-i64::try_from(due.len()).unwrap_or(i64::MAX));
+        self.gauge_add(host, -i64::try_from(due.len()).unwrap_or(i64::MAX));
         if self.schedule.is_empty() && self.armed {
-            match hostcalls::set_tick_period(Duration::ZERO) {
+            match host.set_tick_period(Duration::ZERO) {
                 Ok(()) => self.armed = false,
-                Err(status) => log::warn!("weft: cannot stop the tick: {status:?}"),
+                Err(err) => log::warn!("weft: cannot stop the tick: {err}"),
             }
         }
         due
     }
 
-    fn gauge_add(&self, n: i64) {
+    fn gauge_add(&self, host: &impl Host, n: i64) {
         if let Some(gauge) = self.pending_gauge {
-            gauge.add(n);
+            gauge.add(host, n);
         }
     }
 }
 
 /// Continue a paused request from the root context. False when the request is gone
-/// (the host answers `BadArgument` for a context whose client disconnected): not an error.
-pub fn resume_http_request(context_id: u32) -> bool {
-    with_effective_context(context_id, hostcalls::resume_http_request)
+/// (the host answers `NotFound` for a context whose client disconnected): not an error.
+pub fn resume(host: &impl Host, context_id: u32) -> bool {
+    resume_after(host, context_id, || true)
 }
 
 /// From the root context, act as paused request `context_id` (run the stages that follow a
 /// delay), then resume it if `act` says so (false: `act` answered it locally). False when
 /// the request is gone.
-pub fn resume_http_request_after(context_id: u32, act: impl FnOnce() -> bool) -> bool {
-    with_effective_context(context_id, || {
+pub fn resume_after(host: &impl Host, context_id: u32, act: impl FnOnce() -> bool) -> bool {
+    with_effective_context(host, context_id, || {
         if act() {
-            hostcalls::resume_http_request()
+            host.resume_http_request()
         } else {
             Ok(())
         }
@@ -135,31 +141,36 @@ pub fn resume_http_request_after(context_id: u32, act: impl FnOnce() -> bool) ->
 }
 
 /// Answer a paused request locally from the root context (an abort after a delay).
-pub fn send_local_reply_for(
+pub fn reply_for(
+    host: &impl Host,
     context_id: u32,
     status: u16,
     headers: &[(String, String)],
     body: &str,
 ) -> bool {
-    with_effective_context(context_id, || {
-        crate::host::send_local_reply(status, headers, body);
+    with_effective_context(host, context_id, || {
+        host.send_local_reply(status, headers, body);
         Ok(())
     })
 }
 
-fn with_effective_context(context_id: u32, act: impl FnOnce() -> Result<(), Status>) -> bool {
-    match hostcalls::set_effective_context(context_id) {
+fn with_effective_context(
+    host: &impl Host,
+    context_id: u32,
+    act: impl FnOnce() -> Result<(), HostError>,
+) -> bool {
+    match host.set_effective_context(context_id) {
         Ok(()) => {}
-        Err(Status::BadArgument | Status::NotFound) => return false,
-        Err(status) => {
-            log::warn!("weft: cannot switch to context {context_id}: {status:?}");
+        Err(HostError::NotFound) => return false,
+        Err(err) => {
+            log::warn!("weft: cannot switch to context {context_id}: {err}");
             return false;
         }
     }
     match act() {
         Ok(()) => true,
-        Err(status) => {
-            log::debug!("weft: context {context_id} could not be resumed: {status:?}");
+        Err(err) => {
+            log::debug!("weft: context {context_id} could not be resumed: {err}");
             false
         }
     }

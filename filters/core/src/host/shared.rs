@@ -19,18 +19,17 @@
 //! next to a live one) keeps its value. The e2e test checks there is exactly one seeding
 //! write per key, from Envoy's main thread.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
+use super::{Host, HostError};
 
 /// Why a shared record could not be read or written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharedError {
     /// The key was never seeded: nothing was written.
     Missing,
     /// Every attempt lost the race to another worker.
     Contended { attempts: u32 },
     /// The host refused the call.
-    Host(Status),
+    Host(HostError),
 }
 
 /// The result of a successful [`update`] and how many CAS mismatches it took.
@@ -40,37 +39,37 @@ pub struct Updated<R> {
     pub cas_retries: u32,
 }
 
-/// Create `key` holding `initial` unless it exists. Call only from `on_configure` (see the
-/// module docs). Returns whether this call created it.
-pub fn seed(key: &str, initial: &[u8]) -> Result<bool, SharedError> {
-    match hostcalls::get_shared_data(key).map_err(SharedError::Host)? {
+/// Create `key` holding `initial` unless it exists. Call only from `on_configure`. Returns
+/// whether this call created it.
+pub fn seed(host: &impl Host, key: &str, initial: &[u8]) -> Result<bool, SharedError> {
+    match host.shared_get(key).map_err(SharedError::Host)? {
         (Some(_), _) | (None, Some(_)) => Ok(false),
         (None, None) => {
-            hostcalls::set_shared_data(key, Some(initial), None).map_err(SharedError::Host)?;
+            host.shared_set(key, initial, None)
+                .map_err(SharedError::Host)?;
             Ok(true)
         }
     }
 }
 
 /// The current bytes of `key` (`None` when it was never seeded).
-pub fn read(key: &str) -> Result<Option<Vec<u8>>, SharedError> {
-    Ok(hostcalls::get_shared_data(key)
-        .map_err(SharedError::Host)?
-        .0)
+pub fn read(host: &impl Host, key: &str) -> Result<Option<Vec<u8>>, SharedError> {
+    Ok(host.shared_get(key).map_err(SharedError::Host)?.0)
 }
 
 /// Read-modify-write `key` with compare-and-swap, up to `max_attempts` times.
 ///
 /// `step` gets the current bytes and returns the bytes to write (`None`: leave the record as
-/// it is, e.g. a decision that changed nothing) and a value for the caller. It runs again on
-/// every retry, on the fresh bytes, so it must not have effects beyond its result.
+/// it is) and a value for the caller. It runs again on every retry, on the fresh bytes, so it
+/// must not have effects beyond its result.
 pub fn update<R, B: AsRef<[u8]>>(
+    host: &impl Host,
     key: &str,
     max_attempts: u32,
     mut step: impl FnMut(&[u8]) -> (Option<B>, R),
 ) -> Result<Updated<R>, SharedError> {
     for attempt in 0..max_attempts {
-        let (bytes, cas) = match hostcalls::get_shared_data(key).map_err(SharedError::Host)? {
+        let (bytes, cas) = match host.shared_get(key).map_err(SharedError::Host)? {
             (Some(bytes), Some(cas)) => (bytes, cas),
             // A present key always has a non-zero CAS; without one, a write would be
             // unconditional, which is exactly what must not happen here.
@@ -83,15 +82,15 @@ pub fn update<R, B: AsRef<[u8]>>(
                 cas_retries: attempt,
             });
         };
-        match hostcalls::set_shared_data(key, Some(new_bytes.as_ref()), Some(cas)) {
+        match host.shared_set(key, new_bytes.as_ref(), Some(cas)) {
             Ok(()) => {
                 return Ok(Updated {
                     value,
                     cas_retries: attempt,
                 })
             }
-            Err(Status::CasMismatch) => continue,
-            Err(status) => return Err(SharedError::Host(status)),
+            Err(HostError::CasMismatch) => continue,
+            Err(err) => return Err(SharedError::Host(err)),
         }
     }
     Err(SharedError::Contended {

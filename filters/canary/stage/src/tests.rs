@@ -1,0 +1,140 @@
+//! The canary stage against `MockHost`: the cluster header written, cohorts, counters and
+//! mirrored copies. Natively and, through wasm-bindgen-test, on wasm32.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use weft_filter_core::host::{Call, MockHost};
+
+fn config(mirror_percent_bp: u32) -> String {
+    format!(
+        r#"{{"cluster_header": "x-weft-cluster", "services": [{{
+        "host": "reviews", "stable": "v1",
+        "versions": {{"v1": {{"cluster": "reviews-v1"}}, "v2": {{"cluster": "reviews-v2"}}}},
+        "rules": [{{"header": {{"name": "x-beta", "value": "1"}}, "version": "v2"}}],
+        "split": [{{"version": "v1", "weight": 10000}}, {{"version": "v2", "weight": 0}}],
+        "cohort": {{"request_header": "x-cohort", "response_header": "x-version"}},
+        "mirror": {{"cluster": "reviews-shadow", "percent_bp": {mirror_percent_bp}, "max_body_bytes": 8}}}}]}}"#
+    )
+}
+
+fn stage(host: &MockHost, mirror_percent_bp: u32) -> CanaryStage {
+    let canary = Canary::from_json(config(mirror_percent_bp).as_bytes()).unwrap();
+    let stage = CanaryStage::new(canary, 1, host);
+    host.clear_calls();
+    stage
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_rule_writes_the_cluster_and_cohort_headers_and_counts_the_version() {
+    let host = MockHost::request("GET", "reviews", "/").header("x-beta", "1");
+    let stage = stage(&host, 0);
+    let mut state = CanaryRequest::default();
+    stage.on_request_headers(&mut state, &MemoRequest::new(&host), true);
+    assert_eq!(
+        host.request_header("x-weft-cluster").as_deref(),
+        Some("reviews-v2")
+    );
+    assert_eq!(host.request_header("x-cohort").as_deref(), Some("v2"));
+    assert_eq!(
+        state.take_response_header(),
+        Some(("x-version".to_string(), "v2".to_string()))
+    );
+    assert_eq!(state.take_response_header(), None, "added once");
+    assert_eq!(
+        host.moved_metrics(),
+        vec![("weft.canary.reviews.v2.requests".to_string(), 1)]
+    );
+    assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 0);
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn an_unmatched_host_drops_the_callers_own_cluster_header() {
+    let host = MockHost::request("GET", "ratings", "/").header("x-weft-cluster", "forged");
+    let stage = stage(&host, 0);
+    stage.on_request_headers(
+        &mut CanaryRequest::default(),
+        &MemoRequest::new(&host),
+        true,
+    );
+    assert_eq!(host.request_header("x-weft-cluster"), None);
+    assert_eq!(
+        host.count(|c| *c == Call::SetHeader("x-weft-cluster".into(), None)),
+        1
+    );
+    assert_eq!(
+        host.moved_metrics(),
+        vec![("weft.canary.unmatched".to_string(), 1)]
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_mirrored_request_without_body_is_copied_at_once_to_the_shadow() {
+    let host = MockHost::request("GET", "reviews:9080", "/").header("content-length", "0");
+    let stage = stage(&host, 10_000);
+    stage.on_request_headers(
+        &mut CanaryRequest::default(),
+        &MemoRequest::new(&host),
+        true,
+    );
+    assert_eq!(
+        host.count(|c| *c == Call::Dispatch("reviews-shadow".into())),
+        1
+    );
+    assert_eq!(host.metric("weft.canary.reviews.mirrored"), Some(1));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_body_waits_for_its_end_and_an_oversized_one_cancels_the_copy() {
+    let host = MockHost::request("POST", "reviews", "/").body(b"abcd");
+    let stage = stage(&host, 10_000);
+    let mut state = CanaryRequest::default();
+    stage.on_request_headers(&mut state, &MemoRequest::new(&host), false);
+    assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 0);
+    stage.on_request_body(&host, &mut state, 4, false);
+    stage.on_request_body(&host, &mut state, 4, true);
+    assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 1);
+    assert_eq!(host.metric("weft.canary.reviews.mirrored"), Some(1));
+
+    // 4 + 8 bytes is over the 8-byte limit: no copy, counted as failed.
+    let mut state = CanaryRequest::default();
+    stage.on_request_headers(&mut state, &MemoRequest::new(&host), false);
+    stage.on_request_body(&host, &mut state, 4, false);
+    stage.on_request_body(&host, &mut state, 8, true);
+    assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 1);
+    assert_eq!(host.metric("weft.canary.reviews.mirror_failed"), Some(1));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_refused_dispatch_counts_a_failed_mirror() {
+    let host = MockHost::request("GET", "reviews", "/").failing_dispatch();
+    let stage = stage(&host, 10_000);
+    stage.on_request_headers(
+        &mut CanaryRequest::default(),
+        &MemoRequest::new(&host),
+        true,
+    );
+    assert_eq!(host.metric("weft.canary.reviews.mirror_failed"), Some(1));
+    assert_eq!(host.metric("weft.canary.reviews.mirrored"), Some(0));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn copies_get_the_shadow_authority_and_no_hop_by_hop_headers() {
+    let headers = vec![
+        (":authority".to_string(), "reviews:9080".to_string()),
+        ("connection".to_string(), "close".to_string()),
+        ("x-user".to_string(), "u".to_string()),
+    ];
+    assert_eq!(
+        headers_for_copy(headers, "-shadow"),
+        vec![
+            (":authority".to_string(), "reviews-shadow:9080".to_string()),
+            ("x-user".to_string(), "u".to_string()),
+        ]
+    );
+}

@@ -1,0 +1,155 @@
+//! The fault stage against `MockHost`: aborts, delays held on the root's tick, releases,
+//! cancellations and the concurrency cap. Natively and, through wasm-bindgen-test, on wasm32.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use std::time::Duration;
+use weft_filter_core::host::{Call, MockHost};
+
+const ROOT: u32 = 1;
+const REQUEST: u32 = 7;
+
+fn stage(host: &MockHost, policy: &str, extra: &str) -> FaultStage<()> {
+    let json = format!(
+        r#"{{"percent_cap": 100{extra}, "policies": [{{"name": "chaos", "match": {{"hosts": ["reviews"]}}, {policy}}}]}}"#
+    );
+    let stage = FaultStage::new(Fault::from_json(json.as_bytes()).unwrap(), ROOT, host);
+    host.clear_calls();
+    stage
+}
+
+const DELAY: &str = r#""delay": {"percent": 100, "fixed_ms": 200}"#;
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn an_abort_is_one_local_reply_counted_in_total_and_per_policy() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(
+        &host,
+        r#""abort": {"percent": 100, "http_status": 503, "body": "injected"}"#,
+        "",
+    );
+    let flow = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    assert_eq!(flow, Flow::Pause);
+    assert_eq!(host.replies(), vec![(503, "injected".to_string())]);
+    assert_eq!(
+        host.moved_metrics(),
+        vec![
+            ("weft.fault.aborts_injected".to_string(), 1),
+            ("weft.fault.policy.chaos.aborts_injected".to_string(), 1)
+        ]
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn another_host_is_untouched() {
+    let host = MockHost::request("GET", "ratings", "/");
+    let stage = stage(&host, DELAY, "");
+    let flow = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    assert_eq!(flow, Flow::Continue);
+    assert!(host.moved_metrics().is_empty());
+    assert_eq!(host.count(|c| matches!(c, Call::SetTick(_))), 0);
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_delay_arms_the_roots_tick_and_resumes_when_due() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(&host, DELAY, "");
+    host.set_now(1_000);
+    let flow = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    assert_eq!(flow, Flow::Pause);
+    // The tick is the root's: set as the root, then back to the request.
+    let switches: Vec<Call> = host
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::SetContext(_) | Call::SetTick(_)))
+        .collect();
+    assert_eq!(switches.len(), 3);
+    assert_eq!(switches[0], Call::SetContext(ROOT));
+    assert!(matches!(switches[1], Call::SetTick(p) if p > Duration::ZERO));
+    assert_eq!(switches[2], Call::SetContext(REQUEST));
+    assert_eq!(host.metric("weft.fault.delays_pending"), Some(1));
+    assert_eq!(
+        host.metric("weft.fault.policy.chaos.delays_injected"),
+        Some(1)
+    );
+    assert!(stage.is_holding());
+
+    let mut resumed = Vec::new();
+    stage.release(&host, 1_199, |id, ()| {
+        resumed.push(id);
+        resume(&host, id)
+    });
+    assert!(resumed.is_empty(), "not due yet");
+    stage.release(&host, 1_200, |id, ()| {
+        resumed.push(id);
+        resume(&host, id)
+    });
+    assert_eq!(resumed, vec![REQUEST]);
+    assert_eq!(host.count(|c| *c == Call::Resume), 1);
+    assert_eq!(
+        host.count(|c| *c == Call::SetTick(Duration::ZERO)),
+        1,
+        "disarmed"
+    );
+    assert_eq!(host.metric("weft.fault.delays_pending"), Some(0));
+    assert!(!stage.is_holding());
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_delayed_abort_is_answered_as_its_request_after_the_delay() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(
+        &host,
+        r#""delay": {"percent": 100, "fixed_ms": 200}, "abort": {"percent": 100, "http_status": 500}"#,
+        "",
+    );
+    host.set_now(0);
+    stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    assert!(host.replies().is_empty(), "held first");
+    host.clear_calls();
+    stage.release(&host, 200, |_, ()| panic!("an abort is not resumed"));
+    let calls = host.calls();
+    let at = calls.iter().position(|c| *c == Call::SetContext(REQUEST));
+    let reply = calls
+        .iter()
+        .position(|c| matches!(c, Call::LocalReply { .. }));
+    assert!(at.is_some() && reply.is_some() && at < reply, "{calls:?}");
+    assert_eq!(host.replies()[0].0, 500);
+    assert_eq!(host.metric("weft.fault.aborts_injected"), Some(1));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_client_that_leaves_cancels_its_delay_and_a_gone_context_is_not_resumed() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(&host, DELAY, "");
+    stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    stage.on_done(&host, REQUEST);
+    assert_eq!(host.metric("weft.fault.delays_cancelled"), Some(1));
+    assert_eq!(host.metric("weft.fault.delays_pending"), Some(0));
+    stage.on_done(&host, REQUEST);
+    assert_eq!(host.metric("weft.fault.delays_cancelled"), Some(1), "once");
+
+    host.context_gone(9);
+    assert!(!resume(&host, 9));
+    assert_eq!(host.count(|c| *c == Call::Resume), 0);
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn past_the_concurrency_cap_no_delay_is_injected() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(&host, DELAY, r#", "max_concurrent_delays": 1"#);
+    let first = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    let second = stage.on_request_headers(REQUEST + 1, &MemoRequest::new(&host), || ());
+    assert_eq!((first, second), (Flow::Pause, Flow::Continue));
+    assert_eq!(
+        host.metric("weft.fault.policy.chaos.skipped_by_cap"),
+        Some(1)
+    );
+    assert_eq!(host.metric("weft.fault.delays_pending"), Some(1));
+}
