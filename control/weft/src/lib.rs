@@ -10,7 +10,6 @@ mod commands;
 mod identity;
 mod output;
 mod serve;
-mod suite;
 mod telemetry;
 mod xds;
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_state::{ControlPlane, Snapshot};
+use weft_translate::{sidecar_resources, Layout, Mode, SidecarResources};
 use weft_xds::{
     bootstrap::{render, BootstrapParams, XdsUpstreamTls},
-    FilterSpec, MeshService, MeshTls, ModuleSource, SidecarGroup, StaticService, WasmModules,
-    XdsSettings, XdsState, XdsTls,
+    MeshTls, ModuleSource, StaticService, WasmModules, XdsSettings, XdsState, XdsTls,
 };
 
 use crate::cli::Output;
@@ -381,63 +381,38 @@ pub async fn serve(
     Ok(())
 }
 
+/// The translation of `snapshot` as this server publishes it: the one call shared by the
+/// xDS publisher and the sidecar-config API (`GET /api/v1/xds/sidecars/{ns}/{svc}/{ver}/resources`).
+pub fn translate(
+    state: &XdsState,
+    telemetry: &weft_telemetry_plane::Telemetry,
+    snapshot: &Snapshot,
+    suite: bool,
+) -> SidecarResources {
+    let mode = Mode {
+        layout: if suite {
+            Layout::Suite
+        } else {
+            Layout::Separate
+        },
+        // Older artifact sets without telemetry.wasm keep working, without telemetry.
+        telemetry: state.module("telemetry").is_some(),
+    };
+    sidecar_resources(snapshot, telemetry.keys(), mode)
+}
+
 fn publish_version(
     state: &XdsState,
     telemetry: &weft_telemetry_plane::Telemetry,
     snapshot: &Snapshot,
     suite: bool,
 ) {
-    let mut filters = BTreeMap::new();
-    for (id, compiled) in &snapshot.compiled {
-        if suite {
-            let group = SidecarGroup::new(&id.namespace, &id.service, &id.version);
-            match crate::suite::filter_specs(telemetry, &group, compiled) {
-                Ok(specs) => {
-                    filters.insert(group, specs);
-                }
-                Err(error) => tracing::error!(sidecar = %id, %error, "cannot serialise the suite"),
-            }
-            continue;
-        }
-        let json = [
-            ("authz", serde_json::to_string(&compiled.authz)),
-            ("canary", serde_json::to_string(&compiled.canary)),
-            ("fault", serde_json::to_string(&compiled.fault)),
-            ("breaker", serde_json::to_string(&compiled.breaker)),
-        ];
-        let mut specs = Vec::new();
-        for (module, json) in json {
-            match json {
-                Ok(json) => specs.push(FilterSpec::new(module, json)),
-                Err(error) => tracing::error!(sidecar = %id, module, %error, "cannot serialise"),
-            }
-        }
-        filters.insert(
-            SidecarGroup::new(&id.namespace, &id.service, &id.version),
-            specs,
-        );
+    let resources = translate(state, telemetry, snapshot, suite);
+    for error in &resources.errors {
+        tracing::error!(version = snapshot.version, %error, "filter entry left out");
     }
-    let services: Vec<MeshService> = snapshot
-        .documents
-        .services()
-        .map(|(namespace, name, spec)| MeshService {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            port: spec.port,
-            host: spec.host.clone().unwrap_or_else(|| name.to_string()),
-            stable_version: spec
-                .stable_version
-                .clone()
-                .or_else(|| spec.versions.first().cloned())
-                .unwrap_or_default(),
-        })
-        .collect();
-    if suite {
-        crate::telemetry::set_services(telemetry, &services);
-    } else {
-        crate::telemetry::add_filters(state, telemetry, &mut filters, &services);
-    }
-    match state.set_config(snapshot.version, filters, services) {
+    crate::telemetry::set_services(telemetry, &resources.services);
+    match state.set_config(snapshot.version, resources.filters, resources.services) {
         Ok(()) => tracing::info!(version = snapshot.version, "published to sidecars"),
         Err(error) => tracing::error!(version = snapshot.version, %error, "not published"),
     }
