@@ -33,7 +33,7 @@ use envoy_types::util::pack_any;
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{type_url, Resource};
-use crate::state::SidecarGroup;
+use crate::sidecar::SidecarGroup;
 
 /// A service of the mesh, as its `Service` document declares it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
