@@ -135,6 +135,7 @@ mod tests {
         let nack = Event::Nacked(Nack {
             type_url: "t".into(),
             rejected_version: "2".into(),
+            revision: 2,
             nonce: "n".into(),
             code: 13,
             message: "no".into(),
