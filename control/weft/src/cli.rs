@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     #[command(flatten)]
-    pub xds: crate::xds::XdsClientArgs,
+    pub xds: crate::sidecars::XdsClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -136,7 +136,7 @@ pub enum Command {
     Ca(crate::identity::CaCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
-    Bootstrap(crate::xds::BootstrapArgs),
+    Bootstrap(crate::bootstrap::BootstrapArgs),
 }
 
 /// `weft suggest ...`
