@@ -1,6 +1,8 @@
 //! The command line.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+pub use crate::output::Output;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -30,13 +32,6 @@ pub struct Cli {
     pub xds: crate::sidecars::XdsClientArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-    Yaml,
 }
 
 #[derive(Debug, Subcommand)]

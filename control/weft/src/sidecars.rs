@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cli::Output;
 use crate::client::{Client, Failure};
+use crate::output::Output;
 use crate::Exit;
 
 /// Client options for the xDS server's sidecar view (`weft status`, `weft apply`), read from

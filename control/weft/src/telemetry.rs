@@ -10,8 +10,8 @@ use std::sync::Arc;
 use weft_telemetry_plane::{KnownService, Telemetry, XdsView};
 use weft_xds::{MeshService, XdsState};
 
-use crate::cli::Output;
 use crate::client::{Client, Failure};
+use crate::output::Output;
 
 /// Lets the telemetry views show the xDS server's metrics and sidecars.
 pub fn attach(state: &Arc<XdsState>, telemetry: &Telemetry) {

@@ -1,7 +1,7 @@
 //! The xDS server in `weft serve` (`--xds-listen`): its options, its state, and the wiring
 //! that feeds it every published policy version through `weft-translate`. `weft bootstrap`
-//! is in [`crate::bootstrap`], the sidecar views of `weft status` / `weft apply` in
-//! [`crate::sidecars`].
+//! is in `bootstrap.rs`, the sidecar views of `weft status` / `weft apply` in
+//! `sidecars.rs`.
 
 use std::future::Future;
 use std::path::PathBuf;

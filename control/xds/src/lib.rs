@@ -33,6 +33,7 @@ pub mod modules;
 pub mod resource;
 pub mod sds;
 pub mod server;
+pub mod services;
 pub mod sidecar;
 pub mod snapshot;
 pub mod sotw;
