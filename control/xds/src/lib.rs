@@ -30,6 +30,7 @@ pub mod mesh;
 pub mod mesh_routes;
 pub mod metrics;
 pub mod modules;
+mod nack_retry;
 pub mod resource;
 pub mod sds;
 pub mod server;

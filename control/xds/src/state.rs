@@ -1,3 +1,4 @@
+// Over 400 lines: every operation on the index (register, record, expire, refuse, publish) shares its one lock discipline; SVID issuance and the refusal log are the next to move out.
 //! The xDS index: what the control plane wants each group of sidecars to run, who is
 //! connected, and what each sidecar acknowledged or refused. One mutex guards the inputs;
 //! every change rebuilds the snapshots and publishes them through one `watch` channel per
