@@ -14,7 +14,7 @@ mod xds_view;
 pub use identity::identity_router;
 pub use routes::{router, ROUTES};
 pub use weft_xds::catch_panic::panic_message;
-pub use xds_view::{xds_router, SidecarView};
+pub use xds_view::{xds_resources_router, xds_router, SidecarResourcesView, SidecarView};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -46,6 +46,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/ca/rotate"),
     // The xDS server's sidecar view (`xds_router`, merged by `weft serve`).
     ("get", "/api/v1/xds/sidecars"),
+    // What one group is served, from the xDS translation (`xds_resources_router`).
+    (
+        "get",
+        "/api/v1/xds/sidecars/{namespace}/{service}/{version}/resources",
+    ),
 ];
 
 type AppState = Arc<ControlPlane>;

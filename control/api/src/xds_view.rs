@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -34,5 +35,41 @@ pub fn xds_router(view: Option<SidecarView>) -> Router {
                 }
             }
         }),
+    )
+}
+
+/// Produces what one sidecar group is served (`namespace`, `service`, `version`): the
+/// translation's view of it (`{"revision", "group", "filters": [{name, module, failure,
+/// configuration}]}`), `None` when no policy version compiles that group.
+pub type SidecarResourcesView = Arc<dyn Fn(&str, &str, &str) -> Option<Value> + Send + Sync>;
+
+/// `GET /api/v1/xds/sidecars/{namespace}/{service}/{version}/resources`: the ECDS filter
+/// entries a sidecar of that group receives, made by the same translation the xDS server
+/// publishes (`weft-translate`). 404 when xDS is off or the group is unknown.
+pub fn xds_resources_router(view: Option<SidecarResourcesView>) -> Router {
+    Router::new().route(
+        "/api/v1/xds/sidecars/{namespace}/{service}/{version}/resources",
+        get(
+            move |Path((namespace, service, version)): Path<(String, String, String)>| {
+                let view = view.clone();
+                async move {
+                    let Some(view) = view else {
+                        return ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            "xDS is off: start the server with `weft serve --xds-listen ADDR`",
+                        )
+                        .into_response();
+                    };
+                    match view(&namespace, &service, &version) {
+                        Some(body) => Json(body).into_response(),
+                        None => ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            format!("sidecar group {namespace}/{service}/{version} not found"),
+                        )
+                        .into_response(),
+                    }
+                }
+            },
+        ),
     )
 }

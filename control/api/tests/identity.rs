@@ -161,6 +161,41 @@ fn the_xds_sidecar_view_is_served_as_given_or_404_without_xds() {
 }
 
 #[test]
+fn the_xds_resources_view_answers_per_group_or_404() {
+    let view: weft_api::SidecarResourcesView = Arc::new(|namespace, service, version| {
+        (version == "v1")
+            .then(|| serde_json::json!({"group": format!("{namespace}/{service}/{version}")}))
+    });
+    let url = serve_router(weft_api::xds_resources_router(Some(view)));
+    let path =
+        |version: &str| format!("{url}/api/v1/xds/sidecars/shop/reviews/{version}/resources");
+    assert_eq!(
+        call("GET", &path("v1"), None),
+        (200, serde_json::json!({"group": "shop/reviews/v1"}))
+    );
+    let (code, error) = call("GET", &path("v9"), None);
+    assert_eq!(code, 404);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("shop/reviews/v9 not found"),
+        "{error}"
+    );
+    let off = serve_router(weft_api::xds_resources_router(None));
+    let (code, error) = call(
+        "GET",
+        &format!("{off}/api/v1/xds/sidecars/shop/reviews/v1/resources"),
+        None,
+    );
+    assert_eq!(code, 404);
+    assert!(
+        error["error"].as_str().unwrap().contains("--xds-listen"),
+        "{error}"
+    );
+}
+
+#[test]
 fn the_control_planes_namespace_and_out_of_range_lifetimes_are_refused_with_400() {
     let dir = tempfile::tempdir().unwrap();
     let identity = Arc::new(Identity::open(dir.path(), CaSettings::default()).unwrap());

@@ -1,6 +1,8 @@
 //! The command line.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+pub use crate::output::Output;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -27,16 +29,9 @@ pub struct Cli {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     #[command(flatten)]
-    pub xds: crate::xds::XdsClientArgs,
+    pub xds: crate::sidecars::XdsClientArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +131,7 @@ pub enum Command {
     Ca(crate::identity::CaCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
-    Bootstrap(crate::xds::BootstrapArgs),
+    Bootstrap(crate::bootstrap::BootstrapArgs),
 }
 
 /// `weft suggest ...`

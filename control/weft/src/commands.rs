@@ -18,7 +18,7 @@ pub fn run(cli: Cli) -> Exit {
             workers,
             xds,
         } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds),
-        Command::Bootstrap(args) => return crate::xds::bootstrap(args),
+        Command::Bootstrap(args) => return crate::bootstrap::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "weft", &mut std::io::stdout());
@@ -72,7 +72,7 @@ fn remote(
     client: &Client,
     command: Command,
     format: Output,
-    xds: &crate::xds::XdsClientArgs,
+    xds: &crate::sidecars::XdsClientArgs,
 ) -> Result<(), Failure> {
     match command {
         Command::Apply {
@@ -97,7 +97,7 @@ fn remote(
             let out = client.post(&path, Some(&body), Some(&author(who)))?;
             print(format, &out, |v| outcome_table(v, dry_run));
             if !dry_run {
-                crate::xds::wait_for_acks(client, xds, &out)?;
+                crate::sidecars::wait_for_acks(client, xds, &out)?;
             }
         }
         Command::Diff { file } => {
@@ -154,7 +154,7 @@ fn remote(
                 }
                 s
             });
-            crate::xds::print_sidecars(client, xds, format)?;
+            crate::sidecars::print_sidecars(client, xds, format)?;
         }
         Command::Token(command) => crate::identity::token(client, command, format)?,
         Command::Ca(command) => crate::identity::ca(client, command, format)?,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use weft_ca::{CaSettings, Identity};
 
-use crate::cli::Output;
 use crate::client::{Client, Failure};
+use crate::output::Output;
 use crate::output::{print, table};
 
 /// `weft serve` options for the mesh CA.

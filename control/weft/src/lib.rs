@@ -4,13 +4,14 @@
 //! Exit codes mean something: see [`Exit`].
 #![forbid(unsafe_code)]
 
+mod bootstrap;
 mod cli;
 mod client;
 mod commands;
 mod identity;
 mod output;
 mod serve;
-mod suite;
+mod sidecars;
 mod telemetry;
 mod xds;
 

@@ -1,7 +1,15 @@
 //! Printing results as a table, JSON or YAML.
 
-use crate::cli::Output;
+use clap::ValueEnum;
 use serde_json::Value;
+
+/// How a command prints its result (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
 
 /// Prints `value` in `format`; `table` renders the table form.
 pub fn print(format: Output, value: &Value, table: impl FnOnce(&Value) -> String) {

@@ -67,6 +67,20 @@ async fn serve(data_dir: &Path, listen: &str, xds: crate::xds::XdsServeArgs) -> 
     let sidecar_view = xds_state.clone().map(|state| -> weft_api::SidecarView {
         Arc::new(move || weft_xds::server::sidecars_json(&state))
     });
+    // What one group is served: the same translation the xDS publisher runs.
+    let resources_view = xds_state
+        .clone()
+        .map(|state| -> weft_api::SidecarResourcesView {
+            let plane = Arc::clone(&plane);
+            let telemetry = Arc::clone(&telemetry);
+            let suite = xds.suite;
+            Arc::new(move |namespace, service, version| {
+                let resources = crate::xds::translate(&state, &telemetry, &plane.snapshot(), suite);
+                let group = weft_xds::SidecarGroup::new(namespace, service, version);
+                let view = resources.group_view(&group)?;
+                serde_json::to_value(view).ok()
+            })
+        });
     let xds = {
         let plane = Arc::clone(&plane);
         let stopped = stopped.clone();
@@ -83,7 +97,8 @@ async fn serve(data_dir: &Path, listen: &str, xds: crate::xds::XdsServeArgs) -> 
     };
     let views = weft_telemetry_plane::api_router(telemetry)
         .merge(identity_routes)
-        .merge(weft_api::xds_router(sidecar_view));
+        .merge(weft_api::xds_router(sidecar_view))
+        .merge(weft_api::xds_resources_router(resources_view));
     let api = weft_api::serve_with(listener, plane, views, stop_on(stopped));
     tokio::pin!(api);
     tokio::select! {

@@ -1,20 +1,17 @@
 //! Telemetry in `weft serve` and `weft suggest authz`.
 //!
 //! The server: every sidecar group gets two `weft.telemetry.{inbound,outbound}` filter
-//! configurations carrying its group and its own HMAC key (served only to that group, in its
-//! ECDS resources); batches come in on the xDS listener and the views are merged into the
-//! REST API (see `weft-telemetry-plane`). Groups get no telemetry filter when the modules
-//! directory has no `telemetry.wasm` (older artifact sets keep working).
+//! configurations carrying its group and its own HMAC key (made by `weft-translate`, served
+//! only to that group, in its ECDS resources); batches come in on the xDS listener and the
+//! views are merged into the REST API (see `weft-telemetry-plane`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weft_filter_core::telemetry::{Direction, TelemetryConfig};
 use weft_telemetry_plane::{KnownService, Telemetry, XdsView};
-use weft_xds::{FailureMode, FilterSpec, MeshService, SidecarGroup, XdsState};
+use weft_xds::{MeshService, XdsState};
 
-use crate::cli::Output;
 use crate::client::{Client, Failure};
+use crate::output::Output;
 
 /// Lets the telemetry views show the xDS server's metrics and sidecars.
 pub fn attach(state: &Arc<XdsState>, telemetry: &Telemetry) {
@@ -31,28 +28,6 @@ pub fn attach(state: &Arc<XdsState>, telemetry: &Telemetry) {
     });
 }
 
-/// Adds each group's telemetry filters (when the module is served) and tells the
-/// telemetry state the declared services.
-pub fn add_filters(
-    state: &XdsState,
-    telemetry: &Telemetry,
-    filters: &mut BTreeMap<SidecarGroup, Vec<FilterSpec>>,
-    services: &[MeshService],
-) {
-    set_services(telemetry, services);
-    if state.module("telemetry").is_none() {
-        return;
-    }
-    for (group, specs) in filters.iter_mut() {
-        for direction in [Direction::Inbound, Direction::Outbound] {
-            match filter_spec(telemetry, group, direction) {
-                Ok(spec) => specs.push(spec),
-                Err(error) => tracing::error!(%group, %error, "cannot serialise telemetry config"),
-            }
-        }
-    }
-}
-
 /// Tells the telemetry state the declared services (to map callers and stable versions).
 pub fn set_services(telemetry: &Telemetry, services: &[MeshService]) {
     telemetry.set_services(
@@ -66,40 +41,6 @@ pub fn set_services(telemetry: &Telemetry, services: &[MeshService]) {
             })
             .collect(),
     );
-}
-
-/// The `weft.telemetry.<direction>` entry of one group.
-pub fn filter_spec(
-    telemetry: &Telemetry,
-    group: &SidecarGroup,
-    direction: Direction,
-) -> serde_json::Result<FilterSpec> {
-    Ok(FilterSpec {
-        name: format!("weft.telemetry.{}", direction.as_str()),
-        module: "telemetry".into(),
-        configuration: serde_json::to_string(&config(telemetry, group, direction))?,
-        // Telemetry never stands in a request's way.
-        failure: FailureMode::FailOpen,
-    })
-}
-
-/// The telemetry configuration of one group and direction, carrying the group's own key
-/// (a separate `weft.telemetry.<direction>` filter, or the suite's `telemetry` section).
-pub fn config(
-    telemetry: &Telemetry,
-    group: &SidecarGroup,
-    direction: Direction,
-) -> TelemetryConfig {
-    TelemetryConfig {
-        direction,
-        namespace: group.namespace.clone(),
-        service: group.service.clone(),
-        version: group.version.clone(),
-        key: telemetry
-            .keys()
-            .key_hex(&group.namespace, &group.service, &group.version),
-        ..TelemetryConfig::default()
-    }
 }
 
 /// `weft suggest authz` options.

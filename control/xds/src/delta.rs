@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
 };
 
-use crate::event::{Event, Nack};
+use crate::event::{reply_event, Answered, Event};
 use crate::snapshot::Snapshot;
 use crate::sotw::ProtocolError;
 
@@ -36,7 +36,8 @@ struct DeltaWatch {
     /// told Envoy does not exist.
     known: BTreeMap<String, String>,
     /// Responses not yet ACKed or NACKed: nonce -> the names they carried.
-    pending: BTreeMap<String, Vec<String>>,
+    /// Responses awaiting a reply, by nonce: the names they carried and their revision.
+    pending: BTreeMap<String, (Vec<String>, u64)>,
     /// Names carried by NACKed responses, to send again on `resend_nacked(true)`.
     refused: BTreeSet<String>,
     /// A response was sent at least once.
@@ -84,7 +85,6 @@ impl DeltaConnection {
             self.node = request.node.clone();
         }
         let first = !self.watches.contains_key(&request.type_url);
-        let version = self.snapshot_version();
         let watch = self.watches.entry(request.type_url.clone()).or_default();
         if first {
             watch.known = request
@@ -98,29 +98,26 @@ impl DeltaConnection {
             "" => None,
             nonce => watch.pending.remove(nonce),
         };
-        if let Some(names) = replied {
-            match &request.error_detail {
-                Some(status) => {
-                    watch.nacked = true;
-                    watch.held = true;
-                    watch.refused.extend(names);
-                    self.events.push(Event::Nacked(Nack {
-                        type_url: request.type_url.clone(),
-                        rejected_version: version,
-                        nonce: request.response_nonce.clone(),
-                        code: status.code,
-                        message: status.message.clone(),
-                    }));
-                }
-                None => {
-                    // An ACK of another response does not fix what was refused.
-                    watch.nacked = !watch.refused.is_empty();
-                    self.events.push(Event::Acked {
-                        type_url: request.type_url.clone(),
-                        version,
-                    });
-                }
+        if let Some((names, revision)) = replied {
+            if request.error_detail.is_some() {
+                watch.nacked = true;
+                watch.held = true;
+                watch.refused.extend(names);
+            } else {
+                // An ACK of another response does not fix what was refused.
+                watch.nacked = !watch.refused.is_empty();
             }
+            // Delta's version is the revision of the response answered (not the newest).
+            let answered = Answered {
+                version: revision.to_string(),
+                revision,
+            };
+            self.events.push(reply_event(
+                &request.type_url,
+                &request.response_nonce,
+                request.error_detail.as_ref(),
+                answered,
+            ));
         }
         for name in &request.resource_names_subscribe {
             if name == "*" {
@@ -194,10 +191,6 @@ impl DeltaConnection {
 
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
-    }
-
-    fn snapshot_version(&self) -> String {
-        self.snapshot.revision.to_string()
     }
 
     fn respond(&mut self, type_url: &str) -> Option<DeltaDiscoveryResponse> {
@@ -279,7 +272,9 @@ impl DeltaConnection {
                 .map(|r| r.name.clone())
                 .chain(removed_resources.iter().cloned())
                 .collect();
-            watch.pending.insert(nonce.clone(), names);
+            watch
+                .pending
+                .insert(nonce.clone(), (names, self.snapshot.revision));
             watch.answered = true;
             watch.nacked = false;
         }

@@ -2,27 +2,40 @@
 //!
 //! - [`resource`] and [`snapshot`]: resources keyed by type URL and name, with content
 //!   versions; a snapshot is checked for consistency before it is published;
+//! - [`ecds`], [`mesh`], [`mesh_routes`], [`sds`]: the resources themselves (filter entries,
+//!   CDS/EDS/RDS, secrets); [`group_snapshots`]: a pure function from the state's inputs to
+//!   each sidecar group's snapshot;
 //! - [`sotw`] and [`delta`]: one ADS stream as a sans-IO state machine (requests, ACKs,
 //!   NACKs, nonces, versions, subscriptions), unit-tested case by case;
-//! - [`cache`]: the latest snapshot per node group, published through `tokio::sync::watch`
+//! - [`sidecar`]: the sidecar types (group, node key and identity, status), a leaf module;
+//!   [`admission`]: the node check and stream limits every stream passes first;
+//! - [`state`]: the latest snapshot per sidecar group, published through `tokio::sync::watch`
 //!   so each connection reads the newest one at its own pace and a slow sidecar holds no
-//!   one back;
+//!   one back, plus registrations, statuses and refusals;
 //! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines.
+//!
+//! What each group is served is decided by `weft-translate` (policies → filter entries and
+//! mesh services); this crate turns that into resources and serves them.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod bootstrap;
 pub mod catch_panic;
 pub mod delta;
 pub mod ecds;
 pub mod event;
 pub mod gateway;
+pub mod group_snapshots;
 pub mod mesh;
 pub mod mesh_routes;
 pub mod metrics;
 pub mod modules;
+mod nack_retry;
 pub mod resource;
 pub mod sds;
 pub mod server;
+pub mod services;
+pub mod sidecar;
 pub mod snapshot;
 pub mod sotw;
 pub mod state;

@@ -33,33 +33,9 @@ use envoy_types::util::pack_any;
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{type_url, Resource};
-use crate::state::SidecarGroup;
+use crate::sidecar::SidecarGroup;
 
-/// A service of the mesh, as its `Service` document declares it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MeshService {
-    pub namespace: String,
-    pub name: String,
-    /// The service port (part of cluster names).
-    pub port: u16,
-    /// What callers put in `:authority`; the stable fallback cluster's name.
-    pub host: String,
-    pub stable_version: String,
-}
-
-impl MeshService {
-    /// `namespace/name` on `port`, called by its name (the `host` a `Service` document
-    /// leaves out), stable at `stable_version`.
-    pub fn new(namespace: &str, name: &str, port: u16, stable_version: &str) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            port,
-            host: name.into(),
-            stable_version: stable_version.into(),
-        }
-    }
-}
+pub use crate::services::{MeshService, StaticService};
 
 /// A sidecar's inbound address, registered for its service version.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,14 +43,6 @@ pub struct MeshEndpoint {
     pub group: SidecarGroup,
     /// An IP address (EDS endpoints are not resolved).
     pub ip: String,
-    pub port: u32,
-}
-
-/// A service outside the mesh: a cluster resolved by DNS.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StaticService {
-    pub name: String,
-    pub host: String,
     pub port: u32,
 }
 

@@ -24,8 +24,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use envoy_types::util::pack_any;
 
-use crate::mesh::{MeshService, StaticService};
 use crate::resource::Resource;
+use crate::services::{MeshService, StaticService};
 
 /// The route configuration of the sidecar's outbound listener (mesh and static services).
 pub const OUTBOUND_ROUTES: &str = "outbound";

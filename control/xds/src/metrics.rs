@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::event::Event;
-use crate::state::SidecarStatus;
+use crate::sidecar::SidecarStatus;
 
 /// Upper bounds (seconds) of the push-to-ACK histogram.
 pub const PUSH_ACK_BOUNDS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -135,6 +135,7 @@ mod tests {
         let nack = Event::Nacked(Nack {
             type_url: "t".into(),
             rejected_version: "2".into(),
+            revision: 2,
             nonce: "n".into(),
             code: 13,
             message: "no".into(),

@@ -1,3 +1,4 @@
+// Over 400 lines: the ADS stream loop, the token watch and the module/HTTP handler share one listener and its connection plumbing.
 //! The tonic side: the ADS service (both variants) and the HTTP handler that serves wasm
 //! modules, on one listener. Each stream is one task running a `select!` loop around its
 //! state machine; snapshots arrive through a `watch` receiver, so a slow sidecar only ever
@@ -21,18 +22,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::delta::DeltaConnection;
 use crate::event::Event;
+use crate::nack_retry::{NackRetry, NACK_RETRIES};
 use crate::snapshot::Snapshot;
 use crate::sotw::{ProtocolError, SotwConnection};
 use crate::state::{check_node, truncated, NodeIdentity, NodeKey, Refusal, Refused, XdsState};
 
 /// Responses queued per stream before its task waits for the sidecar to read.
 const STREAM_BUFFER: usize = 8;
-/// A NACKed snapshot is sent again after 0.2 s, 0.4 s, ... up to this many times, then left
-/// until the next snapshot: it covers Envoy's background module fetch after a code cache
-/// miss without hammering a sidecar that refuses the config for good.
-const NACK_RETRIES: u32 = 5;
-const NACK_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// Serves ADS, `GET /wasm/<module>.wasm` (the modules sidecars fetch) and, in plaintext mode
 /// only, `GET /v1/sidecars` (the inventory; `weft status` reads it from the REST API) on
 /// `listener` until `shutdown` resolves. Plain HTTP/1.1 is accepted for the GETs; ADS is
@@ -399,7 +395,7 @@ async fn drive<M: Machine>(
             Event::Nacked(nack) => Some(nack.message.as_str()),
             _ => None,
         }) {
-            retry.schedule(message);
+            retry.schedule(tokio::time::Instant::now(), message);
         }
         state.record(&node_key, events, synced);
     }
@@ -519,47 +515,6 @@ fn authenticate(
         )));
     }
     Ok(claims.exp)
-}
-
-/// When to send a NACKed snapshot again.
-#[derive(Default)]
-struct NackRetry {
-    attempts: u32,
-    due: Option<tokio::time::Instant>,
-    /// The last refusal's message. Envoy refuses a version naming several new remote
-    /// modules once per module, one after another: a refusal naming another plugin is
-    /// progress, so it starts a fresh budget instead of spending the old one.
-    last_message: String,
-    /// Fresh budgets granted so far; bounded so two refusals alternating forever cannot
-    /// keep a sidecar retrying.
-    fresh_budgets: u32,
-}
-
-/// More than the number of weft filters a sidecar runs.
-const NACK_FRESH_BUDGETS: u32 = 8;
-
-impl NackRetry {
-    /// After the last attempt one more timer releases the hold without resending, so later
-    /// snapshots flow again.
-    fn schedule(&mut self, message: &str) {
-        if message != self.last_message && self.fresh_budgets < NACK_FRESH_BUDGETS {
-            self.attempts = 0;
-            self.fresh_budgets += 1;
-            self.last_message = message.to_string();
-        }
-        let delay =
-            NACK_RETRY_BASE.saturating_mul(2u32.saturating_pow(self.attempts.min(NACK_RETRIES)));
-        let now = tokio::time::Instant::now();
-        self.due = Some(now.checked_add(delay).unwrap_or(now));
-        self.attempts = self.attempts.saturating_add(1);
-    }
-
-    async fn wait(&self) {
-        match self.due {
-            Some(due) => tokio::time::sleep_until(due).await,
-            None => std::future::pending().await,
-        }
-    }
 }
 
 /// What the stream loop needs from a connection state machine.
@@ -709,24 +664,5 @@ mod tests {
         );
         state.disconnected(&calm.key(), calm_connection);
         assert!(state.sidecars().iter().all(|s| !s.connected));
-    }
-
-    #[test]
-    fn nack_retries_back_off_without_overflowing() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build();
-        let Ok(runtime) = runtime else { return };
-        runtime.block_on(async {
-            let mut retry = NackRetry {
-                attempts: u32::MAX,
-                last_message: "same".into(),
-                fresh_budgets: NACK_FRESH_BUDGETS,
-                ..NackRetry::default()
-            };
-            retry.schedule("same");
-            assert_eq!(retry.attempts, u32::MAX);
-            assert!(retry.due.is_some());
-        });
     }
 }

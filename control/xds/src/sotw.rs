@@ -22,7 +22,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use crate::event::{Event, Nack};
+use crate::event::{reply_event, Answered, Event};
 use crate::resource::{content_version, type_url::is_wildcard_type};
 use crate::snapshot::Snapshot;
 
@@ -39,6 +39,8 @@ struct Watch {
     /// `None`: wildcard.
     names: Option<BTreeSet<String>>,
     sent_version: Option<String>,
+    /// The snapshot revision of the last response sent.
+    sent_revision: u64,
     sent_nonce: Option<String>,
     acked_version: Option<String>,
     /// The last response sent is neither ACKed nor NACKed yet.
@@ -98,27 +100,26 @@ impl SotwConnection {
         }
         if !request.response_nonce.is_empty() {
             watch.awaiting_reply = false;
-            match &request.error_detail {
-                Some(status) => {
-                    watch.nacked = true;
-                    watch.held = true;
-                    self.events.push(Event::Nacked(Nack {
-                        type_url: request.type_url.clone(),
-                        rejected_version: watch.sent_version.clone().unwrap_or_default(),
-                        nonce: request.response_nonce.clone(),
-                        code: status.code,
-                        message: status.message.clone(),
-                    }));
-                }
-                None => {
-                    watch.nacked = false;
-                    watch.acked_version = Some(request.version_info.clone());
-                    self.events.push(Event::Acked {
-                        type_url: request.type_url.clone(),
-                        version: request.version_info.clone(),
-                    });
-                }
+            let answered = Answered {
+                version: match &request.error_detail {
+                    Some(_) => watch.sent_version.clone().unwrap_or_default(),
+                    None => request.version_info.clone(),
+                },
+                revision: watch.sent_revision,
+            };
+            if request.error_detail.is_some() {
+                watch.nacked = true;
+                watch.held = true;
+            } else {
+                watch.nacked = false;
+                watch.acked_version = Some(request.version_info.clone());
             }
+            self.events.push(reply_event(
+                &request.type_url,
+                &request.response_nonce,
+                request.error_detail.as_ref(),
+                answered,
+            ));
         }
         let names = subscription(&request.type_url, &request.resource_names);
         let changed = watch.names != names;
@@ -196,6 +197,7 @@ impl SotwConnection {
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
         watch.sent_version = Some(version.clone());
+        watch.sent_revision = self.snapshot.revision;
         watch.sent_nonce = Some(nonce.clone());
         watch.awaiting_reply = true;
         watch.nacked = false;

@@ -1,3 +1,4 @@
+// Over 400 lines: every operation on the index (register, record, expire, refuse, publish) shares its one lock discipline; SVID issuance and the refusal log are the next to move out.
 //! The xDS index: what the control plane wants each group of sidecars to run, who is
 //! connected, and what each sidecar acknowledged or refused. One mutex guards the inputs;
 //! every change rebuilds the snapshots and publishes them through one `watch` channel per
@@ -7,58 +8,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::ecds::{extension_config, FilterSpec, ModuleSource};
-use crate::event::{Event, Nack};
+use crate::ecds::{FilterSpec, ModuleSource};
+use crate::event::Event;
+use crate::group_snapshots::{build_snapshots, SnapshotInputs};
 use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, MeshTls, StaticService};
 use crate::modules::WasmModules;
-use crate::resource::type_url;
-use crate::sds::{secret_resources, IdentitySecrets, SECRET_TYPE};
-use crate::snapshot::{Snapshot, SnapshotError};
+use crate::sds::{secret_resources, IdentitySecrets};
+use crate::snapshot::Snapshot;
 
-/// Why a configuration was not published.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("group {group}: filter {filter} needs module {module:?}, which is not loaded")]
-    MissingModule {
-        group: String,
-        filter: String,
-        module: String,
-    },
-    #[error("group {group}: {source}")]
-    Inconsistent {
-        group: String,
-        source: SnapshotError,
-    },
-}
+pub use crate::group_snapshots::PublishError;
 
-/// Sidecars are grouped by what they run: a version of a service in a namespace (weft-compile
-/// compiles one set of filter configurations per group).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-pub struct SidecarGroup {
-    pub namespace: String,
-    pub service: String,
-    pub version: String,
-}
-
-impl SidecarGroup {
-    pub fn new(namespace: &str, service: &str, version: &str) -> Self {
-        Self {
-            namespace: namespace.into(),
-            service: service.into(),
-            version: version.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for SidecarGroup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.namespace, self.service, self.version)
-    }
-}
+pub(crate) use crate::admission::truncated;
+pub use crate::admission::{check_node, Refused, StreamLimits};
+pub use crate::sidecar::{NodeIdentity, NodeKey, SidecarGroup, SidecarStatus};
 
 type GroupKey = SidecarGroup;
 
@@ -73,209 +38,6 @@ pub struct XdsSettings {
     /// the first caller back would be sent a mesh without the others and drop their
     /// clusters. Filter configurations (ECDS) are served at once. Zero for a fresh mesh.
     pub mesh_warmup: Duration,
-}
-
-/// Bounds on what one ADS stream may ask of the server. With the CA on, a join token is a
-/// credential for one identity; these keep its holder from growing the server's memory or
-/// work without bound, and a stream that says nothing from holding a task forever.
-#[derive(Clone, Debug)]
-pub struct StreamLimits {
-    /// `node.id` longer than this is refused (bytes).
-    pub max_node_id_bytes: usize,
-    /// `node.cluster` (the service), `namespace` and `version` longer than this are refused.
-    pub max_name_bytes: usize,
-    /// `node.metadata` whose encoding is longer than this is refused (bytes).
-    pub max_metadata_bytes: usize,
-    /// A stream that sends no request within this time is closed.
-    pub first_message_timeout: Duration,
-    /// With the CA on: open streams per identity (namespace, service). Replicas of one
-    /// service share its identity, so this is a replica count, not one per node.
-    pub max_streams_per_identity: usize,
-    /// With the CA on: sidecar groups (versions) per identity that no policy declares.
-    pub max_groups_per_identity: usize,
-    /// Sidecar groups that no policy declares, over all identities.
-    pub max_undeclared_groups: usize,
-    /// HTTP/2 streams per connection (ADS, module fetches and telemetry reports share it).
-    pub max_streams_per_connection: u32,
-}
-
-impl Default for StreamLimits {
-    fn default() -> Self {
-        Self {
-            max_node_id_bytes: 256,
-            max_name_bytes: 253,
-            max_metadata_bytes: 16 * 1024,
-            first_message_timeout: Duration::from_secs(10),
-            max_streams_per_identity: 64,
-            max_groups_per_identity: 16,
-            max_undeclared_groups: 1024,
-            max_streams_per_connection: 64,
-        }
-    }
-}
-
-/// A stream the server will not take, with the counter label and the gRPC status code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refused {
-    /// `bad_node`, `too_many_streams`, `too_many_groups`, `first_message_timeout`.
-    pub reason: &'static str,
-    pub code: tonic::Code,
-    pub message: String,
-}
-
-impl Refused {
-    fn new(reason: &'static str, code: tonic::Code, message: String) -> Self {
-        Self {
-            reason,
-            code,
-            message,
-        }
-    }
-}
-
-/// Checks the parts of a node the server keeps and names things after, before anything else
-/// (the token included) is looked at.
-pub fn check_node(node: &Node, limits: &StreamLimits) -> Result<(), Refused> {
-    use prost::Message;
-    let bad = |message: String| Refused::new("bad_node", tonic::Code::InvalidArgument, message);
-    if node.id.is_empty() || node.id.len() > limits.max_node_id_bytes {
-        return Err(bad(format!(
-            "node.id: {} bytes (1 to {} allowed)",
-            node.id.len(),
-            limits.max_node_id_bytes
-        )));
-    }
-    if let Some(metadata) = &node.metadata {
-        let len = metadata.encoded_len();
-        if len > limits.max_metadata_bytes {
-            return Err(bad(format!(
-                "node.metadata: {len} bytes (at most {} allowed)",
-                limits.max_metadata_bytes
-            )));
-        }
-    }
-    let identity = NodeIdentity::from_node(node, None);
-    for (field, value) in [
-        ("node.cluster", &identity.service),
-        ("node.metadata.namespace", &identity.namespace),
-        ("node.metadata.version", &identity.version),
-    ] {
-        let ok = !value.is_empty()
-            && value.len() <= limits.max_name_bytes
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-        if !ok {
-            return Err(bad(format!(
-                "{field}: {:?} must be 1 to {} letters, digits, '-', '.' or '_'",
-                truncated(value, 64),
-                limits.max_name_bytes
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary (for logs and refusals).
-pub(crate) fn truncated(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
-
-/// Where a sidecar is registered: its node id within the identity it proved (with the CA on)
-/// or claimed. Two identities can never touch each other's registration, whatever node ids
-/// they send.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeKey {
-    pub id: String,
-    pub namespace: String,
-    pub service: String,
-}
-
-/// What one sidecar says about itself in its xDS node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeIdentity {
-    pub id: String,
-    pub namespace: String,
-    pub service: String,
-    pub version: String,
-    /// `ip:port` it serves on, when it takes inbound traffic.
-    pub inbound: Option<(String, u32)>,
-}
-
-impl NodeIdentity {
-    /// `node.cluster` is the service; `node.metadata` carries `version`, `namespace` (default
-    /// `default`) and `inbound_address` (`ip:port`, or `:port` to take the IP the stream
-    /// comes from).
-    pub fn from_node(node: &Node, peer_ip: Option<String>) -> Self {
-        let meta = |key: &str| -> Option<String> {
-            use envoy_types::pb::google::protobuf::value::Kind;
-            match node.metadata.as_ref()?.fields.get(key)?.kind.as_ref()? {
-                Kind::StringValue(s) => Some(s.clone()),
-                _ => None,
-            }
-        };
-        let inbound = meta("inbound_address").and_then(|addr| {
-            let (host, port) = addr.rsplit_once(':')?;
-            let port: u32 = port.parse().ok()?;
-            let host = if host.is_empty() || host == "0.0.0.0" {
-                peer_ip.clone()?
-            } else {
-                host.to_string()
-            };
-            Some((host, port))
-        });
-        Self {
-            id: node.id.clone(),
-            namespace: meta("namespace").unwrap_or_else(|| "default".into()),
-            service: node.cluster.clone(),
-            version: meta("version").unwrap_or_else(|| "unversioned".into()),
-            inbound,
-        }
-    }
-
-    pub fn group(&self) -> GroupKey {
-        SidecarGroup::new(&self.namespace, &self.service, &self.version)
-    }
-
-    pub fn key(&self) -> NodeKey {
-        NodeKey {
-            id: self.id.clone(),
-            namespace: self.namespace.clone(),
-            service: self.service.clone(),
-        }
-    }
-}
-
-/// What `weft status` shows for one sidecar.
-#[derive(Clone, Debug, Serialize)]
-pub struct SidecarStatus {
-    pub node_id: String,
-    pub namespace: String,
-    pub service: String,
-    pub version: String,
-    pub inbound_address: Option<String>,
-    pub connected: bool,
-    /// `sotw` or `delta`.
-    pub protocol: &'static str,
-    /// The newest policy revision whose every resource this sidecar acknowledged.
-    pub synced_revision: Option<u64>,
-    /// Last acknowledged version per type URL.
-    pub acked: BTreeMap<String, String>,
-    /// The refusal in force: set by a NACK, cleared once the sidecar acknowledges everything.
-    pub current_nack: Option<Nack>,
-    /// The latest refusal, kept after it is resolved (a module fetch in progress is refused
-    /// once, for example).
-    pub last_nack: Option<Nack>,
-    pub nack_count: u64,
-    /// Unix milliseconds of the last NACK.
-    pub last_nack_at_ms: Option<u64>,
 }
 
 /// A stream the control plane refused (bad token, or a node claiming another identity).
@@ -832,46 +594,24 @@ impl XdsState {
             .values()
             .map(|s| SidecarGroup::new(&s.namespace, &s.service, &s.version))
             .collect();
-        let mut built = Vec::with_capacity(keys.len());
-        for group in keys {
-            let name = group.to_string();
-            let mut ecds = Vec::new();
-            for spec in inner.filters.get(&group).into_iter().flatten() {
-                let module =
-                    inner
-                        .modules
-                        .get(&spec.module)
-                        .ok_or_else(|| PublishError::MissingModule {
-                            group: name.clone(),
-                            filter: spec.name.clone(),
-                            module: spec.module.clone(),
-                        })?;
-                let refresh = inner.refresh.get(&group).copied().unwrap_or(0);
-                ecds.push(extension_config(
-                    spec,
-                    module,
-                    &self.settings.module_source,
-                    refresh,
-                ));
+        let mut secrets = BTreeMap::new();
+        if let Some(identity) = inner.identity.as_mut() {
+            for group in keys.iter().filter(|g| subscribed.contains(*g)) {
+                secrets.insert(group.clone(), identity_secrets(identity, group));
             }
-            let secrets = inner
-                .identity
-                .as_mut()
-                .filter(|_| subscribed.contains(&group))
-                .map(|identity| identity_secrets(identity, &group));
-            let by_type = mesh
-                .iter()
-                .cloned()
-                .chain([(type_url::EXTENSION_CONFIG.to_string(), ecds)])
-                .chain(secrets.map(|s| (SECRET_TYPE.to_string(), s)));
-            let snapshot = Snapshot::new(inner.revision, by_type).map_err(|source| {
-                PublishError::Inconsistent {
-                    group: name,
-                    source,
-                }
-            })?;
-            built.push((group, snapshot));
         }
+        let built = build_snapshots(
+            keys,
+            &SnapshotInputs {
+                revision: inner.revision,
+                filters: &inner.filters,
+                modules: &inner.modules,
+                module_source: &self.settings.module_source,
+                refresh: &inner.refresh,
+                mesh: &mesh,
+                secrets: &secrets,
+            },
+        )?;
         for (group, snapshot) in built {
             let sender = inner
                 .groups
@@ -997,74 +737,4 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-#[cfg(test)]
-mod limits_tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
-    use super::*;
-    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
-
-    fn mk_node(id: &str, cluster: &str, meta: &[(&str, &str)]) -> Node {
-        Node {
-            id: id.into(),
-            cluster: cluster.into(),
-            metadata: Some(Struct {
-                fields: meta
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            Value {
-                                kind: Some(Kind::StringValue(v.to_string())),
-                            },
-                        )
-                    })
-                    .collect(),
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn nodes_are_checked_field_by_field() {
-        let limits = StreamLimits::default();
-        let ok = mk_node("reviews-v1", "reviews", &[("version", "v1")]);
-        assert_eq!(check_node(&ok, &limits), Ok(()));
-        let long_id = "n".repeat(257);
-        let long_name = "s".repeat(254);
-        let big = "x".repeat(20_000);
-        let cases = [
-            (mk_node(&long_id, "reviews", &[]), "node.id"),
-            (mk_node("", "reviews", &[]), "node.id"),
-            (mk_node("n", "", &[]), "node.cluster"),
-            (mk_node("n", &long_name, &[]), "node.cluster"),
-            (mk_node("n", "a/b", &[]), "node.cluster"),
-            (
-                mk_node("n", "r", &[("namespace", "a b")]),
-                "node.metadata.namespace",
-            ),
-            (
-                mk_node("n", "r", &[("version", "v1\n")]),
-                "node.metadata.version",
-            ),
-            (mk_node("n", "r", &[("junk", &big)]), "node.metadata"),
-        ];
-        for (node, field) in cases {
-            let refused = check_node(&node, &limits).unwrap_err();
-            assert_eq!(refused.reason, "bad_node");
-            assert_eq!(refused.code, tonic::Code::InvalidArgument);
-            assert!(refused.message.starts_with(field), "{field}: {refused:?}");
-        }
-        // Exactly at the limits is fine.
-        let edge = mk_node(&"n".repeat(256), &"s".repeat(253), &[]);
-        assert_eq!(check_node(&edge, &limits), Ok(()));
-    }
-
-    #[test]
-    fn truncation_respects_character_boundaries() {
-        assert_eq!(truncated("abc", 5), "abc");
-        assert_eq!(truncated("abcdef", 3), "abc...");
-        assert_eq!(truncated("ééé", 3), "é...");
-    }
 }

@@ -4,6 +4,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::google::rpc::Status;
 
 use super::*;
+use crate::event::Nack;
 use crate::test_support::{mk_snapshot, CDS, ECDS};
 
 fn req(type_url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
@@ -116,6 +117,7 @@ fn nack_is_recorded_with_error_detail_and_not_answered() {
         [Event::Nacked(Nack {
             type_url: ECDS.into(),
             rejected_version: r.version_info,
+            revision: 1,
             nonce: r.nonce,
             code: 13,
             message: "Unable to create Wasm plugin weft.authz".into(),
