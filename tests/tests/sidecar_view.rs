@@ -25,7 +25,7 @@ fn mk_snapshot(version: u64) -> Snapshot {
     let documents = PolicySet::from_documents(load(DOCS.as_bytes(), &Limits::default()).unwrap());
     Snapshot {
         version,
-        compiled: weft_compile::compile(&documents),
+        compiled: weft_compile::compile(&documents).unwrap(),
         documents,
     }
 }
