@@ -10,7 +10,7 @@ fn mk_snapshot(version: u64, yaml: &str) -> Snapshot {
     let documents = PolicySet::from_documents(load(yaml.as_bytes(), &Limits::default()).unwrap());
     Snapshot {
         version,
-        compiled: weft_compile::compile(&documents),
+        compiled: weft_compile::compile(&documents).unwrap(),
         documents,
     }
 }
