@@ -15,6 +15,7 @@ pub mod canary;
 pub mod error;
 pub mod fault;
 mod json_path;
+pub mod registry;
 pub mod rng;
 pub mod suite;
 pub mod telemetry;
