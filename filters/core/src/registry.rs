@@ -183,6 +183,7 @@ pub fn modules() -> impl Iterator<Item = &'static str> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
     use super::*;
 
     #[test]
@@ -237,6 +238,29 @@ mod tests {
         assert_eq!(failure_of_module("unknown"), Failure::Closed);
         assert_eq!(suite_failure(Side::Inbound), Failure::Closed);
         assert_eq!(suite_failure(Side::Outbound), Failure::Open);
+    }
+
+    /// `scripts/build-filters` builds every cdylib under `filters/`: each module must be one,
+    /// named as `dist/filters/<module>.wasm` expects (`weft-<module>` builds `weft_<module>.wasm`).
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn every_module_is_a_cdylib_crate_build_filters_finds() {
+        let filters = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for module in modules() {
+            let manifest = filters.join(module).join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest)
+                .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+            assert!(
+                text.contains(&format!("name = \"weft-{module}\"")),
+                "{}",
+                manifest.display()
+            );
+            assert!(
+                text.contains("cdylib"),
+                "{} is not a cdylib",
+                manifest.display()
+            );
+        }
     }
 
     #[test]
