@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use weft_filter_core::registry::Filter;
 use weft_filter_core::telemetry::{Direction, TelemetryConfig};
 use weft_telemetry_plane::{KnownService, Telemetry, XdsView};
-use weft_xds::{FailureMode, FilterSpec, MeshService, SidecarGroup, XdsState};
+use weft_xds::{FilterSpec, MeshService, SidecarGroup, XdsState};
 
 use crate::cli::Output;
 use crate::client::{Client, Failure};
@@ -40,7 +41,7 @@ pub fn add_filters(
     services: &[MeshService],
 ) {
     set_services(telemetry, services);
-    if state.module("telemetry").is_none() {
+    if state.module(Filter::Telemetry.module()).is_none() {
         return;
     }
     for (group, specs) in filters.iter_mut() {
@@ -75,11 +76,11 @@ pub fn filter_spec(
     direction: Direction,
 ) -> serde_json::Result<FilterSpec> {
     Ok(FilterSpec {
-        name: format!("weft.telemetry.{}", direction.as_str()),
-        module: "telemetry".into(),
+        name: format!("{}.{}", Filter::Telemetry.name(), direction.as_str()),
+        module: Filter::Telemetry.module().into(),
         configuration: serde_json::to_string(&config(telemetry, group, direction))?,
-        // Telemetry never stands in a request's way.
-        failure: FailureMode::FailOpen,
+        // Telemetry never stands in a request's way (the registry says open).
+        failure: Filter::Telemetry.failure().into(),
     })
 }
 
