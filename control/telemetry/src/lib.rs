@@ -4,9 +4,9 @@
 //! wire type) to `POST /v1/telemetry` on the xDS listener; [`Telemetry::ingest`] checks the
 //! signature with the reporting group's key ([`GroupKeys`], derived from a secret that
 //! never leaves the process and served to each group only inside its own filter
-//! configuration) and adds the counts to per-edge sliding windows ([`window`]). From those:
+//! configuration) and adds the counts to per-edge sliding windows (`window`). From those:
 //! the service graph as JSON ([`Telemetry::graph`]), Prometheus text ([`prometheus`]), an
-//! embedded page ([`ui`]) and least-privilege `AuthorizationPolicy` suggestions
+//! embedded page ([`UI_HTML`]) and least-privilege `AuthorizationPolicy` suggestions
 //! ([`suggest`]).
 #![forbid(unsafe_code)]
 

@@ -4,7 +4,7 @@
 //!   versions; a snapshot is checked for consistency before it is published;
 //! - [`sotw`] and [`delta`]: one ADS stream as a sans-IO state machine (requests, ACKs,
 //!   NACKs, nonces, versions, subscriptions), unit-tested case by case;
-//! - [`cache`]: the latest snapshot per node group, published through `tokio::sync::watch`
+//! - [`state`]: the latest snapshot per node group, published through `tokio::sync::watch`
 //!   so each connection reads the newest one at its own pace and a slow sidecar holds no
 //!   one back;
 //! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines.
