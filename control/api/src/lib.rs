@@ -9,6 +9,7 @@
 
 mod identity;
 mod routes;
+pub mod types;
 mod xds_view;
 
 pub use identity::identity_router;
