@@ -1,12 +1,13 @@
 //! Running each subcommand.
 
 use crate::cli::{Cli, Command, Output};
-use crate::client::{Client, Failure};
+use crate::client::{decode, Client, Failure};
 use crate::output::{print, rfc3339, table, text};
 use crate::Exit;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::Path;
+use weft_api::types::{Outcome, Status, Validated};
 
 pub fn run(cli: Cli) -> Exit {
     let format = cli.output;
@@ -95,22 +96,22 @@ fn remote(
                 query.join("&")
             );
             let out = client.post(&path, Some(&body), Some(&author(who)))?;
-            print(format, &out, |v| outcome_table(v, dry_run));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, dry_run));
             if !dry_run {
                 crate::xds::wait_for_acks(client, xds, &out)?;
             }
         }
         Command::Diff { file } => {
             let out = client.post("/api/v1/diff", Some(&read_input(&file)?), None)?;
-            print(format, &out, |v| outcome_table(v, true));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, true));
         }
         Command::Validate { file, .. } => {
             let out = client.post("/api/v1/validate", Some(&read_input(&file)?), None)?;
-            print(format, &out, |v| {
-                format!(
-                    "valid: {} document(s)\n",
-                    v["documents"].as_array().map_or(0, Vec::len)
-                )
+            let validated: Validated = decode(&out)?;
+            print(format, &out, |_| {
+                format!("valid: {} document(s)\n", validated.documents.len())
             });
         }
         Command::Get {
@@ -127,7 +128,8 @@ fn remote(
         } => {
             let path = format!("/api/v1/policies/{kind}/{namespace}/{name}{}", dry(dry_run));
             let out = client.delete(&path, Some(&author(who)))?;
-            print(format, &out, |v| outcome_table(v, dry_run));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
         Command::Rollback {
             target,
@@ -139,7 +141,8 @@ fn remote(
                 None,
                 Some(&author(who)),
             )?;
-            print(format, &out, |v| outcome_table(v, dry_run));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
         Command::History => {
             let out = client.get("/api/v1/history")?;
@@ -147,12 +150,16 @@ fn remote(
         }
         Command::Status => {
             let out = client.get("/api/v1/status")?;
-            print(format, &out, |v| {
-                let mut s = format!("server: {}\n", client_base(v));
-                for k in ["policyVersion", "documents", "sidecars"] {
-                    s.push_str(&format!("{k}: {}\n", text(&v[k])));
-                }
-                s
+            let status: Status = decode(&out)?;
+            print(format, &out, |_| {
+                format!(
+                    "server: {} {}\npolicyVersion: {}\ndocuments: {}\nsidecars: {}\n",
+                    status.server,
+                    status.server_version,
+                    status.policy_version,
+                    status.documents,
+                    status.sidecars
+                )
             });
             crate::xds::print_sidecars(client, xds, format)?;
         }
@@ -164,10 +171,6 @@ fn remote(
         Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
     }
     Ok(())
-}
-
-fn client_base(v: &Value) -> String {
-    format!("{} {}", text(&v["server"]), text(&v["serverVersion"]))
 }
 
 fn get(
@@ -228,43 +231,36 @@ fn get(
     Ok(())
 }
 
-fn outcome_table(v: &Value, dry_run: bool) -> String {
-    let state = match (dry_run, v["created"].as_bool()) {
+fn outcome_table(outcome: &Outcome, dry_run: bool) -> String {
+    let state = match (dry_run, outcome.created) {
         (true, _) => "planned on",
-        (false, Some(true)) => "created",
-        _ => "unchanged at",
+        (false, true) => "created",
+        (false, false) => "unchanged at",
     };
-    let mut out = format!("{state} version {}\n", text(&v["version"]));
+    let mut out = format!("{state} version {}\n", outcome.version);
+    let docs = &outcome.documents;
     let mut rows = Vec::new();
-    for change in ["added", "changed", "removed"] {
-        for d in v["documents"][change].as_array().into_iter().flatten() {
-            rows.push(vec![change.to_string(), text(d)]);
+    for (change, names) in [
+        ("added", &docs.added),
+        ("changed", &docs.changed),
+        ("removed", &docs.removed),
+    ] {
+        for name in names {
+            rows.push(vec![change.to_string(), name.clone()]);
         }
     }
     if !rows.is_empty() {
         out.push_str(&table(&["DOCUMENT", "NAME"], &rows));
     }
-    let sidecars: Vec<Vec<String>> = v["sidecars"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let sidecars: Vec<Vec<String>> = outcome
+        .sidecars
+        .iter()
         .map(|s| {
-            let id = &s["sidecar"];
-            let filters: Vec<String> = s["filters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
+            let id = &s.sidecar;
             vec![
-                format!(
-                    "{}/{}/{}",
-                    text(&id["namespace"]),
-                    text(&id["service"]),
-                    text(&id["version"])
-                ),
-                text(&s["change"]),
-                filters.join(","),
+                format!("{}/{}/{}", id.namespace, id.service, id.version),
+                s.change.clone(),
+                s.filters.join(","),
             ]
         })
         .collect();
