@@ -52,6 +52,61 @@ pub struct Sidecars {
     pub sidecars: Vec<SidecarId>,
 }
 
+pub use weft_ca::{RootInfo, TokenRecord};
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateToken {
+    pub service: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub ttl_seconds: Option<u64>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// `POST /api/v1/tokens` (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCreated {
+    pub token: String,
+    pub record: TokenRecord,
+    pub spiffe_id: String,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// `DELETE /api/v1/tokens/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub revoked: String,
+}
+
+/// `GET /api/v1/ca`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaInfo {
+    pub trust_domain: String,
+    pub svid_ttl_seconds: u64,
+    pub signing_generation: u64,
+    pub roots: Vec<RootInfo>,
+    /// PEM.
+    pub trust_bundle: String,
+}
+
+/// `POST /api/v1/ca/rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRotated {
+    pub root: RootInfo,
+}
+
 /// The schema names `openapi.json` must define, one per type above.
 pub const SCHEMAS: [&str; 6] = [
     "Error",
@@ -128,6 +183,41 @@ mod tests {
             },
             serde_json::json!({"status": "ok"}),
         );
+    }
+
+    #[test]
+    fn identity_bodies_round_trip_in_their_wire_format() {
+        let record = TokenRecord {
+            claims: weft_ca::Claims {
+                id: "t1".into(),
+                namespace: "default".into(),
+                service: "reviews".into(),
+                exp: 100,
+            },
+            created: 50,
+            revoked_at: None,
+        };
+        round_trip(
+            TokenList {
+                tokens: vec![record.clone()],
+            },
+            serde_json::json!({"tokens": [{"id": "t1", "ns": "default", "svc": "reviews",
+                "exp": 100, "created": 50, "revoked_at": null}]}),
+        );
+        round_trip(
+            TokenCreated {
+                token: "tok".into(),
+                record,
+                spiffe_id: "spiffe://cluster.local/ns/default/sa/reviews".into(),
+            },
+            serde_json::json!({"token": "tok", "record": {"id": "t1", "ns": "default",
+                "svc": "reviews", "exp": 100, "created": 50, "revoked_at": null},
+                "spiffeId": "spiffe://cluster.local/ns/default/sa/reviews"}),
+        );
+        let request: CreateToken = serde_json::from_str(r#"{"service": "reviews"}"#).unwrap();
+        assert_eq!(request.namespace, "default");
+        assert_eq!(request.ttl_seconds, None);
+        assert!(serde_json::from_str::<CreateToken>(r#"{"service": "a", "ttl": 5}"#).is_err());
     }
 
     #[test]
