@@ -53,6 +53,8 @@ pub struct Sidecars {
 }
 
 pub use weft_ca::{RootInfo, TokenRecord};
+/// `GET /api/v1/history` is a list of [`RecordSummary`].
+pub use weft_store::{Operation, RecordSummary};
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

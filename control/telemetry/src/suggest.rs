@@ -9,14 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use weft_filter_core::telemetry::Direction;
 
 use crate::{now_ms, EdgeKey, Telemetry};
 
 /// One caller the suggestion allows.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SuggestedCaller {
     pub principal: String,
     pub requests: u64,
@@ -25,7 +25,8 @@ pub struct SuggestedCaller {
     pub paths: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// `GET /api/v1/suggest/authz` (served by this crate, read by `weft suggest authz`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Suggestion {
     pub namespace: String,
     pub service: String,

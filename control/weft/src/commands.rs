@@ -4,10 +4,10 @@ use crate::cli::{Cli, Command, Output};
 use crate::client::{decode, Client, Failure};
 use crate::output::{print, rfc3339, table, text};
 use crate::Exit;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Read;
 use std::path::Path;
-use weft_api::types::{Outcome, Status, Validated};
+use weft_api::types::{Operation, Outcome, RecordSummary, Status, Validated};
 
 pub fn run(cli: Cli) -> Exit {
     let format = cli.output;
@@ -146,7 +146,8 @@ fn remote(
         }
         Command::History => {
             let out = client.get("/api/v1/history")?;
-            print(format, &out, history_table);
+            let history: Vec<RecordSummary> = decode(&out)?;
+            print(format, &out, |_| history_table(&history));
         }
         Command::Status => {
             let out = client.get("/api/v1/status")?;
@@ -270,25 +271,27 @@ fn outcome_table(outcome: &Outcome, dry_run: bool) -> String {
     out
 }
 
-fn history_table(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .into_iter()
-        .flatten()
+fn history_table(history: &[RecordSummary]) -> String {
+    let rows: Vec<Vec<String>> = history
+        .iter()
         .map(|h| {
-            let op = match h["operation"]["op"].as_str() {
-                Some("rollback") => format!("rollback to {}", text(&h["operation"]["to"])),
-                Some("delete") => format!("delete {}", text(&h["operation"]["document"])),
-                other => other.unwrap_or("").to_string(),
+            let op = match &h.operation {
+                Operation::Rollback { to } => format!("rollback to {to}"),
+                Operation::Delete { document } => format!("delete {document}"),
+                Operation::Apply => "apply".to_string(),
             };
-            let d = &h["diff"];
-            let n = |k: &str| d[k].as_array().map_or(0, Vec::len);
+            let d = &h.diff;
             vec![
-                text(&h["version"]),
-                rfc3339(h["timeUnixMs"].as_u64().unwrap_or(0)),
-                text(&h["author"]),
+                h.version.to_string(),
+                rfc3339(h.time_unix_ms),
+                h.author.clone(),
                 op,
-                format!("+{} ~{} -{}", n("added"), n("changed"), n("removed")),
+                format!(
+                    "+{} ~{} -{}",
+                    d.added.len(),
+                    d.changed.len(),
+                    d.removed.len()
+                ),
             ]
         })
         .collect();

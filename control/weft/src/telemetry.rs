@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use weft_filter_core::registry::Filter;
 use weft_filter_core::telemetry::{Direction, TelemetryConfig};
-use weft_telemetry_plane::{KnownService, Telemetry, XdsView};
+use weft_telemetry_plane::{KnownService, Suggestion, Telemetry, XdsView};
 use weft_xds::{FilterSpec, MeshService, SidecarGroup, XdsState};
 
 use crate::cli::Output;
-use crate::client::{Client, Failure};
+use crate::client::{decode, Client, Failure};
 
 /// Lets the telemetry views show the xDS server's metrics and sidecars.
 pub fn attach(state: &Arc<XdsState>, telemetry: &Telemetry) {
@@ -136,7 +136,10 @@ pub fn suggest_authz(
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
         ),
-        _ => print!("{}", body["yaml"].as_str().unwrap_or_default()),
+        _ => {
+            let suggestion: Suggestion = decode(&body)?;
+            print!("{}", suggestion.yaml);
+        }
     }
     Ok(())
 }
