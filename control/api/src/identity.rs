@@ -12,11 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
 use weft_ca::Identity;
 
 use crate::routes::ApiError;
+use crate::types::{CaInfo, CreateToken, Revoked, RootRotated, TokenCreated, TokenList};
 
 type IdentityState = Option<Arc<Identity>>;
 
@@ -31,19 +30,6 @@ pub fn identity_router(identity: Option<Arc<Identity>>) -> Router {
         .route("/api/v1/ca", get(show))
         .route("/api/v1/ca/rotate", post(rotate))
         .with_state(identity)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateToken {
-    service: String,
-    #[serde(default = "default_namespace")]
-    namespace: String,
-    ttl_seconds: Option<u64>,
-}
-
-fn default_namespace() -> String {
-    "default".into()
 }
 
 fn enabled(identity: &IdentityState) -> Result<&Identity, ApiError> {
@@ -117,18 +103,23 @@ async fn create(State(identity): State<IdentityState>, body: Bytes) -> Result<Re
     tracing::info!(id = %record.claims.id, namespace = %record.claims.namespace, service = %record.claims.service, exp = record.claims.exp, "join token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "token": token,
-            "record": record,
-            "spiffeId": identity.ca.spiffe_id(&record.claims.namespace, &record.claims.service),
-        })),
+        Json(TokenCreated {
+            spiffe_id: identity
+                .ca
+                .spiffe_id(&record.claims.namespace, &record.claims.service),
+            token,
+            record,
+        }),
     )
         .into_response())
 }
 
 async fn list(State(identity): State<IdentityState>) -> Result<Response, ApiError> {
     let identity = enabled(&identity)?;
-    Ok(Json(json!({"tokens": identity.tokens.list()})).into_response())
+    Ok(Json(TokenList {
+        tokens: identity.tokens.list(),
+    })
+    .into_response())
 }
 
 async fn revoke(
@@ -143,19 +134,19 @@ async fn revoke(
         ));
     }
     tracing::warn!(%id, "join token revoked");
-    Ok(Json(json!({"revoked": id})).into_response())
+    Ok(Json(Revoked { revoked: id }).into_response())
 }
 
 async fn show(State(identity): State<IdentityState>) -> Result<Response, ApiError> {
     let identity = enabled(&identity)?;
     let settings = identity.ca.settings();
-    Ok(Json(json!({
-        "trustDomain": settings.trust_domain,
-        "svidTtlSeconds": settings.svid_ttl.as_secs(),
-        "signingGeneration": identity.ca.signing_generation(),
-        "roots": identity.ca.roots(),
-        "trustBundle": identity.ca.trust_bundle(),
-    }))
+    Ok(Json(CaInfo {
+        trust_domain: settings.trust_domain.clone(),
+        svid_ttl_seconds: settings.svid_ttl.as_secs(),
+        signing_generation: identity.ca.signing_generation(),
+        roots: identity.ca.roots(),
+        trust_bundle: identity.ca.trust_bundle(),
+    })
     .into_response())
 }
 
@@ -167,5 +158,5 @@ async fn rotate(State(identity): State<IdentityState>) -> Result<Response, ApiEr
         active_from_ms = root.active_from_ms,
         "mesh root rotation started"
     );
-    Ok(Json(json!({"root": root})).into_response())
+    Ok(Json(RootRotated { root }).into_response())
 }

@@ -2,13 +2,14 @@
 //! document served at `/openapi.json` (kept in `openapi.json` beside this crate's manifest; a
 //! test checks every route is in it).
 //!
-//! Handlers translate HTTP to [`ControlPlane`] calls and [`StateError`]s to status codes:
+//! Handlers translate HTTP to [`ControlPlane`] calls and [`StateError`](weft_state::StateError)s to status codes:
 //! 413 too large, 422 invalid (with every field error), 404 not found, 409 conflict, 500
 //! store failure. Bodies are read up to the policy size limit and refused beyond it.
 #![forbid(unsafe_code)]
 
 mod identity;
 mod routes;
+pub mod types;
 mod xds_view;
 
 pub use identity::identity_router;

@@ -1,5 +1,6 @@
 //! Routes and handlers.
 
+use crate::types;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -58,7 +59,14 @@ type AppState = Arc<ControlPlane>;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits().max_bytes;
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async {
+                Json(types::Health {
+                    status: "ok".into(),
+                })
+            }),
+        )
         .route("/openapi.json", get(openapi))
         .route("/api/v1/status", get(status))
         .route("/api/v1/apply", post(apply))
@@ -104,7 +112,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"error": self.message, "details": self.details})),
+            Json(types::ErrorBody {
+                error: self.message,
+                details: self.details,
+            }),
         )
             .into_response()
     }
@@ -188,13 +199,13 @@ async fn openapi() -> Response {
 
 async fn status(State(state): State<AppState>) -> ApiResult {
     let snap = state.snapshot();
-    json_ok(json!({
-        "server": "weft",
-        "serverVersion": env!("CARGO_PKG_VERSION"),
-        "policyVersion": snap.version,
-        "documents": snap.documents.len(),
-        "sidecars": snap.compiled.len(),
-    }))
+    json_ok(types::Status {
+        server: "weft".into(),
+        server_version: env!("CARGO_PKG_VERSION").into(),
+        policy_version: snap.version,
+        documents: snap.documents.len(),
+        sidecars: snap.compiled.len(),
+    })
 }
 
 async fn apply(
@@ -218,7 +229,10 @@ async fn validate(State(state): State<AppState>, body: Body) -> ApiResult {
     let st = state.clone();
     let docs = blocking(move || st.validate(&body)).await?;
     let keys: Vec<String> = docs.iter().map(|d| d.key().to_string()).collect();
-    json_ok(json!({"valid": true, "documents": keys}))
+    json_ok(types::Validated {
+        valid: true,
+        documents: keys,
+    })
 }
 
 async fn diff(State(state): State<AppState>, body: Body) -> ApiResult {
@@ -301,7 +315,10 @@ async fn rollback(
 
 async fn sidecars(State(state): State<AppState>) -> ApiResult {
     let snap = state.snapshot();
-    json_ok(json!({"version": snap.version, "sidecars": snap.compiled.keys().collect::<Vec<_>>()}))
+    json_ok(types::Sidecars {
+        version: snap.version,
+        sidecars: snap.compiled.keys().cloned().collect(),
+    })
 }
 
 async fn sidecar_config(

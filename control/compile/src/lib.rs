@@ -24,6 +24,7 @@ use weft_filter_core::authz::AuthzConfig;
 use weft_filter_core::breaker::BreakerConfig;
 use weft_filter_core::canary::CanaryConfig;
 use weft_filter_core::fault::FaultConfig;
+use weft_filter_core::registry::Filter;
 use weft_policy::{FieldError, PolicySet};
 
 /// One sidecar: a version of a declared service.
@@ -50,8 +51,14 @@ pub struct SidecarFilters {
     pub breaker: BreakerConfig,
 }
 
-/// The filter names, as they appear in diffs and in [`check`] errors.
-pub const FILTERS: [&str; 4] = ["authz", "canary", "fault", "breaker"];
+/// The compiled filters' modules (from the filter registry), as they appear in diffs and in
+/// [`check`] errors, in the order of [`SidecarFilters`].
+pub const FILTERS: [&str; 4] = [
+    Filter::Authz.module(),
+    Filter::Canary.module(),
+    Filter::Fault.module(),
+    Filter::Breaker.module(),
+];
 
 /// Compiled configurations of every sidecar.
 pub type Compiled = BTreeMap<SidecarId, SidecarFilters>;
@@ -121,7 +128,8 @@ pub fn check(compiled: &Compiled) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (id, f) in compiled {
-        for (name, json) in serialised(f) {
+        for (filter, json) in serialised(f) {
+            let name = filter.module();
             let json = match json {
                 Ok(json) => json,
                 Err(e) => {
@@ -137,7 +145,7 @@ pub fn check(compiled: &Compiled) -> Vec<FieldError> {
             if !seen.insert(json.clone()) {
                 continue;
             }
-            if let Err(e) = parse(name, &json) {
+            if let Err(e) = parse(filter, &json) {
                 errors.push(FieldError::new(
                     format!("sidecar {id}"),
                     format!("{name}.{}", e.field),
@@ -149,22 +157,26 @@ pub fn check(compiled: &Compiled) -> Vec<FieldError> {
     errors
 }
 
-fn serialised(f: &SidecarFilters) -> [(&'static str, serde_json::Result<Vec<u8>>); 4] {
+fn serialised(f: &SidecarFilters) -> [(Filter, serde_json::Result<Vec<u8>>); 4] {
     [
-        ("authz", serde_json::to_vec(&f.authz)),
-        ("canary", serde_json::to_vec(&f.canary)),
-        ("fault", serde_json::to_vec(&f.fault)),
-        ("breaker", serde_json::to_vec(&f.breaker)),
+        (Filter::Authz, serde_json::to_vec(&f.authz)),
+        (Filter::Canary, serde_json::to_vec(&f.canary)),
+        (Filter::Fault, serde_json::to_vec(&f.fault)),
+        (Filter::Breaker, serde_json::to_vec(&f.breaker)),
     ]
 }
 
-fn parse(filter: &str, json: &[u8]) -> Result<(), weft_filter_core::ConfigError> {
-    use weft_filter_core::{authz::Authz, breaker::Breaker, canary::Canary, fault::Fault};
+/// Parses `json` as the filter does. Exhaustive: a new filter must say how it parses.
+fn parse(filter: Filter, json: &[u8]) -> Result<(), weft_filter_core::ConfigError> {
+    use weft_filter_core::{
+        authz::Authz, breaker::Breaker, canary::Canary, fault::Fault, telemetry::TelemetryConfig,
+    };
     match filter {
-        "authz" => Authz::from_json(json).map(drop),
-        "canary" => Canary::from_json(json).map(drop),
-        "fault" => Fault::from_json(json).map(drop),
-        _ => Breaker::from_json(json).map(drop),
+        Filter::Authz => Authz::from_json(json).map(drop),
+        Filter::Canary => Canary::from_json(json).map(drop),
+        Filter::Fault => Fault::from_json(json).map(drop),
+        Filter::Breaker => Breaker::from_json(json).map(drop),
+        Filter::Telemetry => TelemetryConfig::from_json(json).map(drop),
     }
 }
 

@@ -4,9 +4,9 @@
 //! wire type) to `POST /v1/telemetry` on the xDS listener; [`Telemetry::ingest`] checks the
 //! signature with the reporting group's key ([`GroupKeys`], derived from a secret that
 //! never leaves the process and served to each group only inside its own filter
-//! configuration) and adds the counts to per-edge sliding windows ([`window`]). From those:
+//! configuration) and adds the counts to per-edge sliding windows (`window`). From those:
 //! the service graph as JSON ([`Telemetry::graph`]), Prometheus text ([`prometheus`]), an
-//! embedded page ([`ui`]) and least-privilege `AuthorizationPolicy` suggestions
+//! embedded page ([`UI_HTML`]) and least-privilege `AuthorizationPolicy` suggestions
 //! ([`suggest`]).
 #![forbid(unsafe_code)]
 
@@ -53,13 +53,16 @@ pub struct KnownService {
 }
 
 /// One edge: who reported it, the caller (a SPIFFE id for the callee's report, the
-/// caller's service for its own), the callee and its version.
+/// caller's service for its own), the callee, its version and its namespace (`a/reviews` and
+/// `b/reviews` are two edges; empty when an outbound edge names a host the mesh does not
+/// declare).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EdgeKey {
     pub reporter: Direction,
     pub source: String,
     pub destination: String,
     pub version: String,
+    pub namespace: String,
 }
 
 impl EdgeKey {
@@ -204,15 +207,17 @@ impl Telemetry {
                     source: edge.source.clone(),
                     destination: report.service.clone(),
                     version: report.version.clone(),
+                    namespace: report.namespace.clone(),
                 },
                 Direction::Outbound => {
-                    let (destination, version) =
+                    let (namespace, destination, version) =
                         resolve(&services, &edge.destination, &edge.version);
                     EdgeKey {
                         reporter: Direction::Outbound,
                         source: report.service.clone(),
                         destination,
                         version,
+                        namespace,
                     }
                 }
             };
@@ -265,16 +270,21 @@ impl Telemetry {
     }
 }
 
-/// `(service, version)` of an outbound edge: a host of a declared service with no version
-/// (the stable fallback) is that service's stable version.
-fn resolve(services: &[KnownService], destination: &str, version: &str) -> (String, String) {
+/// `(namespace, service, version)` of an outbound edge: a host of a declared service with no
+/// version (the stable fallback) is that service's stable version. An undeclared host has no
+/// namespace.
+fn resolve(
+    services: &[KnownService],
+    destination: &str,
+    version: &str,
+) -> (String, String, String) {
     match services
         .iter()
         .find(|s| s.host == destination || s.name == destination)
     {
-        Some(s) if version.is_empty() => (s.name.clone(), s.stable.clone()),
-        Some(s) => (s.name.clone(), version.to_string()),
-        None => (destination.to_string(), version.to_string()),
+        Some(s) if version.is_empty() => (s.namespace.clone(), s.name.clone(), s.stable.clone()),
+        Some(s) => (s.namespace.clone(), s.name.clone(), version.to_string()),
+        None => (String::new(), destination.to_string(), version.to_string()),
     }
 }
 

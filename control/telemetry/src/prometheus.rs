@@ -1,36 +1,30 @@
 //! Prometheus text exposition of the edges (counters since start, a latency histogram) and
-//! the ingest counters. The xDS server adds its own (see `weft_xds::metrics`).
+//! the ingest counters. The xDS server adds its own (see `weft_xds::metrics`); both write
+//! through `weft_prometheus_text`.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use weft_filter_core::telemetry::LATENCY_BOUNDS_MS;
+use weft_prometheus_text::{labels, Kind, Writer};
 
 use crate::Telemetry;
 
 /// A counter per edge: name, help, how to read it from the counts.
 type Series = (&'static str, &'static str, fn(&crate::Counts) -> u64);
 
-/// A label value with `\`, `"` and newlines escaped.
-pub fn escape(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('\n', r"\n")
-}
+pub use weft_prometheus_text::escape;
 
 /// Everything, as served on `GET /metrics`.
 pub fn render(telemetry: &Telemetry, now_ms: u64) -> String {
-    let mut out = String::new();
+    let mut out = Writer::new();
     let edges = telemetry.edges_at(crate::BUCKET_SECS, now_ms);
     let labels = |key: &crate::EdgeKey| {
-        format!(
-            "reporter=\"{}\",source=\"{}\",destination=\"{}\",version=\"{}\"",
-            key.reporter.as_str(),
-            escape(key.source_service()),
-            escape(&key.destination),
-            escape(&key.version)
-        )
+        labels(&[
+            ("reporter", key.reporter.as_str()),
+            ("source", key.source_service()),
+            ("destination", &key.destination),
+            ("version", &key.version),
+        ])
     };
     let series: [Series; 5] = [
         (
@@ -58,31 +52,23 @@ pub fn render(telemetry: &Telemetry, now_ms: u64) -> String {
         ),
     ];
     for (name, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        out.family(name, help, Kind::Counter);
         for (key, _, total) in &edges {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(key), value(total));
+            out.sample(name, &labels(key), value(total));
         }
     }
     let name = "weft_edge_latency_ms";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Request latency per edge.\n# TYPE {name} histogram"
-    );
+    out.family(name, "Request latency per edge.", Kind::Histogram);
     for (key, _, total) in &edges {
-        let labels = labels(key);
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
-            cumulative += total.latency.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        let count: u64 = total.latency.iter().sum();
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            total.latency_us_sum as f64 / 1000.0
+        let overflow = total.latency.iter().skip(LATENCY_BOUNDS_MS.len()).sum();
+        out.histogram(
+            name,
+            &labels(key),
+            &LATENCY_BOUNDS_MS,
+            &total.latency,
+            overflow,
+            total.latency_us_sum as f64 / 1000.0,
         );
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
     let stats = &telemetry.stats;
     for (name, help, value) in [
@@ -102,14 +88,10 @@ pub fn render(telemetry: &Telemetry, now_ms: u64) -> String {
             &stats.dropped_reported,
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            value.load(Ordering::Relaxed)
-        );
+        out.single(name, help, Kind::Counter, value.load(Ordering::Relaxed));
     }
     if let Some(xds) = telemetry.xds_metrics() {
-        out.push_str(&xds);
+        out.push_text(&xds);
     }
-    out
+    out.finish()
 }

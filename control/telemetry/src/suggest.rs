@@ -9,14 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use weft_filter_core::telemetry::Direction;
 
-use crate::{now_ms, Telemetry};
+use crate::{now_ms, EdgeKey, Telemetry};
 
 /// One caller the suggestion allows.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SuggestedCaller {
     pub principal: String,
     pub requests: u64,
@@ -25,7 +25,8 @@ pub struct SuggestedCaller {
     pub paths: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// `GET /api/v1/suggest/authz` (served by this crate, read by `weft suggest authz`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Suggestion {
     pub namespace: String,
     pub service: String,
@@ -55,6 +56,11 @@ pub fn suggest_authz(
     )
 }
 
+/// The callee's own report of a request to `namespace/service` (`b/reviews` is another service).
+fn is_inbound_to(key: &EdgeKey, namespace: &str, service: &str) -> bool {
+    key.reporter == Direction::Inbound && key.namespace == namespace && key.destination == service
+}
+
 #[derive(Default)]
 struct Seen {
     requests: u64,
@@ -75,8 +81,7 @@ pub fn suggest_at(
 ) -> Suggestion {
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     for (key, window, _) in telemetry.edges_at(window_secs, now_ms) {
-        if key.reporter != Direction::Inbound || key.destination != service || window.requests == 0
-        {
+        if !is_inbound_to(&key, namespace, service) || window.requests == 0 {
             continue;
         }
         let caller = seen.entry(key.source.clone()).or_default();
@@ -91,7 +96,7 @@ pub fn suggest_at(
         let Some(caller) = seen.get_mut(&key.source) else {
             continue;
         };
-        if key.reporter != Direction::Inbound || key.destination != service {
+        if !is_inbound_to(&key, namespace, service) {
             continue;
         }
         match slot.cmp(&caller.latest.0) {

@@ -41,10 +41,21 @@ fn mk_record<'a>(
     }
 }
 
-/// A signed batch from `service/version` (`reporter`) holding `records`.
+/// A signed batch from `default/service/v1` (`reporter`) holding `records`.
 fn mk_batch(
     t: &Telemetry,
     reporter: Direction,
+    service: &str,
+    records: &[Record<'_>],
+) -> (Vec<u8>, String) {
+    mk_batch_in(t, reporter, "default", service, records)
+}
+
+/// A signed batch from `namespace/service/v1` (`reporter`) holding `records`.
+fn mk_batch_in(
+    t: &Telemetry,
+    reporter: Direction,
+    namespace: &str,
     service: &str,
     records: &[Record<'_>],
 ) -> (Vec<u8>, String) {
@@ -53,11 +64,11 @@ fn mk_batch(
         batch.record(r);
     }
     let body = batch
-        .take(reporter, "default", service, "v1")
+        .take(reporter, namespace, service, "v1")
         .unwrap()
         .encode()
         .unwrap();
-    let sig = sign(&t.keys().key("default", service, "v1"), &body);
+    let sig = sign(&t.keys().key(namespace, service, "v1"), &body);
     (body, sig)
 }
 
@@ -214,4 +225,35 @@ fn a_caller_allowed_once_but_denied_when_last_seen_is_left_out() {
     assert_eq!(s.callers[0].principal, EXEC);
     assert_eq!(s.excluded[0].0, SHADOW);
     assert!(!s.yaml.contains("dryRun"), "{}", s.yaml);
+}
+
+#[test]
+fn the_suggestion_for_a_reviews_leaves_out_callers_of_b_reviews() {
+    let t = mk_telemetry();
+    let caller_of_a = "spiffe://cluster.local/ns/a/sa/productpage";
+    let caller_of_b = "spiffe://cluster.local/ns/b/sa/ratings";
+    let (body, sig) = mk_batch_in(
+        &t,
+        Direction::Inbound,
+        "a",
+        "reviews",
+        &[mk_record(caller_of_a, "", "", 200)],
+    );
+    t.ingest_at(&body, Some(&sig), NOW).unwrap();
+    let (body, sig) = mk_batch_in(
+        &t,
+        Direction::Inbound,
+        "b",
+        "reviews",
+        &[mk_record(caller_of_b, "", "", 200)],
+    );
+    t.ingest_at(&body, Some(&sig), NOW).unwrap();
+    let a = suggest::suggest_at(&t, "a", "reviews", 300, false, NOW);
+    let principals: Vec<&str> = a.callers.iter().map(|c| c.principal.as_str()).collect();
+    assert_eq!(principals, vec![caller_of_a]);
+    let b = suggest::suggest_at(&t, "b", "reviews", 300, false, NOW);
+    let principals: Vec<&str> = b.callers.iter().map(|c| c.principal.as_str()).collect();
+    assert_eq!(principals, vec![caller_of_b]);
+    let none = suggest::suggest_at(&t, "default", "reviews", 300, false, NOW);
+    assert!(none.callers.is_empty(), "{none:?}");
 }

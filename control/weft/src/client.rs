@@ -1,8 +1,10 @@
 //! A small blocking HTTP client for the REST API (plain HTTP, no TLS stack).
 
 use crate::Exit;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
+use weft_api::types::ErrorBody;
 use weft_policy::FieldError;
 
 /// Why a command failed: the exit code, a message and the server's field errors.
@@ -104,19 +106,24 @@ impl Client {
             400 | 413 | 422 => Exit::Invalid,
             _ => Exit::Server,
         };
-        let message = value
-            .get("error")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("HTTP {status}: {value}"), str::to_string);
-        let details = value
-            .get("details")
-            .cloned()
-            .and_then(|d| serde_json::from_value(d).ok())
-            .unwrap_or_default();
+        let (message, details) = match serde_json::from_value::<ErrorBody>(value.clone()) {
+            Ok(body) => (body.error, body.details),
+            Err(_) => (format!("HTTP {status}: {value}"), Vec::new()),
+        };
         Err(Failure {
             exit,
             message,
             details,
         })
     }
+}
+
+/// A 2xx body read as its contract type; a body that is not one is the server's fault.
+pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
+    T::deserialize(value).map_err(|e| {
+        Failure::new(
+            Exit::Server,
+            format!("the server's answer does not match the API: {e}"),
+        )
+    })
 }

@@ -1,12 +1,13 @@
 //! Running each subcommand.
 
 use crate::cli::{Cli, Command, Output};
-use crate::client::{Client, Failure};
+use crate::client::{decode, Client, Failure};
 use crate::output::{print, rfc3339, table, text};
 use crate::Exit;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Read;
 use std::path::Path;
+use weft_api::types::{Operation, Outcome, RecordSummary, Status, Validated};
 
 pub fn run(cli: Cli) -> Exit {
     let format = cli.output;
@@ -95,22 +96,22 @@ fn remote(
                 query.join("&")
             );
             let out = client.post(&path, Some(&body), Some(&author(who)))?;
-            print(format, &out, |v| outcome_table(v, dry_run));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, dry_run));
             if !dry_run {
                 crate::sidecars::wait_for_acks(client, xds, &out)?;
             }
         }
         Command::Diff { file } => {
             let out = client.post("/api/v1/diff", Some(&read_input(&file)?), None)?;
-            print(format, &out, |v| outcome_table(v, true));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, true));
         }
         Command::Validate { file, .. } => {
             let out = client.post("/api/v1/validate", Some(&read_input(&file)?), None)?;
-            print(format, &out, |v| {
-                format!(
-                    "valid: {} document(s)\n",
-                    v["documents"].as_array().map_or(0, Vec::len)
-                )
+            let validated: Validated = decode(&out)?;
+            print(format, &out, |_| {
+                format!("valid: {} document(s)\n", validated.documents.len())
             });
         }
         Command::Get {
@@ -127,7 +128,8 @@ fn remote(
         } => {
             let path = format!("/api/v1/policies/{kind}/{namespace}/{name}{}", dry(dry_run));
             let out = client.delete(&path, Some(&author(who)))?;
-            print(format, &out, |v| outcome_table(v, dry_run));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
         Command::Rollback {
             target,
@@ -139,20 +141,26 @@ fn remote(
                 None,
                 Some(&author(who)),
             )?;
-            print(format, &out, |v| outcome_table(v, dry_run));
+            let outcome: Outcome = decode(&out)?;
+            print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
         Command::History => {
             let out = client.get("/api/v1/history")?;
-            print(format, &out, history_table);
+            let history: Vec<RecordSummary> = decode(&out)?;
+            print(format, &out, |_| history_table(&history));
         }
         Command::Status => {
             let out = client.get("/api/v1/status")?;
-            print(format, &out, |v| {
-                let mut s = format!("server: {}\n", client_base(v));
-                for k in ["policyVersion", "documents", "sidecars"] {
-                    s.push_str(&format!("{k}: {}\n", text(&v[k])));
-                }
-                s
+            let status: Status = decode(&out)?;
+            print(format, &out, |_| {
+                format!(
+                    "server: {} {}\npolicyVersion: {}\ndocuments: {}\nsidecars: {}\n",
+                    status.server,
+                    status.server_version,
+                    status.policy_version,
+                    status.documents,
+                    status.sidecars
+                )
             });
             crate::sidecars::print_sidecars(client, xds, format)?;
         }
@@ -164,10 +172,6 @@ fn remote(
         Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
     }
     Ok(())
-}
-
-fn client_base(v: &Value) -> String {
-    format!("{} {}", text(&v["server"]), text(&v["serverVersion"]))
 }
 
 fn get(
@@ -228,43 +232,36 @@ fn get(
     Ok(())
 }
 
-fn outcome_table(v: &Value, dry_run: bool) -> String {
-    let state = match (dry_run, v["created"].as_bool()) {
+fn outcome_table(outcome: &Outcome, dry_run: bool) -> String {
+    let state = match (dry_run, outcome.created) {
         (true, _) => "planned on",
-        (false, Some(true)) => "created",
-        _ => "unchanged at",
+        (false, true) => "created",
+        (false, false) => "unchanged at",
     };
-    let mut out = format!("{state} version {}\n", text(&v["version"]));
+    let mut out = format!("{state} version {}\n", outcome.version);
+    let docs = &outcome.documents;
     let mut rows = Vec::new();
-    for change in ["added", "changed", "removed"] {
-        for d in v["documents"][change].as_array().into_iter().flatten() {
-            rows.push(vec![change.to_string(), text(d)]);
+    for (change, names) in [
+        ("added", &docs.added),
+        ("changed", &docs.changed),
+        ("removed", &docs.removed),
+    ] {
+        for name in names {
+            rows.push(vec![change.to_string(), name.clone()]);
         }
     }
     if !rows.is_empty() {
         out.push_str(&table(&["DOCUMENT", "NAME"], &rows));
     }
-    let sidecars: Vec<Vec<String>> = v["sidecars"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let sidecars: Vec<Vec<String>> = outcome
+        .sidecars
+        .iter()
         .map(|s| {
-            let id = &s["sidecar"];
-            let filters: Vec<String> = s["filters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
+            let id = &s.sidecar;
             vec![
-                format!(
-                    "{}/{}/{}",
-                    text(&id["namespace"]),
-                    text(&id["service"]),
-                    text(&id["version"])
-                ),
-                text(&s["change"]),
-                filters.join(","),
+                format!("{}/{}/{}", id.namespace, id.service, id.version),
+                s.change.clone(),
+                s.filters.join(","),
             ]
         })
         .collect();
@@ -274,25 +271,27 @@ fn outcome_table(v: &Value, dry_run: bool) -> String {
     out
 }
 
-fn history_table(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .into_iter()
-        .flatten()
+fn history_table(history: &[RecordSummary]) -> String {
+    let rows: Vec<Vec<String>> = history
+        .iter()
         .map(|h| {
-            let op = match h["operation"]["op"].as_str() {
-                Some("rollback") => format!("rollback to {}", text(&h["operation"]["to"])),
-                Some("delete") => format!("delete {}", text(&h["operation"]["document"])),
-                other => other.unwrap_or("").to_string(),
+            let op = match &h.operation {
+                Operation::Rollback { to } => format!("rollback to {to}"),
+                Operation::Delete { document } => format!("delete {document}"),
+                Operation::Apply => "apply".to_string(),
             };
-            let d = &h["diff"];
-            let n = |k: &str| d[k].as_array().map_or(0, Vec::len);
+            let d = &h.diff;
             vec![
-                text(&h["version"]),
-                rfc3339(h["timeUnixMs"].as_u64().unwrap_or(0)),
-                text(&h["author"]),
+                h.version.to_string(),
+                rfc3339(h.time_unix_ms),
+                h.author.clone(),
                 op,
-                format!("+{} ~{} -{}", n("added"), n("changed"), n("removed")),
+                format!(
+                    "+{} ~{} -{}",
+                    d.added.len(),
+                    d.changed.len(),
+                    d.removed.len()
+                ),
             ]
         })
         .collect();

@@ -6,12 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use weft_ca::{CaSettings, Identity};
 
-use crate::client::{Client, Failure};
+use crate::client::{decode, Client, Failure};
 use crate::output::Output;
 use crate::output::{print, table};
+use crate::Exit;
+use weft_api::types::{CaInfo, CreateToken, RootRotated, TokenCreated, TokenList};
 
 /// `weft serve` options for the mesh CA.
 #[derive(Debug, Clone, clap::Args)]
@@ -150,18 +152,25 @@ pub fn token(client: &Client, command: TokenCommand, format: Output) -> Result<(
             namespace,
             ttl,
         } => {
-            let body =
-                json!({"service": service, "namespace": namespace, "ttlSeconds": ttl.as_secs()});
-            let out = client.post("/api/v1/tokens", Some(body.to_string().as_bytes()), None)?;
+            let body = CreateToken {
+                service,
+                namespace,
+                ttl_seconds: Some(ttl.as_secs()),
+            };
+            let body = serde_json::to_vec(&body)
+                .map_err(|e| Failure::new(Exit::Usage, format!("token request: {e}")))?;
+            let out = client.post("/api/v1/tokens", Some(&body), None)?;
+            let created: TokenCreated = decode(&out)?;
             match format {
                 // The bare token, so `T=$(weft token create ...)` works.
-                Output::Table => println!("{}", out["token"].as_str().unwrap_or_default()),
+                Output::Table => println!("{}", created.token),
                 _ => print(format, &out, |_| String::new()),
             }
         }
         TokenCommand::List => {
             let out = client.get("/api/v1/tokens")?;
-            print(format, &out, token_table);
+            let list: TokenList = decode(&out)?;
+            print(format, &out, |_| token_table(&list));
         }
         TokenCommand::Revoke { id } => {
             let out = client.delete(&format!("/api/v1/tokens/{id}"), None)?;
@@ -171,15 +180,14 @@ pub fn token(client: &Client, command: TokenCommand, format: Output) -> Result<(
     Ok(())
 }
 
-fn token_table(body: &Value) -> String {
+fn token_table(list: &TokenList) -> String {
     let now = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
-    let rows: Vec<Vec<String>> = body["tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = list
+        .tokens
+        .iter()
         .map(|t| {
-            let exp = t["exp"].as_u64().unwrap_or(0);
-            let state = if !t["revoked_at"].is_null() {
+            let exp = t.claims.exp;
+            let state = if t.revoked_at.is_some() {
                 "revoked"
             } else if exp <= now {
                 "expired"
@@ -187,12 +195,8 @@ fn token_table(body: &Value) -> String {
                 "active"
             };
             vec![
-                t["id"].as_str().unwrap_or("").to_string(),
-                format!(
-                    "{}/{}",
-                    t["ns"].as_str().unwrap_or(""),
-                    t["svc"].as_str().unwrap_or("")
-                ),
+                t.claims.id.clone(),
+                format!("{}/{}", t.claims.namespace, t.claims.service),
                 crate::output::rfc3339(exp.saturating_mul(1000)),
                 state.to_string(),
             ]
@@ -204,25 +208,24 @@ fn token_table(body: &Value) -> String {
 pub fn ca(client: &Client, command: CaCommand, format: Output) -> Result<(), Failure> {
     match command {
         CaCommand::Show { bundle: true } => {
-            let out = client.get("/api/v1/ca")?;
-            print!("{}", out["trustBundle"].as_str().unwrap_or_default());
+            let info: CaInfo = decode(&client.get("/api/v1/ca")?)?;
+            print!("{}", info.trust_bundle);
         }
         CaCommand::Show { bundle: false } => {
             let out = client.get("/api/v1/ca")?;
-            print(format, &out, |v| {
+            let info: CaInfo = decode(&out)?;
+            print(format, &out, |_| {
                 let mut s = format!(
                     "trust domain: {}\nSVID lifetime: {} s\nsigning root: {}\n",
-                    v["trustDomain"].as_str().unwrap_or(""),
-                    v["svidTtlSeconds"],
-                    v["signingGeneration"]
+                    info.trust_domain, info.svid_ttl_seconds, info.signing_generation
                 );
-                for root in v["roots"].as_array().into_iter().flatten() {
+                for root in &info.roots {
                     s.push_str(&format!(
                         "root {}: serial {}, signs from {}, {}\n",
-                        root["generation"],
-                        root["serial"].as_str().unwrap_or(""),
-                        crate::output::rfc3339(root["active_from_ms"].as_u64().unwrap_or(0)),
-                        match root["retired_at_ms"].as_u64() {
+                        root.generation,
+                        root.serial,
+                        crate::output::rfc3339(root.active_from_ms),
+                        match root.retired_at_ms {
                             Some(at) => format!("retired {}", crate::output::rfc3339(at)),
                             None => "current".into(),
                         }
@@ -233,12 +236,13 @@ pub fn ca(client: &Client, command: CaCommand, format: Output) -> Result<(), Fai
         }
         CaCommand::Rotate => {
             let out = client.post("/api/v1/ca/rotate", None, None)?;
-            print(format, &out, |v| {
+            let rotated: RootRotated = decode(&out)?;
+            print(format, &out, |_| {
                 format!(
                     "new root {} (serial {}) is trusted now and signs from {}\n",
-                    v["root"]["generation"],
-                    v["root"]["serial"].as_str().unwrap_or(""),
-                    crate::output::rfc3339(v["root"]["active_from_ms"].as_u64().unwrap_or(0))
+                    rotated.root.generation,
+                    rotated.root.serial,
+                    crate::output::rfc3339(rotated.root.active_from_ms)
                 )
             });
         }
@@ -274,6 +278,7 @@ pub fn refusal_lines(body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn ttls_parse_with_days() {

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use weft_telemetry_plane::{KnownService, Telemetry, XdsView};
+use weft_telemetry_plane::{KnownService, Suggestion, Telemetry, XdsView};
 use weft_xds::{MeshService, XdsState};
 
-use crate::client::{Client, Failure};
+use crate::client::{decode, Client, Failure};
 use crate::output::Output;
 
 /// Lets the telemetry views show the xDS server's metrics and sidecars.
@@ -76,7 +76,10 @@ pub fn suggest_authz(
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
         ),
-        _ => print!("{}", body["yaml"].as_str().unwrap_or_default()),
+        _ => {
+            let suggestion: Suggestion = decode(&body)?;
+            print!("{}", suggestion.yaml);
+        }
     }
     Ok(())
 }

@@ -184,3 +184,61 @@ fn offline_validation_and_completions_need_no_server() {
     }
     assert!(ok(&weft(nowhere, &["--help"], None)).contains("Exit codes"));
 }
+
+/// `weft token` and `weft ca` read the server's typed bodies (weft-api types).
+#[test]
+fn tokens_and_the_ca_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &["--ca"]);
+    let s = server.base.as_str();
+
+    let token = ok(&weft(
+        s,
+        &["token", "create", "--service", "reviews", "-n", "shop"],
+        None,
+    ));
+    assert_eq!(token.lines().count(), 1, "{token}");
+    assert!(token.trim().len() > 20, "{token}");
+    let created: Value = serde_json::from_str(&ok(&weft(
+        s,
+        &["token", "create", "--service", "ratings", "-o", "json"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(
+        created["spiffeId"],
+        "spiffe://cluster.local/ns/default/sa/ratings"
+    );
+    let id = created["record"]["id"].as_str().unwrap().to_string();
+
+    let list = ok(&weft(s, &["token", "list"], None));
+    assert!(list.starts_with("ID"), "{list}");
+    assert!(
+        list.contains("shop/reviews") && list.contains("active"),
+        "{list}"
+    );
+    assert_eq!(
+        ok(&weft(s, &["token", "revoke", &id], None)),
+        format!("revoked {id}\n")
+    );
+    let list = ok(&weft(s, &["token", "list"], None));
+    let revoked = list.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        revoked.contains("default/ratings") && revoked.ends_with("revoked"),
+        "{list}"
+    );
+
+    let ca = ok(&weft(s, &["ca", "show"], None));
+    assert!(ca.starts_with("trust domain: cluster.local\n"), "{ca}");
+    assert!(
+        ca.contains("signing root: 1\n") && ca.contains("root 1: serial "),
+        "{ca}"
+    );
+    let bundle = ok(&weft(s, &["ca", "show", "--bundle"], None));
+    assert!(
+        bundle.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{bundle}"
+    );
+    let rotated = ok(&weft(s, &["ca", "rotate"], None));
+    assert!(rotated.starts_with("new root 2 (serial "), "{rotated}");
+}

@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::extensions::wasm::v3::{
 };
 use envoy_types::pb::google::protobuf::{Duration, StringValue};
 use envoy_types::util::pack_any;
+use weft_filter_core::registry::{self, Side};
 
 use crate::modules::WasmModule;
 use crate::resource::Resource;
@@ -23,6 +24,15 @@ pub enum FailureMode {
     /// Skip the filter: for filters whose absence is safe (canary: the route falls back to
     /// the stable cluster; fault: no fault; breaker: no breaking).
     FailOpen,
+}
+
+impl From<registry::Failure> for FailureMode {
+    fn from(failure: registry::Failure) -> Self {
+        match failure {
+            registry::Failure::Closed => Self::FailClosed,
+            registry::Failure::Open => Self::FailOpen,
+        }
+    }
 }
 
 /// One wasm filter entry for one sidecar group.
@@ -38,17 +48,14 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-    /// `weft.<module>`, failing closed for authz and open for the others.
+    /// `weft.<module>`, with the failure mode the filter registry gives the module (closed
+    /// for authz, open for the others).
     pub fn new(module: &str, configuration: String) -> Self {
         Self {
             name: format!("weft.{module}"),
             module: module.to_string(),
             configuration,
-            failure: if module == "authz" {
-                FailureMode::FailClosed
-            } else {
-                FailureMode::FailOpen
-            },
+            failure: registry::failure_of_module(module).into(),
         }
     }
 }
@@ -67,9 +74,9 @@ impl FilterSpec {
     pub fn suite_inbound(configuration: String) -> Self {
         Self {
             name: SUITE_INBOUND.into(),
-            module: "suite".into(),
+            module: registry::SUITE_MODULE.into(),
             configuration,
-            failure: FailureMode::FailClosed,
+            failure: registry::suite_failure(Side::Inbound).into(),
         }
     }
 
@@ -77,9 +84,9 @@ impl FilterSpec {
     pub fn suite_outbound(configuration: String) -> Self {
         Self {
             name: SUITE_OUTBOUND.into(),
-            module: "suite".into(),
+            module: registry::SUITE_MODULE.into(),
             configuration,
-            failure: FailureMode::FailOpen,
+            failure: registry::suite_failure(Side::Outbound).into(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The xDS server's own metrics, in Prometheus text: connected sidecars, responses pushed,
 //! NACKs, and the time from a push to the sidecar's acknowledgement.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use weft_prometheus_text::{Kind, Writer};
 
 use crate::event::Event;
 use crate::sidecar::SidecarStatus;
@@ -63,12 +64,13 @@ impl XdsMetrics {
 
     /// Prometheus text.
     pub fn render(&self, sidecars: &[SidecarStatus]) -> String {
-        let mut out = String::new();
+        let mut out = Writer::new();
         let connected = sidecars.iter().filter(|s| s.connected).count();
-        let _ = writeln!(
-            out,
-            "# HELP weft_xds_connected_sidecars Sidecars with an open ADS stream.\n\
-             # TYPE weft_xds_connected_sidecars gauge\nweft_xds_connected_sidecars {connected}"
+        out.single(
+            "weft_xds_connected_sidecars",
+            "Sidecars with an open ADS stream.",
+            Kind::Gauge,
+            connected,
         );
         for (name, help, value) in [
             ("weft_xds_pushes_total", "xDS responses sent.", &self.pushes),
@@ -83,33 +85,23 @@ impl XdsMetrics {
                 &self.nacks,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+            out.single(name, help, Kind::Counter, value.load(Ordering::Relaxed));
         }
         let name = "weft_xds_push_ack_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} From a push to the sidecar's acknowledgement.\n# TYPE {name} histogram"
+        out.family(
+            name,
+            "From a push to the sidecar's acknowledgement.",
+            Kind::Histogram,
         );
-        let mut cumulative = 0;
-        for (i, bound) in PUSH_ACK_BOUNDS.iter().enumerate() {
-            cumulative += self
-                .push_ack
-                .get(i)
-                .map_or(0, |c| c.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self
+        let counts: Vec<u64> = self
             .push_ack
-            .get(PUSH_ACK_BOUNDS.len())
-            .map_or(0, |c| c.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let overflow = counts.get(PUSH_ACK_BOUNDS.len()).copied().unwrap_or(0);
         let sum = self.push_ack_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
-        out
+        out.histogram(name, "", &PUSH_ACK_BOUNDS, &counts, overflow, sum);
+        out.finish()
     }
 }
 

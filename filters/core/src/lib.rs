@@ -17,6 +17,7 @@ pub mod fault;
 pub mod grammar;
 pub mod host;
 mod json_path;
+pub mod registry;
 pub mod rng;
 pub mod suite;
 pub mod telemetry;

@@ -27,7 +27,16 @@ use serde_json::value::RawValue;
 
 /// The stages in the order they run on a request (the order of the chained filters).
 /// Telemetry is first, as in the chain, but does its work in `on_log`, after the others.
-pub const STAGES: [&str; 5] = ["telemetry", "authz", "canary", "fault", "breaker"];
+/// Read from the filter registry.
+pub const STAGES: [&str; crate::registry::FILTERS.len()] = {
+    let mut stages = [""; crate::registry::FILTERS.len()];
+    let mut i = 0;
+    while i < stages.len() {
+        stages[i] = crate::registry::FILTERS[i].module;
+        i += 1;
+    }
+    stages
+};
 
 /// The compiled configuration of each enabled stage.
 #[derive(Debug, Default)]
