@@ -14,7 +14,7 @@ pub struct Nack {
     /// terms: SotW's `version_info` (a content hash), Delta's `system_version_info`.
     pub rejected_version: String,
     /// The policy revision of the refused response: recorded the same way by SotW and
-    /// Delta (see [`reply_event`]), so a sidecar's status reads alike on either protocol.
+    /// Delta (see `reply_event`), so a sidecar's status reads alike on either protocol.
     pub revision: u64,
     pub nonce: String,
     /// `error_detail.code` (a gRPC status code; Envoy uses 13 INTERNAL for most).
