@@ -21,8 +21,7 @@ pub mod registry;
 pub mod rng;
 pub mod suite;
 pub mod telemetry;
-#[cfg(test)]
-mod testing;
+pub mod testing;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;

@@ -1,9 +1,15 @@
-//! Test helpers shared by the filter cores' tests.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Test helpers shared by the filter cores' tests; [`suite_config`] also by
+//! weft-suite-stages' tests.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod suite_config;
+
+#[cfg(test)]
 use crate::RequestAttributes;
+#[cfg(test)]
 use std::cell::RefCell;
 
+#[cfg(test)]
 /// Wraps a request and records every attribute a decision asks for (header names, and
 /// `peer` for the peer principal), so tests can check each is read at most once.
 pub(crate) struct Counting<R> {
@@ -11,6 +17,7 @@ pub(crate) struct Counting<R> {
     pub(crate) reads: RefCell<Vec<String>>,
 }
 
+#[cfg(test)]
 impl<R: RequestAttributes> RequestAttributes for Counting<R> {
     fn method(&self) -> Option<String> {
         self.req.method()
@@ -31,6 +38,7 @@ impl<R: RequestAttributes> RequestAttributes for Counting<R> {
     }
 }
 
+#[cfg(test)]
 /// A request as the host would present it: pseudo-headers and headers, and an optional
 /// mTLS peer; `GET` always.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +47,7 @@ pub(crate) struct Req {
     pub(crate) principal: Option<String>,
 }
 
+#[cfg(test)]
 impl Req {
     pub(crate) fn new(authority: &str, path: &str) -> Self {
         Self {
@@ -60,6 +69,7 @@ impl Req {
     }
 }
 
+#[cfg(test)]
 impl RequestAttributes for Req {
     fn method(&self) -> Option<String> {
         Some("GET".into())

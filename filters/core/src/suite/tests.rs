@@ -4,23 +4,10 @@
 
 use super::*;
 use crate::rng::Rng;
+use crate::testing::suite_config::{AUTHZ, BREAKER, CANARY, NO_FAULT as FAULT, TELEMETRY};
 use crate::testing::{Counting, Req};
 use crate::RequestAttributes;
 use std::cell::RefCell;
-
-const AUTHZ: &str = r#"{"policies": [
-    {"name": "block-admin", "action": "DENY", "rules": [{"paths": ["/admin/*"]}]},
-    {"name": "readers", "action": "ALLOW", "rules": [{"methods": ["GET"], "paths": ["/reports/*"]}]}]}"#;
-const CANARY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{
-    "host": "reviews", "stable": "v1",
-    "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}},
-    "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}],
-    "sticky": {"key": {"header": "x-user"}, "salt": "s"}}]}"#;
-const FAULT: &str = r#"{"policies": [{"name": "slow", "match": {"hosts": ["reviews"]},
-    "delay": {"percent": 0, "fixed_ms": 20}}]}"#;
-const BREAKER: &str = r#"{"cluster_header": "x-weft-cluster", "clusters": {"v1": {}, "v2": {}}}"#;
-const TELEMETRY: &str = r#"{"direction": "outbound", "namespace": "default",
-    "service": "productpage", "version": "v1", "key": "00ff00ff00ff00ff00ff00ff00ff00ff"}"#;
 
 fn suite(sections: &[(&str, &str)]) -> Result<Suite, ConfigError> {
     let body: Vec<String> = sections

@@ -5,22 +5,10 @@
 
 use super::*;
 use weft_filter_core::host::{Call, MockHost};
+use weft_filter_core::testing::suite_config::{AUTHZ, BREAKER, CANARY, NO_FAULT, TELEMETRY};
 
-const AUTHZ: &str = r#"{"policies": [
-    {"name": "block-admin", "action": "DENY", "rules": [{"paths": ["/admin/*"]}]},
-    {"name": "readers", "action": "ALLOW", "rules": [{"methods": ["GET"], "paths": ["/reports/*"]}]}]}"#;
-const CANARY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{
-    "host": "reviews", "stable": "v1",
-    "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}},
-    "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}],
-    "sticky": {"key": {"header": "x-user"}, "salt": "s"}}]}"#;
-const NO_FAULT: &str = r#"{"policies": [{"name": "slow", "match": {"hosts": ["reviews"]},
-    "delay": {"percent": 0, "fixed_ms": 20}}]}"#;
 const ALWAYS_DELAY: &str = r#"{"percent_cap": 100, "policies": [{"name": "slow",
     "match": {"hosts": ["reviews"]}, "delay": {"percent": 100, "fixed_ms": 20}}]}"#;
-const BREAKER: &str = r#"{"cluster_header": "x-weft-cluster", "clusters": {"v1": {}, "v2": {}}}"#;
-const TELEMETRY: &str = r#"{"direction": "outbound", "namespace": "default",
-    "service": "productpage", "version": "v1", "key": "00ff00ff00ff00ff00ff00ff00ff00ff"}"#;
 
 const ROOT: u32 = 1;
 const REQUEST: u32 = 2;
