@@ -33,7 +33,7 @@ pub use envoy::{
 pub use net::TestNet;
 pub use pod::Pod;
 pub use poll::poll_until;
-pub use raw::{raw_get, raw_request, RawReply};
+pub use raw::{raw_get, raw_request, raw_request_to, RawReply};
 pub use reqwest;
 pub use stats::{binomial_interval_999, within_binomial_999};
 pub use upstream::{

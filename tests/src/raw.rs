@@ -27,8 +27,13 @@ pub fn raw_get(target: &str, host: &str, headers: &[(&str, &str)]) -> Vec<u8> {
 
 /// Sends `request` to `127.0.0.1:<port>` and reads the reply (at most 5 s).
 pub async fn raw_request(port: u16, request: &[u8]) -> RawReply {
+    raw_request_to(&format!("127.0.0.1:{port}"), request).await
+}
+
+/// [`raw_request`] to any `host:port`.
+pub async fn raw_request_to(address: &str, request: &[u8]) -> RawReply {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
         stream.write_all(request).await?;
         let mut out = Vec::new();
         stream.read_to_end(&mut out).await?;

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_e2e::{
-    poll_until, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, Pod, TestNet,
+    poll_until, raw_request_to, reqwest, xds_support::network_gateway, Envoy, EnvoyOptions, Pod,
+    TestNet,
 };
 use weft_xds::gateway::{render_gateway, GatewayParams};
 use weft_xds::{FilterSpec, SidecarGroup};
@@ -195,27 +195,8 @@ async fn raw(url: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String)
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("connection: close\r\n\r\n");
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = match tokio::time::timeout(Duration::from_secs(5), exchange).await {
-        Ok(Ok(answer)) => String::from_utf8_lossy(&answer).into_owned(),
-        _ => return (0, String::new()),
-    };
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let reply = raw_request_to(address, request.as_bytes()).await;
+    (reply.status, reply.body)
 }
 
 /// The path and headers the app echoed.
