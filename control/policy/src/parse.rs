@@ -4,12 +4,13 @@
 //!
 //! The size limit is checked before a byte is parsed. Both parsers stop at 128 levels on their
 //! own, so no input can exhaust the stack; the (much lower) depth limit is then checked on the
-//! untyped tree, before the typed deserialisation. Typed deserialisation is retried past
+//! untyped tree, before the typed deserialisation. The untyped tree is built under a node and
+//! byte budget ([`bounded`]), so YAML aliases cannot expand a small input into a huge tree. Typed deserialisation is retried past
 //! unknown fields so that a document with three typos reports three errors.
 
 use crate::error::FieldError;
 use crate::model::*;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,6 +23,11 @@ pub struct Limits {
     pub max_depth: usize,
     /// Documents in one request.
     pub max_documents: usize,
+    /// Mappings, sequences, keys and scalars the request expands to (YAML aliases counted
+    /// every time they are replayed), over all of its documents.
+    pub max_nodes: usize,
+    /// Bytes of keys and scalars the request expands to (aliases counted each time).
+    pub max_scalar_bytes: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +36,8 @@ impl Default for Limits {
             max_bytes: 1024 * 1024,
             max_depth: 32,
             max_documents: 500,
+            max_nodes: 100_000,
+            max_scalar_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -73,7 +81,8 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
         ));
     }
     let mut errors = Vec::new();
-    let values = split_documents(text, &mut errors);
+    let budget = bounded::Budget::new(limits.max_nodes, limits.max_scalar_bytes);
+    let values = split_documents(text, &budget, &mut errors);
     if values.len() > limits.max_documents {
         return Err(invalid(
             "(input)",
@@ -158,26 +167,31 @@ fn flow_depth_over(text: &str, max: usize) -> Option<usize> {
     None
 }
 
-/// Splits the input into untyped documents; empty YAML documents are skipped.
-fn split_documents(text: &str, errors: &mut Vec<FieldError>) -> Vec<Value> {
+/// Splits the input into untyped documents, built under `budget`; empty YAML documents are
+/// skipped.
+fn split_documents(
+    text: &str,
+    budget: &bounded::Budget,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Value> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return match serde_json::from_str::<Value>(text) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let read = bounded::Bounded(budget)
+            .deserialize(&mut de)
+            .and_then(|v| de.end().map(|()| v));
+        return match read {
             Ok(Value::Array(items)) => items,
             Ok(value) => vec![value],
             Err(e) => {
-                errors.push(FieldError::new(
-                    "#1",
-                    "(document)",
-                    format!("invalid JSON: {e}"),
-                ));
+                errors.push(FieldError::new("#1", "(document)", reason("JSON", &e)));
                 Vec::new()
             }
         };
     }
     let mut values = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
-        match Value::deserialize(de) {
+        match bounded::Bounded(budget).deserialize(de) {
             Ok(Value::Null) => {}
             Ok(value) => values.push(value),
             Err(e) => {
@@ -185,13 +199,23 @@ fn split_documents(text: &str, errors: &mut Vec<FieldError>) -> Vec<Value> {
                 errors.push(FieldError::new(
                     format!("#{}", i + 1),
                     "(document)",
-                    format!("invalid YAML: {e}"),
+                    reason("YAML", &e),
                 ));
                 break;
             }
         }
     }
     values
+}
+
+/// A parser's error as a reason: `invalid YAML: ...`, or the budget's own refusal as is.
+fn reason(format: &str, error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    if text.contains(bounded::EXPANSION_PREFIX) {
+        text
+    } else {
+        format!("invalid {format}: {text}")
+    }
 }
 
 /// `Kind/namespace/name (#n)` as far as the untyped document tells, `#n` counting from 1.
@@ -337,6 +361,12 @@ fn typed<S: DeserializeOwned>(
         let segments = path_segments(err.path());
         let reason = err.into_inner().to_string();
         let unknown = reason.starts_with("unknown field");
+        // serde quotes the value it could not read: never a secret's.
+        let reason = if !unknown && segments.iter().any(|s| matches!(s, Seg::Key(k) if crate::secret::SECRET_LIST_FIELDS.contains(&k.as_str()))) {
+            "expected a list of strings (the value is not shown: it holds secrets)".to_string()
+        } else {
+            reason
+        };
         errors.push(FieldError::new(label, format_path(&segments), reason));
         if !unknown || !remove(&mut value, &segments) {
             return None;
@@ -404,5 +434,6 @@ fn remove(value: &mut Value, segments: &[Seg]) -> bool {
     }
 }
 
+mod bounded;
 #[cfg(test)]
 mod tests;
