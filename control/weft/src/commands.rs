@@ -18,7 +18,9 @@ pub fn run(cli: Cli) -> Exit {
             log_level,
             workers,
             xds,
-        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds),
+            store,
+        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds, store),
+        Command::Store(command) => crate::store_cmd::run(command, format),
         Command::Bootstrap(args) => return crate::bootstrap::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -169,7 +171,10 @@ fn remote(
         Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
             crate::telemetry::suggest_authz(client, &args, format)?;
         }
-        Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Bootstrap(_)
+        | Command::Store(_) => {}
     }
     Ok(())
 }
