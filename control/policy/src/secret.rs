@@ -39,11 +39,12 @@ pub fn is_redacted(value: &str) -> bool {
 }
 
 /// Replaces every secret in `value` with its redaction, wherever it sits: elements of a
-/// [`SECRET_LIST_FIELDS`] list, and the `key` of a telemetry configuration (an object with
-/// both `direction` and `key`). Already redacted values are left alone. Filter configurations
-/// that travel as JSON text (`configuration` strings) must be decoded first (see
-/// [`redact_json_text`]).
-pub fn redact_json(value: &mut Value) {
+/// [`SECRET_LIST_FIELDS`] list, the `key` of a telemetry configuration (an object with both
+/// `direction` and `key`), and the same inside a filter configuration that travels as JSON
+/// text (a `configuration` string, re-serialised only when it held a secret). Already
+/// redacted values are left alone. Returns whether anything was replaced.
+pub fn redact_json(value: &mut Value) -> bool {
+    let mut changed = false;
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
         match v {
@@ -54,7 +55,12 @@ pub fn redact_json(value: &mut Value) {
                     let secret = SECRET_LIST_FIELDS.contains(&name.as_str())
                         || (telemetry && name == "key" && field.is_string());
                     if secret {
-                        redact_strings(field);
+                        changed |= redact_strings(field);
+                    } else if let (true, Value::String(text)) = (name == "configuration", &*field) {
+                        if let Some(redacted) = redact_json_text(text) {
+                            *field = Value::String(redacted);
+                            changed = true;
+                        }
                     } else {
                         stack.push(field);
                     }
@@ -63,25 +69,28 @@ pub fn redact_json(value: &mut Value) {
             _ => {}
         }
     }
+    changed
 }
 
-/// [`redact_json`] on a JSON text; a text that is not JSON is returned unchanged (it
-/// cannot hold a field).
-pub fn redact_json_text(text: &str) -> String {
-    match serde_json::from_str::<Value>(text) {
-        Ok(mut value) => {
-            redact_json(&mut value);
-            serde_json::to_string(&value).unwrap_or_else(|_| text.to_string())
-        }
-        Err(_) => text.to_string(),
+/// [`redact_json`] on a JSON text: the redacted text, or `None` when it held no secret (or is
+/// not JSON, and so cannot hold a field).
+pub fn redact_json_text(text: &str) -> Option<String> {
+    let mut value = serde_json::from_str::<Value>(text).ok()?;
+    if redact_json(&mut value) {
+        serde_json::to_string(&value).ok()
+    } else {
+        None
     }
 }
 
-fn redact_strings(value: &mut Value) {
+fn redact_strings(value: &mut Value) -> bool {
     match value {
-        Value::String(s) if !s.is_empty() && !is_redacted(s) => *s = redact(s),
-        Value::Array(items) => items.iter_mut().for_each(redact_strings),
-        _ => {}
+        Value::String(s) if !s.is_empty() && !is_redacted(s) => {
+            *s = redact(s);
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |c, v| redact_strings(v) | c),
+        _ => false,
     }
 }
 
@@ -112,7 +121,7 @@ mod tests {
             "canary": {"sticky": {"key": {"header": "x-user"}}},
             "key": "not-a-secret"
         });
-        redact_json(&mut v);
+        assert!(redact_json(&mut v));
         let text = v.to_string();
         assert!(!text.contains(s), "{text}");
         assert_eq!(
@@ -128,10 +137,18 @@ mod tests {
         assert_eq!(v["key"], "not-a-secret");
         // Idempotent: a second pass does not digest the digest.
         let once = v.clone();
-        redact_json(&mut v);
+        assert!(!redact_json(&mut v));
         assert_eq!(v, once);
-        let t = redact_json_text(&json!({"keys": {"hs256_secrets": [s]}}).to_string());
+        // A filter configuration as JSON text: redacted inside, left verbatim without secrets.
+        let plain = json!({"rules": []}).to_string();
+        let mut view = json!({"filters": [
+            {"configuration": json!({"keys": {"hs256_secrets": [s]}}).to_string()},
+            {"configuration": plain},
+        ]});
+        assert!(redact_json(&mut view));
+        let t = view["filters"][0]["configuration"].as_str().unwrap();
         assert!(t.contains(&redact(s)) && !t.contains(s), "{t}");
+        assert_eq!(view["filters"][1]["configuration"], json!(plain));
     }
 
     /// The filter configuration types the control plane emits put their secrets where
@@ -144,14 +161,14 @@ mod tests {
             ..TelemetryConfig::default()
         };
         let mut v = serde_json::to_value(&config).unwrap();
-        redact_json(&mut v);
+        assert!(redact_json(&mut v));
         assert_eq!(v["key"], json!(redact("00112233445566778899aabbccddeeff")));
         let keys = weft_filter_core::authz::config::JwtKeys {
             hs256_secrets: vec!["k".repeat(32)],
             jwks: None,
         };
         let mut v = json!({ "keys": keys });
-        redact_json(&mut v);
+        assert!(redact_json(&mut v));
         assert!(!v.to_string().contains(&"k".repeat(32)), "{v}");
     }
 }

@@ -84,8 +84,11 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// List every version.
-    History,
+    /// List every version, or show the documents of one.
+    History {
+        #[arg(value_name = "VERSION")]
+        version: Option<u64>,
+    },
     /// Create a new version equal to an earlier one.
     Rollback {
         #[arg(value_name = "VERSION")]

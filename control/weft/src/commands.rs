@@ -146,10 +146,18 @@ fn remote(
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
-        Command::History => {
+        Command::History { version: None } => {
             let out = client.get("/api/v1/history")?;
             let history: Vec<RecordSummary> = decode(&out)?;
             print(format, &out, |_| history_table(&history));
+        }
+        Command::History { version: Some(v) } => {
+            let out = client.get(&format!("/api/v1/history/{v}"))?;
+            // The table form is the version's documents as YAML (secrets redacted by the API).
+            print(format, &out, |record| {
+                let documents = &record["documents"];
+                serde_norway::to_string(documents).unwrap_or_default()
+            });
         }
         Command::Status => {
             let out = client.get("/api/v1/status")?;
