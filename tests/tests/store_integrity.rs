@@ -56,8 +56,10 @@ spec:
     path
 }
 
-fn start(bin: &Path, data: &Path, extra: &[&str]) -> WeftServer {
-    let mut args = vec!["--xds-listen", "0.0.0.0:0", "--mesh-warmup-ms", "0"];
+/// `weft serve` with xDS on `xds_port` (0: any; a restart reuses the sidecar's).
+fn start(bin: &Path, data: &Path, xds_port: u16, extra: &[&str]) -> WeftServer {
+    let listen = format!("0.0.0.0:{xds_port}");
+    let mut args = vec!["--xds-listen", &listen, "--mesh-warmup-ms", "0"];
     args.extend_from_slice(extra);
     WeftServer::start(bin, data, &args)
 }
@@ -87,7 +89,8 @@ async fn compaction_keeps_history_and_rollback_and_a_damaged_log_stops_the_serve
     let net = TestNet::new("store-integrity");
     let gateway = network_gateway(&net).unwrap();
     // Compacted on its own after every 3 records.
-    let server = start(&bin, &data_dir, &["--compact-after-records", "3"]);
+    let server = start(&bin, &data_dir, 0, &["--compact-after-records", "3"]);
+    let xds_port = server.xds_port;
     for allowed in ["a", "b", "c", "d"] {
         let file = policy(files.path(), allowed, SECRET);
         ok(
@@ -147,7 +150,12 @@ async fn compaction_keeps_history_and_rollback_and_a_damaged_log_stops_the_serve
         weft(&bin, &["store", "compact", "--data-dir", dd]),
     );
     assert!(compact.contains("compacted 5 version(s)"), "{compact}");
-    let server = start(&bin, &data_dir, &["--compact-after-records", "1000"]);
+    let server = start(
+        &bin,
+        &data_dir,
+        xds_port,
+        &["--compact-after-records", "1000"],
+    );
     let history = ok("history", server.cli(&bin, &["history"]));
     assert_eq!(history.lines().count(), 6, "{history}");
     ok("rollback 2", server.cli(&bin, &["rollback", "2"]));
@@ -237,10 +245,22 @@ async fn compaction_keeps_history_and_rollback_and_a_damaged_log_stops_the_serve
     println!("weft store repair:\n{done}");
 
     // Restarted: version 6 (rollback to 2, /b) is served again and enforced.
-    let server = start(&bin, &data_dir, &[]);
-    let status: Value =
-        serde_json::from_str(&ok("status", server.cli(&bin, &["status", "-o", "json"]))).unwrap();
+    let server = start(&bin, &data_dir, xds_port, &[]);
+    let status: Value = http_client()
+        .get(format!("{}/api/v1/status", server.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["policyVersion"], 6, "{status}");
+    until_statuses(
+        "version 6 again (/b)",
+        &enforced("b", "d"),
+        Duration::from_secs(30),
+    )
+    .await;
     drop(pod);
     drop(server);
 }
@@ -261,7 +281,12 @@ async fn no_route_of_the_real_server_answers_with_a_secret() {
     let bin = weft_bin();
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let server = start(&bin, data.path(), &["--ca", "--xds-tls-name", "127.0.0.1"]);
+    let server = start(
+        &bin,
+        data.path(),
+        0,
+        &["--ca", "--xds-tls-name", "127.0.0.1"],
+    );
     let other = "another-hs256-secret-of-32-bytes-long";
     let only_sent = "a-secret-only-ever-sent-in-requests!";
     for (allowed, secret) in [("a", SECRET), ("b", other)] {

@@ -202,14 +202,16 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
     out
 }
 
-/// The readable frames from `offset` on (after a bad frame: what a repair would lose).
-pub(crate) fn frames_from(bytes: &[u8], offset: u64) -> Vec<FrameInfo> {
+/// The readable frames from `offset` on (after a bad frame: what a repair would lose),
+/// numbered from `index`.
+pub(crate) fn frames_from(bytes: &[u8], offset: u64, index: usize) -> Vec<FrameInfo> {
     let Some(rest) = usize::try_from(offset).ok().and_then(|o| bytes.get(o..)) else {
         return Vec::new();
     };
     let mut scan = scan_loose(rest);
     for f in &mut scan {
         f.offset += offset;
+        f.index += index;
     }
     scan
 }

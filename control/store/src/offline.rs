@@ -58,11 +58,12 @@ fn read(dir: &Path) -> Result<(PathBuf, Vec<u8>), StoreError> {
 pub fn verify(dir: &Path) -> Result<Verification, StoreError> {
     let (path, bytes) = read(dir)?;
     let scan = log::scan(&bytes);
+    // The unreadable frame counts as one: the frames after it are numbered from the next.
     let after_bad = scan
         .bad
         .as_ref()
-        .and_then(|b| b.valid_after)
-        .map(|at| log::frames_from(&bytes, at))
+        .and_then(|b| Some((b.valid_after?, b.index + 1)))
+        .map(|(at, index)| log::frames_from(&bytes, at, index))
         .unwrap_or_default();
     Ok(Verification {
         path,

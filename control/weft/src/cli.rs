@@ -87,7 +87,7 @@ pub enum Command {
     /// List every version, or show the documents of one.
     History {
         #[arg(value_name = "VERSION")]
-        version: Option<u64>,
+        at: Option<u64>,
     },
     /// Create a new version equal to an earlier one.
     Rollback {

@@ -146,12 +146,12 @@ fn remote(
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
-        Command::History { version: None } => {
+        Command::History { at: None } => {
             let out = client.get("/api/v1/history")?;
             let history: Vec<RecordSummary> = decode(&out)?;
             print(format, &out, |_| history_table(&history));
         }
-        Command::History { version: Some(v) } => {
+        Command::History { at: Some(v) } => {
             let out = client.get(&format!("/api/v1/history/{v}"))?;
             // The table form is the version's documents as YAML (secrets redacted by the API).
             print(format, &out, |record| {
