@@ -353,6 +353,48 @@ async fn no_route_of_the_real_server_answers_with_a_secret() {
         }
     }
     assert!(telemetry_keys > 0, "{view}");
+
+    // Alias bombs sent to the real server: refused with the budget's message (time printed).
+    let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        laughs.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let quadratic = format!(
+        "a: &a [{}]\nb: [{}]\n",
+        vec!["x"; 60_000].join(","),
+        vec!["*a"; 150_000].join(",")
+    );
+    let bombs = [
+        (
+            "billion laughs",
+            laughs,
+            "the input expands to more than 100000 nodes",
+        ),
+        (
+            "quadratic aliases",
+            quadratic,
+            "150000 YAML aliases (`*name`), more than the limit of 1000",
+        ),
+    ];
+    for (name, bomb, reason) in bombs {
+        let started = std::time::Instant::now();
+        let response = client
+            .post(format!("{}/api/v1/validate", server.api))
+            .header("content-type", "application/yaml")
+            .body(bomb)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        println!("{name}: {status} after {:?}", started.elapsed());
+        assert_eq!(status, 422, "{text}");
+        assert!(
+            text.contains("the input expands to more than 100000 nodes"),
+            "{text}"
+        );
+    }
     assert!(
         view.to_string()
             .contains(&weft_policy::secret::redact(other)),

@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_nodes: usize,
     /// Bytes of keys and scalars the request expands to (aliases counted each time).
     pub max_scalar_bytes: usize,
+    /// YAML aliases (`*name`) in the request's text.
+    pub max_aliases: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +40,7 @@ impl Default for Limits {
             max_documents: 500,
             max_nodes: 100_000,
             max_scalar_bytes: 4 * 1024 * 1024,
+            max_aliases: 1000,
         }
     }
 }
@@ -71,12 +74,22 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
     };
     let text =
         std::str::from_utf8(input).map_err(|e| invalid("(input)", format!("not UTF-8: {e}")))?;
-    if let Some(depth) = flow_depth_over(text, limits.max_depth) {
+    let scan = prescan(text, limits.max_depth);
+    if let Some(depth) = scan.too_deep {
         return Err(invalid(
             "(input)",
             format!(
                 "nested more than {depth} levels deep, more than the limit of {}",
                 limits.max_depth
+            ),
+        ));
+    }
+    if scan.aliases > limits.max_aliases {
+        return Err(invalid(
+            "(input)",
+            format!(
+                "{} YAML aliases (`*name`), more than the limit of {}",
+                scan.aliases, limits.max_aliases
             ),
         ));
     }
@@ -119,10 +132,26 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
     Ok((documents, errors))
 }
 
-/// Pre-scan of `[`/`{` nesting outside quoted scalars and comments: libyaml takes time
-/// quadratic in flow nesting, so a 1 MiB `[[[[...` must be refused before it is parsed.
-/// Returns the depth reached once it passes `max`.
+/// What the pre-scan found.
+struct Prescan {
+    /// The flow depth reached once it passed the limit.
+    too_deep: Option<usize>,
+    /// `*` starting a token outside quoted scalars and comments: YAML aliases (an upper bound).
+    aliases: usize,
+}
+
+/// [`prescan`]'s depth alone.
+#[cfg(test)]
 fn flow_depth_over(text: &str, max: usize) -> Option<usize> {
+    prescan(text, max).too_deep
+}
+
+/// Pre-scan of `[`/`{` nesting outside quoted scalars and comments: libyaml takes time
+/// quadratic in flow nesting, so a 1 MiB `[[[[...` must be refused before it is parsed. It
+/// also counts aliases: a document of 150 000 `*a` would cost its parse time before the
+/// expansion budget could stop it. Stops once the depth passes `max`.
+fn prescan(text: &str, max: usize) -> Prescan {
+    let mut aliases = 0usize;
     let mut depth = 0usize;
     let mut quote: Option<u8> = None;
     let mut prev = b'\n';
@@ -155,16 +184,23 @@ fn flow_depth_over(text: &str, max: usize) -> Option<usize> {
                 b'[' | b'{' => {
                     depth += 1;
                     if depth > max {
-                        return Some(depth);
+                        return Prescan {
+                            too_deep: Some(depth),
+                            aliases,
+                        };
                     }
                 }
+                b'*' if prev.is_ascii_whitespace() || b"[{,:".contains(&prev) => aliases += 1,
                 b']' | b'}' => depth = depth.saturating_sub(1),
                 _ => {}
             },
         }
         prev = b;
     }
-    None
+    Prescan {
+        too_deep: None,
+        aliases,
+    }
 }
 
 /// Splits the input into untyped documents, built under `budget`; empty YAML documents are

@@ -118,13 +118,26 @@ fn billion_laughs_padded_to_the_size_limit_is_refused_the_same_way() {
 
 #[test]
 fn quadratic_aliases_are_refused() {
-    // One anchored list of 60 000 items aliased 150 000 times: 9 * 10^9 nodes from 930 KB.
+    // One anchored list of 60 000 items aliased 150 000 times: 9 * 10^9 nodes from 570 KB,
+    // refused by the alias count before it is parsed.
     let mut y = String::from("a: &a [");
     y.push_str(&vec!["x"; 60_000].join(","));
     y.push_str("]\nb: [");
     y.push_str(&vec!["*a"; 150_000].join(","));
     y.push_str("]\n");
-    let (reasons, _) = refuse("quadratic aliases", &y);
+    let (reasons, peak) = refuse("quadratic aliases", &y);
+    assert_eq!(
+        reasons,
+        ["150000 YAML aliases (`*name`), more than the limit of 1000"]
+    );
+    assert!(peak < 4 * MIB, "{peak}");
+    // Under the alias count (1 000 aliases of 60 000 items), the node budget stops it.
+    let mut y = String::from("a: &a [");
+    y.push_str(&vec!["x"; 60_000].join(","));
+    y.push_str("]\nb: [");
+    y.push_str(&vec!["*a"; 1000].join(","));
+    y.push_str("]\n");
+    let (reasons, _) = refuse("quadratic aliases under the alias count", &y);
     assert!(
         reasons[0].contains("the input expands to more than 100000 nodes"),
         "{reasons:?}"

@@ -231,3 +231,18 @@ fn a_secret_that_does_not_type_check_is_not_quoted_back() {
     );
     assert!(errs[0].reason.contains("redacted placeholder"), "{errs:?}");
 }
+
+#[test]
+fn prescan_counts_aliases_outside_quotes_and_comments() {
+    let text = "a: &x [1]\nb: *x\nc: [*x, *x]\nd: '*x'\ne: \"*x\" # *x\nf: a*b\ng:\n- *x\n";
+    assert_eq!(prescan(text, 32).aliases, 4);
+    let many = format!("a: &x 1\nb: [{}]\n", vec!["*x"; 1001].join(", "));
+    let Err(PolicyError::Invalid(errs)) = parse_documents(many.as_bytes(), &Limits::default())
+    else {
+        panic!("1001 aliases were parsed")
+    };
+    assert_eq!(
+        errs[0].reason,
+        "1001 YAML aliases (`*name`), more than the limit of 1000"
+    );
+}
