@@ -281,12 +281,9 @@ async fn no_route_of_the_real_server_answers_with_a_secret() {
     let bin = weft_bin();
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let server = start(
-        &bin,
-        data.path(),
-        0,
-        &["--ca", "--xds-tls-name", "127.0.0.1"],
-    );
+    // A directory weft creates itself (the temporary directory is 0700 already).
+    let data_dir = data.path().join("data");
+    let server = start(&bin, &data_dir, 0, &["--ca", "--xds-tls-name", "127.0.0.1"]);
     let other = "another-hs256-secret-of-32-bytes-long";
     let only_sent = "a-secret-only-ever-sent-in-requests!";
     for (allowed, secret) in [("a", SECRET), ("b", other)] {
@@ -392,6 +389,34 @@ async fn no_route_of_the_real_server_answers_with_a_secret() {
         assert_eq!(status, 422, "{text}");
         assert!(text.contains(reason), "{text}");
     }
+
+    // The data directory the real server wrote (store, CA, tokens): 0700 directories and
+    // 0600 files, every one of them.
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs = vec![data_dir.clone()];
+    let mut files_seen = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", path.display());
+                files_seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files_seen.sort();
+    println!("data directory files (all 0600): {files_seen:?}");
+    assert!(
+        ["policy.log", "LOCK", "root-1.key.pem"]
+            .iter()
+            .all(|f| files_seen.iter().any(|s| s == f)),
+        "{files_seen:?}"
+    );
     assert!(
         view.to_string()
             .contains(&weft_policy::secret::redact(other)),
