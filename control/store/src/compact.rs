@@ -7,7 +7,7 @@ use crate::{Operation, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use weft_policy::set::DocDiff;
-use weft_policy::{Document, PolicySet};
+use weft_policy::{DocKey, Document, PolicySet};
 
 /// The payload of a snapshot frame: `{"snapshot": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,17 +43,29 @@ impl Compacted {
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut documents = Vec::new();
         let mut versions = Vec::with_capacity(records.len());
+        // Most documents are unchanged from the version before: compared, not serialised.
+        let mut previous: BTreeMap<DocKey, (usize, &Document)> = BTreeMap::new();
         for r in records {
             let mut refs = Vec::with_capacity(r.documents.len());
+            let mut current = BTreeMap::new();
             for doc in r.documents.iter() {
-                let text = serde_json::to_string(doc)?;
-                let next = documents.len();
-                let i = *index.entry(text).or_insert(next);
-                if i == next {
-                    documents.push(doc.clone());
-                }
+                let key = doc.key();
+                let i = match previous.get(&key) {
+                    Some((i, before)) if *before == doc => *i,
+                    _ => {
+                        let text = serde_json::to_string(doc)?;
+                        let next = documents.len();
+                        let i = *index.entry(text).or_insert(next);
+                        if i == next {
+                            documents.push(doc.clone());
+                        }
+                        i
+                    }
+                };
                 refs.push(i);
+                current.insert(key, (i, doc));
             }
+            previous = current;
             versions.push(CompactVersion {
                 version: r.version,
                 author: r.author.clone(),

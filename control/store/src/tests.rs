@@ -336,3 +336,48 @@ fn the_data_dir_is_0700_and_its_files_0600() {
     );
     assert_eq!((mode(&dir), mode(&dir.join("policy.log"))), (0o700, 0o600));
 }
+
+#[test]
+fn a_long_history_compacts_to_what_changed() {
+    // 300 versions of a 50-document set, each changing one document's port.
+    let doc = |i: usize, port: usize| {
+        format!("apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {{name: svc{i}}}\nspec: {{port: {port}, versions: [v1, v2], stableVersion: v1}}\n")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_with(
+        dir.path(),
+        Compaction {
+            after_records: usize::MAX,
+            after_bytes: u64::MAX,
+        },
+    )
+    .unwrap();
+    let mut ports = vec![1000usize; 50];
+    for v in 0..300usize {
+        ports[v % 50] += 1;
+        let yaml: Vec<String> = (0..50).map(|i| doc(i, ports[i])).collect();
+        let docs = load(yaml.join("---\n").as_bytes(), &Limits::default()).unwrap();
+        let new = NewRecord {
+            parent: v as u64,
+            author: "a".into(),
+            operation: Operation::Apply,
+            diff: DocDiff::default(),
+            documents: PolicySet::from_documents(docs),
+        };
+        store.append(new).unwrap();
+    }
+    let c = store.compact().unwrap();
+    println!(
+        "300 versions x 50 documents: {} -> {} bytes, {} distinct documents",
+        c.bytes_before, c.bytes_after, c.documents
+    );
+    // The first version's 50, then one new document per later version.
+    assert_eq!(c.documents, 50 + 299);
+    assert!(c.bytes_after * 10 < c.bytes_before, "{c:?}");
+    let again = FileStore::open(dir.path());
+    assert!(matches!(again, Err(StoreError::Locked(_))));
+    drop(store);
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.history().unwrap().len(), 300);
+    assert_eq!(store.get(123).unwrap().unwrap().documents.len(), 50);
+}
