@@ -93,6 +93,18 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
             ),
         ));
     }
+    // libyaml holds every event of a document before a node is built: an input with more
+    // lines and commas than the node budget would overrun it (but for commas inside plain
+    // scalars), so it is refused before its events cost memory.
+    if scan.items > limits.max_nodes {
+        return Err(invalid(
+            "(input)",
+            format!(
+                "{} lines and commas, more than the limit of {} nodes",
+                scan.items, limits.max_nodes
+            ),
+        ));
+    }
     let mut errors = Vec::new();
     let budget = bounded::Budget::new(limits.max_nodes, limits.max_scalar_bytes);
     let values = split_documents(text, &budget, &mut errors);
@@ -138,6 +150,9 @@ struct Prescan {
     too_deep: Option<usize>,
     /// `*` starting a token outside quoted scalars and comments: YAML aliases (an upper bound).
     aliases: usize,
+    /// Lines and commas outside quoted scalars and comments: roughly the items the parser
+    /// will hold as events before any tree is built.
+    items: usize,
 }
 
 /// [`prescan`]'s depth alone.
@@ -148,10 +163,12 @@ fn flow_depth_over(text: &str, max: usize) -> Option<usize> {
 
 /// Pre-scan of `[`/`{` nesting outside quoted scalars and comments: libyaml takes time
 /// quadratic in flow nesting, so a 1 MiB `[[[[...` must be refused before it is parsed. It
-/// also counts aliases: a document of 150 000 `*a` would cost its parse time before the
-/// expansion budget could stop it. Stops once the depth passes `max`.
+/// also counts aliases (a document of 150 000 `*a` would cost its parse time before the
+/// expansion budget could stop it) and items (lines and commas). Stops once the depth
+/// passes `max`.
 fn prescan(text: &str, max: usize) -> Prescan {
     let mut aliases = 0usize;
+    let mut items = 0usize;
     let mut depth = 0usize;
     let mut quote: Option<u8> = None;
     let mut prev = b'\n';
@@ -187,10 +204,12 @@ fn prescan(text: &str, max: usize) -> Prescan {
                         return Prescan {
                             too_deep: Some(depth),
                             aliases,
+                            items,
                         };
                     }
                 }
                 b'*' if prev.is_ascii_whitespace() || b"[{,:".contains(&prev) => aliases += 1,
+                b',' | b'\n' => items += 1,
                 b']' | b'}' => depth = depth.saturating_sub(1),
                 _ => {}
             },
@@ -200,6 +219,7 @@ fn prescan(text: &str, max: usize) -> Prescan {
     Prescan {
         too_deep: None,
         aliases,
+        items,
     }
 }
 

@@ -200,3 +200,19 @@ fn deep_nesting_is_refused_in_json_and_yaml() {
     };
     assert!(e[0].reason.contains("recursion limit exceeded"), "{e:?}");
 }
+
+#[test]
+fn an_input_of_too_many_items_is_refused_before_it_is_parsed() {
+    // 1 MiB of tiny scalars would hold ~350 000 events (~54 MiB) in the YAML loader.
+    let max = Limits::default().max_bytes;
+    let flow = format!("a: [{}]\n", vec!["p"; max / 2 - 8].join(","));
+    let (reasons, peak) = refuse("1 MiB flow list", &flow);
+    assert!(
+        reasons[0].contains("lines and commas, more than the limit of 100000 nodes"),
+        "{reasons:?}"
+    );
+    assert!(peak < 2 * MIB, "{peak}");
+    let block = "- p\n".repeat(max / 4 - 1);
+    let (reasons, _) = refuse("1 MiB block list", &block);
+    assert!(reasons[0].contains("lines and commas"), "{reasons:?}");
+}
