@@ -1,3 +1,4 @@
+//! (Over 400 lines: two scenarios against the same real server set-up, each one story.)
 //! The policy log of the real `weft serve`, with a real Envoy sidecar enforcing what it holds:
 //! compaction (automatic and `weft store compact`) keeps `weft history`, `weft history <v>`
 //! and `weft rollback <v>` working for compacted versions, enforced in the sidecar; a log

@@ -1,5 +1,5 @@
 //! Reading documents: multi-document YAML (`---`-separated) or JSON (one object, or an array
-//! of objects), bounded before anything is trusted. (Just over 400 lines: the bounds, the
+//! of objects), bounded before anything is trusted. (Near 500 lines: the text pre-scan, the bounds, the
 //! document split and the retry past unknown fields are one reading pipeline.)
 //!
 //! The size limit is checked before a byte is parsed. Both parsers stop at 128 levels on their
