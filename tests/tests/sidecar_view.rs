@@ -2,6 +2,9 @@
 //! `weft-translate` (as `weft serve` does), published by the xDS server to a real Envoy
 //! sidecar, and Envoy's `config_dump` (ECDS filters and CDS clusters) is compared with the
 //! API's `GET /api/v1/xds/sidecars/{ns}/{svc}/{ver}/resources` and the server's snapshot.
+//! Secrets (an HS256 secret, the group's telemetry key) reach the sidecar but the API shows
+//! them as `<redacted sha256:HEX>`: the comparison redacts what Envoy holds with the same
+//! function and compares the digests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod xds_common;
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Envoy, TestNet};
+use weft_policy::secret::{redact, redact_json_text};
 use weft_policy::{load, Limits, PolicySet};
 use weft_state::Snapshot;
 use weft_telemetry_plane::GroupKeys;
@@ -19,7 +23,9 @@ use weft_translate::{sidecar_resources, Layout, Mode};
 use weft_xds::{type_url, SidecarGroup};
 use xds_common::ControlPlane;
 
-const DOCS: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec: {port: 9080, versions: [v1, v2]}\n---\napiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: readers, namespace: default}\nspec:\n  target: {service: reviews, versions: [v1]}\n  rules: [{to: {methods: [GET], paths: [\"/reviews/*\"]}}]\n";
+const DOCS: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec: {port: 9080, versions: [v1, v2]}\n---\napiVersion: weft.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: readers, namespace: default}\nspec:\n  target: {service: reviews, versions: [v1]}\n  rules: [{to: {methods: [GET], paths: [\"/reviews/*\"]}}]\n---\napiVersion: weft.dev/v1alpha1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: default}\nspec:\n  target: {service: reviews}\n  jwtRules: [{issuer: https://issuer.example, hs256Secrets: [\"sidecar-view-hs256-secret-32-bytes!!\"]}]\n";
+
+const SECRET: &str = "sidecar-view-hs256-secret-32-bytes!!";
 
 fn mk_snapshot(version: u64) -> Snapshot {
     let documents = PolicySet::from_documents(load(DOCS.as_bytes(), &Limits::default()).unwrap());
@@ -38,7 +44,7 @@ fn serve_api(snapshot: Arc<Snapshot>, keys: Arc<GroupKeys>, mode: Mode) -> Strin
         let view = resources.group_view(&SidecarGroup::new(namespace, service, version))?;
         serde_json::to_value(view).ok()
     });
-    let router = weft_api::xds_resources_router(Some(view));
+    let router = weft_api::redacting(weft_api::xds_resources_router(Some(view)));
     let (tx, rx) = std::sync::mpsc::channel();
     tokio::spawn(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -49,6 +55,12 @@ fn serve_api(snapshot: Arc<Snapshot>, keys: Arc<GroupKeys>, mode: Mode) -> Strin
         "http://{}",
         rx.recv_timeout(Duration::from_secs(10)).unwrap()
     )
+}
+
+/// A configuration string as JSON, its secrets redacted (a no-op on the API's side).
+fn redacted(configuration: &str) -> Value {
+    let text = redact_json_text(configuration).unwrap_or_else(|| configuration.to_string());
+    serde_json::from_str(&text).unwrap()
 }
 
 /// name -> (configuration string, failure policy) of every ECDS wasm filter Envoy holds.
@@ -138,7 +150,7 @@ async fn the_sidecar_config_api_equals_what_the_sidecar_received() {
         .await
         .unwrap();
     assert_eq!(shown["revision"], 3, "{shown}");
-    let want: BTreeMap<String, (String, String)> = shown["filters"]
+    let want: BTreeMap<String, (Value, String)> = shown["filters"]
         .as_array()
         .unwrap()
         .iter()
@@ -151,18 +163,18 @@ async fn the_sidecar_config_api_equals_what_the_sidecar_received() {
             (
                 f["name"].as_str().unwrap().to_string(),
                 (
-                    f["configuration"].as_str().unwrap().to_string(),
+                    redacted(f["configuration"].as_str().unwrap()),
                     failure.to_string(),
                 ),
             )
         })
         .collect();
-    // The view is not trivially empty: the authz rule for v1 is in it.
-    assert!(
-        want.get("weft.authz")
-            .is_some_and(|(config, _)| config.contains("/reviews/")),
-        "{shown}"
-    );
+    // The view is not trivially empty: the authz rule for v1 is in it, and the secret only
+    // as its digest.
+    let authz = want["weft.authz"].0.to_string();
+    assert!(authz.contains("/reviews/"), "{shown}");
+    assert!(authz.contains(&redact(SECRET)), "{shown}");
+    assert!(!shown.to_string().contains(SECRET), "{shown}");
 
     // Envoy may still be applying the last ECDS entries when the ACK is recorded.
     let envoy = pod.sidecar();
@@ -180,6 +192,12 @@ async fn the_sidecar_config_api_equals_what_the_sidecar_received() {
         Ok(received) => received,
         Err(error) => panic!("{error}\n{}", envoy.logs().await),
     };
+    // Envoy holds the secret itself; redacted, it is the API's view.
+    assert!(received["weft.authz"].0.contains(SECRET));
+    let received: BTreeMap<String, (Value, String)> = received
+        .into_iter()
+        .map(|(name, (config, failure))| (name, (redacted(&config), failure)))
+        .collect();
     assert_eq!(received, want, "config_dump ECDS vs the sidecar-config API");
 
     // CDS: the clusters Envoy holds are the group's snapshot's: the declared service and

@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod identity;
+mod redact;
 mod routes;
 pub mod types;
 mod xds_view;
 
 pub use identity::identity_router;
+pub use redact::redacting;
 pub use routes::{router, ROUTES};
 pub use weft_xds::catch_panic::panic_message;
 pub use xds_view::{xds_resources_router, xds_router, SidecarResourcesView, SidecarView};
@@ -36,13 +38,14 @@ pub fn catch_panics(router: axum::Router) -> axum::Router {
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
-/// A panicking handler answers 500 ([`catch_panics`]); the server keeps serving.
+/// A panicking handler answers 500 ([`catch_panics`]); the server keeps serving. Every JSON
+/// answer has its secrets redacted ([`redacting`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ControlPlane>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, catch_panics(router(state)))
+    axum::serve(listener, catch_panics(redacting(router(state))))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -55,7 +58,10 @@ pub async fn serve_with(
     extra: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, catch_panics(router(state).merge(extra)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        catch_panics(redacting(router(state).merge(extra))),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

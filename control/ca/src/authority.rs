@@ -349,7 +349,7 @@ impl Ca {
         let (cert_path, key_path) = root_paths(&self.dir, generation);
         write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)
             .map_err(|e| CaError::io(&key_path, e))?;
-        write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)
+        write_atomic(&cert_path, cert.pem().as_bytes(), 0o600)
             .map_err(|e| CaError::io(&cert_path, e))?;
         let mut infos: Vec<RootInfo> = roots.iter().map(|r| r.info.clone()).collect();
         for older in infos.iter_mut().filter(|r| r.retired_at_ms.is_none()) {

@@ -6,10 +6,20 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Creates `dir` (and parents) readable by the owner only.
+/// Creates `dir` (and parents) readable by the owner only: created with mode 0700 (no window
+/// with a looser mode); an existing looser directory is tightened, with a warning.
 pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let found = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if found & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = %format!("{found:o}"), "tightening a directory readable by others to 0700");
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically with `mode`.
@@ -50,6 +60,9 @@ pub(crate) fn open_log(path: &Path) -> std::io::Result<File> {
         .open(path)?;
     if !existed {
         sync_dir(path)?;
+    } else if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(file = %path.display(), "tightening a file readable by others to 0600");
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
     }
     Ok(file)
 }

@@ -43,6 +43,12 @@ fn svids_carry_the_spiffe_id_and_a_fresh_serial_and_the_root_persists() {
         .permissions()
         .mode();
     assert_eq!(key_mode & 0o777, 0o600);
+    // Every file the CA writes is the operator's alone, in a 0700 directory.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.path().display());
+    }
     let bundle = ca.trust_bundle();
     drop(ca);
     let reopened = Ca::open(dir.path(), settings()).unwrap();

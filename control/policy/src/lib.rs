@@ -10,6 +10,7 @@
 //!   a depth limit checked before the typed deserialisation;
 //! - [`validate`]: per-document and whole-set checks that collect *every* error, each naming
 //!   its document, field path and reason;
+//! - [`secret`]: the secrets a set carries and how the API shows them (`<redacted sha256:…>`);
 //! - [`PolicySet`]: the full set of documents one version of the control plane holds.
 //!
 //! Nothing here does I/O; compiling documents into filter configurations is `weft-compile`.
@@ -18,6 +19,7 @@
 pub mod error;
 pub mod model;
 pub mod parse;
+pub mod secret;
 pub mod set;
 pub mod units;
 pub mod validate;

@@ -1,15 +1,16 @@
 //! Reading documents: multi-document YAML (`---`-separated) or JSON (one object, or an array
-//! of objects), bounded before anything is trusted. (Just over 400 lines: the bounds, the
+//! of objects), bounded before anything is trusted. (Near 500 lines: the text pre-scan, the bounds, the
 //! document split and the retry past unknown fields are one reading pipeline.)
 //!
 //! The size limit is checked before a byte is parsed. Both parsers stop at 128 levels on their
 //! own, so no input can exhaust the stack; the (much lower) depth limit is then checked on the
-//! untyped tree, before the typed deserialisation. Typed deserialisation is retried past
+//! untyped tree, before the typed deserialisation. The untyped tree is built under a node and
+//! byte budget ([`bounded`]), so YAML aliases cannot expand a small input into a huge tree. Typed deserialisation is retried past
 //! unknown fields so that a document with three typos reports three errors.
 
 use crate::error::FieldError;
 use crate::model::*;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,6 +23,13 @@ pub struct Limits {
     pub max_depth: usize,
     /// Documents in one request.
     pub max_documents: usize,
+    /// Mappings, sequences, keys and scalars the request expands to (YAML aliases counted
+    /// every time they are replayed), over all of its documents.
+    pub max_nodes: usize,
+    /// Bytes of keys and scalars the request expands to (aliases counted each time).
+    pub max_scalar_bytes: usize,
+    /// YAML aliases (`*name`) in the request's text.
+    pub max_aliases: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +38,9 @@ impl Default for Limits {
             max_bytes: 1024 * 1024,
             max_depth: 32,
             max_documents: 500,
+            max_nodes: 100_000,
+            max_scalar_bytes: 4 * 1024 * 1024,
+            max_aliases: 1000,
         }
     }
 }
@@ -63,7 +74,8 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
     };
     let text =
         std::str::from_utf8(input).map_err(|e| invalid("(input)", format!("not UTF-8: {e}")))?;
-    if let Some(depth) = flow_depth_over(text, limits.max_depth) {
+    let scan = prescan(text, limits.max_depth);
+    if let Some(depth) = scan.too_deep {
         return Err(invalid(
             "(input)",
             format!(
@@ -72,8 +84,30 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
             ),
         ));
     }
+    if scan.aliases > limits.max_aliases {
+        return Err(invalid(
+            "(input)",
+            format!(
+                "{} YAML aliases (`*name`), more than the limit of {}",
+                scan.aliases, limits.max_aliases
+            ),
+        ));
+    }
+    // libyaml holds every event of a document before a node is built: an input with more
+    // lines and commas than the node budget would overrun it (but for commas inside plain
+    // scalars), so it is refused before its events cost memory.
+    if scan.items > limits.max_nodes {
+        return Err(invalid(
+            "(input)",
+            format!(
+                "{} lines and commas, more than the limit of {} nodes",
+                scan.items, limits.max_nodes
+            ),
+        ));
+    }
     let mut errors = Vec::new();
-    let values = split_documents(text, &mut errors);
+    let budget = bounded::Budget::new(limits.max_nodes, limits.max_scalar_bytes);
+    let values = split_documents(text, &budget, &mut errors);
     if values.len() > limits.max_documents {
         return Err(invalid(
             "(input)",
@@ -110,10 +144,31 @@ pub(crate) fn parse_partial(input: &[u8], limits: &Limits) -> Result<Partial, cr
     Ok((documents, errors))
 }
 
-/// Pre-scan of `[`/`{` nesting outside quoted scalars and comments: libyaml takes time
-/// quadratic in flow nesting, so a 1 MiB `[[[[...` must be refused before it is parsed.
-/// Returns the depth reached once it passes `max`.
+/// What the pre-scan found.
+struct Prescan {
+    /// The flow depth reached once it passed the limit.
+    too_deep: Option<usize>,
+    /// `*` starting a token outside quoted scalars and comments: YAML aliases (an upper bound).
+    aliases: usize,
+    /// Lines and commas outside quoted scalars and comments: roughly the items the parser
+    /// will hold as events before any tree is built.
+    items: usize,
+}
+
+/// [`prescan`]'s depth alone.
+#[cfg(test)]
 fn flow_depth_over(text: &str, max: usize) -> Option<usize> {
+    prescan(text, max).too_deep
+}
+
+/// Pre-scan of `[`/`{` nesting outside quoted scalars and comments: libyaml takes time
+/// quadratic in flow nesting, so a 1 MiB `[[[[...` must be refused before it is parsed. It
+/// also counts aliases (a document of 150 000 `*a` would cost its parse time before the
+/// expansion budget could stop it) and items (lines and commas). Stops once the depth
+/// passes `max`.
+fn prescan(text: &str, max: usize) -> Prescan {
+    let mut aliases = 0usize;
+    let mut items = 0usize;
     let mut depth = 0usize;
     let mut quote: Option<u8> = None;
     let mut prev = b'\n';
@@ -146,38 +201,53 @@ fn flow_depth_over(text: &str, max: usize) -> Option<usize> {
                 b'[' | b'{' => {
                     depth += 1;
                     if depth > max {
-                        return Some(depth);
+                        return Prescan {
+                            too_deep: Some(depth),
+                            aliases,
+                            items,
+                        };
                     }
                 }
+                b'*' if prev.is_ascii_whitespace() || b"[{,:".contains(&prev) => aliases += 1,
+                b',' | b'\n' => items += 1,
                 b']' | b'}' => depth = depth.saturating_sub(1),
                 _ => {}
             },
         }
         prev = b;
     }
-    None
+    Prescan {
+        too_deep: None,
+        aliases,
+        items,
+    }
 }
 
-/// Splits the input into untyped documents; empty YAML documents are skipped.
-fn split_documents(text: &str, errors: &mut Vec<FieldError>) -> Vec<Value> {
+/// Splits the input into untyped documents, built under `budget`; empty YAML documents are
+/// skipped.
+fn split_documents(
+    text: &str,
+    budget: &bounded::Budget,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Value> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return match serde_json::from_str::<Value>(text) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let read = bounded::Bounded(budget)
+            .deserialize(&mut de)
+            .and_then(|v| de.end().map(|()| v));
+        return match read {
             Ok(Value::Array(items)) => items,
             Ok(value) => vec![value],
             Err(e) => {
-                errors.push(FieldError::new(
-                    "#1",
-                    "(document)",
-                    format!("invalid JSON: {e}"),
-                ));
+                errors.push(FieldError::new("#1", "(document)", reason("JSON", &e)));
                 Vec::new()
             }
         };
     }
     let mut values = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
-        match Value::deserialize(de) {
+        match bounded::Bounded(budget).deserialize(de) {
             Ok(Value::Null) => {}
             Ok(value) => values.push(value),
             Err(e) => {
@@ -185,13 +255,23 @@ fn split_documents(text: &str, errors: &mut Vec<FieldError>) -> Vec<Value> {
                 errors.push(FieldError::new(
                     format!("#{}", i + 1),
                     "(document)",
-                    format!("invalid YAML: {e}"),
+                    reason("YAML", &e),
                 ));
                 break;
             }
         }
     }
     values
+}
+
+/// A parser's error as a reason: `invalid YAML: ...`, or the budget's own refusal as is.
+fn reason(format: &str, error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    if text.contains(bounded::EXPANSION_PREFIX) {
+        text
+    } else {
+        format!("invalid {format}: {text}")
+    }
 }
 
 /// `Kind/namespace/name (#n)` as far as the untyped document tells, `#n` counting from 1.
@@ -337,6 +417,12 @@ fn typed<S: DeserializeOwned>(
         let segments = path_segments(err.path());
         let reason = err.into_inner().to_string();
         let unknown = reason.starts_with("unknown field");
+        // serde quotes the value it could not read: never a secret's.
+        let reason = if !unknown && segments.iter().any(|s| matches!(s, Seg::Key(k) if crate::secret::SECRET_LIST_FIELDS.contains(&k.as_str()))) {
+            "expected a list of strings (the value is not shown: it holds secrets)".to_string()
+        } else {
+            reason
+        };
         errors.push(FieldError::new(label, format_path(&segments), reason));
         if !unknown || !remove(&mut value, &segments) {
             return None;
@@ -404,5 +490,6 @@ fn remove(value: &mut Value, segments: &[Seg]) -> bool {
     }
 }
 
+mod bounded;
 #[cfg(test)]
 mod tests;

@@ -1,27 +1,31 @@
-//! The embedded store: one append-only log file of checksummed records.
+//! The embedded store: one append-only log file of checksummed frames ([`crate::log`]).
 //!
-//! Frame: `len: u32 LE | sha256(payload): 32 bytes | payload: JSON Record`. An append writes
-//! the whole frame and `fsync`s the file before it returns; the directory is `fsync`ed when
-//! the log is created, so the file itself survives a crash. On open the log is replayed; a
-//! frame cut short or failing its checksum can only be the tail a crash interrupted (an
-//! append that was never acknowledged), so the file is truncated there and the store
-//! reports it in [`FileStore::recovery`]. Versions must follow each other without gaps.
+//! An append writes the whole frame and `fsync`s the file before it returns; the directory is
+//! `fsync`ed when the log is created or replaced, so the file itself survives a crash. On open
+//! the log is replayed: a torn tail (an interrupted final append) is truncated and reported
+//! in [`FileStore::recovery`]; damage with valid records after it refuses the open, naming
+//! the record ([`StoreError::CorruptRecord`]). Versions must follow each other without gaps.
 //!
-//! Every record holds the full set, which keeps replay and rollback trivial; compaction
-//! (snapshot + truncate) is left for when sets grow large.
+//! Compaction rewrites the log as one snapshot frame (every version, each distinct document
+//! once) through a temporary file, `fsync` and rename, so a crash leaves the old log or the
+//! new one. It runs when the records appended since the last snapshot pass
+//! [`Compaction::after_records`] or their bytes pass [`Compaction::after_bytes`], and on
+//! demand ([`FileStore::compact`], `weft store compact`).
 
+use crate::compact::{Compacted, SnapshotFrame};
+use crate::log::{self, FrameInfo};
+use crate::private::{create_file, open_append, private_dir, sync_parent};
 use crate::{next_record, NewRecord, Record, RecordSummary, Store, StoreError};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const LOG_FILE: &str = "policy.log";
+pub(crate) const LOG_FILE: &str = "policy.log";
 const LOCK_FILE: &str = "LOCK";
-const HEADER_LEN: usize = 4 + 32;
-/// Refuse absurd frame lengths instead of allocating them.
-const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+const COMPACT_FILE: &str = "policy.log.compact";
 
 /// What opening the store had to repair.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +37,41 @@ pub struct Recovery {
     pub reason: String,
 }
 
+/// When the log is compacted on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// Records appended since the last snapshot (or since the log began).
+    pub after_records: usize,
+    /// Bytes of those records.
+    pub after_bytes: u64,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Self {
+            after_records: 1000,
+            after_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactReport {
+    pub versions: usize,
+    pub documents: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
     inner: Mutex<Inner>,
     recovery: Option<Recovery>,
+    warnings: Vec<String>,
+    compaction: Compaction,
     /// Held for the store's lifetime: a second server on the same directory is refused.
     _lock: File,
 }
@@ -47,14 +81,32 @@ struct Inner {
     file: File,
     len: u64,
     records: Vec<Record>,
+    /// Records and bytes appended after the snapshot (or since the log began).
+    tail_records: usize,
+    tail_bytes: u64,
     poisoned: Option<String>,
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// Takes the directory's lock (mode 0600), refusing when another process holds it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(crate::private::FILE_MODE)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    lock.try_lock()
+        .map_err(|_| StoreError::Locked(dir.display().to_string()))?;
+    Ok(lock)
 }
 
 // === impl FileStore ===
@@ -62,56 +114,62 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 impl FileStore {
     /// Opens (creating if needed) the store in `dir`, replaying the log.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.try_lock()
-            .map_err(|_| StoreError::Locked(dir.display().to_string()))?;
+        Self::open_with(dir, Compaction::default())
+    }
+
+    /// [`FileStore::open`] with its own compaction thresholds.
+    pub fn open_with(dir: &Path, compaction: Compaction) -> Result<Self, StoreError> {
+        let mut warnings = Vec::new();
+        warnings.extend(private_dir(dir).map_err(io(dir))?);
+        let lock = lock_dir(dir)?;
         let path = dir.join(LOG_FILE);
         let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let (mut file, warning) = open_append(&path).map_err(io(&path))?;
+        warnings.extend(warning);
         if created {
             file.sync_all().map_err(io(&path))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(dir))?;
+            sync_parent(&path).map_err(io(dir))?;
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let (records, good_len, tail) = replay(&path, &bytes)?;
-        let recovery = match tail {
+        let scan = log::scan(&bytes);
+        let recovery = match scan.bad {
             None => None,
-            Some(reason) => {
-                file.set_len(good_len).map_err(io(&path))?;
+            Some(bad) if bad.is_torn_tail() => {
+                file.set_len(scan.good_len).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
                 Some(Recovery {
-                    offset: good_len,
-                    dropped_bytes: bytes.len() as u64 - good_len,
-                    reason,
+                    offset: scan.good_len,
+                    dropped_bytes: bytes.len() as u64 - scan.good_len,
+                    reason: bad.reason,
+                })
+            }
+            Some(bad) => {
+                return Err(StoreError::CorruptRecord {
+                    path: path.display().to_string(),
+                    index: bad.index,
+                    offset: bad.offset,
+                    version: bad.version,
+                    reason: bad.reason,
+                    valid_after: bad.valid_after,
                 })
             }
         };
+        let (tail_records, tail_bytes) = tail_of(&scan.frames);
         let inner = Inner {
             file,
-            len: good_len,
-            records,
+            len: scan.good_len,
+            records: scan.records,
+            tail_records,
+            tail_bytes,
             poisoned: None,
         };
         Ok(Self {
             path,
             inner: Mutex::new(inner),
             recovery,
+            warnings,
+            compaction,
             _lock: lock,
         })
     }
@@ -119,6 +177,11 @@ impl FileStore {
     /// The torn tail dropped on open, if any.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
+    }
+
+    /// Permissions found too loose (and tightened) on open, one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn path(&self) -> &Path {
@@ -130,69 +193,66 @@ impl FileStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-/// Records, the length of the valid prefix, and why the rest (if any) was dropped.
-fn replay(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, u64, Option<String>), StoreError> {
-    let mut records: Vec<Record> = Vec::new();
-    let mut offset = 0usize;
-    while offset < bytes.len() {
-        let rest = &bytes[offset..];
-        let Some((header, after)) = rest.split_first_chunk::<HEADER_LEN>() else {
-            return Ok((
-                records,
-                offset as u64,
-                Some("frame header cut short".into()),
-            ));
-        };
-        let (len, sum) = header.split_at(4);
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        if len > MAX_RECORD_BYTES || len > after.len() {
-            return Ok((
-                records,
-                offset as u64,
-                Some(format!("frame of {len} bytes cut short")),
-            ));
-        }
-        let payload = &after[..len];
-        if Sha256::digest(payload).as_slice() != sum {
-            return Ok((records, offset as u64, Some("checksum mismatch".into())));
-        }
-        let record: Record = serde_json::from_slice(payload).map_err(|e| StoreError::Corrupt {
-            path: path.display().to_string(),
-            offset: offset as u64,
-            reason: format!("record does not decode: {e}"),
-        })?;
-        let expected = records.last().map_or(1, |r| r.version + 1);
-        if record.version != expected {
-            return Err(StoreError::Corrupt {
-                path: path.display().to_string(),
-                offset: offset as u64,
-                reason: format!("version {} follows {}", record.version, expected - 1),
-            });
-        }
-        records.push(record);
-        offset += HEADER_LEN + len;
+    /// Rewrites the log as one snapshot frame holding every version.
+    pub fn compact(&self) -> Result<CompactReport, StoreError> {
+        let mut inner = self.lock();
+        self.compact_locked(&mut inner)
     }
-    Ok((records, offset as u64, None))
+
+    fn compact_locked(&self, inner: &mut Inner) -> Result<CompactReport, StoreError> {
+        if let Some(why) = &inner.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let snapshot = Compacted::from_records(&inner.records)?;
+        let report = CompactReport {
+            versions: snapshot.versions.len(),
+            documents: snapshot.documents.len(),
+            bytes_before: inner.len,
+            bytes_after: 0,
+        };
+        let payload = serde_json::to_vec(&SnapshotFrame { snapshot })?;
+        let bytes = log::encode(&payload).map_err(too_large)?;
+        let tmp = self.path.with_file_name(COMPACT_FILE);
+        let written = create_file(&tmp).and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        // From here the new log is the log: if it cannot be reopened, refuse writes.
+        let reopened = sync_parent(&self.path).and_then(|()| open_append(&self.path));
+        match reopened {
+            Ok((file, _)) => inner.file = file,
+            Err(e) => {
+                inner.poisoned = Some(format!("reopening the compacted log: {e}"));
+                return Err(io(&self.path)(e));
+            }
+        }
+        inner.len = bytes.len() as u64;
+        inner.tail_records = 0;
+        inner.tail_bytes = 0;
+        Ok(CompactReport {
+            bytes_after: inner.len,
+            ..report
+        })
+    }
 }
 
-fn frame(record: &Record) -> Result<Vec<u8>, StoreError> {
-    let payload = serde_json::to_vec(record)?;
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|l| (*l as usize) <= MAX_RECORD_BYTES)
-        .ok_or_else(|| {
-            StoreError::Encode(serde::ser::Error::custom(format!(
-                "record of {} bytes is too large",
-                payload.len()
-            )))
-        })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(&payload));
-    out.extend_from_slice(&payload);
-    Ok(out)
+/// Records and bytes after the snapshot frame (all of them when there is none).
+fn tail_of(frames: &[FrameInfo]) -> (usize, u64) {
+    let tail = match frames.first() {
+        Some(f) if f.kind == "snapshot" => &frames[1..],
+        _ => frames,
+    };
+    (tail.len(), tail.iter().map(|f| f.bytes).sum())
+}
+
+fn too_large(reason: String) -> StoreError {
+    StoreError::Encode(serde::ser::Error::custom(reason))
 }
 
 impl Store for FileStore {
@@ -202,7 +262,7 @@ impl Store for FileStore {
             return Err(StoreError::Poisoned(why.clone()));
         }
         let record = next_record(inner.records.last().map_or(0, |r| r.version), new)?;
-        let bytes = frame(&record)?;
+        let bytes = log::encode(&serde_json::to_vec(&record)?).map_err(too_large)?;
         let written = inner
             .file
             .write_all(&bytes)
@@ -217,7 +277,23 @@ impl Store for FileStore {
             return Err(io(&self.path)(e));
         }
         inner.len += bytes.len() as u64;
+        inner.tail_records += 1;
+        inner.tail_bytes += bytes.len() as u64;
         inner.records.push(record.clone());
+        if inner.tail_records >= self.compaction.after_records
+            || inner.tail_bytes >= self.compaction.after_bytes
+        {
+            // The record is durable already; a failed compaction leaves the log as it was.
+            match self.compact_locked(&mut inner) {
+                Ok(c) => tracing::info!(
+                    versions = c.versions,
+                    bytes_before = c.bytes_before,
+                    bytes_after = c.bytes_after,
+                    "compacted the policy log"
+                ),
+                Err(e) => tracing::warn!(error = %e, "compacting the policy log failed"),
+            }
+        }
         Ok(record)
     }
 

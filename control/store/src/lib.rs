@@ -4,14 +4,21 @@
 //! after the change, its author, time and a summary of what changed; versions count up from 1
 //! without gaps. [`Store`] is the seam for a distributed implementation (etcd: a transaction
 //! comparing the latest version key, which is what [`NewRecord::parent`] is for);
-//! [`FileStore`] is the embedded default and [`MemoryStore`] serves tests.
+//! [`FileStore`] is the embedded default (compacted into a snapshot record plus the tail;
+//! [`verify`] and [`repair`] are the operator's offline tools) and [`MemoryStore`] serves tests.
 #![forbid(unsafe_code)]
 
+mod compact;
 mod file;
+mod log;
 mod memory;
+mod offline;
+pub mod private;
 
-pub use file::{FileStore, Recovery};
+pub use file::{CompactReport, Compaction, FileStore, Recovery};
+pub use log::{BadFrame, FrameInfo};
 pub use memory::MemoryStore;
+pub use offline::{repair, verify, Repair, Verification};
 
 use serde::{Deserialize, Serialize};
 use weft_policy::set::DocDiff;
@@ -85,18 +92,34 @@ pub enum StoreError {
     },
     #[error("data directory {0} is in use by another process")]
     Locked(String),
-    #[error("corrupt store {path} at byte {offset}: {reason}")]
-    Corrupt {
+    #[error("corrupt store {path}: record #{index} (version {version}) at byte {offset}: {reason}; {}. \
+             Nothing was dropped: see `weft store verify`, and `weft store repair --truncate-at {offset}` \
+             to drop this record and every one after it", after_text(.valid_after))]
+    CorruptRecord {
         path: String,
+        index: usize,
         offset: u64,
+        version: u64,
         reason: String,
+        valid_after: Option<u64>,
     },
+    #[error("repair refused: {0}")]
+    Repair(String),
     #[error("version conflict: change computed from version {parent}, store is at {latest}")]
     Conflict { parent: u64, latest: u64 },
     #[error("store unusable after a failed write; restart to recover: {0}")]
     Poisoned(String),
     #[error("record encoding: {0}")]
     Encode(#[from] serde_json::Error),
+}
+
+fn after_text(valid_after: &Option<u64>) -> String {
+    match valid_after {
+        Some(at) => format!("a valid record follows at byte {at}, so this is not a torn tail"),
+        None => {
+            "its bytes were written whole (the checksum matches), so this is not a torn tail".into()
+        }
+    }
 }
 
 /// Versioned storage. `append` returns only once the record is durable.

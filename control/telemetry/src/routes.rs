@@ -75,12 +75,14 @@ pub fn parse_window(text: Option<&str>) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("window {text:?}: expected e.g. 30s, 5m, 1h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("window {text:?}: unit must be s, m or h")),
     };
+    // Saturating: `4611686018427387905m` is refused, never wrapped into a 60 s window.
+    let secs = n.saturating_mul(scale);
     if secs == 0 || secs > MAX_WINDOW_SECS {
         return Err(format!(
             "window {text:?}: must be between 1s and {MAX_WINDOW_SECS}s"

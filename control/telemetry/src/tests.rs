@@ -197,6 +197,10 @@ fn windows_parse_with_units_and_bounds() {
     assert!(routes_parse("0s").is_err());
     assert!(routes_parse("5d").is_err());
     assert!(routes_parse("m").is_err());
+    // Overflowing products are refused, not wrapped: (2^62 + 1) * 60 wraps to 60 s.
+    assert!(routes_parse("4611686018427387905m").is_err());
+    assert!(routes_parse("5124095576030431h").is_err());
+    assert!(routes_parse("99999999999999999999").is_err());
 }
 
 fn routes_parse(text: &str) -> Result<u64, String> {

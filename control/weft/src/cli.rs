@@ -84,8 +84,11 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// List every version.
-    History,
+    /// List every version, or show the documents of one.
+    History {
+        #[arg(value_name = "VERSION")]
+        at: Option<u64>,
+    },
     /// Create a new version equal to an earlier one.
     Rollback {
         #[arg(value_name = "VERSION")]
@@ -119,6 +122,8 @@ pub enum Command {
         workers: Option<u16>,
         #[command(flatten)]
         xds: crate::xds::XdsServeArgs,
+        #[command(flatten)]
+        store: crate::store_cmd::CompactionArgs,
     },
     /// Suggest a policy from observed traffic (the sidecars' telemetry).
     #[command(subcommand)]
@@ -129,6 +134,9 @@ pub enum Command {
     /// The mesh CA: show roots, rotate the root.
     #[command(subcommand)]
     Ca(crate::identity::CaCommand),
+    /// The policy log of a data directory: verify, repair, compact (no server needed).
+    #[command(subcommand)]
+    Store(crate::store_cmd::StoreCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
     Bootstrap(crate::bootstrap::BootstrapArgs),

@@ -18,7 +18,9 @@ pub fn run(cli: Cli) -> Exit {
             log_level,
             workers,
             xds,
-        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds),
+            store,
+        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds, store),
+        Command::Store(command) => crate::store_cmd::run(command, format),
         Command::Bootstrap(args) => return crate::bootstrap::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -144,10 +146,18 @@ fn remote(
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
-        Command::History => {
+        Command::History { at: None } => {
             let out = client.get("/api/v1/history")?;
             let history: Vec<RecordSummary> = decode(&out)?;
             print(format, &out, |_| history_table(&history));
+        }
+        Command::History { at: Some(v) } => {
+            let out = client.get(&format!("/api/v1/history/{v}"))?;
+            // The table form is the version's documents as YAML (secrets redacted by the API).
+            print(format, &out, |record| {
+                let documents = &record["documents"];
+                serde_norway::to_string(documents).unwrap_or_default()
+            });
         }
         Command::Status => {
             let out = client.get("/api/v1/status")?;
@@ -169,7 +179,10 @@ fn remote(
         Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
             crate::telemetry::suggest_authz(client, &args, format)?;
         }
-        Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Bootstrap(_)
+        | Command::Store(_) => {}
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod identity;
 mod output;
 mod serve;
 mod sidecars;
+mod store_cmd;
 mod telemetry;
 mod xds;
 

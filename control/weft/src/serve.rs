@@ -13,6 +13,7 @@ pub fn run(
     level: tracing::Level,
     workers: Option<u16>,
     xds: crate::xds::XdsServeArgs,
+    store: crate::store_cmd::CompactionArgs,
 ) -> Exit {
     tracing_subscriber::fmt()
         .with_max_level(level)
@@ -30,7 +31,7 @@ pub fn run(
             return Exit::Server;
         }
     };
-    match runtime.block_on(serve(data_dir, listen, xds)) {
+    match runtime.block_on(serve(data_dir, listen, xds, store)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "server failed");
@@ -39,8 +40,16 @@ pub fn run(
     }
 }
 
-async fn serve(data_dir: &Path, listen: &str, xds: crate::xds::XdsServeArgs) -> anyhow::Result<()> {
-    let store = FileStore::open(data_dir)?;
+async fn serve(
+    data_dir: &Path,
+    listen: &str,
+    xds: crate::xds::XdsServeArgs,
+    compaction: crate::store_cmd::CompactionArgs,
+) -> anyhow::Result<()> {
+    let store = FileStore::open_with(data_dir, compaction.compaction())?;
+    for warning in store.warnings() {
+        tracing::warn!(%warning, "the data directory was readable by others");
+    }
     if let Some(r) = store.recovery() {
         tracing::warn!(offset = r.offset, dropped_bytes = r.dropped_bytes, reason = %r.reason, "dropped a torn tail of the log (an unacknowledged write)");
     }

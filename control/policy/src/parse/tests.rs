@@ -211,3 +211,38 @@ fn flow_prescan_ignores_brackets_in_quotes_and_comments() {
     );
     assert_eq!(flow_depth_over("a: 'it''s [' [[", 1), Some(2));
 }
+
+#[test]
+fn a_secret_that_does_not_type_check_is_not_quoted_back() {
+    let secret = "a-secret-of-at-least-32-bytes-long!!";
+    let y = format!("apiVersion: weft.dev/v1alpha1\nkind: RequestAuthentication\nmetadata: {{name: a}}\nspec:\n  target: {{service: s}}\n  jwtRules: [{{issuer: i, hs256Secrets: {secret}}}]\n");
+    let errs = errors(&y);
+    assert_eq!(errs[0].field, "spec.jwtRules[0].hs256Secrets", "{errs:?}");
+    assert!(!format!("{errs:?}").contains(secret), "{errs:?}");
+    // A redacted placeholder given back is refused, never stored as the secret.
+    let placeholder = crate::secret::redact(secret);
+    let y = format!("apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {{name: s}}\nspec: {{port: 1, versions: [v1]}}\n---\napiVersion: weft.dev/v1alpha1\nkind: RequestAuthentication\nmetadata: {{name: a}}\nspec:\n  target: {{service: s}}\n  jwtRules: [{{issuer: i, hs256Secrets: ['{placeholder}']}}]\n");
+    let Err(PolicyError::Invalid(errs)) = crate::load(y.as_bytes(), &Limits::default()) else {
+        panic!("a placeholder was accepted as a secret")
+    };
+    assert_eq!(
+        errs[0].field, "spec.jwtRules[0].hs256Secrets[0]",
+        "{errs:?}"
+    );
+    assert!(errs[0].reason.contains("redacted placeholder"), "{errs:?}");
+}
+
+#[test]
+fn prescan_counts_aliases_outside_quotes_and_comments() {
+    let text = "a: &x [1]\nb: *x\nc: [*x, *x]\nd: '*x'\ne: \"*x\" # *x\nf: a*b\ng:\n- *x\n";
+    assert_eq!(prescan(text, 32).aliases, 4);
+    let many = format!("a: &x 1\nb: [{}]\n", vec!["*x"; 1001].join(", "));
+    let Err(PolicyError::Invalid(errs)) = parse_documents(many.as_bytes(), &Limits::default())
+    else {
+        panic!("1001 aliases were parsed")
+    };
+    assert_eq!(
+        errs[0].reason,
+        "1001 YAML aliases (`*name`), more than the limit of 1000"
+    );
+}

@@ -151,7 +151,12 @@ pub(super) fn authentication(s: &RequestAuthenticationSpec, c: &mut Collector<'_
             }
         }
         for (k, secret) in rule.hs256_secrets.iter().enumerate() {
-            if secret.len() < 32 {
+            if crate::secret::is_redacted(secret) {
+                c.push(
+                    format!("{at}.hs256Secrets[{k}]"),
+                    "a redacted placeholder as the API shows it, not a secret: give the secret itself",
+                );
+            } else if secret.len() < 32 {
                 c.push(
                     format!("{at}.hs256Secrets[{k}]"),
                     "an HS256 secret must be at least 32 bytes (RFC 7518 section 3.2)",

@@ -98,6 +98,11 @@ fn error_kinds_name_field_and_reason() {
         ("AuthorizationPolicy", "  target: {service: reviews}\n  denyResponse: {status: 99}\n", "spec.denyResponse.status", "not an HTTP status", ""),
         ("RequestAuthentication", "  target: {service: reviews}\n  jwtRules: [{issuer: i, jwks: \"{}\"}]\n", "spec.jwtRules[0].jwks", "non-empty `keys`", ""),
         ("RequestAuthentication", "  target: {service: reviews}\n  jwtRules: [{issuer: i, hs256Secrets: [short]}]\n", "spec.jwtRules[0].hs256Secrets[0]", "at least 32 bytes", ""),
+        // every count has an upper bound
+        ("CircuitBreaker", "  target: {service: reviews}\n  consecutiveFailures: 4294967295\n", "spec.consecutiveFailures", "more than the maximum of 100000", ""),
+        ("CircuitBreaker", "  target: {service: reviews}\n  maxConcurrent: 2000000\n", "spec.maxConcurrent", "more than the maximum of 1000000", ""),
+        ("CircuitBreaker", "  target: {service: reviews}\n  failureRate: {thresholdPercent: 50, minRequests: 100001}\n", "spec.failureRate.minRequests", "more than the maximum", ""),
+        ("TrafficSplit", "  target: {service: reviews}\n  split: [{version: v1, weight: 100}]\n  mirror: {version: v2, percent: 1, maxBodyBytes: 4294967295}\n", "spec.mirror.maxBodyBytes", "more than the maximum of 16777216", ""),
         ("TrafficSplit", "  target: {service: reviews}\n  sticky: {header: a, cookie: b}\n  split: [{version: v1, weight: 100}]\n", "spec.sticky", "exactly one", ""),
         ("FaultInjection", "  target: {service: reviews}\n", "spec", "at least one of `delay` or `abort`", ""),
         ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 700, percent: 1}\n", "spec.abort.httpStatus", "not an HTTP status", ""),

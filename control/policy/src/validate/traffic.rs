@@ -114,6 +114,12 @@ pub(super) fn traffic_split(s: &TrafficSplitSpec, c: &mut Collector<'_>) {
     if let Some(m) = &s.mirror {
         c.check("spec.mirror.version", check_version(&m.version));
         percent(c, "spec.mirror.percent".into(), m.percent);
+        at_most(
+            c,
+            "spec.mirror.maxBodyBytes",
+            m.max_body_bytes,
+            MAX_MIRROR_BODY_BYTES,
+        );
         if let Some(t) = &m.timeout {
             c.check("spec.mirror.timeout", parse_duration(t).map(|_| ()));
         }
@@ -210,6 +216,20 @@ pub(super) fn fault(s: &FaultInjectionSpec, c: &mut Collector<'_>) {
     }
 }
 
+/// Bytes a mirrored request body is buffered up to (the sidecar holds them per request).
+pub const MAX_MIRROR_BODY_BYTES: u32 = 16 * 1024 * 1024;
+/// Failures, probes and minimum requests a breaker counts.
+pub const MAX_BREAKER_COUNT: u32 = 100_000;
+/// Concurrent requests a breaker admits.
+pub const MAX_CONCURRENT: u32 = 1_000_000;
+
+/// Every count a document carries has an upper bound: `value` above `max` is an error.
+fn at_most(c: &mut Collector<'_>, at: &str, value: Option<u32>, max: u32) {
+    if let Some(v) = value.filter(|v| *v > max) {
+        c.push(at, format!("{v} is more than the maximum of {max}"));
+    }
+}
+
 /// Failure classes a `CircuitBreaker` may count.
 pub const FAILURE_KINDS: [&str; 5] = ["5xx", "gatewayErrors", "connectFailure", "reset", "timeout"];
 
@@ -265,6 +285,27 @@ pub(super) fn breaker(s: &CircuitBreakerSpec, c: &mut Collector<'_>) {
     }
     if s.jitter_percent.is_some_and(|j| j > 100) {
         c.push("spec.jitterPercent", "must be at most 100");
+    }
+    at_most(
+        c,
+        "spec.consecutiveFailures",
+        s.consecutive_failures,
+        MAX_BREAKER_COUNT,
+    );
+    at_most(
+        c,
+        "spec.halfOpenProbes",
+        s.half_open_probes,
+        MAX_BREAKER_COUNT,
+    );
+    at_most(c, "spec.maxConcurrent", s.max_concurrent, MAX_CONCURRENT);
+    if let Some(fr) = &s.failure_rate {
+        at_most(
+            c,
+            "spec.failureRate.minRequests",
+            fr.min_requests,
+            MAX_BREAKER_COUNT,
+        );
     }
     if s.half_open_probes == Some(0) {
         c.push("spec.halfOpenProbes", "must be at least 1");
