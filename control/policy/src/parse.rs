@@ -295,6 +295,7 @@ pub fn document_from_value(value: Value, label: &str) -> Result<Document, Vec<Fi
         Kind::CircuitBreaker => {
             typed(value, label, &mut errors).map(|e| e.map(Spec::CircuitBreaker))
         }
+        Kind::Rollout => typed(value, label, &mut errors).map(|e| e.map(Spec::Rollout)),
     };
     match spec {
         Some(env) if errors.is_empty() => Ok(Document {

@@ -257,3 +257,5 @@ fn units() {
         Ok(ConditionKey::Header("x-a".into()))
     );
 }
+
+mod rollout;
