@@ -129,6 +129,9 @@ pub enum Command {
     /// The mesh CA: show roots, rotate the root.
     #[command(subcommand)]
     Ca(crate::identity::CaCommand),
+    /// Progressive delivery: watch and steer the Rollouts the control plane runs.
+    #[command(subcommand)]
+    Rollout(crate::rollout::RolloutCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
     Bootstrap(crate::bootstrap::BootstrapArgs),
