@@ -62,6 +62,9 @@ spec:
     )
 }
 
+/// Longer than the sidecars' 1 s telemetry period.
+const TELEMETRY_FLUSH: Duration = Duration::from_millis(2_500);
+
 const CHECKS: &str =
     "{successRate: {min: 95}, latencyP99: {maxMs: 100}, minRequests: 10, failureThreshold: 2}";
 
@@ -139,7 +142,7 @@ impl Mesh {
 
     /// Polls until the rollout's phase is `phase`.
     async fn until_phase(&self, phase: &str, timeout: Duration) -> Value {
-        poll_until(
+        let reached = poll_until(
             &format!("phase {phase}"),
             timeout,
             Duration::from_millis(25),
@@ -148,8 +151,14 @@ impl Mesh {
                 Ok((s["phase"] == phase).then_some(s))
             },
         )
-        .await
-        .unwrap()
+        .await;
+        match reached {
+            Ok(status) => status,
+            Err(e) => {
+                print_timeline("events so far", &self.events().await, 0, 0);
+                panic!("{e}: {:#}", self.status().await)
+            }
+        }
     }
 
     fn secs(&self) -> f64 {
@@ -175,11 +184,16 @@ async fn weight_bp(pod: &Pod, version: &str) -> Option<u64> {
         .await
         .ok()?;
     let body: Value = serde_json::from_str(&text).ok()?;
-    let suffix = format!("reviews.{version}.weight_bp");
+    // `wasmcustom.weft.canary.reviews_default.v2.weight_bp`
+    let suffix = format!(".{version}.weight_bp");
     body["stats"]
         .as_array()?
         .iter()
-        .find(|s| s["name"].as_str().is_some_and(|n| n.ends_with(&suffix)))
+        .find(|s| {
+            s["name"].as_str().is_some_and(|n| {
+                n.starts_with("wasmcustom.weft.canary.reviews") && n.ends_with(&suffix)
+            })
+        })
         .and_then(|s| s["value"].as_u64())
 }
 
@@ -276,6 +290,27 @@ async fn mk_mesh(net: &TestNet) -> Mesh {
 async fn rollouts_are_gated_by_live_telemetry_in_real_envoy() {
     let net = TestNet::new("rollout");
     let mut mesh = mk_mesh(&net).await;
+    // Every sidecar has accepted the current version (a module download can fail and be
+    // retried on a loaded machine before the first configuration is in).
+    let sidecars = format!("http://127.0.0.1:{}/v1/sidecars", mesh.server.xds_port);
+    poll_until(
+        "3 sidecars synced",
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || async {
+            let body = get_json(&sidecars).await;
+            let revision = body["revision"].as_u64();
+            let synced = body["sidecars"].as_array().is_some_and(|list| {
+                list.len() == 3
+                    && list.iter().all(|s| {
+                        s["connected"] == true && s["synced_revision"].as_u64() == revision
+                    })
+            });
+            Ok(synced.then_some(()))
+        },
+    )
+    .await
+    .unwrap();
     let caller_url = mesh.pod("productpage-v1").local_url(OUTBOUND);
     // The mesh is up when the caller reaches v1 through its sidecar.
     poll_until(
@@ -361,6 +396,9 @@ async fn rollouts_are_gated_by_live_telemetry_in_real_envoy() {
         .set_fail_every(0, 0)
         .await
         .unwrap();
+    // Sidecars report every second: let the last failures reach the control plane before the
+    // next rollout's first interval begins.
+    tokio::time::sleep(TELEMETRY_FLUSH).await;
 
     // 2. +200 ms: rolled back on p99 (a new spec is a new rollout).
     mesh.pod("reviews-v2").app().set_mode(0, 200).await.unwrap();
@@ -387,6 +425,7 @@ async fn rollouts_are_gated_by_live_telemetry_in_real_envoy() {
     let rate = checks.iter().find(|c| c["name"] == "successRate").unwrap();
     assert_eq!(rate["passed"], true, "only latency fails: {failed}");
     mesh.pod("reviews-v2").app().set_mode(0, 0).await.unwrap();
+    tokio::time::sleep(TELEMETRY_FLUSH).await;
 
     // 3. Below minRequests: inconclusive, neither promoted nor rolled back; then aborted.
     let t0 = now_ms();
