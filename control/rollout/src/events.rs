@@ -1,5 +1,5 @@
 //! The rollout events (`weft rollout events`): newest kept in memory, every one appended to
-//! `<data>/rollouts/events.jsonl` so they outlive a restart. The rollout's durable state is
+//! `<data>/rollouts/events.jsonl` (rotated at 16 MiB) so they outlive a restart. The rollout's durable state is
 //! the policy store; this log is its narrative, and a torn last line is skipped on load.
 
 use std::collections::VecDeque;
@@ -9,8 +9,10 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::machine::Event;
 
-/// Events kept in memory (the file keeps all).
+/// Events kept in memory.
 pub const MAX_EVENTS: usize = 10_000;
+/// Size at which the file is rotated (one previous file kept).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct EventLog {
     path: Option<PathBuf>,
@@ -55,6 +57,11 @@ impl EventLog {
 
     pub fn push(&self, event: Event) {
         if let Some(path) = &self.path {
+            // Bounded on disk: past MAX_FILE_BYTES the file becomes `events.jsonl.1` (the one
+            // before it is dropped) and a new one starts.
+            if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
+                let _ = std::fs::rename(path, path.with_extension("jsonl.1"));
+            }
             let line = serde_json::to_string(&event).unwrap_or_default();
             let written = std::fs::OpenOptions::new()
                 .create(true)

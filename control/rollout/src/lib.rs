@@ -23,4 +23,6 @@ pub use machine::{
 pub use runtime::Rollouts;
 
 #[cfg(test)]
+mod runtime_tests;
+#[cfg(test)]
 mod tests;

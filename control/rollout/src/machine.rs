@@ -1,3 +1,5 @@
+//! (Over 400 lines: the state machine, its status and event types are one unit, read together.)
+//!
 //! The rollout controller of one `Rollout` document, sans IO: [`Controller::step`] takes the
 //! time and the versions' cumulative telemetry and answers with [`Action`]s (a transition to
 //! write as a new policy version, an event to record). The driver in `weft serve` does the

@@ -35,6 +35,9 @@ pub struct Rollouts {
     plane: Arc<ControlPlane>,
     telemetry: Arc<Telemetry>,
     controllers: Mutex<BTreeMap<String, Controller>>,
+    /// After a refused write, a rollout waits one interval before trying again (no event
+    /// storm from a rollout that cannot write).
+    backoff: Mutex<BTreeMap<String, u64>>,
     pub events: EventLog,
 }
 
@@ -46,6 +49,7 @@ impl Rollouts {
             plane,
             telemetry,
             controllers: Mutex::new(BTreeMap::new()),
+            backoff: Mutex::new(BTreeMap::new()),
             events,
         })
     }
@@ -66,9 +70,20 @@ impl Rollouts {
                 continue;
             };
             let plan = controller.plan().clone();
+            let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+            if backoff.get(&id).is_some_and(|until| now_ms < *until) {
+                continue;
+            }
+            backoff.remove(&id);
+            drop(backoff);
             let observation = self.observe(&plan);
             let actions = controller.step(now_ms, &observation);
-            self.act(&plan, actions);
+            if !self.act(&plan, actions) {
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id, now_ms.saturating_add(plan.interval_ms));
+            }
         }
     }
 
@@ -102,8 +117,9 @@ impl Rollouts {
     }
 
     /// Writes transitions and records events; a refused write is recorded and the controller
-    /// adopts the store's progress on the next tick.
-    fn act(&self, plan: &Plan, actions: Vec<Action>) {
+    /// adopts the store's progress on the next tick. False when a write was refused.
+    fn act(&self, plan: &Plan, actions: Vec<Action>) -> bool {
+        let mut written = true;
         for action in actions {
             match action {
                 Action::Record(event) => self.events.push(event),
@@ -121,10 +137,12 @@ impl Rollouts {
                         event.kind = EventKind::WriteFailed;
                         event.message = format!("{} (not written: {reason})", event.message);
                         self.events.push(event);
+                        written = false;
                     }
                 },
             }
         }
+        written
     }
 
     fn write(&self, plan: &Plan, progress: crate::machine::Progress) -> Result<u64, String> {
