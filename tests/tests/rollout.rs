@@ -6,7 +6,8 @@
 //!    at 0 % v2 (measured: detection → rollback → enforced);
 //! 2. a v2 200 ms slower is rolled back on the p99 check;
 //! 3. a v2 with fewer requests than `minRequests` is neither promoted nor rolled back
-//!    (inconclusive), then `weft rollout abort` takes it back to 0 %;
+//!    (inconclusive) and the graph page (headless Chromium) shows it on the service; then
+//!    `weft rollout abort` takes it back to 0 %;
 //! 4. `weft serve` killed mid-rollout and restarted on the same data resumes at the same step;
 //! 5. a healthy v2 behind a sticky split is promoted through every step, each sidecar's applied
 //!    weight read from its stats; 1,000 keys: every key on v2 at a weight stays on v2 at every
@@ -27,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_e2e::{
-    http_client, poll_until, within_binomial_999, xds_support::network_gateway, EnvoyOptions, Pod,
-    TestNet, UpstreamOptions, ADMIN_SOCKET,
+    artifacts_dir, chromium, http_client, poll_until, within_binomial_999,
+    xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions, ADMIN_SOCKET,
 };
 use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams};
@@ -465,6 +466,21 @@ async fn rollouts_are_gated_by_live_telemetry_in_real_envoy() {
     assert!(
         out.contains("Progressing") && out.contains("below minRequests 1000000"),
         "{out}"
+    );
+    // The graph page shows the running rollout on the service (rendered by a real browser).
+    let screenshot = artifacts_dir().unwrap().join("rollout-graph.png");
+    let ui = format!("{}/ui", mesh.server.api);
+    let dom = tokio::task::spawn_blocking(move || chromium(&ui, &screenshot).unwrap())
+        .await
+        .unwrap();
+    assert!(dom.contains("data-loaded=\"true\""), "{dom}");
+    assert!(
+        dom.contains("data-rollout=\"default/reviews\""),
+        "rollouts table: {dom}"
+    );
+    assert!(
+        dom.contains("class=\"rollout-badge\"") && dom.contains("rollout progressing 1/2: v2 10%"),
+        "badge on reviews: {dom}"
     );
     let out = mesh.cli(&["rollout", "abort", "reviews"]);
     assert!(out.contains("Aborted"), "{out}");
