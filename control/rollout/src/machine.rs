@@ -7,7 +7,7 @@
 //! holds (after a restart, a refused write, or another replica's step).
 
 use serde::{Deserialize, Serialize};
-use weft_policy::model::{RolloutAnalysis, Spec};
+use weft_policy::model::{RolloutAnalysis, RouteMatch, Spec};
 use weft_policy::validate::{rollout_schedule, PlannedStep};
 use weft_policy::Document;
 use weft_telemetry_plane::Counts;
@@ -75,6 +75,8 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     pub interval_ms: u64,
     pub analysis: RolloutAnalysis,
+    /// A/B mode: the cohort routed to the canary while the rollout runs (weights stay 0).
+    pub ab: Option<RouteMatch>,
     /// Hash of the spec: a changed spec is a new rollout.
     pub generation: String,
 }
@@ -99,6 +101,7 @@ impl Plan {
             steps,
             interval_ms,
             analysis: s.analysis.clone(),
+            ab: s.ab.as_ref().map(|ab| ab.matches.clone()),
             generation,
         })
     }

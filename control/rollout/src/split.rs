@@ -4,7 +4,7 @@
 //! exactly the step the sidecars were sent.
 
 use std::collections::BTreeMap;
-use weft_policy::model::{TargetRef, TrafficSplitSpec, WeightedVersion};
+use weft_policy::model::{SplitRoute, TargetRef, TrafficSplitSpec, WeightedVersion};
 use weft_policy::{Document, Kind, Metadata, PolicySet, Spec, API_VERSION};
 
 use crate::machine::{Phase, Plan, Progress};
@@ -109,6 +109,17 @@ pub fn documents_for(
     };
     if let Spec::TrafficSplit(s) = &mut doc.spec {
         s.split = split;
+        if let Some(cohort) = &plan.ab {
+            // The A/B route: present while the rollout runs, gone once it has finished.
+            let route = SplitRoute {
+                matches: cohort.clone(),
+                version: plan.canary.clone(),
+            };
+            s.routes.retain(|r| *r != route);
+            if !progress.phase.finished() {
+                s.routes.insert(0, route);
+            }
+        }
     }
     let a = &mut doc.metadata.annotations;
     a.insert(ANNOTATION_ROLLOUT.into(), plan.name.clone());

@@ -437,3 +437,54 @@ fn progress_round_trips_through_the_split_and_promotion_moves_the_stable_version
     };
     assert_eq!(svc.stable_version.as_deref(), Some("v2"));
 }
+
+#[test]
+fn ab_mode_routes_the_cohort_for_its_iterations_then_promotes_and_drops_the_route() {
+    let yaml = mk_rollout_yaml("", "[]").replace(
+        "  steps: []\n",
+        "  ab: {match: {header: {name: x-beta, value: \"1\"}}, iterations: 2}\n",
+    );
+    let set = mk_set(&yaml);
+    let plan = mk_plan(&yaml);
+    let mut c = Controller::new(plan.clone());
+    let (_, timeline, _) = run(&mut c, &mut Traffic::new(), 0, 3, |_| {
+        (mk_counts(30, 0, 5), mk_counts(70, 0, 5))
+    });
+    let t: Vec<(EventKind, u32)> = timeline.iter().map(|t| (t.1, t.3)).collect();
+    assert_eq!(
+        t,
+        vec![
+            (EventKind::Started, 0),
+            (EventKind::Advanced, 0),
+            (EventKind::Promoted, 10_000)
+        ]
+    );
+    let running = Progress {
+        phase: Phase::Progressing,
+        step: 0,
+        weight_bp: 0,
+    };
+    let docs = documents_for(&set, &plan, running).unwrap();
+    let weft_policy::Spec::TrafficSplit(s) = &docs[0].spec else {
+        panic!()
+    };
+    assert_eq!(s.routes.len(), 1);
+    assert_eq!(s.routes[0].version, "v2");
+    assert_eq!(s.routes[0].matches.header.as_ref().unwrap().name, "x-beta");
+    assert_eq!((s.split[0].weight, s.split[1].weight), (100.0, 0.0));
+    let mut after = set.clone();
+    after.insert(docs[0].clone());
+    let rolled_back = Progress {
+        phase: Phase::RolledBack,
+        step: 0,
+        weight_bp: 0,
+    };
+    let docs = documents_for(&after, &plan, rolled_back).unwrap();
+    let weft_policy::Spec::TrafficSplit(s) = &docs[0].spec else {
+        panic!()
+    };
+    assert!(
+        s.routes.is_empty(),
+        "the cohort route leaves with the rollout"
+    );
+}

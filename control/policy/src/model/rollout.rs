@@ -1,6 +1,6 @@
 //! `Rollout`: a canary moved step by step by the control plane, gated by live checks.
 
-use super::TargetRef;
+use super::{RouteMatch, TargetRef};
 use serde::{Deserialize, Serialize};
 
 /// Moves `target`'s traffic from `stable` to `canary` through `steps` (or `stepWeight` up to
@@ -20,6 +20,10 @@ pub struct RolloutSpec {
     pub step_weight: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_weight: Option<f64>,
+    /// A/B mode, instead of steps: only requests matching `match` go to the canary, for
+    /// `iterations` passing intervals; then promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<AbTest>,
     /// Time between checks (`2s` .. `1h`).
     pub interval: String,
     pub analysis: RolloutAnalysis,
@@ -71,4 +75,14 @@ pub struct LatencyCheck {
     /// At most this multiple of the stable version's p99 over the same window (`1.2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ratio_to_stable: Option<f64>,
+}
+
+/// `Rollout.spec.ab`: a cohort (one header, cookie or claim) tries the canary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbTest {
+    #[serde(rename = "match")]
+    pub matches: RouteMatch,
+    /// Passing intervals before promotion, 1-1000.
+    pub iterations: u32,
 }

@@ -39,6 +39,21 @@ pub fn rollout_schedule(s: &RolloutSpec) -> Result<Vec<PlannedStep>, Vec<(String
         }
     };
     match (&s.steps[..], s.step_weight, s.max_weight) {
+        ([], None, None) if s.ab.is_some() => {
+            let iterations = s.ab.as_ref().map_or(0, |ab| ab.iterations);
+            if !(1..=1000).contains(&iterations) {
+                errors.push(("spec.ab.iterations".into(), "must be 1-1000".into()));
+            }
+            let zero = PlannedStep {
+                weight_bp: 0,
+                pause_ms: 0,
+            };
+            steps = vec![zero; iterations.clamp(1, 1000) as usize];
+        }
+        _ if s.ab.is_some() => errors.push((
+            "spec.ab".into(),
+            "A/B mode takes no `steps`, `stepWeight` or `maxWeight`".into(),
+        )),
         ([], Some(step), Some(max)) => {
             let step = bp(&mut errors, "spec.stepWeight".into(), step);
             let max = bp(&mut errors, "spec.maxWeight".into(), max);
@@ -71,7 +86,7 @@ pub fn rollout_schedule(s: &RolloutSpec) -> Result<Vec<PlannedStep>, Vec<(String
         }
         ([], _, _) => errors.push((
             "spec.steps".into(),
-            "give either `steps` or both `stepWeight` and `maxWeight`".into(),
+            "give either `steps`, both `stepWeight` and `maxWeight`, or `ab`".into(),
         )),
         (list, None, None) => {
             if list.len() > MAX_STEPS {
@@ -135,6 +150,9 @@ pub(super) fn rollout(s: &RolloutSpec, c: &mut Collector<'_>) {
         for (at, reason) in errors {
             c.push(at, reason);
         }
+    }
+    if let Some(ab) = &s.ab {
+        traffic::route_match(c, "spec.ab.match", &ab.matches);
     }
     match parse_duration(&s.interval) {
         Ok(ms) if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) => {

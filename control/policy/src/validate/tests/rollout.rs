@@ -115,3 +115,16 @@ fn bad_analysis_interval_and_versions_are_each_named() {
     );
     assert_error(&doc, "spec.analysis.typo", "unknown field");
 }
+
+#[test]
+fn ab_mode_takes_a_cohort_and_iterations_and_no_steps() {
+    let ab = "  stable: v1\n  canary: v2\n  ab: {match: {cookie: {name: beta}}, iterations: 3}\n";
+    assert_eq!(check(&rollout_with(ab)), vec![]);
+    let both = "  stable: v1\n  canary: v2\n  steps: [{weight: 10}]\n  ab: {match: {cookie: {name: beta}}, iterations: 3}\n";
+    assert_error(&rollout_with(both), "spec.ab", "takes no `steps`");
+    let two = "  stable: v1\n  canary: v2\n  ab: {match: {cookie: {name: beta}, header: {name: x-beta}}, iterations: 0}\n";
+    assert_error(&rollout_with(two), "spec.ab.match", "exactly one of");
+    assert_error(&rollout_with(two), "spec.ab.iterations", "1-1000");
+    let bad = "  stable: v1\n  canary: v2\n  ab: {match: {header: {name: \"bad header\"}}, iterations: 2}\n";
+    assert_error(&rollout_with(bad), "spec.ab.match.header.name", "");
+}
