@@ -150,7 +150,7 @@ async fn handle(
             Ok(status) => status,
             Err(_) => return Ok(error_reply("x-fail must be an HTTP status")),
         },
-        None if mode.fail_every > 1 && state.lock().requests % mode.fail_every != 0 => 0,
+        None if mode.fail_every > 1 && !state.lock().requests.is_multiple_of(mode.fail_every) => 0,
         None => mode.fail,
     };
     if delay_ms > 0 {
