@@ -9,6 +9,7 @@
 //!    (inconclusive) and the graph page (headless Chromium) shows it on the service; then
 //!    `weft rollout abort` takes it back to 0 %;
 //! 4. `weft serve` killed mid-rollout and restarted on the same data resumes at the same step;
+//!    `weft rollout pause` holds it through healthy intervals, `resume` moves it on;
 //! 5. a healthy v2 behind a sticky split is promoted through every step, each sidecar's applied
 //!    weight read from its stats; 1,000 keys: every key on v2 at a weight stays on v2 at every
 //!    larger one, and each step's share is inside the 99.9 % binomial interval.
@@ -538,6 +539,20 @@ async fn rollouts_are_gated_by_live_telemetry_in_real_envoy() {
         restarted - killed,
         advanced["timeUnixMs"].as_u64().unwrap() - restarted
     );
+    // Paused by hand: healthy intervals do not move it; resumed, it goes on.
+    let out = mesh.cli(&["rollout", "pause", "reviews"]);
+    assert!(out.contains("Paused"), "{out}");
+    let paused_at = weight_bp(mesh.pod("productpage-v1"), "v2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(
+        mesh.weights().await,
+        vec![Some(paused_at); 3],
+        "held while paused"
+    );
+    assert_eq!(mesh.status().await["phase"], "Paused");
+    mesh.cli(&["rollout", "resume", "reviews"]);
+    mesh.until_weight(paused_at + 1000, Duration::from_secs(10))
+        .await;
     mesh.cli(&["rollout", "abort", "reviews"]);
     mesh.until_weight(0, Duration::from_secs(10)).await;
 
@@ -608,6 +623,12 @@ spec:
     assert_eq!(transitions, vec![1000, 3000, 6000, 9000, 10_000]);
     let service = mesh.cli(&["get", "service", "reviews", "-o", "json"]);
     assert!(service.contains("\"stableVersion\": \"v2\""), "{service}");
+    // The live display returns once the rollout has finished.
+    let out = mesh.cli(&["rollout", "status", "-w", "reviews"]);
+    assert!(
+        out.contains("Promoted") && out.contains("weight 100%"),
+        "{out}"
+    );
     let out = mesh.cli(&["rollout", "events", "reviews"]);
     println!("weft rollout events:\n{out}");
     println!("{} requests sent in all", sent.load(Ordering::Relaxed));
