@@ -177,9 +177,28 @@ fn split_documents(text: &str, errors: &mut Vec<FieldError>) -> Vec<Value> {
     }
     let mut values = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
-        match Value::deserialize(de) {
-            Ok(Value::Null) => {}
-            Ok(value) => values.push(value),
+        match serde_norway::Value::deserialize(de) {
+            Ok(serde_norway::Value::Null) => {}
+            Ok(yaml) => {
+                // `.nan` / `.inf` have no JSON form: converted, they would become null, i.e. an
+                // absent optional field (a check silently dropped). Refused where they stand.
+                if let Some(at) = non_finite(&yaml, String::new()) {
+                    errors.push(FieldError::new(
+                        format!("#{}", i + 1),
+                        at,
+                        "not a finite number (.nan and .inf are refused)",
+                    ));
+                    continue;
+                }
+                match serde_json::to_value(&yaml) {
+                    Ok(value) => values.push(value),
+                    Err(e) => errors.push(FieldError::new(
+                        format!("#{}", i + 1),
+                        "(document)",
+                        format!("invalid YAML: {e}"),
+                    )),
+                }
+            }
             Err(e) => {
                 // The YAML stream cannot be resynchronised after a syntax error.
                 errors.push(FieldError::new(
@@ -192,6 +211,36 @@ fn split_documents(text: &str, errors: &mut Vec<FieldError>) -> Vec<Value> {
         }
     }
     values
+}
+
+/// The path of the first non-finite float in `v` (`spec.steps[0].weight`).
+fn non_finite(v: &serde_norway::Value, at: String) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match v {
+        serde_norway::Value::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()).then(|| {
+            if at.is_empty() {
+                "(document)".into()
+            } else {
+                at
+            }
+        }),
+        serde_norway::Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| non_finite(item, format!("{at}[{i}]"))),
+        serde_norway::Value::Mapping(map) => map.iter().find_map(|(k, item)| {
+            let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+            non_finite(item, join(&key))
+        }),
+        serde_norway::Value::Tagged(tagged) => non_finite(&tagged.value, at),
+        _ => None,
+    }
 }
 
 /// `Kind/namespace/name (#n)` as far as the untyped document tells, `#n` counting from 1.

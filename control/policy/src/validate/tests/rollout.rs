@@ -128,3 +128,76 @@ fn ab_mode_takes_a_cohort_and_iterations_and_no_steps() {
     let bad = "  stable: v1\n  canary: v2\n  ab: {match: {header: {name: \"bad header\"}}, iterations: 2}\n";
     assert_error(&rollout_with(bad), "spec.ab.match.header.name", "");
 }
+
+#[test]
+fn hostile_numbers_are_refused_not_panicked_on() {
+    let head = "  target: {service: reviews}\n  stable: v1\n  canary: v2\n";
+    let ok_analysis = "{successRate: {min: 99}, minRequests: 5, failureThreshold: 1}";
+    let cases = [
+        (
+            "spec.steps[0].weight",
+            "  steps: [{weight: .nan}]\n",
+            "2s",
+            ok_analysis,
+        ),
+        (
+            "spec.steps[0].weight",
+            "  steps: [{weight: .inf}]\n",
+            "2s",
+            ok_analysis,
+        ),
+        (
+            "spec.stepWeight",
+            "  stepWeight: -5\n  maxWeight: 50\n",
+            "2s",
+            ok_analysis,
+        ),
+        (
+            "spec.maxWeight",
+            "  stepWeight: 5\n  maxWeight: 1e308\n",
+            "2s",
+            ok_analysis,
+        ),
+        (
+            "spec.interval",
+            "  steps: [{weight: 5}]\n",
+            "999999h",
+            ok_analysis,
+        ),
+        (
+            "spec.analysis.successRate.min",
+            "  steps: [{weight: 5}]\n",
+            "2s",
+            "{successRate: {min: 1e308}, minRequests: 5, failureThreshold: 1}",
+        ),
+        (
+            "spec.analysis.latencyP99.maxRatioToStable",
+            "  steps: [{weight: 5}]\n",
+            "2s",
+            "{latencyP99: {maxRatioToStable: .inf}, minRequests: 5, failureThreshold: 1}",
+        ),
+        (
+            "spec.analysis.minRequests",
+            "  steps: [{weight: 5}]\n",
+            "2s",
+            "{successRate: {min: 99}, minRequests: 18446744073709551615, failureThreshold: 1}",
+        ),
+        (
+            "spec.analysis.failureThreshold",
+            "  steps: [{weight: 5}]\n",
+            "2s",
+            "{successRate: {min: 99}, minRequests: 5, failureThreshold: 4294967295}",
+        ),
+    ];
+    for (field, steps, interval, analysis) in cases {
+        let doc = mk_rollout(
+            "r",
+            &format!("{head}{steps}  interval: {interval}\n  analysis: {analysis}\n"),
+        );
+        let errs = check(&doc);
+        assert!(
+            errs.iter().any(|e| e.field == field),
+            "{field} in {errs:#?}"
+        );
+    }
+}
