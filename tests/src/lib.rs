@@ -12,6 +12,7 @@
 //! `Drop`, and should fail by panicking (`unwrap`, `assert!`) so that the log dump fires.
 #![forbid(unsafe_code)]
 
+mod browser;
 mod config;
 mod envoy;
 mod net;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
+pub use browser::{artifacts_dir, chromium};
 pub use config::{DownstreamTls, EnvoyConfig, FailurePolicy, Route, WasmFilter};
 pub use envoy::{
     envoy_image, unix_get, AdminAccess, Envoy, EnvoyOptions, ADMIN_PORT, ADMIN_SOCKET, FILTERS_DIR,

@@ -258,6 +258,12 @@ impl Upstream {
             .await
     }
 
+    /// Every `every`-th following request answers `fail` (`every` 5: 20 %).
+    pub async fn set_fail_every(&self, fail: u16, every: u64) -> anyhow::Result<()> {
+        self.post(&format!("/_admin/mode?fail={fail}&fail_every={every}"))
+            .await
+    }
+
     /// Headers of the last counted request (joined with ", " when repeated).
     pub async fn last_headers(&self) -> anyhow::Result<BTreeMap<String, String>> {
         self.get_json("/_admin/last").await

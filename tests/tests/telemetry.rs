@@ -16,12 +16,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weft_e2e::{http_client, poll_until, workspace_root};
+use weft_e2e::{artifacts_dir, chromium, http_client, poll_until, workspace_root};
 
 const NS: &str = "demo";
 const EXEC: &str = "spiffe://cluster.local/ns/demo/sa/exec-portal";
@@ -218,50 +218,6 @@ async fn settled(mesh: &DemoMesh) -> ((u64, u64), (u64, u64)) {
     }
 }
 
-fn artifacts_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("e2e-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Headless Chromium on `url`: the DOM after the page's scripts ran, and a screenshot.
-fn chromium(url: &str, screenshot: &Path) -> String {
-    let common = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        "--window-size=1400,900",
-        "--virtual-time-budget=5000",
-    ];
-    let shot = Command::new("chromium")
-        .args(common)
-        .arg(format!("--screenshot={}", screenshot.display()))
-        .arg(url)
-        .output()
-        .expect("chromium (Debian package, installed by scripts/setup)");
-    assert!(
-        shot.status.success() && screenshot.is_file(),
-        "chromium --screenshot: {}",
-        String::from_utf8_lossy(&shot.stderr)
-    );
-    let dom = Command::new("chromium")
-        .args(common)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    String::from_utf8(dom.stdout).unwrap()
-}
-
 /// `GET path` on the admin interface of `workload`'s sidecar: its unix socket, which the demo
 /// mounts from `.weft/demo/admin/<workload>/`.
 async fn sidecar_admin(workload: &str, path: &str) -> String {
@@ -348,9 +304,9 @@ async fn the_graph_counts_edges_suggests_least_privilege_and_telemetry_fails_ope
     println!("observed canary split exec-portal -> reviews: {split}");
 
     // 2. The page, the sidecars' Prometheus stats, the control plane's /metrics.
-    let screenshot = artifacts_dir().join("telemetry-graph.png");
+    let screenshot = artifacts_dir().unwrap().join("telemetry-graph.png");
     let ui = format!("{}/ui", mesh.api);
-    let dom = tokio::task::spawn_blocking(move || chromium(&ui, &screenshot))
+    let dom = tokio::task::spawn_blocking(move || chromium(&ui, &screenshot).unwrap())
         .await
         .unwrap();
     assert!(
@@ -370,7 +326,10 @@ async fn the_graph_counts_edges_suggests_least_privilege_and_telemetry_fails_ope
     assert!(dom.contains("DENIED"), "{dom}");
     println!(
         "screenshot: {}",
-        artifacts_dir().join("telemetry-graph.png").display()
+        artifacts_dir()
+            .unwrap()
+            .join("telemetry-graph.png")
+            .display()
     );
     let prometheus = sidecar_admin("finance-reporting-v1", "/stats/prometheus").await;
     let tagged = prometheus

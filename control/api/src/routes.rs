@@ -52,6 +52,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         "get",
         "/api/v1/xds/sidecars/{namespace}/{service}/{version}/resources",
     ),
+    // Rollouts (`weft_rollout::routes::router`, merged by `weft serve`; roles listed there).
+    ("get", "/api/v1/rollouts"),
+    ("get", "/api/v1/rollouts/{namespace}/{name}"),
+    ("get", "/api/v1/rollouts/{namespace}/{name}/events"),
+    ("post", "/api/v1/rollouts/{namespace}/{name}/promote"),
+    ("post", "/api/v1/rollouts/{namespace}/{name}/abort"),
+    ("post", "/api/v1/rollouts/{namespace}/{name}/pause"),
+    ("post", "/api/v1/rollouts/{namespace}/{name}/resume"),
 ];
 
 type AppState = Arc<ControlPlane>;

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod rollout;
+pub use rollout::*;
+
 /// The only `apiVersion` this control plane reads.
 pub const API_VERSION: &str = "weft.dev/v1alpha1";
 
@@ -26,15 +29,17 @@ pub enum Kind {
     TrafficSplit,
     FaultInjection,
     CircuitBreaker,
+    Rollout,
 }
 
-pub const ALL_KINDS: [Kind; 6] = [
+pub const ALL_KINDS: [Kind; 7] = [
     Kind::Service,
     Kind::AuthorizationPolicy,
     Kind::RequestAuthentication,
     Kind::TrafficSplit,
     Kind::FaultInjection,
     Kind::CircuitBreaker,
+    Kind::Rollout,
 ];
 
 // === impl Kind ===
@@ -48,6 +53,7 @@ impl Kind {
             Self::TrafficSplit => "TrafficSplit",
             Self::FaultInjection => "FaultInjection",
             Self::CircuitBreaker => "CircuitBreaker",
+            Self::Rollout => "Rollout",
         }
     }
 
@@ -109,6 +115,7 @@ pub enum Spec {
     TrafficSplit(TrafficSplitSpec),
     FaultInjection(FaultInjectionSpec),
     CircuitBreaker(CircuitBreakerSpec),
+    Rollout(RolloutSpec),
 }
 
 // === impl Document ===
@@ -122,6 +129,7 @@ impl Document {
             Spec::TrafficSplit(_) => Kind::TrafficSplit,
             Spec::FaultInjection(_) => Kind::FaultInjection,
             Spec::CircuitBreaker(_) => Kind::CircuitBreaker,
+            Spec::Rollout(_) => Kind::Rollout,
         }
     }
 
@@ -149,6 +157,7 @@ impl Document {
             Spec::TrafficSplit(s) => Some(&s.target),
             Spec::FaultInjection(s) => Some(&s.target),
             Spec::CircuitBreaker(s) => Some(&s.target),
+            Spec::Rollout(s) => Some(&s.target),
         }
     }
 
@@ -184,6 +193,7 @@ impl Serialize for Document {
             Spec::TrafficSplit(s) => env(self, s).serialize(serializer),
             Spec::FaultInjection(s) => env(self, s).serialize(serializer),
             Spec::CircuitBreaker(s) => env(self, s).serialize(serializer),
+            Spec::Rollout(s) => env(self, s).serialize(serializer),
         }
     }
 }

@@ -249,7 +249,20 @@ fn split_documents(
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         match bounded::Bounded(budget).deserialize(de) {
             Ok(Value::Null) => {}
-            Ok(value) => values.push(value),
+            Ok(value) => {
+                // `.nan` / `.inf` have no JSON form: the bounded reader turns them into a marker
+                // (never null, i.e. an absent optional field and a check silently dropped) and
+                // they are refused where they stand.
+                if let Some(at) = non_finite(&value, String::new()) {
+                    errors.push(FieldError::new(
+                        format!("#{}", i + 1),
+                        at,
+                        "not a finite number (.nan and .inf are refused)",
+                    ));
+                    continue;
+                }
+                values.push(value);
+            }
             Err(e) => {
                 // The YAML stream cannot be resynchronised after a syntax error.
                 errors.push(FieldError::new(
@@ -271,6 +284,30 @@ fn reason(format: &str, error: &dyn std::fmt::Display) -> String {
         text
     } else {
         format!("invalid {format}: {text}")
+    }
+}
+
+/// The path of the first non-finite float in `v` (`spec.steps[0].weight`).
+fn non_finite(v: &Value, at: String) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match v {
+        Value::String(s) if s == bounded::NON_FINITE => Some(if at.is_empty() {
+            "(document)".into()
+        } else {
+            at
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| non_finite(item, format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| non_finite(item, join(k))),
+        _ => None,
     }
 }
 
@@ -375,6 +412,7 @@ pub fn document_from_value(value: Value, label: &str) -> Result<Document, Vec<Fi
         Kind::CircuitBreaker => {
             typed(value, label, &mut errors).map(|e| e.map(Spec::CircuitBreaker))
         }
+        Kind::Rollout => typed(value, label, &mut errors).map(|e| e.map(Spec::Rollout)),
     };
     match spec {
         Some(env) if errors.is_empty() => Ok(Document {

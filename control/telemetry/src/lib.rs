@@ -256,6 +256,24 @@ impl Telemetry {
             .collect()
     }
 
+    /// Per version of `namespace/service`, every request its sidecars reported receiving
+    /// since this process started (inbound reports only, so a request is counted once):
+    /// cumulative, so a reader takes differences between two reads for an exact interval.
+    pub fn version_totals(&self, namespace: &str, service: &str) -> BTreeMap<String, Counts> {
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        for (key, window) in self.lock().iter() {
+            if key.reporter == Direction::Inbound
+                && key.namespace == namespace
+                && key.destination == service
+            {
+                out.entry(key.version.clone())
+                    .or_default()
+                    .merge(window.total());
+            }
+        }
+        out
+    }
+
     pub fn graph(&self, window_secs: u64) -> Graph {
         self.graph_at(window_secs, now_ms())
     }

@@ -137,6 +137,9 @@ pub enum Command {
     /// The policy log of a data directory: verify, repair, compact (no server needed).
     #[command(subcommand)]
     Store(crate::store_cmd::StoreCommand),
+    /// Progressive delivery: watch and steer the Rollouts the control plane runs.
+    #[command(subcommand)]
+    Rollout(crate::rollout::RolloutCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
     Bootstrap(crate::bootstrap::BootstrapArgs),

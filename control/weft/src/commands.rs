@@ -176,6 +176,7 @@ fn remote(
         }
         Command::Token(command) => crate::identity::token(client, command, format)?,
         Command::Ca(command) => crate::identity::ca(client, command, format)?,
+        Command::Rollout(command) => crate::rollout::run(client, command, format)?,
         Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
             crate::telemetry::suggest_authz(client, &args, format)?;
         }

@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod identity;
 mod output;
+mod rollout;
 mod serve;
 mod sidecars;
 mod store_cmd;

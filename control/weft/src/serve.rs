@@ -104,7 +104,15 @@ async fn serve(
             }
         }
     };
+    // Rollouts: stepped from the telemetry above, their transitions written to the store.
+    let rollouts = weft_rollout::Rollouts::new(
+        Arc::clone(&plane),
+        Arc::clone(&telemetry),
+        weft_rollout::EventLog::open(&data_dir.join("rollouts"))?,
+    );
+    tokio::spawn(Arc::clone(&rollouts).run(stop_on(stopped.clone())));
     let views = weft_telemetry_plane::api_router(telemetry)
+        .merge(weft_rollout::routes::router(rollouts))
         .merge(identity_routes)
         .merge(weft_api::xds_router(sidecar_view))
         .merge(weft_api::xds_resources_router(resources_view));

@@ -150,6 +150,7 @@ async fn handle(
             Ok(status) => status,
             Err(_) => return Ok(error_reply("x-fail must be an HTTP status")),
         },
+        None if mode.fail_every > 1 && !state.lock().requests.is_multiple_of(mode.fail_every) => 0,
         None => mode.fail,
     };
     if delay_ms > 0 {
@@ -193,7 +194,7 @@ fn admin(state: &State, method: &Method, path: &str, query: Option<&str>) -> Rep
                 state.set_mode(mode);
                 json_reply(
                     StatusCode::OK,
-                    &json!({"fail": mode.fail, "delay_ms": mode.delay_ms}),
+                    &json!({"fail": mode.fail, "fail_every": mode.fail_every, "delay_ms": mode.delay_ms}),
                 )
             }
             Err(message) => error_reply(message),
@@ -205,7 +206,7 @@ fn admin(state: &State, method: &Method, path: &str, query: Option<&str>) -> Rep
     }
 }
 
-/// Applies `fail=` and `delay_ms=` from a query string; absent keys keep their value.
+/// Applies `fail=`, `fail_every=` and `delay_ms=` from a query string; absent keys keep their value.
 fn parse_mode(query: &str, mut mode: Mode) -> Result<Mode, &'static str> {
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -216,10 +217,13 @@ fn parse_mode(query: &str, mut mode: Mode) -> Result<Mode, &'static str> {
                     return Err("fail must be 0 or within 100..=999");
                 }
             }
+            "fail_every" => {
+                mode.fail_every = value.parse().map_err(|_| "fail_every must be a number")?;
+            }
             "delay_ms" => {
                 mode.delay_ms = value.parse().map_err(|_| "delay_ms must be a number")?;
             }
-            _ => return Err("mode accepts fail and delay_ms"),
+            _ => return Err("mode accepts fail, fail_every and delay_ms"),
         }
     }
     Ok(mode)
@@ -263,6 +267,8 @@ fn error_reply(message: &str) -> Reply {
 struct Mode {
     /// 0 answers normally.
     fail: u16,
+    /// With `fail`: only every n-th request fails (5 = 20 %); 0 or 1 = every request.
+    fail_every: u64,
     delay_ms: u64,
 }
 

@@ -110,6 +110,23 @@ async fn global_mode_fails_and_recovers() {
 }
 
 #[tokio::test]
+async fn fail_every_fails_exactly_one_request_in_n() {
+    let svc = mk_service().await;
+    let set = svc
+        .client
+        .post(svc.url("/_admin/mode?fail=503&fail_every=5"));
+    assert_eq!(set.send().await.unwrap().status(), 200);
+    let mut failed = 0;
+    for _ in 0..100 {
+        let response = svc.client.get(svc.url("/")).send().await.unwrap();
+        if response.status() == 503 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 20);
+}
+
+#[tokio::test]
 async fn concurrent_delayed_requests_raise_peak_in_flight() {
     let svc = mk_service().await;
     let slow = || {

@@ -24,6 +24,10 @@ pub(crate) struct Budget {
     scalar_bytes: Cell<usize>,
 }
 
+/// What a YAML `.nan`/`.inf` becomes in the tree (two Unicode noncharacters around a name), so
+/// parse.rs refuses it naming the field instead of reading it as null (an absent optional field).
+pub(crate) const NON_FINITE: &str = "\u{FDD0}weft:non-finite-number\u{FDD0}";
+
 /// The refusal, worded for the operator (the text of the serde error).
 pub(crate) const EXPANSION_PREFIX: &str = "the input expands to more than";
 
@@ -94,7 +98,8 @@ impl<'de> Visitor<'de> for Bounded<'_> {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         self.0.charge(0)?;
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        // No JSON form for NaN/inf: a marker parse.rs refuses with the field's path.
+        Ok(Number::from_f64(v).map_or_else(|| Value::String(NON_FINITE.into()), Value::Number))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {

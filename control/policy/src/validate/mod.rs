@@ -12,10 +12,13 @@ use crate::units::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 mod authz;
+mod rollout;
 mod traffic;
 
 use authz::{authentication, authorization};
 pub use authz::{parse_condition_key, ConditionKey};
+use rollout::rollout;
+pub use rollout::{rollout_schedule, PlannedStep, MAX_INTERVAL_MS, MAX_STEPS, MIN_INTERVAL_MS};
 use traffic::{breaker, fault, traffic_split};
 
 /// How strictly references to services are checked.
@@ -72,6 +75,7 @@ fn document(doc: &Document, c: &mut Collector<'_>) {
         Spec::TrafficSplit(s) => traffic_split(s, c),
         Spec::FaultInjection(s) => fault(s, c),
         Spec::CircuitBreaker(s) => breaker(s, c),
+        Spec::Rollout(s) => rollout(s, c),
     }
 }
 
@@ -250,11 +254,16 @@ pub fn validate_set(
                 known(&mut c, "spec.mirror.version".into(), &m.version);
             }
         }
+        if let Spec::Rollout(s) = &doc.spec {
+            known(&mut c, "spec.stable".into(), &s.stable);
+            known(&mut c, "spec.canary".into(), &s.canary);
+        }
         // One TrafficSplit / FaultInjection / CircuitBreaker per service version: two would
-        // compile into conflicting entries for the same cluster.
+        // compile into conflicting entries for the same cluster. One Rollout per service: two
+        // would fight over its split.
         let exclusive = matches!(
             doc.kind(),
-            Kind::TrafficSplit | Kind::FaultInjection | Kind::CircuitBreaker
+            Kind::TrafficSplit | Kind::FaultInjection | Kind::CircuitBreaker | Kind::Rollout
         );
         if exclusive {
             let versions: Vec<&String> = match (&t.versions, doc.kind()) {
@@ -269,14 +278,20 @@ pub fn validate_set(
                     v.clone(),
                 );
                 if let Some(other) = claimed.get(&slot) {
-                    c.push(
-                        "spec.target",
+                    let reason = if doc.kind() == Kind::Rollout {
+                        format!(
+                            "conflicts with {other}: service {}/{} already has a rollout (delete it first)",
+                            doc.namespace(),
+                            t.service
+                        )
+                    } else {
                         format!(
                             "conflicts with {other}: both apply to {}/{} version {v}",
                             doc.namespace(),
                             t.service
-                        ),
-                    );
+                        )
+                    };
+                    c.push("spec.target", reason);
                     break;
                 }
                 claimed.insert(slot, key.clone());

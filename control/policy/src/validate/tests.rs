@@ -262,3 +262,5 @@ fn units() {
         Ok(ConditionKey::Header("x-a".into()))
     );
 }
+
+mod rollout;

@@ -60,31 +60,7 @@ pub(super) fn traffic_split(s: &TrafficSplitSpec, c: &mut Collector<'_>) {
     for (i, r) in s.routes.iter().enumerate() {
         let at = format!("spec.routes[{i}]");
         c.check(format!("{at}.version"), check_version(&r.version));
-        let m = &r.matches;
-        let set: Vec<(&str, &NameValue)> = [
-            ("header", &m.header),
-            ("cookie", &m.cookie),
-            ("claim", &m.claim),
-        ]
-        .into_iter()
-        .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
-        .collect();
-        if set.len() != 1 {
-            c.push(
-                format!("{at}.match"),
-                "exactly one of `header`, `cookie` or `claim`",
-            );
-        }
-        for (n, v) in set {
-            if v.name.is_empty() {
-                c.push(format!("{at}.match.{n}.name"), "must not be empty");
-            } else if n == "header" {
-                c.check(
-                    format!("{at}.match.header.name"),
-                    check_header_name(&v.name),
-                );
-            }
-        }
+        route_match(c, &format!("{at}.match"), &r.matches);
     }
     if let Some(st) = &s.sticky {
         let sources = [&st.header, &st.cookie, &st.claim]
@@ -122,6 +98,28 @@ pub(super) fn traffic_split(s: &TrafficSplitSpec, c: &mut Collector<'_>) {
         );
         if let Some(t) = &m.timeout {
             c.check("spec.mirror.timeout", parse_duration(t).map(|_| ()));
+        }
+    }
+}
+
+/// Exactly one of header, cookie or claim, with a usable name; `at` is the `match` field.
+pub(super) fn route_match(c: &mut Collector<'_>, at: &str, m: &RouteMatch) {
+    let set: Vec<(&str, &NameValue)> = [
+        ("header", &m.header),
+        ("cookie", &m.cookie),
+        ("claim", &m.claim),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+    .collect();
+    if set.len() != 1 {
+        c.push(at, "exactly one of `header`, `cookie` or `claim`");
+    }
+    for (n, v) in set {
+        if v.name.is_empty() {
+            c.push(format!("{at}.{n}.name"), "must not be empty");
+        } else if n == "header" {
+            c.check(format!("{at}.header.name"), check_header_name(&v.name));
         }
     }
 }

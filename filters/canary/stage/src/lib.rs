@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 use weft_filter_core::canary::{Canary, Decision};
-use weft_filter_core::host::{stat_segment, Counter};
+use weft_filter_core::host::{stat_segment, Counter, Gauge};
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::{Host, RequestAttributes};
@@ -73,8 +73,20 @@ impl Stats {
         let services = canary
             .services()
             .iter()
-            .map(|s| {
+            .zip(&canary.config().services)
+            .map(|(s, config)| {
                 let name = format!("weft.canary.{}", stat_segment(&s.name));
+                // The weights this sidecar applies, readable from its stats (a rollout's
+                // progress is checked there): one gauge per version, in basis points.
+                for v in &s.versions {
+                    let weight = config
+                        .split
+                        .iter()
+                        .filter(|e| e.version == v.name)
+                        .map(|e| u64::from(e.weight))
+                        .sum();
+                    Gauge::new(host, &format!("{name}.{}.weight_bp", v.name)).set(host, weight);
+                }
                 ServiceStats {
                     requests: s
                         .versions

@@ -43,7 +43,10 @@ fn a_rule_writes_the_cluster_and_cohort_headers_and_counts_the_version() {
     assert_eq!(state.take_response_header(), None, "added once");
     assert_eq!(
         host.moved_metrics(),
-        vec![("weft.canary.reviews.v2.requests".to_string(), 1)]
+        vec![
+            ("weft.canary.reviews.v1.weight_bp".to_string(), 10_000),
+            ("weft.canary.reviews.v2.requests".to_string(), 1)
+        ]
     );
     assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 0);
 }
@@ -65,7 +68,10 @@ fn an_unmatched_host_drops_the_callers_own_cluster_header() {
     );
     assert_eq!(
         host.moved_metrics(),
-        vec![("weft.canary.unmatched".to_string(), 1)]
+        vec![
+            ("weft.canary.reviews.v1.weight_bp".to_string(), 10_000),
+            ("weft.canary.unmatched".to_string(), 1)
+        ]
     );
 }
 
@@ -137,4 +143,16 @@ fn copies_get_the_shadow_authority_and_no_hop_by_hop_headers() {
             ("x-user".to_string(), "u".to_string()),
         ]
     );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn the_applied_weights_are_gauges_in_basis_points() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let _stage = stage(&host, 0);
+    assert_eq!(
+        host.metric("weft.canary.reviews.v1.weight_bp"),
+        Some(10_000)
+    );
+    assert_eq!(host.metric("weft.canary.reviews.v2.weight_bp"), Some(0));
 }
