@@ -13,7 +13,7 @@ use std::path::PathBuf;
     propagate_version = true
 )]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict."
+    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict, 6 no valid credential or not allowed."
 )]
 pub struct Cli {
     /// Control plane address.
@@ -22,9 +22,17 @@ pub struct Cli {
         short = 's',
         global = true,
         env = "WEFT_SERVER",
-        default_value = "http://127.0.0.1:7070"
+        default_value = "https://127.0.0.1:7070"
     )]
     pub server: String,
+    /// File holding the operator token sent as `Authorization: Bearer` (the first start
+    /// writes the admin's to `<data-dir>/admin.token`). `WEFT_TOKEN` gives the token itself.
+    #[arg(long, global = true, env = "WEFT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM bundle the server's certificate must chain to (`weft ca show --bundle`, or
+    /// `<data-dir>/ca-bundle.pem`); needed for an https server.
+    #[arg(long, global = true, env = "WEFT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -107,9 +115,8 @@ pub enum Command {
         /// Where versions are stored.
         #[arg(long, env = "WEFT_DATA_DIR")]
         data_dir: PathBuf,
-        /// REST API listen address (`127.0.0.1:0` picks a free port; the address is printed).
-        #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7070")]
-        listen: String,
+        #[command(flatten)]
+        api: crate::serve::ApiServeArgs,
         /// error, warn, info, debug or trace.
         #[arg(long, env = "WEFT_LOG", default_value = "info")]
         log_level: tracing::Level,
@@ -126,6 +133,11 @@ pub enum Command {
     /// Join tokens binding sidecars to service identities (needs `weft serve --ca`).
     #[command(subcommand)]
     Token(crate::identity::TokenCommand),
+    /// Operators of the REST API: create (token shown once), list, revoke, whoami.
+    #[command(subcommand)]
+    Operator(crate::operator::OperatorCommand),
+    /// The audit log of every change attempted through the API (security-admin or admin).
+    Audit(crate::operator::AuditArgs),
     /// The mesh CA: show roots, rotate the root.
     #[command(subcommand)]
     Ca(crate::identity::CaCommand),

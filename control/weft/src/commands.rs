@@ -14,11 +14,11 @@ pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Serve {
             data_dir,
-            listen,
+            api,
             log_level,
             workers,
             xds,
-        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds),
+        } => return crate::serve::run(&data_dir, api, log_level, workers, xds),
         Command::Bootstrap(args) => return crate::bootstrap::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -29,7 +29,15 @@ pub fn run(cli: Cli) -> Exit {
             file,
             offline: true,
         } => validate_offline(&file, format),
-        command => remote(&Client::new(&cli.server), command, format, &cli.xds),
+        command => {
+            let connection = crate::client::Connection {
+                server: cli.server.clone(),
+                token: std::env::var("WEFT_TOKEN").ok(),
+                token_file: cli.token_file.clone(),
+                ca_file: cli.ca_file.clone(),
+            };
+            Client::new(&connection).and_then(|client| remote(&client, command, format, &cli.xds))
+        }
     };
     match result {
         Ok(()) => Exit::Ok,
@@ -56,9 +64,9 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
-fn author(a: Option<String>) -> String {
-    a.or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "anonymous".into())
+/// `--author`: only a comment beside the authenticated principal in the history.
+fn author(a: Option<String>) -> Option<String> {
+    a
 }
 
 fn dry(dry_run: bool) -> &'static str {
@@ -95,7 +103,7 @@ fn remote(
                 if query.is_empty() { "" } else { "?" },
                 query.join("&")
             );
-            let out = client.post(&path, Some(&body), Some(&author(who)))?;
+            let out = client.post(&path, Some(&body), author(who).as_deref())?;
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
             if !dry_run {
@@ -127,7 +135,7 @@ fn remote(
             dry_run,
         } => {
             let path = format!("/api/v1/policies/{kind}/{namespace}/{name}{}", dry(dry_run));
-            let out = client.delete(&path, Some(&author(who)))?;
+            let out = client.delete(&path, author(who).as_deref())?;
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
@@ -139,7 +147,7 @@ fn remote(
             let out = client.post(
                 &format!("/api/v1/rollback/{target}{}", dry(dry_run)),
                 None,
-                Some(&author(who)),
+                author(who).as_deref(),
             )?;
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
@@ -166,6 +174,8 @@ fn remote(
         }
         Command::Token(command) => crate::identity::token(client, command, format)?,
         Command::Ca(command) => crate::identity::ca(client, command, format)?,
+        Command::Operator(command) => crate::operator::operator(client, command, format)?,
+        Command::Audit(args) => crate::operator::audit(client, args, format)?,
         Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
             crate::telemetry::suggest_authz(client, &args, format)?;
         }

@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod commands;
 mod identity;
+mod operator;
 mod output;
 mod serve;
 mod sidecars;
@@ -32,6 +33,8 @@ pub enum Exit {
     NotFound = 4,
     /// The server moved on (409: `--expect-version` did not match).
     Conflict = 5,
+    /// No valid credential (401) or not allowed (403).
+    Denied = 6,
 }
 
 impl From<Exit> for ExitCode {
