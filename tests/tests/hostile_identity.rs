@@ -60,7 +60,8 @@ impl WeftServer {
                 .header("content-type", "application/json")
                 .body(body.unwrap_or("").to_string()),
             _ => http_client().get(url),
-        };
+        }
+        .header("authorization", self.authorization());
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))

@@ -78,7 +78,10 @@ fn cli_round_trip_against_a_real_server() {
     assert!(out.starts_with("VERSION  TIME"), "{out}");
     assert!(out.contains("tester"), "{out}");
     let out = ok(&weft(s, &["history", "-o", "yaml"], None));
-    assert!(out.contains("author: tester"), "{out}");
+    assert!(
+        out.contains("author: 'operator:admin (says: tester)'"),
+        "{out}"
+    );
 
     let out = ok(&weft(s, &["rollback", "1"], None));
     assert!(out.starts_with("created version 3"), "{out}");
