@@ -16,15 +16,9 @@ use std::path::PathBuf;
     after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict, 6 no valid credential or not allowed."
 )]
 pub struct Cli {
-    /// Control plane address.
-    #[arg(
-        long,
-        short = 's',
-        global = true,
-        env = "WEFT_SERVER",
-        default_value = "https://127.0.0.1:7070"
-    )]
-    pub server: String,
+    /// Control plane address (default: the current context's, else https://127.0.0.1:7070).
+    #[arg(long, short = 's', global = true, env = "WEFT_SERVER")]
+    pub server: Option<String>,
     /// File holding the operator token sent as `Authorization: Bearer` (the first start
     /// writes the admin's to `<data-dir>/admin.token`). `WEFT_TOKEN` gives the token itself.
     #[arg(long, global = true, env = "WEFT_TOKEN_FILE")]
@@ -133,6 +127,9 @@ pub enum Command {
     /// Join tokens binding sidecars to service identities (needs `weft serve --ca`).
     #[command(subcommand)]
     Token(crate::identity::TokenCommand),
+    /// CLI contexts (server, CA bundle, token file) in ~/.config/weft/config.yaml or WEFT_CONFIG.
+    #[command(subcommand)]
+    Config(crate::config::ConfigCommand),
     /// Operators of the REST API: create (token shown once), list, revoke, whoami.
     #[command(subcommand)]
     Operator(crate::operator::OperatorCommand),

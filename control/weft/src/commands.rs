@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use weft_api::types::{Operation, Outcome, RecordSummary, Status, Validated};
 
-pub fn run(cli: Cli) -> Exit {
+pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
     let format = cli.output;
     let result = match cli.command {
         Command::Serve {
@@ -29,15 +29,11 @@ pub fn run(cli: Cli) -> Exit {
             file,
             offline: true,
         } => validate_offline(&file, format),
-        command => {
-            let connection = crate::client::Connection {
-                server: cli.server.clone(),
-                token: std::env::var("WEFT_TOKEN").ok(),
-                token_file: cli.token_file.clone(),
-                ca_file: cli.ca_file.clone(),
-            };
-            Client::new(&connection).and_then(|client| remote(&client, command, format, &cli.xds))
-        }
+        Command::Config(command) => crate::config::run(command, explicit, format),
+        command => connection(cli.server, cli.token_file, cli.ca_file).and_then(|connection| {
+            let client = Client::new(&connection)?;
+            remote(&client, command, format, &cli.xds)
+        }),
     };
     match result {
         Ok(()) => Exit::Ok,
@@ -49,6 +45,25 @@ pub fn run(cli: Cli) -> Exit {
             f.exit
         }
     }
+}
+
+/// Flags and environment variables over the current context (`weft config`).
+fn connection(
+    server: Option<String>,
+    token_file: Option<std::path::PathBuf>,
+    ca_file: Option<std::path::PathBuf>,
+) -> Result<crate::client::Connection, Failure> {
+    let config = match crate::config::path() {
+        Some(path) => crate::config::load(&path)?,
+        None => crate::config::Config::default(),
+    };
+    let given = crate::config::Given {
+        server,
+        token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
+        token_file,
+        ca_file,
+    };
+    Ok(crate::config::resolve(&given, &config))
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -179,7 +194,10 @@ fn remote(
         Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
             crate::telemetry::suggest_authz(client, &args, format)?;
         }
-        Command::Serve { .. } | Command::Completions { .. } | Command::Bootstrap(_) => {}
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Bootstrap(_)
+        | Command::Config(_) => {}
     }
     Ok(())
 }

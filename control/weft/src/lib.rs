@@ -8,6 +8,7 @@ mod bootstrap;
 mod cli;
 mod client;
 mod commands;
+mod config;
 mod identity;
 mod operator;
 mod output;
@@ -16,7 +17,6 @@ mod sidecars;
 mod telemetry;
 mod xds;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 /// Process exit codes.
@@ -45,6 +45,23 @@ impl From<Exit> for ExitCode {
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
-    commands::run(cli).into()
+    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    // What the command line itself gave (`weft config set-context` stores only that).
+    let explicit = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(clap::parser::ValueSource::CommandLine)
+        )
+    };
+    let given = config::Given {
+        server: cli.server.clone().filter(|_| explicit("server")),
+        token: None,
+        token_file: cli.token_file.clone().filter(|_| explicit("token_file")),
+        ca_file: cli.ca_file.clone().filter(|_| explicit("ca_file")),
+    };
+    commands::run(cli, &given).into()
 }

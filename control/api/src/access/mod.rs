@@ -257,9 +257,9 @@ fn check_body_type(headers: &HeaderMap) -> Result<(), String> {
 }
 
 fn refusal(status: StatusCode, reason: &str, path: &str) -> Response {
-    // The UI's page: a login form (the token is kept in sessionStorage, sent as a header).
-    if status == StatusCode::UNAUTHORIZED && path == "/ui" {
-        return (
+    let mut response = if status == StatusCode::UNAUTHORIZED && path == "/ui" {
+        // The UI's page: a login form (the token is kept in sessionStorage, sent as a header).
+        (
             status,
             [(
                 header::CONTENT_TYPE,
@@ -267,9 +267,10 @@ fn refusal(status: StatusCode, reason: &str, path: &str) -> Response {
             )],
             LOGIN_PAGE,
         )
-            .into_response();
-    }
-    let mut response = ApiError::new(status, reason).into_response();
+            .into_response()
+    } else {
+        ApiError::new(status, reason).into_response()
+    };
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
