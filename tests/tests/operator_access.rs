@@ -29,7 +29,7 @@ use weft_e2e::{
 };
 use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams, XdsUpstreamTls};
-use xds_common::{INBOUND, OUTBOUND};
+use xds_common::INBOUND;
 
 const SERVICES: &str = "apiVersion: weft.dev/v1alpha1
 kind: Service
@@ -135,16 +135,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 /// `GET /{path}/1` with `Host: ledger` from the teller's app through its sidecar.
 async fn call_ledger(teller: &Pod, path: &str) -> u16 {
-    match http_client()
-        .get(format!("{}/{path}/1", teller.local_url(OUTBOUND)))
-        .header("host", "ledger")
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
+    xds_common::call_outbound(teller, "ledger", &format!("/{path}/1")).await
 }
 
 async fn wait_ledger(teller: &Pod, path: &str, status: u16) {
@@ -161,16 +152,21 @@ async fn wait_ledger(teller: &Pod, path: &str, status: u16) {
     }
 }
 
-async fn policy_version(admin: &reqwest::Client, server: &WeftServer) -> u64 {
-    let status: Value = admin
-        .get(format!("{}/api/v1/status", server.api))
+/// `GET path` on the API as the client's operator, as JSON.
+async fn get_json(client: &reqwest::Client, server: &WeftServer, path: &str) -> Value {
+    let response = client
+        .get(format!("{}{path}", server.api))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    status["policyVersion"].as_u64().unwrap()
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.unwrap()
+}
+
+async fn policy_version(admin: &reqwest::Client, server: &WeftServer) -> u64 {
+    get_json(admin, server, "/api/v1/status").await["policyVersion"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -377,14 +373,12 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
     let editor_version = version + 1;
     assert_eq!(policy_version(&admin, &server).await, editor_version);
     wait_ledger(&teller, "secret", 200).await;
-    let record: Value = admin
-        .get(format!("{}/api/v1/history/{editor_version}", server.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record = get_json(
+        &admin,
+        &server,
+        &format!("/api/v1/history/{editor_version}"),
+    )
+    .await;
     assert_eq!(
         record["author"], "operator:fin (says: Fin Ance)",
         "{record}"

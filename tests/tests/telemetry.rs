@@ -153,12 +153,6 @@ impl Drop for DemoMesh {
     }
 }
 
-/// The body of `GET url`.
-async fn get_text(url: &str) -> String {
-    let response = http_client().get(url).send().await.unwrap();
-    response.text().await.unwrap()
-}
-
 /// Host port of a demo sidecar's container port.
 fn port(workload: &str, container_port: u16) -> u16 {
     let out = Command::new("docker")

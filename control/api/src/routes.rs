@@ -151,10 +151,13 @@ impl From<StateError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Runs a blocking state call (store appends `fsync`) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
-) -> Result<T, ApiError> {
+/// Runs a blocking call (store appends `fsync`, audit log reads) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| {

@@ -70,7 +70,7 @@ impl Principal {
             Role::Admin => Ok(()),
             Role::Editor => match keys
                 .iter()
-                .find(|k| !self.namespaces.iter().any(|n| *n == k.namespace))
+                .find(|k| !self.namespaces.contains(&k.namespace))
             {
                 None => Ok(()),
                 Some(key) => Err(format!(

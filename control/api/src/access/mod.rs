@@ -203,7 +203,7 @@ fn check_host(hosts: &[String], headers: &HeaderMap) -> Result<(), String> {
         }),
     };
     let name = name.to_ascii_lowercase();
-    if hosts.iter().any(|h| *h == name) {
+    if hosts.contains(&name) {
         Ok(())
     } else {
         Err(format!(

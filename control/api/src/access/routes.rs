@@ -162,18 +162,14 @@ async fn audit(
     State(access): State<Arc<Access>>,
     Query(p): Query<AuditParams>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let access2 = Arc::clone(&access);
-    let entries =
-        tokio::task::spawn_blocking(move || access2.audit.query(p.since, p.principal.as_deref()))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("task failed: {e}"),
-                )
-            })?
+    let entries = crate::routes::blocking(move || {
+        access
+            .audit
+            .query(p.since, p.principal.as_deref())
             .map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("audit log: {e}"))
-            })?;
+            })
+    })
+    .await?;
     Ok(Json(AuditList { entries }))
 }
