@@ -10,6 +10,9 @@
 //!   refused whole (403 naming the shop document), nothing applied;
 //! - a security-admin mints join tokens (the sidecars' own), an editor cannot;
 //! - a revoked token is refused on the very next request;
+//! - an operator client certificate (operator CA) works for the API instead of a token and
+//!   is refused by a sidecar's mTLS inbound (never a workload identity); a certificate
+//!   claiming an operator's SPIFFE id from another CA fails the API's handshake;
 //! - a `text/plain` POST is 415, a foreign `Host` 421, no CORS header is ever sent;
 //! - `/metrics` answers without a credential only on `--metrics-listen`;
 //! - the audit log lists every one of these attempts with its principal and outcome, and
@@ -330,7 +333,7 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
         start_pod("ledger", join[0].clone()),
         start_pod("teller", join[1].clone())
     );
-    let (_ledger, teller) = (ledger.unwrap(), teller.unwrap());
+    let (ledger, teller) = (ledger.unwrap(), teller.unwrap());
     wait_ledger(&teller, "public", 200).await;
     wait_ledger(&teller, "secret", 403).await;
     let version = policy_version(&admin, &server).await;
@@ -439,7 +442,126 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
     );
     assert!(!list.contains(&editor.token), "{list}");
 
-    // 8. Browser safety: text/plain and form bodies 415, a foreign Host 421, no CORS.
+    // 8. Operator client certificates: from the operator CA, good for the API (no token),
+    // revocable at once; refused by a sidecar's inbound mTLS (no sidecar trusts that CA);
+    // a certificate claiming an operator's SPIFFE id from another CA fails the handshake.
+    let cert_dir = files.path().join("ops");
+    let (code, _, err) = server.cli(
+        &bin,
+        &[
+            "operator",
+            "create",
+            "--name",
+            "ops",
+            "--role",
+            "viewer",
+            "--cert-out",
+            cert_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("spiffe://cluster.local/ns/weft-system/operator/ops"),
+        "{err}"
+    );
+    let (cert, key) = (cert_dir.join("cert.pem"), cert_dir.join("key.pem"));
+    let cli_cert = |args: &[&str]| {
+        let output = std::process::Command::new(&bin)
+            .args(args)
+            .args(["--server", &server.api, "--client-cert"])
+            .arg(&cert)
+            .arg("--client-key")
+            .arg(&key)
+            .arg("--ca-file")
+            .arg(server.ca_file.as_ref().unwrap())
+            .env_remove("WEFT_TOKEN")
+            .env_remove("WEFT_TOKEN_FILE")
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli_cert(&["operator", "whoami"]);
+    assert_eq!((code, out.as_str()), (0, "ops (viewer)\n"), "{err}");
+    let (code, _, err) = cli_cert(&["apply", "-f", &open_secret]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("operator:ops is a viewer"), "{err}");
+    let pem = format!(
+        "{}{}",
+        std::fs::read_to_string(&cert).unwrap(),
+        std::fs::read_to_string(&key).unwrap()
+    );
+    // The same direct call with the teller's mesh SVID (issued here from the mesh CA's files)
+    // gets through: what refuses the operator certificate is its issuer.
+    let direct_client = |identity_pem: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .use_rustls_tls()
+            .danger_accept_invalid_certs(true)
+            .identity(reqwest::Identity::from_pem(identity_pem.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let mesh_ca =
+        weft_ca::Ca::open(&data.path().join("ca"), weft_ca::CaSettings::default()).unwrap();
+    let svid = mesh_ca.issue("finance", "teller").unwrap();
+    let teller_pem = format!("{}{}", svid.cert_chain_pem, svid.key_pem);
+    let inbound = ledger.sidecar().url(INBOUND).replace("http://", "https://");
+    let as_teller = direct_client(&teller_pem)
+        .get(format!("{inbound}/public/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_teller.status(), 200);
+    let direct = direct_client(&pem)
+        .get(format!("{inbound}/public/1"))
+        .send()
+        .await;
+    assert!(
+        direct.is_err(),
+        "a sidecar accepted an operator certificate: {direct:?}"
+    );
+    let forged = {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let id = "spiffe://cluster.local/ns/weft-system/operator/admin";
+        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem())
+    };
+    let forger = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&bundle).unwrap())
+        .identity(reqwest::Identity::from_pem(forged.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let refused = forger
+        .get(format!("{}/api/v1/whoami", server.api))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a forged operator certificate was accepted: {refused:?}"
+    );
+    let (code, _, err) = server.cli(&bin, &["operator", "revoke", "ops"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli_cert(&["operator", "whoami"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+
+    // 9. Browser safety: text/plain and form bodies 415, a foreign Host 421, no CORS.
     for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
         let response = admin
             .post(format!("{}/api/v1/apply", server.api))
@@ -488,7 +610,7 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
         .is_none());
     assert!(!preflight.status().is_success(), "{}", preflight.status());
 
-    // 9. The audit log: every attempt above, with principal and outcome; security-admins and
+    // 10. The audit log: every attempt above, with principal and outcome; security-admins and
     // admins read it, viewers do not.
     let (code, _, err) = cli_as(&bin, &server, &viewer.token_file, &["audit"]);
     assert_eq!(code, 6, "{err}");
@@ -526,6 +648,7 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
         ("operator:sec", "POST /api/v1/tokens", 201, "allowed"),
         ("operator:fin", "POST /api/v1/tokens", 403, "refused"),
         ("operator:vera", "POST /api/v1/apply", 403, "refused"),
+        ("operator:ops", "POST /api/v1/apply", 403, "refused"),
         ("operator:fin", "POST /api/v1/apply", 200, "allowed"),
         ("operator:fin", "POST /api/v1/apply", 403, "refused"),
         (

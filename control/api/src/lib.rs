@@ -79,7 +79,7 @@ pub async fn serve_protected(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = catch_panics(access::protect(router(state).merge(extra), access))
-        .into_make_service_with_connect_info::<access::ClientAddr>();
+        .into_make_service_with_connect_info::<access::Peer>();
     match listener {
         ApiListener::Plain(listener) => {
             axum::serve(listener, app)

@@ -27,6 +27,13 @@ pub struct Cli {
     /// `<data-dir>/ca-bundle.pem`); needed for an https server.
     #[arg(long, global = true, env = "WEFT_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// An operator client certificate (`weft operator create --cert-out DIR`: DIR/cert.pem),
+    /// used when no token is given; needs --client-key.
+    #[arg(long, global = true, env = "WEFT_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (DIR/key.pem).
+    #[arg(long, global = true, env = "WEFT_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,

@@ -41,6 +41,9 @@ pub struct Connection {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    /// An operator client certificate (PEM) and its key, instead of a token.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Client {
@@ -58,28 +61,24 @@ impl Client {
             let pem = std::fs::read(path).map_err(|e| {
                 Failure::new(Exit::Usage, format!("--ca-file {}: {e}", path.display()))
             })?;
-            let roots = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    Failure::new(Exit::Usage, format!("--ca-file {}: {e}", path.display()))
-                })?;
-            if roots.is_empty() {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    format!("--ca-file {}: no certificate in it", path.display()),
-                ));
+            let roots = certificates(&pem, "--ca-file", path)?;
+            let mut tls = ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)));
+            if let (Some(cert), Some(key)) = (&connection.client_cert, &connection.client_key) {
+                let read = |what: &str, path: &PathBuf| {
+                    std::fs::read(path).map_err(|e| {
+                        Failure::new(Exit::Usage, format!("{what} {}: {e}", path.display()))
+                    })
+                };
+                let chain = certificates(&read("--client-cert", cert)?, "--client-cert", cert)?;
+                let key =
+                    ureq::tls::PrivateKey::from_pem(&read("--client-key", key)?).map_err(|e| {
+                        Failure::new(Exit::Usage, format!("--client-key {}: {e}", key.display()))
+                    })?;
+                tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
             }
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .provider(ureq::tls::TlsProvider::Rustls)
-                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
-                    .build(),
-            );
+            config = config.tls_config(tls.build());
         } else if base.starts_with("https://") {
             return Err(Failure::new(
                 Exit::Usage,
@@ -190,6 +189,29 @@ impl Client {
             details,
         })
     }
+}
+
+/// The certificates of a PEM file (at least one).
+fn certificates(
+    pem: &[u8],
+    what: &str,
+    path: &std::path::Path,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, Failure> {
+    let certs = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Exit::Usage, format!("{what} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("{what} {}: no certificate in it", path.display()),
+        ));
+    }
+    Ok(certs)
 }
 
 /// A 2xx body read as its contract type; a body that is not one is the server's fault.

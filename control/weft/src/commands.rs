@@ -11,6 +11,14 @@ use weft_api::types::{Operation, Outcome, RecordSummary, Status, Validated};
 
 pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
     let format = cli.output;
+    let given = crate::config::Given {
+        server: cli.server.clone(),
+        token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
+        token_file: cli.token_file.clone(),
+        ca_file: cli.ca_file.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    };
     let result = match cli.command {
         Command::Serve {
             data_dir,
@@ -30,7 +38,7 @@ pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
             offline: true,
         } => validate_offline(&file, format),
         Command::Config(command) => crate::config::run(command, explicit, format),
-        command => connection(cli.server, cli.token_file, cli.ca_file).and_then(|connection| {
+        command => connection(given).and_then(|connection| {
             let client = Client::new(&connection)?;
             remote(&client, command, format, &cli.xds)
         }),
@@ -48,20 +56,10 @@ pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
 }
 
 /// Flags and environment variables over the current context (`weft config`).
-fn connection(
-    server: Option<String>,
-    token_file: Option<std::path::PathBuf>,
-    ca_file: Option<std::path::PathBuf>,
-) -> Result<crate::client::Connection, Failure> {
+fn connection(given: crate::config::Given) -> Result<crate::client::Connection, Failure> {
     let config = match crate::config::path() {
         Some(path) => crate::config::load(&path)?,
         None => crate::config::Config::default(),
-    };
-    let given = crate::config::Given {
-        server,
-        token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
-        token_file,
-        ca_file,
     };
     Ok(crate::config::resolve(&given, &config))
 }

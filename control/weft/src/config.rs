@@ -32,13 +32,18 @@ pub struct Context {
     pub ca_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `weft config ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
-    /// Create or update a context with the global `--server`, `--ca-file`, `--token-file`
-    /// given on this command line (environment variables are not stored).
+    /// Create or update a context with the global `--server`, `--ca-file`, `--token-file`,
+    /// `--client-cert`, `--client-key` given on this command line (environment variables are
+    /// not stored).
     SetContext {
         #[arg(value_name = "NAME")]
         name: String,
@@ -114,17 +119,30 @@ pub struct Given {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// Flags and variables first, then the current context, then the default server.
 pub fn resolve(given: &Given, config: &Config) -> Connection {
     let context = config.current().cloned().unwrap_or_default();
-    // A token given on the command line or environment replaces the context's credential
-    // as a whole (a raw WEFT_TOKEN beats a context's token file).
-    let (token, token_file) = match (&given.token, &given.token_file) {
-        (None, None) => (None, context.token_file),
-        (token, file) => (token.clone(), file.clone()),
-    };
+    // A credential given on the command line or environment replaces the context's as a
+    // whole (a raw WEFT_TOKEN beats a context's token file or certificate).
+    let (token, token_file, client_cert, client_key) =
+        match (&given.token, &given.token_file, &given.client_cert) {
+            (None, None, None) => (
+                None,
+                context.token_file,
+                context.client_cert_file,
+                context.client_key_file,
+            ),
+            (token, file, cert) => (
+                token.clone(),
+                file.clone(),
+                cert.clone(),
+                given.client_key.clone(),
+            ),
+        };
     Connection {
         server: given
             .server
@@ -134,6 +152,8 @@ pub fn resolve(given: &Given, config: &Config) -> Connection {
         token,
         token_file,
         ca_file: given.ca_file.clone().or(context.ca_file),
+        client_cert,
+        client_key,
     }
 }
 
@@ -173,6 +193,12 @@ pub fn run(command: ConfigCommand, explicit: &Given, format: Output) -> Result<(
             }
             if let Some(file) = &explicit.token_file {
                 context.token_file = Some(absolute(file));
+            }
+            if let Some(file) = &explicit.client_cert {
+                context.client_cert_file = Some(absolute(file));
+            }
+            if let Some(file) = &explicit.client_key {
+                context.client_key_file = Some(absolute(file));
             }
             if config.current_context.is_none() {
                 config.current_context = Some(name.clone());
@@ -239,6 +265,8 @@ mod tests {
             server: Some(server.into()),
             ca_file: Some("/ca.pem".into()),
             token_file: Some("/token".into()),
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 

@@ -62,6 +62,8 @@ pub fn run() -> ExitCode {
         token: None,
         token_file: cli.token_file.clone().filter(|_| explicit("token_file")),
         ca_file: cli.ca_file.clone().filter(|_| explicit("ca_file")),
+        client_cert: cli.client_cert.clone().filter(|_| explicit("client_cert")),
+        client_key: cli.client_key.clone().filter(|_| explicit("client_key")),
     };
     commands::run(cli, &given).into()
 }

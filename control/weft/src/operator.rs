@@ -24,6 +24,10 @@ pub enum OperatorCommand {
         /// Lifetime of the token: 30m, 24h, 90d (at most 366d); no expiry when absent.
         #[arg(long, value_parser = parse_operator_ttl)]
         ttl: Option<Duration>,
+        /// Also get a client certificate from the operator CA (7 days; `weft serve --ca`) and
+        /// write DIR/cert.pem and DIR/key.pem (0600) for --client-cert / --client-key.
+        #[arg(long, value_name = "DIR")]
+        cert_out: Option<std::path::PathBuf>,
     },
     /// List operators (never their tokens).
     List,
@@ -67,17 +71,41 @@ pub fn operator(client: &Client, command: OperatorCommand, format: Output) -> Re
             role,
             namespaces,
             ttl,
+            cert_out,
         } => {
+            // Checked before anything is created: the certificate is shown only once.
+            if let Some(dir) = &cert_out {
+                for file in ["cert.pem", "key.pem"] {
+                    if dir.join(file).exists() {
+                        return Err(Failure::new(
+                            Exit::Usage,
+                            format!("{} exists: give a new directory", dir.join(file).display()),
+                        ));
+                    }
+                }
+            }
             let body = CreateOperator {
                 name,
                 role,
                 namespaces,
                 ttl_seconds: ttl.map(|t| t.as_secs()),
+                certificate: cert_out.is_some(),
             };
             let body = serde_json::to_vec(&body)
                 .map_err(|e| Failure::new(Exit::Usage, format!("operator request: {e}")))?;
             let out = client.post_json("/api/v1/operators", &body)?;
             let created: OperatorCreated = decode(&out)?;
+            if let (Some(dir), Some(cert), Some(key)) =
+                (&cert_out, &created.cert_pem, &created.key_pem)
+            {
+                write_cert(dir, cert, key)?;
+                eprintln!(
+                    "client certificate {} in {}/cert.pem, key in {}/key.pem",
+                    created.spiffe_id.as_deref().unwrap_or(""),
+                    dir.display(),
+                    dir.display()
+                );
+            }
             match format {
                 // The bare token, so `T=$(weft operator create ...)` works.
                 Output::Table => println!("{}", created.token),
@@ -132,6 +160,27 @@ pub fn operator(client: &Client, command: OperatorCommand, format: Output) -> Re
                 )
             });
         }
+    }
+    Ok(())
+}
+
+/// DIR/cert.pem (0644) and DIR/key.pem (0600), created new.
+fn write_cert(dir: &std::path::Path, cert: &str, key: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |path: &std::path::Path, e: std::io::Error| {
+        Failure::new(Exit::Usage, format!("{}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    for (name, text, mode) in [("cert.pem", cert, 0o644), ("key.pem", key, 0o600)] {
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| fail(&path, e))?;
     }
     Ok(())
 }

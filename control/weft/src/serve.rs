@@ -75,6 +75,7 @@ pub fn run(
 async fn api_listener(
     args: &ApiServeArgs,
     identity: Option<&Arc<weft_ca::Identity>>,
+    operator_ca: Option<&Arc<weft_ca::Ca>>,
 ) -> anyhow::Result<(weft_api::ApiListener, String)> {
     if let Some(address) = &args.insecure_listen {
         let listener = tokio::net::TcpListener::bind(address).await?;
@@ -96,23 +97,54 @@ async fn api_listener(
     let bundle = args.data_dir_bundle.clone();
     std::fs::write(&bundle, identity.ca.trust_bundle())
         .map_err(|e| anyhow::anyhow!("{}: {e}", bundle.display()))?;
-    let tls = weft_xds::tls::XdsTls::with_alpn(
+    // Client certificates are optional and must chain to the operator CA (never the mesh's).
+    let operator_roots = operator_ca.map(|ca| ca.trust_bundle());
+    let tls = weft_xds::tls::XdsTls::with_client_roots(
         Arc::clone(identity),
         args.api_names.clone(),
         &[b"http/1.1"],
+        operator_roots.as_deref(),
     )?;
+    let operator_prefix = format!(
+        "spiffe://{}/ns/{}/operator/",
+        identity.ca.settings().trust_domain,
+        weft_ca::RESERVED_NAMESPACE
+    );
     let listener = tokio::net::TcpListener::bind(address).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, names = ?args.api_names, serial = %tls.serial(), "REST API over TLS 1.3 (clients trust `weft ca show --bundle`)");
     Ok((
-        weft_api::ApiListener::Tls(weft_api::tls::TlsListener::new(listener, tls)?),
+        weft_api::ApiListener::Tls(weft_api::tls::TlsListener::new(
+            listener,
+            tls,
+            operator_prefix,
+        )?),
         format!("https://{addr}"),
     ))
 }
 
 /// Operators, the audit log and the accepted `Host` names; the first admin's token on
 /// first start.
-fn access(data_dir: &Path, args: &ApiServeArgs) -> anyhow::Result<Arc<weft_api::access::Access>> {
+fn access(
+    data_dir: &Path,
+    args: &ApiServeArgs,
+    xds: &crate::xds::XdsServeArgs,
+) -> anyhow::Result<Arc<weft_api::access::Access>> {
+    // Operator client certificates come from a CA of their own: no sidecar trusts its root,
+    // so an operator certificate is never a workload identity.
+    let operator_ca = if xds.identity.ca {
+        let settings = weft_ca::CaSettings {
+            trust_domain: xds.mesh_trust_domain.clone(),
+            svid_ttl: weft_ca::MAX_SVID_TTL,
+            ..weft_ca::CaSettings::default()
+        };
+        Some(Arc::new(weft_ca::Ca::open(
+            &data_dir.join("operator-ca"),
+            settings,
+        )?))
+    } else {
+        None
+    };
     let (operators, admin_token) = weft_api::access::Operators::open(data_dir)?;
     if let Some(path) = admin_token {
         tracing::warn!(path = %path.display(), "first start: wrote the admin operator's token (mode 0600); use it with WEFT_TOKEN_FILE, create operators with `weft operator create`");
@@ -136,6 +168,7 @@ fn access(data_dir: &Path, args: &ApiServeArgs) -> anyhow::Result<Arc<weft_api::
         operators,
         audit,
         hosts,
+        operator_ca,
     }))
 }
 
@@ -151,7 +184,7 @@ async fn serve(
     }
     let plane = Arc::new(ControlPlane::open(Arc::new(store), Limits::default())?);
     tracing::info!(data_dir = %data_dir.display(), version = plane.snapshot().version, "store opened");
-    let access = access(data_dir, &api)?;
+    let access = access(data_dir, &api, &xds)?;
     // One signal stops both servers.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop_on = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -161,7 +194,8 @@ async fn serve(
     let telemetry =
         weft_telemetry_plane::Telemetry::new(weft_telemetry_plane::GroupKeys::random()?);
     let identity = crate::identity::open(data_dir, &xds.identity, &xds.mesh_trust_domain)?;
-    let (listener, url) = api_listener(&api, identity.as_ref()).await?;
+    let (listener, url) =
+        api_listener(&api, identity.as_ref(), access.operator_ca.as_ref()).await?;
     tracing::info!(%url, "serving the REST API");
     // The one line on stdout: tests and scripts read the chosen port from it.
     println!("listening on {url}");

@@ -105,16 +105,46 @@ impl XdsTls {
         names: Vec<String>,
         alpn: &[&[u8]],
     ) -> Result<Arc<Self>, TlsError> {
+        Self::with_client_roots(identity, names, alpn, None)
+    }
+
+    /// [`XdsTls::with_alpn`] that also accepts (never requires) client certificates chaining
+    /// to `client_roots_pem` (the REST API's operator CA); other client certificates fail the
+    /// handshake.
+    pub fn with_client_roots(
+        identity: Arc<Identity>,
+        names: Vec<String>,
+        alpn: &[&[u8]],
+        client_roots_pem: Option<&str>,
+    ) -> Result<Arc<Self>, TlsError> {
         let current = issue(&identity, &names)?;
         let resolver = Arc::new(Resolver {
             current: RwLock::new(current),
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Key(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
+            .map_err(|e| TlsError::Key(e.to_string()))?;
+        let builder = match client_roots_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let cert = cert.map_err(|e| TlsError::Key(e.to_string()))?;
+                    roots.add(cert).map_err(|e| TlsError::Key(e.to_string()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Key(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(Self {
             identity,
@@ -261,6 +291,16 @@ impl TlsConn {
     /// The client's address.
     pub fn peer(&self) -> Option<std::net::SocketAddr> {
         self.info.remote_addr()
+    }
+
+    /// The client's certificate (DER), when it presented one that verified.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.inner
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| cert.as_ref())
     }
 }
 

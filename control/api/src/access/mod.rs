@@ -1,6 +1,6 @@
 //! Operator access: every request of the served API goes through [`check`] (a middleware on
 //! the whole router): `Host` against the API's names (421), a credential from the
-//! `Authorization: Bearer` header (401), a JSON or YAML
+//! `Authorization: Bearer` header or an operator client certificate (401), a JSON or YAML
 //! body type on POST (415), the route's role (403, [`authz::authorize`]); editors' documents
 //! are checked again under the state's writer lock. Every non-GET call is audited.
 //! No cookie is ever read and no CORS header is ever sent.
@@ -35,21 +35,30 @@ pub struct Access {
     pub audit: AuditLog,
     /// The names clients may put in `Host` (lower case, no port).
     pub hosts: Vec<String>,
+    /// The operator CA (`<data-dir>/operator-ca`), with `--ca`: client certificates.
+    pub operator_ca: Option<Arc<weft_ca::Ca>>,
 }
 
-/// A connection's client address, as the audit log records it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+/// A connection's client: its address (as the audit log records it) and, over TLS, the
+/// operator its verified client certificate names.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub operator: Option<String>,
+}
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Self(*stream.remote_addr())
+        Self {
+            addr: *stream.remote_addr(),
+            operator: None,
+        }
     }
 }
 
-impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        Self(*stream.remote_addr())
+        stream.remote_addr().clone()
     }
 }
 
@@ -93,14 +102,16 @@ async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Ne
     let mut entry = AuditEntry {
         time_unix_ms: operators::now_ms(),
         principal: "anonymous".into(),
-        source: peer.map_or_else(String::new, |p| p.to_string()),
+        source: peer
+            .as_ref()
+            .map_or_else(String::new, |p| p.addr.to_string()),
         route,
         status: 0,
         outcome: String::new(),
         version: None,
         reason: None,
     };
-    let principal = match decide(&access, &request, need) {
+    let principal = match decide(&access, &request, peer.as_ref(), need) {
         Ok(principal) => principal,
         Err((status, principal, reason)) => {
             if let Some(p) = principal {
@@ -150,11 +161,12 @@ type Refusal = (StatusCode, Option<Principal>, String);
 fn decide(
     access: &Access,
     request: &Request,
+    peer: Option<&Peer>,
     need: Option<authz::Need>,
 ) -> Result<Principal, Refusal> {
     check_host(&access.hosts, request.headers())
         .map_err(|reason| (StatusCode::MISDIRECTED_REQUEST, None, reason))?;
-    let principal = authenticate(access, request.headers())
+    let principal = authenticate(access, request.headers(), peer)
         .map_err(|reason| (StatusCode::UNAUTHORIZED, None, reason))?;
     if request.method() == Method::POST {
         check_body_type(request.headers()).map_err(|reason| {
@@ -178,11 +190,11 @@ fn decide(
     Ok(principal)
 }
 
-fn peer_of(request: &Request) -> Option<SocketAddr> {
+fn peer_of(request: &Request) -> Option<Peer> {
     request
         .extensions()
-        .get::<ConnectInfo<ClientAddr>>()
-        .map(|c| c.0 .0)
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.clone())
 }
 
 /// The `Host` header's name (without port, lower case) must be one of `hosts`: a page on
@@ -214,8 +226,12 @@ fn check_host(hosts: &[String], headers: &HeaderMap) -> Result<(), String> {
     }
 }
 
-/// `Authorization: Bearer <token>` (never a cookie).
-fn authenticate(access: &Access, headers: &HeaderMap) -> Result<Principal, String> {
+/// `Authorization: Bearer <token>` (never a cookie), else the operator client certificate.
+fn authenticate(
+    access: &Access,
+    headers: &HeaderMap,
+    peer: Option<&Peer>,
+) -> Result<Principal, String> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = values.next() {
         if values.next().is_some() {
@@ -231,7 +247,15 @@ fn authenticate(access: &Access, headers: &HeaderMap) -> Result<Principal, Strin
             .authenticate(token.trim())
             .ok_or_else(|| "unknown, expired or revoked token".to_string());
     }
-    Err("no credential: send `Authorization: Bearer <token>`".into())
+    if let Some(name) = peer.and_then(|p| p.operator.as_deref()) {
+        return access.operators.by_name(name).ok_or_else(|| {
+            format!("operator {name:?} of the client certificate is revoked, expired or unknown")
+        });
+    }
+    Err(
+        "no credential: send `Authorization: Bearer <token>` or an operator client certificate"
+            .into(),
+    )
 }
 
 fn check_body_type(headers: &HeaderMap) -> Result<(), String> {

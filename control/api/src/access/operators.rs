@@ -35,6 +35,9 @@ pub struct OperatorRecord {
     pub created_ms: u64,
     pub expires_ms: Option<u64>,
     pub revoked_ms: Option<u64>,
+    /// Whether a client certificate was issued for it (only then does one authenticate).
+    #[serde(default)]
+    pub certificate: bool,
     /// Hex SHA-256 of the token; not serialised in API answers (see [`OperatorRecord::public`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
@@ -102,7 +105,8 @@ impl Operators {
         if !first_start {
             return Ok((operators, None));
         }
-        let (token, _) = operators.create("admin", Role::Admin, Vec::new(), None, "weft-serve")?;
+        let (token, _) =
+            operators.create("admin", Role::Admin, Vec::new(), None, false, "weft-serve")?;
         let token_path = dir.join(ADMIN_TOKEN_FILE);
         write_private(&token_path, format!("{token}\n").as_bytes())?;
         Ok((operators, Some(token_path)))
@@ -115,6 +119,7 @@ impl Operators {
         role: Role,
         mut namespaces: Vec<String>,
         ttl: Option<Duration>,
+        certificate: bool,
         created_by: &str,
     ) -> Result<(String, OperatorRecord), OperatorError> {
         check_name("operator name", name)?;
@@ -163,6 +168,7 @@ impl Operators {
             created_ms: now,
             expires_ms,
             revoked_ms: None,
+            certificate,
             token_sha256: Some(sha256_hex(&secret)),
         };
         let mut records = self.lock();
@@ -233,6 +239,16 @@ impl Operators {
         self.lock()
             .iter()
             .find(|r| r.token_sha256.as_deref() == Some(hash.as_str()))
+            .filter(|r| r.usable(now))
+            .map(OperatorRecord::principal)
+    }
+
+    /// The principal named `name` (an operator client certificate), if usable.
+    pub fn by_name(&self, name: &str) -> Option<Principal> {
+        let now = now_ms();
+        self.lock()
+            .iter()
+            .find(|r| r.name == name && r.certificate)
             .filter(|r| r.usable(now))
             .map(OperatorRecord::principal)
     }
@@ -352,14 +368,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ops, _) = Operators::open(dir.path()).unwrap();
         let (token, record) = ops
-            .create("alice", Role::Editor, vec!["finance".into()], None, "admin")
+            .create(
+                "alice",
+                Role::Editor,
+                vec!["finance".into()],
+                None,
+                false,
+                "admin",
+            )
             .unwrap();
         assert_eq!(record.token_sha256, None);
         assert_eq!(ops.authenticate(&token).unwrap().namespaces, ["finance"]);
         ops.revoke("alice").unwrap();
         assert!(ops.authenticate(&token).is_none());
         assert!(ops
-            .create("alice", Role::Viewer, vec![], None, "admin")
+            .create("alice", Role::Viewer, vec![], None, false, "admin")
             .is_err());
         assert!(ops.authenticate("weft_op_00").is_none());
         assert!(ops.authenticate(&"weft_op_0".repeat(100)).is_none());
@@ -369,6 +392,7 @@ mod tests {
                 Role::Viewer,
                 vec![],
                 Some(Duration::from_millis(1)),
+                false,
                 "admin",
             )
             .unwrap();
@@ -389,7 +413,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    ops.create(name, role, ns, None, "t"),
+                    ops.create(name, role, ns, None, false, "t"),
                     Err(OperatorError::Invalid(_))
                 ),
                 "{name}"
@@ -400,6 +424,7 @@ mod tests {
             Role::Viewer,
             vec![],
             Some(Duration::from_secs(400 * 86_400)),
+            false,
             "t",
         );
         assert!(matches!(too_long, Err(OperatorError::Invalid(_))));

@@ -25,6 +25,9 @@ pub struct CreateOperator {
     /// No expiry when absent.
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Also issue a client certificate from the operator CA (needs `weft serve --ca`).
+    #[serde(default)]
+    pub certificate: bool,
 }
 
 /// `201` to `POST /api/v1/operators`: the token, shown this once.
@@ -33,6 +36,14 @@ pub struct CreateOperator {
 pub struct OperatorCreated {
     pub token: String,
     pub operator: OperatorRecord,
+    /// With `certificate`: the PEM certificate
+    /// (`spiffe://<td>/ns/weft-system/operator/<name>`), its PKCS#8 key and the SPIFFE id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +107,12 @@ async fn create(
             ),
         ));
     }
+    if request.certificate && access.operator_ca.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "client certificates need the operator CA: start the server with `weft serve --ca`",
+        ));
+    }
     let ttl = request.ttl_seconds.map(Duration::from_secs);
     let (token, operator) = access
         .operators
@@ -104,10 +121,29 @@ async fn create(
             request.role,
             request.namespaces,
             ttl,
+            request.certificate,
             &creator.id(),
         )
         .map_err(failed)?;
-    let created = OperatorCreated { token, operator };
+    let mut created = OperatorCreated {
+        token,
+        operator,
+        cert_pem: None,
+        key_pem: None,
+        spiffe_id: None,
+    };
+    if let (true, Some(ca)) = (request.certificate, &access.operator_ca) {
+        let cert = ca.issue_operator(&request.name).map_err(|e| {
+            tracing::error!(error = %e, "operator certificate");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("operator certificate: {e}"),
+            )
+        })?;
+        created.spiffe_id = Some(cert.spiffe_id);
+        created.cert_pem = Some(cert.cert_chain_pem);
+        created.key_pem = Some(cert.key_pem);
+    }
     tracing::info!(name = %created.operator.name, role = %created.operator.role, by = %creator.id(), "operator created");
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
