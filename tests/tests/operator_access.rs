@@ -19,6 +19,7 @@
 //!   history's author is the authenticated operator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pki_common;
 mod weft_serve;
 mod xds_common;
 
@@ -526,17 +527,10 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
         "a sidecar accepted an operator certificate: {direct:?}"
     );
     let forged = {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         let id = "spiffe://cluster.local/ns/weft-system/operator/admin";
-        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        format!("{}{}", cert.pem(), key.serialize_pem())
+        let (cert, key) =
+            pki_common::TestCa::new("not the operator CA").leaf(vec![pki_common::uri(id)]);
+        format!("{cert}{key}")
     };
     let forger = reqwest::Client::builder()
         .no_proxy()
