@@ -134,8 +134,22 @@ async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Ne
         return response;
     }
     let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, AUDIT_BODY_LIMIT).await.unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    // The resulting version is read from answers of a known, bounded size; a larger or
+    // streamed answer passes through untouched (logged without a version).
+    let small = axum::body::HttpBody::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n <= AUDIT_BODY_LIMIT as u64);
+    let (body, value) = if small {
+        match to_bytes(body, AUDIT_BODY_LIMIT).await {
+            Ok(bytes) => {
+                let value = serde_json::from_slice(&bytes).unwrap_or_default();
+                (Body::from(bytes), value)
+            }
+            Err(_) => (Body::empty(), serde_json::Value::Null),
+        }
+    } else {
+        (body, serde_json::Value::Null)
+    };
     entry.status = parts.status.as_u16();
     if parts.status.is_success() {
         entry.outcome = "allowed".into();
@@ -152,7 +166,7 @@ async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Ne
             .map(|e| e.chars().take(1000).collect());
     }
     record(&access, &entry);
-    Response::from_parts(parts, Body::from(bytes))
+    Response::from_parts(parts, body)
 }
 
 type Refusal = (StatusCode, Option<Principal>, String);
@@ -240,7 +254,10 @@ fn authenticate(
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .ok_or("Authorization must be `Bearer <token>`")?;
         return access
             .operators

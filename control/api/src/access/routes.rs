@@ -163,7 +163,11 @@ async fn revoke(
         .operators
         .get(&name)
         .ok_or_else(|| failed(OperatorError::NotFound(name.clone())))?;
-    if !may_grant(&by, target.role) && by.name != name {
+    // Revoking only takes power away: a security-admin revokes anyone but an admin.
+    let allowed = by.role == Role::Admin
+        || (by.role == Role::SecurityAdmin && target.role != Role::Admin)
+        || by.name == name;
+    if !allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
