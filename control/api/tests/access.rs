@@ -8,7 +8,6 @@ mod support;
 
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 use weft_api::access::{Access, AuditLog, Operators, Role};
 use weft_policy::Limits;
 use weft_state::ControlPlane;
