@@ -1,3 +1,4 @@
+// Over 400 lines: one end-to-end scenario (one mesh, one server) walking every access rule in order; splitting it would start the mesh again per part.
 //! Who may change the mesh, end to end: the real `weft serve --ca` with its REST API over TLS
 //! (a certificate from the mesh CA, verified by the CLI and this test against the bundle),
 //! two real Envoy sidecars in namespace `finance` (teller calls ledger through its outbound

@@ -1,3 +1,4 @@
+// Over 400 lines: one demo-mesh scenario (graph, UI, suggestion, fail-open) sharing one slow setup.
 //! Telemetry end to end, on the demo mesh (`scripts/demo`: the control plane as a host
 //! process, eight workloads with Envoy sidecars and mesh mTLS, the demo policies applied):
 //!

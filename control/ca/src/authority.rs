@@ -1,3 +1,4 @@
+// Over 400 lines: the CA is one state machine (roots, rotation, trust bundle, issuing SVIDs, server and operator certificates).
 //! The mesh CA: self-signed ECDSA P-256 roots kept in the data directory (key files mode
 //! 0600 in a 0700 directory), SVIDs for `spiffe://<trust-domain>/ns/<ns>/sa/<service>`, and
 //! planned root rotation: a new root joins the trust bundle at once but signs only after a

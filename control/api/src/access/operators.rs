@@ -1,3 +1,4 @@
+// Over 400 lines: the operator store and its unit tests (first start, hashing, revocation, bounds) belong together.
 //! Operator identities: API tokens (256 random bits, shown once, kept only as their SHA-256,
 //! with an expiry and a revocation time) in `<data-dir>/operators.json` (mode 0600, replaced
 //! atomically and fsync'ed on every change). A name is never reused, not even after a
