@@ -308,3 +308,34 @@ fn contexts_hold_the_server_and_credential_and_flags_override_them() {
     let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn plain_http_only_on_loopback_and_tls_needs_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, std::time::Duration::from_secs(20));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.code(), err)
+    };
+    let (code, err) = serve(&["--insecure-listen", "0.0.0.0:0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("plain HTTP is only served on a loopback address"),
+        "{err}"
+    );
+    let (code, err) = serve(&["--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("start with --ca, or use --insecure-listen"),
+        "{err}"
+    );
+}
