@@ -69,6 +69,29 @@ pub fn artifact(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// One HTTP client for everything the harness and tests send: short timeouts, no proxy.
+/// A client of the weft REST API: `Authorization: Bearer <token>` on every request (none
+/// when `token` is empty) and, for an https API, only `ca_pem` trusted.
+pub fn api_client(ca_pem: Option<&[u8]>, token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if !token.is_empty() {
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(15));
+    if let Some(pem) = ca_pem {
+        builder = builder.tls_built_in_root_certs(false);
+        if let Ok(cert) = reqwest::Certificate::from_pem(pem) {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

@@ -26,7 +26,7 @@ use weft_e2e::{
 };
 use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams, XdsUpstreamTls};
-use xds_common::{INBOUND, OUTBOUND};
+use xds_common::INBOUND;
 
 /// Streams one identity may hold open (productpage's sidecar and the impostor).
 const STREAMS_PER_IDENTITY: usize = 2;
@@ -60,7 +60,8 @@ impl WeftServer {
                 .header("content-type", "application/json")
                 .body(body.unwrap_or("").to_string()),
             _ => http_client().get(url),
-        };
+        }
+        .header("authorization", self.authorization());
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
@@ -133,16 +134,7 @@ impl Sidecars<'_> {
 /// `GET /reviews/1` with `Host: reviews` through `caller`'s outbound listener (from inside
 /// its pod, as its app would call).
 async fn call_reviews(caller: &Pod) -> u16 {
-    match http_client()
-        .get(format!("{}/reviews/1", caller.local_url(OUTBOUND)))
-        .header("host", "reviews")
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
+    xds_common::call_outbound(caller, "reviews", "/reviews/1").await
 }
 
 async fn wait_reviews_ok(caller: &Pod, what: &str) {

@@ -67,7 +67,7 @@ pub async fn run(server_spec: &ServerSpec, spec: &EnvoySpec) -> anyhow::Result<E
     let marker = |k: usize| format!("envoy{}r{k}", spec.sidecars);
     let documents =
         |k: usize| policy::documents(&spec.namespace, spec.services, spec.versions, &marker(k));
-    apply_async(&server.api, documents(0)).await?;
+    apply_async(&server, documents(0)).await?;
     let dir = server_spec.work_dir.join(&label);
     std::fs::create_dir_all(&dir)?;
     let mut sidecars = Sidecars(Vec::new());
@@ -94,7 +94,7 @@ pub async fn run(server_spec: &ServerSpec, spec: &EnvoySpec) -> anyhow::Result<E
             let (inbound, marker, spec) = (inbound.clone(), marker(k), spec.clone());
             async move { wait_enforced(&inbound, &marker, start, &spec).await }
         });
-        apply_async(&server.api, documents(k)).await?;
+        apply_async(&server, documents(k)).await?;
         let latencies = probes.await??;
         all.extend(latencies.iter().max().copied());
         each.extend(latencies);

@@ -19,7 +19,7 @@ pub mod stats;
 pub mod tracker;
 
 /// [`server::apply`] off the async runtime.
-pub async fn apply_async(api: &str, documents: String) -> anyhow::Result<u64> {
-    let api = api.to_string();
-    tokio::task::spawn_blocking(move || server::apply(&api, &documents)).await?
+pub async fn apply_async(server: &server::WeftServer, documents: String) -> anyhow::Result<u64> {
+    let (api, token) = (server.api.clone(), server.token.clone());
+    tokio::task::spawn_blocking(move || server::apply(&api, &token, &documents)).await?
 }

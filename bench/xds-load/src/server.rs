@@ -26,6 +26,8 @@ pub struct ServerSpec {
 pub struct WeftServer {
     child: Child,
     pub api: String,
+    /// The admin token the first start wrote to `<data>/admin.token`.
+    pub token: String,
     /// `http://127.0.0.1:<port>` of ADS, the modules and `/v1/sidecars`.
     pub xds: String,
     pub xds_port: u16,
@@ -52,7 +54,12 @@ impl WeftServer {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
+            .args([
+                "--insecure-listen",
+                "127.0.0.1:0",
+                "--xds-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--modules-dir")
             .arg(&spec.modules_dir)
             .args(["--mesh-warmup-ms", "0", "--log-level", "warn"]);
@@ -90,9 +97,14 @@ impl WeftServer {
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
             .context("xds port")?;
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .context("admin.token (written on first start)")?
+            .trim()
+            .to_string();
         Ok(Self {
             child,
             api,
+            token,
             xds: format!("http://{xds}"),
             xds_port,
             log,
@@ -113,9 +125,10 @@ impl Drop for WeftServer {
 }
 
 /// `POST /api/v1/apply`: the new policy version.
-pub fn apply(api: &str, documents: &str) -> anyhow::Result<u64> {
+pub fn apply(api: &str, token: &str, documents: &str) -> anyhow::Result<u64> {
     let mut response = ureq::post(format!("{api}/api/v1/apply"))
         .header("content-type", "application/yaml")
+        .header("authorization", format!("Bearer {token}"))
         .send(documents)
         .context("POST /api/v1/apply")?;
     let body = response.body_mut().read_to_string()?;

@@ -63,7 +63,7 @@ pub async fn run(server_spec: &ServerSpec, spec: &SimSpec) -> anyhow::Result<Sim
     let marker = |k: usize| format!("sim{}r{k}", fleet.streams);
     let documents =
         |k: usize| policy::documents(&fleet.namespace, fleet.services, fleet.versions, &marker(k));
-    apply_async(&server.api, documents(0)).await?;
+    apply_async(&server, documents(0)).await?;
 
     let tracker = Tracker::new();
     let before = server::sample(pid)?;
@@ -90,7 +90,7 @@ pub async fn run(server_spec: &ServerSpec, spec: &SimSpec) -> anyhow::Result<Sim
     for k in 1..=spec.applies {
         let expectation = tracker.expect(k as u64, &marker(k));
         let posted = Instant::now();
-        last_version = apply_async(&server.api, documents(k)).await?;
+        last_version = apply_async(&server, documents(k)).await?;
         posts.push(posted.elapsed());
         let latencies = tracker
             .wait_observed(&expectation, fleet.streams, spec.timeout)

@@ -7,9 +7,11 @@
 //! store failure. Bodies are read up to the policy size limit and refused beyond it.
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod identity;
 mod redact;
 mod routes;
+pub mod tls;
 pub mod types;
 mod xds_view;
 
@@ -64,4 +66,39 @@ pub async fn serve_with(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Where the served API listens: TLS (the default), or plain HTTP (`--insecure-listen`,
+/// loopback only).
+pub enum ApiListener {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
+}
+
+/// [`serve_with`] behind operator access ([`access::protect`]): every route but `/healthz`
+/// needs a credential, every change is audited.
+pub async fn serve_protected(
+    listener: ApiListener,
+    state: Arc<ControlPlane>,
+    extra: axum::Router,
+    access: Arc<access::Access>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = catch_panics(redacting(access::protect(
+        router(state).merge(extra),
+        access,
+    )))
+        .into_make_service_with_connect_info::<access::Peer>();
+    match listener {
+        ApiListener::Plain(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        ApiListener::Tls(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

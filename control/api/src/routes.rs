@@ -1,12 +1,13 @@
 //! Routes and handlers.
 
+use crate::access::Principal;
 use crate::types;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -60,6 +61,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/rollouts/{namespace}/{name}/abort"),
     ("post", "/api/v1/rollouts/{namespace}/{name}/pause"),
     ("post", "/api/v1/rollouts/{namespace}/{name}/resume"),
+    // Operators and the audit log (`access::protect`, merged by `weft serve`).
+    ("post", "/api/v1/operators"),
+    ("get", "/api/v1/operators"),
+    ("delete", "/api/v1/operators/{name}"),
+    ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/audit"),
 ];
 
 type AppState = Arc<ControlPlane>;
@@ -141,6 +148,7 @@ impl From<StateError> for ApiError {
             },
             StateError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
             StateError::Conflict(_) => Self::new(StatusCode::CONFLICT, message),
+            StateError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, message),
             StateError::Store(_) => {
                 tracing::error!(error = %message, "store failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
@@ -151,10 +159,13 @@ impl From<StateError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Runs a blocking state call (store appends `fsync`) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
-) -> Result<T, ApiError> {
+/// Runs a blocking call (store appends `fsync`, audit log reads) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| {
@@ -186,16 +197,36 @@ struct ChangeParams {
     expect_version: Option<u64>,
 }
 
-/// `x-weft-author` header, else `?author=`, else `anonymous`.
-fn author(headers: &HeaderMap, params: &ChangeParams) -> String {
+/// What the caller says about itself: `x-weft-author` header, else `?author=`.
+fn claimed_author(headers: &HeaderMap, params: &ChangeParams) -> Option<String> {
     headers
         .get("x-weft-author")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| params.author.clone())
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| "anonymous".to_string())
+        .map(|a| a.trim().chars().take(100).collect::<String>())
+        .filter(|a| !a.is_empty())
 }
+
+/// History's author: the authenticated principal (`operator:alice`), with what the caller
+/// claimed only as a comment beside it (`operator:alice (says: Bob)`). Without
+/// authentication (the bare router, as in-process tests use it): the claim, else
+/// `anonymous`.
+fn author(principal: Option<&Principal>, headers: &HeaderMap, params: &ChangeParams) -> String {
+    let claimed = claimed_author(headers, params);
+    match (principal, claimed) {
+        (Some(p), Some(c)) if c != p.name && c != p.id() => format!("{} (says: {c})", p.id()),
+        (Some(p), _) => p.id(),
+        (None, c) => c.unwrap_or_else(|| "anonymous".to_string()),
+    }
+}
+
+/// The namespaces check of an authenticated caller (none for the bare router).
+fn guard(principal: Option<Principal>) -> impl Fn(&[DocKey]) -> Result<(), String> + Sync {
+    move |keys| principal.as_ref().map_or(Ok(()), |p| p.may_edit(keys))
+}
+
+type Caller = Option<Extension<Principal>>;
 
 fn json_ok(value: impl serde::Serialize) -> ApiResult {
     Ok(Json(value).into_response())
@@ -218,16 +249,21 @@ async fn status(State(state): State<AppState>) -> ApiResult {
 
 async fn apply(
     State(state): State<AppState>,
+    caller: Caller,
     Query(p): Query<ChangeParams>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let body = read_body(&state, body).await?;
-    let who = author(&headers, &p);
+    let principal = caller.map(|Extension(p)| p);
+    let who = author(principal.as_ref(), &headers, &p);
     let st = state.clone();
-    let out = blocking(move || st.apply(&body, &who, p.dry_run, p.expect_version)).await?;
+    let log_who = who.clone();
+    let guard = guard(principal);
+    let out = blocking(move || st.apply_guarded(&body, &who, p.dry_run, p.expect_version, &guard))
+        .await?;
     if out.created {
-        tracing::info!(version = out.version, author = %author(&headers, &p), documents = ?out.documents, "applied");
+        tracing::info!(version = out.version, author = %log_who, documents = ?out.documents, "applied");
     }
     json_ok(out)
 }
@@ -282,16 +318,20 @@ async fn get_one(
 
 async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(path): Path<(String, String, String)>,
     Query(p): Query<ChangeParams>,
     headers: HeaderMap,
 ) -> ApiResult {
     let key = doc_key(path)?;
-    let who = author(&headers, &p);
+    let principal = caller.map(|Extension(p)| p);
+    let who = author(principal.as_ref(), &headers, &p);
     let st = state.clone();
-    let out = blocking(move || st.delete(&key, &who, p.dry_run)).await?;
+    let log_who = who.clone();
+    let guard = guard(principal);
+    let out = blocking(move || st.delete_guarded(&key, &who, p.dry_run, &guard)).await?;
     if out.created {
-        tracing::info!(version = out.version, author = %author(&headers, &p), "deleted");
+        tracing::info!(version = out.version, author = %log_who, "deleted");
     }
     json_ok(out)
 }
@@ -308,15 +348,19 @@ async fn history_one(State(state): State<AppState>, Path(version): Path<u64>) ->
 
 async fn rollback(
     State(state): State<AppState>,
+    caller: Caller,
     Path(version): Path<u64>,
     Query(p): Query<ChangeParams>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let who = author(&headers, &p);
+    let principal = caller.map(|Extension(p)| p);
+    let who = author(principal.as_ref(), &headers, &p);
     let st = state.clone();
-    let out = blocking(move || st.rollback(version, &who, p.dry_run)).await?;
+    let log_who = who.clone();
+    let guard = guard(principal);
+    let out = blocking(move || st.rollback_guarded(version, &who, p.dry_run, &guard)).await?;
     if out.created {
-        tracing::info!(version = out.version, to = version, author = %author(&headers, &p), "rolled back");
+        tracing::info!(version = out.version, to = version, author = %log_who, "rolled back");
     }
     json_ok(out)
 }

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
 
+mod support;
+
 use serde_json::{json, Value};
 use std::sync::Arc;
 use weft_api::{serve, ROUTES};
@@ -20,24 +22,11 @@ impl TestServer {
     fn start(limits: Limits) -> Self {
         let plane = Arc::new(ControlPlane::open(Arc::new(MemoryStore::new()), limits).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                addr_tx.send(listener.local_addr()?).ok();
-                serve(listener, plane, async move {
-                    stopped.await.ok();
-                })
-                .await
+        let (addr, thread) = support::spawn_server(move |listener| {
+            serve(listener, plane, async move {
+                stopped.await.ok();
             })
         });
-        let addr = addr_rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)

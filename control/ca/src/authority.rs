@@ -1,3 +1,4 @@
+// Over 400 lines: the CA is one state machine (roots, rotation, trust bundle, issuing SVIDs, server and operator certificates).
 //! The mesh CA: self-signed ECDSA P-256 roots kept in the data directory (key files mode
 //! 0600 in a 0700 directory), SVIDs for `spiffe://<trust-domain>/ns/<ns>/sa/<service>`, and
 //! planned root rotation: a new root joins the trust bundle at once but signs only after a
@@ -178,6 +179,25 @@ impl Ca {
         self.issue_with(namespace, service, &[], signing_root)
     }
 
+    /// A client certificate for operator `name` of the REST API:
+    /// `spiffe://<trust-domain>/ns/weft-system/operator/<name>`, client authentication only.
+    /// Issue these from a CA of their own (`<data-dir>/operator-ca`), never from the mesh CA:
+    /// no sidecar trusts that root, so an operator certificate can never pass for a workload.
+    pub fn issue_operator(&self, name: &str) -> Result<Svid, CaError> {
+        check_name("operator", name)?;
+        let spiffe_id = format!(
+            "spiffe://{}/ns/{}/operator/{name}",
+            self.settings.trust_domain,
+            crate::RESERVED_NAMESPACE
+        );
+        self.sign(
+            spiffe_id,
+            &[],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            signing_root,
+        )
+    }
+
     /// A server certificate for the control plane itself (the xDS listener): the SPIFFE id of
     /// `namespace/service` plus DNS names and IP addresses (`names`), signed by the OLDEST root
     /// still in the trust bundle, so a sidecar that pinned the bundle before a rotation keeps
@@ -221,7 +241,25 @@ impl Ca {
     ) -> Result<Svid, CaError> {
         check_name("namespace", namespace)?;
         check_name("service", service)?;
-        let spiffe_id = self.spiffe_id(namespace, service);
+        let usages = [
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(
+            self.spiffe_id(namespace, service),
+            extra_sans,
+            &usages,
+            pick,
+        )
+    }
+
+    fn sign(
+        &self,
+        spiffe_id: String,
+        extra_sans: &[SanType],
+        usages: &[ExtendedKeyUsagePurpose],
+        pick: impl Fn(&[Root], u64) -> Option<&Root>,
+    ) -> Result<Svid, CaError> {
         let key = KeyPair::generate().map_err(CaError::rcgen)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -234,10 +272,7 @@ impl Ca {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages.to_vec();
         params.use_authority_key_identifier_extension = true;
         let serial = serial_number()?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));

@@ -37,8 +37,21 @@ pub enum StateError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The caller may not change a document the request touches (see [`Guard`]).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// Decides, under the writer lock, whether a change may touch these documents (an
+/// apply's documents, the deleted one, or what a rollback would change); `Err` names the
+/// refused document and why. The REST API passes the caller's namespaces here.
+pub type Guard<'a> = &'a (dyn Fn(&[DocKey]) -> Result<(), String> + Sync);
+
+/// The guard that allows everything.
+pub fn unguarded(_: &[DocKey]) -> Result<(), String> {
+    Ok(())
 }
 
 impl From<PolicyError> for StateError {
@@ -143,7 +156,21 @@ impl ControlPlane {
         dry_run: bool,
         expect: Option<u64>,
     ) -> Result<Outcome, StateError> {
+        self.apply_guarded(input, author, dry_run, expect, &unguarded)
+    }
+
+    /// [`ControlPlane::apply`], refused whole unless `guard` allows every document of `input`.
+    pub fn apply_guarded(
+        &self,
+        input: &[u8],
+        author: &str,
+        dry_run: bool,
+        expect: Option<u64>,
+        guard: Guard<'_>,
+    ) -> Result<Outcome, StateError> {
         let docs = weft_policy::load(input, &self.limits)?;
+        let keys: Vec<DocKey> = docs.iter().map(Document::key).collect();
+        guard(&keys).map_err(StateError::Forbidden)?;
         let _writer = self.lock();
         let current = self.snapshot();
         expect_version(expect, current.version)?;
@@ -152,6 +179,18 @@ impl ControlPlane {
     }
 
     pub fn delete(&self, key: &DocKey, author: &str, dry_run: bool) -> Result<Outcome, StateError> {
+        self.delete_guarded(key, author, dry_run, &unguarded)
+    }
+
+    /// [`ControlPlane::delete`], refused unless `guard` allows `key`.
+    pub fn delete_guarded(
+        &self,
+        key: &DocKey,
+        author: &str,
+        dry_run: bool,
+        guard: Guard<'_>,
+    ) -> Result<Outcome, StateError> {
+        guard(std::slice::from_ref(key)).map_err(StateError::Forbidden)?;
         let _writer = self.lock();
         let current = self.snapshot();
         let mut next = current.documents.clone();
@@ -180,12 +219,26 @@ impl ControlPlane {
         author: &str,
         dry_run: bool,
     ) -> Result<Outcome, StateError> {
+        self.rollback_guarded(version, author, dry_run, &unguarded)
+    }
+
+    /// [`ControlPlane::rollback`], refused unless `guard` allows every document the rollback
+    /// would add, change or remove (decided under the writer lock, against the current set).
+    pub fn rollback_guarded(
+        &self,
+        version: u64,
+        author: &str,
+        dry_run: bool,
+        guard: Guard<'_>,
+    ) -> Result<Outcome, StateError> {
         let target = self
             .store
             .get(version)?
             .ok_or_else(|| StateError::NotFound(format!("version {version}")))?;
         let _writer = self.lock();
         let current = self.snapshot();
+        guard(&changed_keys(&current.documents, &target.documents))
+            .map_err(StateError::Forbidden)?;
         let plan = Plan {
             next: target.documents,
             labels: Default::default(),
@@ -298,6 +351,17 @@ impl ControlPlane {
             sidecars,
         })
     }
+}
+
+/// The documents added, changed or removed going from `current` to `next`.
+fn changed_keys(current: &PolicySet, next: &PolicySet) -> Vec<DocKey> {
+    let mut keys: Vec<DocKey> = next
+        .iter()
+        .filter(|d| current.get(&d.key()) != Some(*d))
+        .map(Document::key)
+        .collect();
+    keys.extend(current.keys().filter(|k| next.get(k).is_none()).cloned());
+    keys
 }
 
 fn expect_version(expect: Option<u64>, current: u64) -> Result<(), StateError> {

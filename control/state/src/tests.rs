@@ -116,3 +116,60 @@ fn reopening_a_store_restores_the_latest_snapshot() {
     };
     assert_eq!(open().snapshot(), first);
 }
+
+#[test]
+fn guards_see_every_touched_document_and_refuse_before_anything_is_stored() {
+    let cp = mk_plane();
+    cp.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    cp.apply(mk_policy("p", "GET").as_bytes(), "a", false, None)
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let refuse_p = |keys: &[DocKey]| {
+        seen.lock()
+            .unwrap()
+            .push(keys.iter().map(ToString::to_string).collect::<Vec<_>>());
+        match keys.iter().find(|k| k.name == "p") {
+            Some(k) => Err(format!("document {k}: no")),
+            None => Ok(()),
+        }
+    };
+    // An apply: every document of the input, refused whole.
+    let two = format!("{}---\n{}", mk_policy("q", "GET"), mk_policy("p", "POST"));
+    let refused = cp.apply_guarded(two.as_bytes(), "a", false, None, &refuse_p);
+    assert!(
+        matches!(&refused, Err(StateError::Forbidden(m)) if m.contains("AuthorizationPolicy/shop/p"))
+    );
+    assert_eq!(cp.snapshot().version, 2);
+    // A delete: the document.
+    let key = DocKey {
+        kind: Kind::AuthorizationPolicy,
+        namespace: "shop".into(),
+        name: "p".into(),
+    };
+    assert!(matches!(
+        cp.delete_guarded(&key, "a", false, &refuse_p),
+        Err(StateError::Forbidden(_))
+    ));
+    // A rollback: what it would change (version 1 lacks p: removing it is touching it).
+    assert!(matches!(
+        cp.rollback_guarded(1, "a", false, &refuse_p),
+        Err(StateError::Forbidden(_))
+    ));
+    assert_eq!(cp.snapshot().version, 2);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            vec![
+                "AuthorizationPolicy/shop/q".to_string(),
+                "AuthorizationPolicy/shop/p".into()
+            ],
+            vec!["AuthorizationPolicy/shop/p".to_string()],
+            vec!["AuthorizationPolicy/shop/p".to_string()],
+        ]
+    );
+    // A rollback that changes nothing touches nothing.
+    let allow_all = |_: &[DocKey]| Ok(());
+    let out = cp.rollback_guarded(2, "a", false, &allow_all).unwrap();
+    assert!(!out.created);
+}

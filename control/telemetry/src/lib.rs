@@ -19,7 +19,7 @@ mod window;
 
 pub use graph::{Graph, GraphEdge, GraphNode, Split};
 pub use keys::GroupKeys;
-pub use routes::{api_router, ingest_router, UI_HTML};
+pub use routes::{api_router, ingest_router, metrics_router, UI_HTML};
 pub use suggest::{suggest_authz, Suggestion};
 pub use window::{Counts, BUCKET_SECS, MAX_WINDOW_SECS};
 

@@ -49,6 +49,13 @@ async fn ingest(
     }
 }
 
+/// `/metrics` alone, for the unauthenticated `--metrics-listen` listener (Prometheus).
+pub fn metrics_router(telemetry: Arc<Telemetry>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(telemetry)
+}
+
 /// The views, to merge into the REST API's router.
 pub fn api_router(telemetry: Arc<Telemetry>) -> Router {
     Router::new()

@@ -13,18 +13,27 @@ use std::path::PathBuf;
     propagate_version = true
 )]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict."
+    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict, 6 no valid credential or not allowed."
 )]
 pub struct Cli {
-    /// Control plane address.
-    #[arg(
-        long,
-        short = 's',
-        global = true,
-        env = "WEFT_SERVER",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub server: String,
+    /// Control plane address (default: the current context's, else https://127.0.0.1:7070).
+    #[arg(long, short = 's', global = true, env = "WEFT_SERVER")]
+    pub server: Option<String>,
+    /// File holding the operator token sent as `Authorization: Bearer` (the first start
+    /// writes the admin's to `<data-dir>/admin.token`). `WEFT_TOKEN` gives the token itself.
+    #[arg(long, global = true, env = "WEFT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM bundle the server's certificate must chain to (`weft ca show --bundle`, or
+    /// `<data-dir>/ca-bundle.pem`); needed for an https server.
+    #[arg(long, global = true, env = "WEFT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// An operator client certificate (`weft operator create --cert-out DIR`: DIR/cert.pem),
+    /// used when no token is given; needs --client-key.
+    #[arg(long, global = true, env = "WEFT_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (DIR/key.pem).
+    #[arg(long, global = true, env = "WEFT_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -110,9 +119,8 @@ pub enum Command {
         /// Where versions are stored.
         #[arg(long, env = "WEFT_DATA_DIR")]
         data_dir: PathBuf,
-        /// REST API listen address (`127.0.0.1:0` picks a free port; the address is printed).
-        #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7070")]
-        listen: String,
+        #[command(flatten)]
+        api: crate::serve::ApiServeArgs,
         /// error, warn, info, debug or trace.
         #[arg(long, env = "WEFT_LOG", default_value = "info")]
         log_level: tracing::Level,
@@ -131,6 +139,14 @@ pub enum Command {
     /// Join tokens binding sidecars to service identities (needs `weft serve --ca`).
     #[command(subcommand)]
     Token(crate::identity::TokenCommand),
+    /// CLI contexts (server, CA bundle, token file) in ~/.config/weft/config.yaml or WEFT_CONFIG.
+    #[command(subcommand)]
+    Config(crate::config::ConfigCommand),
+    /// Operators of the REST API: create (token shown once), list, revoke, whoami.
+    #[command(subcommand)]
+    Operator(crate::operator::OperatorCommand),
+    /// The audit log of every change attempted through the API (security-admin or admin).
+    Audit(crate::operator::AuditArgs),
     /// The mesh CA: show roots, rotate the root.
     #[command(subcommand)]
     Ca(crate::identity::CaCommand),

@@ -1,8 +1,10 @@
-//! A small blocking HTTP client for the REST API (plain HTTP, no TLS stack).
+//! A small blocking HTTP client for the REST API: HTTPS verified against the CA bundle given
+//! (rustls), or plain HTTP to a development server; the operator token in every request.
 
 use crate::Exit;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 use weft_api::types::ErrorBody;
 use weft_policy::FieldError;
@@ -28,28 +30,91 @@ impl Failure {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Bearer <token>`.
+    authorization: Option<String>,
+}
+
+/// How to reach and authenticate to the server.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub server: String,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    /// An operator client certificate (PEM) and its key, instead of a token.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Client {
-    pub fn new(server: &str) -> Self {
-        let server = server.trim_end_matches('/');
+    pub fn new(connection: &Connection) -> Result<Self, Failure> {
+        let server = connection.server.trim_end_matches('/');
         let base = if server.contains("://") {
             server.to_string()
         } else {
-            format!("http://{server}")
+            format!("https://{server}")
         };
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
-        Self {
+            .timeout_global(Some(Duration::from_secs(60)));
+        if let Some(path) = &connection.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::new(Exit::Usage, format!("--ca-file {}: {e}", path.display()))
+            })?;
+            let roots = certificates(&pem, "--ca-file", path)?;
+            let mut tls = ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)));
+            if let (Some(cert), Some(key)) = (&connection.client_cert, &connection.client_key) {
+                let read = |what: &str, path: &PathBuf| {
+                    std::fs::read(path).map_err(|e| {
+                        Failure::new(Exit::Usage, format!("{what} {}: {e}", path.display()))
+                    })
+                };
+                let chain = certificates(&read("--client-cert", cert)?, "--client-cert", cert)?;
+                let key =
+                    ureq::tls::PrivateKey::from_pem(&read("--client-key", key)?).map_err(|e| {
+                        Failure::new(Exit::Usage, format!("--client-key {}: {e}", key.display()))
+                    })?;
+                tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
+            }
+            config = config.tls_config(tls.build());
+        } else if base.starts_with("https://") {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("{base} is https: give the CA bundle that signs its certificate with --ca-file or WEFT_CA_FILE (`<data-dir>/ca-bundle.pem`, `weft ca show --bundle`)"),
+            ));
+        }
+        let token = match (&connection.token, &connection.token_file) {
+            (Some(token), _) => Some(token.trim().to_string()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        Failure::new(Exit::Usage, format!("token file {}: {e}", path.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        Ok(Self {
             base,
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::new_with_config(config.build()),
+            authorization: token
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("Bearer {t}")),
+        })
+    }
+
+    fn authed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => req.header("authorization", value),
+            None => req,
         }
     }
 
     pub fn get(&self, path: &str) -> Result<Value, Failure> {
-        self.finish(self.agent.get(self.url(path)).call())
+        self.finish(self.authed(self.agent.get(self.url(path))).call())
     }
 
     pub fn post(
@@ -59,8 +124,7 @@ impl Client {
         author: Option<&str>,
     ) -> Result<Value, Failure> {
         let mut req = self
-            .agent
-            .post(self.url(path))
+            .authed(self.agent.post(self.url(path)))
             .header("content-type", "application/yaml");
         if let Some(a) = author {
             req = req.header("x-weft-author", a);
@@ -71,8 +135,16 @@ impl Client {
         })
     }
 
+    /// POST a JSON body.
+    pub fn post_json(&self, path: &str, body: &[u8]) -> Result<Value, Failure> {
+        let req = self
+            .authed(self.agent.post(self.url(path)))
+            .header("content-type", "application/json");
+        self.finish(req.send(body))
+    }
+
     pub fn delete(&self, path: &str, author: Option<&str>) -> Result<Value, Failure> {
-        let mut req = self.agent.delete(self.url(path));
+        let mut req = self.authed(self.agent.delete(self.url(path)));
         if let Some(a) = author {
             req = req.header("x-weft-author", a);
         }
@@ -101,6 +173,7 @@ impl Client {
             return Ok(value);
         }
         let exit = match status {
+            401 | 403 => Exit::Denied,
             404 => Exit::NotFound,
             409 => Exit::Conflict,
             400 | 413 | 422 => Exit::Invalid,
@@ -116,6 +189,29 @@ impl Client {
             details,
         })
     }
+}
+
+/// The certificates of a PEM file (at least one).
+fn certificates(
+    pem: &[u8],
+    what: &str,
+    path: &std::path::Path,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, Failure> {
+    let certs = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Exit::Usage, format!("{what} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("{what} {}: no certificate in it", path.display()),
+        ));
+    }
+    Ok(certs)
 }
 
 /// A 2xx body read as its contract type; a body that is not one is the server's fault.

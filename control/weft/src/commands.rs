@@ -9,17 +9,25 @@ use std::io::Read;
 use std::path::Path;
 use weft_api::types::{Operation, Outcome, RecordSummary, Status, Validated};
 
-pub fn run(cli: Cli) -> Exit {
+pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
     let format = cli.output;
+    let given = crate::config::Given {
+        server: cli.server.clone(),
+        token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
+        token_file: cli.token_file.clone(),
+        ca_file: cli.ca_file.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    };
     let result = match cli.command {
         Command::Serve {
             data_dir,
-            listen,
+            api,
             log_level,
             workers,
             xds,
             store,
-        } => return crate::serve::run(&data_dir, &listen, log_level, workers, xds, store),
+        } => return crate::serve::run(&data_dir, api, log_level, workers, xds, store),
         Command::Store(command) => crate::store_cmd::run(command, format),
         Command::Bootstrap(args) => return crate::bootstrap::run(args),
         Command::Completions { shell } => {
@@ -31,7 +39,11 @@ pub fn run(cli: Cli) -> Exit {
             file,
             offline: true,
         } => validate_offline(&file, format),
-        command => remote(&Client::new(&cli.server), command, format, &cli.xds),
+        Command::Config(command) => crate::config::run(command, explicit, format),
+        command => connection(given).and_then(|connection| {
+            let client = Client::new(&connection)?;
+            remote(&client, command, format, &cli.xds)
+        }),
     };
     match result {
         Ok(()) => Exit::Ok,
@@ -43,6 +55,15 @@ pub fn run(cli: Cli) -> Exit {
             f.exit
         }
     }
+}
+
+/// Flags and environment variables over the current context (`weft config`).
+fn connection(given: crate::config::Given) -> Result<crate::client::Connection, Failure> {
+    let config = match crate::config::path() {
+        Some(path) => crate::config::load(&path)?,
+        None => crate::config::Config::default(),
+    };
+    Ok(crate::config::resolve(&given, &config))
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -58,9 +79,9 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
-fn author(a: Option<String>) -> String {
-    a.or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "anonymous".into())
+/// `--author`: only a comment beside the authenticated principal in the history.
+fn author(a: Option<String>) -> Option<String> {
+    a
 }
 
 fn dry(dry_run: bool) -> &'static str {
@@ -97,7 +118,7 @@ fn remote(
                 if query.is_empty() { "" } else { "?" },
                 query.join("&")
             );
-            let out = client.post(&path, Some(&body), Some(&author(who)))?;
+            let out = client.post(&path, Some(&body), author(who).as_deref())?;
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
             if !dry_run {
@@ -129,7 +150,7 @@ fn remote(
             dry_run,
         } => {
             let path = format!("/api/v1/policies/{kind}/{namespace}/{name}{}", dry(dry_run));
-            let out = client.delete(&path, Some(&author(who)))?;
+            let out = client.delete(&path, author(who).as_deref())?;
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
         }
@@ -141,7 +162,7 @@ fn remote(
             let out = client.post(
                 &format!("/api/v1/rollback/{target}{}", dry(dry_run)),
                 None,
-                Some(&author(who)),
+                author(who).as_deref(),
             )?;
             let outcome: Outcome = decode(&out)?;
             print(format, &out, |_| outcome_table(&outcome, dry_run));
@@ -177,13 +198,16 @@ fn remote(
         Command::Token(command) => crate::identity::token(client, command, format)?,
         Command::Ca(command) => crate::identity::ca(client, command, format)?,
         Command::Rollout(command) => crate::rollout::run(client, command, format)?,
+        Command::Operator(command) => crate::operator::operator(client, command, format)?,
+        Command::Audit(args) => crate::operator::audit(client, args, format)?,
         Command::Suggest(crate::cli::SuggestCommand::Authz(args)) => {
             crate::telemetry::suggest_authz(client, &args, format)?;
         }
         Command::Serve { .. }
         | Command::Completions { .. }
         | Command::Bootstrap(_)
-        | Command::Store(_) => {}
+        | Command::Store(_)
+        | Command::Config(_) => {}
     }
     Ok(())
 }

@@ -8,7 +8,9 @@ mod bootstrap;
 mod cli;
 mod client;
 mod commands;
+mod config;
 mod identity;
+mod operator;
 mod output;
 mod rollout;
 mod serve;
@@ -17,7 +19,6 @@ mod store_cmd;
 mod telemetry;
 mod xds;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 /// Process exit codes.
@@ -34,6 +35,8 @@ pub enum Exit {
     NotFound = 4,
     /// The server moved on (409: `--expect-version` did not match).
     Conflict = 5,
+    /// No valid credential (401) or not allowed (403).
+    Denied = 6,
 }
 
 impl From<Exit> for ExitCode {
@@ -44,6 +47,25 @@ impl From<Exit> for ExitCode {
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
-    commands::run(cli).into()
+    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    // What the command line itself gave (`weft config set-context` stores only that).
+    let explicit = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(clap::parser::ValueSource::CommandLine)
+        )
+    };
+    let given = config::Given {
+        server: cli.server.clone().filter(|_| explicit("server")),
+        token: None,
+        token_file: cli.token_file.clone().filter(|_| explicit("token_file")),
+        ca_file: cli.ca_file.clone().filter(|_| explicit("ca_file")),
+        client_cert: cli.client_cert.clone().filter(|_| explicit("client_cert")),
+        client_key: cli.client_key.clone().filter(|_| explicit("client_key")),
+    };
+    commands::run(cli, &given).into()
 }

@@ -7,9 +7,41 @@ use weft_policy::Limits;
 use weft_state::ControlPlane;
 use weft_store::FileStore;
 
+/// `weft serve` options for the REST API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiServeArgs {
+    /// REST API address, over TLS with a certificate from the mesh CA (needs `--ca`);
+    /// `127.0.0.1:0` picks a free port (the address is printed).
+    #[arg(long, env = "WEFT_LISTEN", conflicts_with = "insecure_listen")]
+    pub listen: Option<String>,
+    /// Plain-HTTP REST API instead, for development: loopback addresses only.
+    #[arg(long, env = "WEFT_INSECURE_LISTEN")]
+    pub insecure_listen: Option<String>,
+    /// The names clients reach the API by (repeatable, or comma-separated in the environment
+    /// variable): the certificate's DNS names / IP addresses, and the only `Host` values
+    /// accepted (a foreign `Host` gets 421).
+    #[arg(
+        long = "api-name",
+        env = "WEFT_API_NAMES",
+        value_delimiter = ',',
+        default_values = ["localhost", "127.0.0.1", "::1"]
+    )]
+    pub api_names: Vec<String>,
+    /// Serve `/metrics` (Prometheus text, no credential) on this separate address; off when
+    /// absent (then `/metrics` is on the API, for viewers).
+    #[arg(long, env = "WEFT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Set by `weft serve`: `<data-dir>/ca-bundle.pem`.
+    #[arg(skip)]
+    pub data_dir_bundle: std::path::PathBuf,
+}
+
+/// The trust bundle written beside the data for API clients (`--ca-file`).
+pub const API_BUNDLE_FILE: &str = "ca-bundle.pem";
+
 pub fn run(
     data_dir: &Path,
-    listen: &str,
+    api: ApiServeArgs,
     level: tracing::Level,
     workers: Option<u16>,
     xds: crate::xds::XdsServeArgs,
@@ -31,7 +63,7 @@ pub fn run(
             return Exit::Server;
         }
     };
-    match runtime.block_on(serve(data_dir, listen, xds, store)) {
+    match runtime.block_on(serve(data_dir, api, xds, store)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "server failed");
@@ -40,12 +72,114 @@ pub fn run(
     }
 }
 
+/// The API's listener: TLS from the mesh CA, or plain HTTP on loopback when asked for.
+async fn api_listener(
+    args: &ApiServeArgs,
+    identity: Option<&Arc<weft_ca::Identity>>,
+    operator_ca: Option<&Arc<weft_ca::Ca>>,
+) -> anyhow::Result<(weft_api::ApiListener, String)> {
+    if let Some(address) = &args.insecure_listen {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            anyhow::bail!("--insecure-listen {address}: plain HTTP is only served on a loopback address; use --listen (TLS) for {addr}");
+        }
+        tracing::warn!(%addr, "the REST API speaks plain HTTP (--insecure-listen): tokens cross in clear; for development only");
+        return Ok((
+            weft_api::ApiListener::Plain(listener),
+            format!("http://{addr}"),
+        ));
+    }
+    let Some(identity) = identity else {
+        anyhow::bail!("the REST API is served over TLS with a certificate from the mesh CA: start with --ca, or use --insecure-listen 127.0.0.1:PORT for development");
+    };
+    let address = args.listen.as_deref().unwrap_or("127.0.0.1:7070");
+    // What clients verify the API with (public; the CLI's --ca-file).
+    let bundle = args.data_dir_bundle.clone();
+    std::fs::write(&bundle, identity.ca.trust_bundle())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", bundle.display()))?;
+    // Client certificates are optional and must chain to the operator CA (never the mesh's).
+    let operator_roots = operator_ca.map(|ca| ca.trust_bundle());
+    let tls = weft_xds::tls::XdsTls::with_client_roots(
+        Arc::clone(identity),
+        args.api_names.clone(),
+        &[b"http/1.1"],
+        operator_roots.as_deref(),
+    )?;
+    let operator_prefix = format!(
+        "spiffe://{}/ns/{}/operator/",
+        identity.ca.settings().trust_domain,
+        weft_ca::RESERVED_NAMESPACE
+    );
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, names = ?args.api_names, serial = %tls.serial(), "REST API over TLS 1.3 (clients trust `weft ca show --bundle`)");
+    Ok((
+        weft_api::ApiListener::Tls(weft_api::tls::TlsListener::new(
+            listener,
+            tls,
+            operator_prefix,
+        )?),
+        format!("https://{addr}"),
+    ))
+}
+
+/// Operators, the audit log and the accepted `Host` names; the first admin's token on
+/// first start.
+fn access(
+    data_dir: &Path,
+    args: &ApiServeArgs,
+    xds: &crate::xds::XdsServeArgs,
+) -> anyhow::Result<Arc<weft_api::access::Access>> {
+    // Operator client certificates come from a CA of their own: no sidecar trusts its root,
+    // so an operator certificate is never a workload identity.
+    let operator_ca = if xds.identity.ca {
+        let settings = weft_ca::CaSettings {
+            trust_domain: xds.mesh_trust_domain.clone(),
+            svid_ttl: weft_ca::MAX_SVID_TTL,
+            ..weft_ca::CaSettings::default()
+        };
+        Some(Arc::new(weft_ca::Ca::open(
+            &data_dir.join("operator-ca"),
+            settings,
+        )?))
+    } else {
+        None
+    };
+    let (operators, admin_token) = weft_api::access::Operators::open(data_dir)?;
+    if let Some(path) = admin_token {
+        tracing::warn!(path = %path.display(), "first start: wrote the admin operator's token (mode 0600); use it with WEFT_TOKEN_FILE, create operators with `weft operator create`");
+    }
+    let audit = weft_api::access::AuditLog::open(data_dir)?;
+    let mut hosts: Vec<String> = args
+        .api_names
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    for address in [&args.listen, &args.insecure_listen].into_iter().flatten() {
+        if let Ok(addr) = address.parse::<std::net::SocketAddr>() {
+            if !addr.ip().is_unspecified() {
+                hosts.push(addr.ip().to_string());
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    Ok(Arc::new(weft_api::access::Access {
+        operators,
+        audit,
+        hosts,
+        operator_ca,
+    }))
+}
+
 async fn serve(
     data_dir: &Path,
-    listen: &str,
+    mut api: ApiServeArgs,
     xds: crate::xds::XdsServeArgs,
     compaction: crate::store_cmd::CompactionArgs,
 ) -> anyhow::Result<()> {
+    api.data_dir_bundle = data_dir.join(API_BUNDLE_FILE);
     let store = FileStore::open_with(data_dir, compaction.compaction())?;
     for warning in store.warnings() {
         tracing::warn!(%warning, "the data directory was readable by others");
@@ -55,11 +189,7 @@ async fn serve(
     }
     let plane = Arc::new(ControlPlane::open(Arc::new(store), Limits::default())?);
     tracing::info!(data_dir = %data_dir.display(), version = plane.snapshot().version, "store opened");
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving the REST API");
-    // The one line on stdout: tests and scripts read the chosen port from it.
-    println!("listening on http://{addr}");
+    let access = access(data_dir, &api, &xds)?;
     // One signal stops both servers.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop_on = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -69,6 +199,27 @@ async fn serve(
     let telemetry =
         weft_telemetry_plane::Telemetry::new(weft_telemetry_plane::GroupKeys::random()?);
     let identity = crate::identity::open(data_dir, &xds.identity, &xds.mesh_trust_domain)?;
+    let (listener, url) =
+        api_listener(&api, identity.as_ref(), access.operator_ca.as_ref()).await?;
+    tracing::info!(%url, "serving the REST API");
+    // The one line on stdout: tests and scripts read the chosen port from it.
+    println!("listening on {url}");
+    if let Some(address) = &api.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address).await?;
+        let addr = metrics.local_addr()?;
+        tracing::info!(%addr, "serving /metrics without a credential (--metrics-listen)");
+        println!("metrics listening on http://{addr}");
+        let app = weft_telemetry_plane::metrics_router(Arc::clone(&telemetry));
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop_on(stopped))
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the metrics listener failed");
+            }
+        });
+    }
     let identity_routes = weft_api::identity_router(identity.clone());
     let xds_state = crate::xds::state(&xds, identity.clone())?;
     // `weft status` / `weft apply` read the sidecars here, in plain HTTP, whatever the xDS
@@ -116,7 +267,7 @@ async fn serve(
         .merge(identity_routes)
         .merge(weft_api::xds_router(sidecar_view))
         .merge(weft_api::xds_resources_router(resources_view));
-    let api = weft_api::serve_with(listener, plane, views, stop_on(stopped));
+    let api = weft_api::serve_protected(listener, plane, views, access, stop_on(stopped));
     tokio::pin!(api);
     tokio::select! {
         () = shutdown_signal() => {

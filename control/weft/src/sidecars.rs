@@ -58,10 +58,18 @@ impl<'a> SidecarView<'a> {
     fn new(rest: &'a Client, args: &'a XdsClientArgs) -> Self {
         Self {
             rest,
-            fallback: args
-                .xds_server
-                .as_deref()
-                .map(|server| (Client::new(server), server)),
+            fallback: args.xds_server.as_deref().and_then(|server| {
+                let plain = if server.contains("://") {
+                    server.to_string()
+                } else {
+                    format!("http://{server}")
+                };
+                let connection = crate::client::Connection {
+                    server: plain,
+                    ..Default::default()
+                };
+                Client::new(&connection).ok().map(|client| (client, server))
+            }),
         }
     }
 

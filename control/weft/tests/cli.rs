@@ -78,7 +78,10 @@ fn cli_round_trip_against_a_real_server() {
     assert!(out.starts_with("VERSION  TIME"), "{out}");
     assert!(out.contains("tester"), "{out}");
     let out = ok(&weft(s, &["history", "-o", "yaml"], None));
-    assert!(out.contains("author: tester"), "{out}");
+    assert!(
+        out.contains("author: 'operator:admin (says: tester)'"),
+        "{out}"
+    );
 
     let out = ok(&weft(s, &["rollback", "1"], None));
     assert!(out.starts_with("created version 3"), "{out}");
@@ -241,4 +244,98 @@ fn tokens_and_the_ca_through_the_cli() {
     );
     let rotated = ok(&weft(s, &["ca", "rotate"], None));
     assert!(rotated.starts_with("new root 2 (serial "), "{rotated}");
+}
+
+#[test]
+fn contexts_hold_the_server_and_credential_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let token_file = dir.path().join("data/admin.token");
+    let config = dir.path().join("config.yaml");
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("WEFT_CONFIG", &config)
+            .env_remove("WEFT_SERVER")
+            .env_remove("WEFT_TOKEN")
+            .env_remove("WEFT_TOKEN_FILE")
+            .env_remove("WEFT_CA_FILE")
+            .output()
+            .unwrap()
+    };
+    // No context: the default https server needs a CA bundle.
+    assert_eq!(code(&run(&["status"])), 2);
+    let out = run(&[
+        "config",
+        "set-context",
+        "dev",
+        "--server",
+        &server.base,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    ok(&out);
+    ok(&run(&[
+        "config",
+        "set-context",
+        "other",
+        "--server",
+        "http://127.0.0.1:9",
+    ]));
+    assert_eq!(ok(&run(&["config", "current-context"])), "dev\n");
+    assert!(ok(&run(&["status"])).contains("policyVersion: 0"));
+    let listed = ok(&run(&["config", "get-contexts"]));
+    let current: Vec<&str> = listed.lines().filter(|l| l.starts_with('*')).collect();
+    assert_eq!(current.len(), 1, "{listed}");
+    assert!(
+        current[0].contains("dev") && current[0].contains(&server.base),
+        "{listed}"
+    );
+    // A flag overrides the context; another context is used once current.
+    assert_eq!(code(&run(&["status", "--server", "http://127.0.0.1:9"])), 1);
+    ok(&run(&["config", "use-context", "other"]));
+    assert_eq!(code(&run(&["status"])), 1);
+    assert_eq!(code(&run(&["config", "use-context", "nope"])), 4);
+    // The token file alone, without the context's: 401 is exit 6.
+    ok(&run(&["config", "use-context", "dev"]));
+    let bad = dir.path().join("bad.token");
+    std::fs::write(&bad, "weft_op_00").unwrap();
+    assert_eq!(
+        code(&run(&["status", "--token-file", bad.to_str().unwrap()])),
+        6
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn plain_http_only_on_loopback_and_tls_needs_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, std::time::Duration::from_secs(20));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.code(), err)
+    };
+    let (code, err) = serve(&["--insecure-listen", "0.0.0.0:0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("plain HTTP is only served on a loopback address"),
+        "{err}"
+    );
+    let (code, err) = serve(&["--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("start with --ca, or use --insecure-listen"),
+        "{err}"
+    );
 }

@@ -33,6 +33,8 @@ fn sigkill_mid_stream_loses_no_acknowledged_version() {
         let mut resp = agent
             .post(format!("{base}/api/v1/apply"))
             .header("x-weft-author", "stream")
+            .header("content-type", "application/yaml")
+            .header("authorization", format!("Bearer {}", token_for(base)))
             .send(body)
             .map_err(|e| e.to_string())?;
         let text = resp
@@ -108,7 +110,7 @@ fn sigkill_mid_stream_loses_no_acknowledged_version() {
             Some(path.as_str()),
             "version {version}"
         );
-        assert_eq!(record["author"], json!("stream"));
+        assert_eq!(record["author"], json!("operator:admin (says: stream)"));
     }
     if latest > last_acked {
         let record = get_json(&agent, &format!("{}/api/v1/history/{latest}", server.base));

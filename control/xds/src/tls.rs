@@ -96,17 +96,56 @@ impl XdsTls {
     /// Issues the first certificate for the control plane's SPIFFE id and `names` (DNS names
     /// or IP addresses). Fails on a name that is neither.
     pub fn new(identity: Arc<Identity>, names: Vec<String>) -> Result<Arc<Self>, TlsError> {
+        Self::with_alpn(identity, names, &[b"h2", b"http/1.1"])
+    }
+
+    /// [`XdsTls::new`] offering only the ALPN protocols `alpn` (the REST API: `http/1.1`).
+    pub fn with_alpn(
+        identity: Arc<Identity>,
+        names: Vec<String>,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<Self>, TlsError> {
+        Self::with_client_roots(identity, names, alpn, None)
+    }
+
+    /// [`XdsTls::with_alpn`] that also accepts (never requires) client certificates chaining
+    /// to `client_roots_pem` (the REST API's operator CA); other client certificates fail the
+    /// handshake.
+    pub fn with_client_roots(
+        identity: Arc<Identity>,
+        names: Vec<String>,
+        alpn: &[&[u8]],
+        client_roots_pem: Option<&str>,
+    ) -> Result<Arc<Self>, TlsError> {
         let current = issue(&identity, &names)?;
         let resolver = Arc::new(Resolver {
             current: RwLock::new(current),
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Key(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            .map_err(|e| TlsError::Key(e.to_string()))?;
+        let builder = match client_roots_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let cert = cert.map_err(|e| TlsError::Key(e.to_string()))?;
+                    roots.add(cert).map_err(|e| TlsError::Key(e.to_string()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Key(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(Self {
             identity,
             names,
@@ -160,7 +199,7 @@ impl XdsTls {
     }
 
     /// Renews on a tick a twentieth of the SVID lifetime (0.2 s to 30 s) while `self` lives.
-    pub(crate) fn spawn_renewal(self: &Arc<Self>) {
+    pub fn spawn_renewal(self: &Arc<Self>) {
         let tick = (self.identity.ca.settings().svid_ttl / 20)
             .clamp(Duration::from_millis(200), Duration::from_secs(30));
         let weak = Arc::downgrade(self);
@@ -179,10 +218,7 @@ impl XdsTls {
 
     /// Accepts on `listener` and hands the server TLS connections whose handshake finished;
     /// stops accepting when the returned stream is dropped.
-    pub(crate) fn incoming(
-        &self,
-        listener: TcpListener,
-    ) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    pub fn incoming(&self, listener: TcpListener) -> ReceiverStream<Result<TlsConn, io::Error>> {
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.config));
         tokio::spawn(async move {
@@ -249,6 +285,23 @@ fn unix_ms(at: SystemTime) -> u64 {
 pub struct TlsConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     info: TcpConnectInfo,
+}
+
+impl TlsConn {
+    /// The client's address.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.info.remote_addr()
+    }
+
+    /// The client's certificate (DER), when it presented one that verified.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.inner
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| cert.as_ref())
+    }
 }
 
 impl Connected for TlsConn {

@@ -28,18 +28,42 @@ pub struct WeftServer {
     /// The REST API's base URL.
     pub api: String,
     pub xds_port: u16,
-    /// Appended to every [`WeftServer::cli`] call: `--server <api>` to begin with.
+    /// Appended to every [`WeftServer::cli`] call: `--server <api> --token-file <admin.token>`
+    /// to begin with.
     pub cli_flags: Vec<String>,
+    /// The admin operator's token the first start wrote to `<data>/admin.token`.
+    pub token: String,
+    /// `<data>/ca-bundle.pem` when the API speaks TLS ([`WeftServer::start_tls`]).
+    pub ca_file: Option<PathBuf>,
+    /// Prometheus' unauthenticated listener, with `--metrics-listen`.
+    pub metrics: Option<String>,
 }
 
 impl WeftServer {
-    /// `weft serve` on `data`, the API on a loopback port, a 2 s grace, the built filters,
-    /// and `args` (at least `--xds-listen`); waits up to 30 s for it to print its addresses.
+    /// `weft serve` on `data`, the API in plain HTTP on a loopback port
+    /// (`--insecure-listen`), a 2 s grace, the built filters, and `args` (at least
+    /// `--xds-listen`); waits up to 30 s for it to print its addresses.
     pub fn start(bin: &Path, data: &Path, args: &[&str]) -> Self {
+        Self::start_on(bin, data, &["--insecure-listen", "127.0.0.1:0"], args)
+    }
+
+    /// [`WeftServer::start`] with the API over TLS from the mesh CA (`args` must hold `--ca`);
+    /// the CLI verifies it with `<data>/ca-bundle.pem`.
+    pub fn start_tls(bin: &Path, data: &Path, args: &[&str]) -> Self {
+        let mut server = Self::start_on(bin, data, &["--listen", "127.0.0.1:0"], args);
+        let bundle = data.join("ca-bundle.pem");
+        server.cli_flags.push("--ca-file".into());
+        server.cli_flags.push(bundle.display().to_string());
+        server.ca_file = Some(bundle);
+        server
+    }
+
+    fn start_on(bin: &Path, data: &Path, listen: &[&str], args: &[&str]) -> Self {
         let mut child = Command::new(bin)
             .args(["serve", "--data-dir"])
             .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(listen)
+            .args(["--log-level", "warn"])
             .args(["--grace-ms", "2000"])
             .args(args)
             .arg("--modules-dir")
@@ -57,9 +81,10 @@ impl WeftServer {
                 }
             }
         });
-        let (mut api, mut xds) = (None, None);
+        let (mut api, mut xds, mut metrics) = (None, None, None);
+        let want_metrics = args.contains(&"--metrics-listen");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || xds.is_none() {
+        while api.is_none() || xds.is_none() || (want_metrics && metrics.is_none()) {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("weft serve did not print its addresses in 30 s");
@@ -67,15 +92,35 @@ impl WeftServer {
                 api = Some(a.to_string());
             } else if let Some(a) = line.strip_prefix("xds listening on ") {
                 xds = Some(a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+            } else if let Some(a) = line.strip_prefix("metrics listening on ") {
+                metrics = Some(a.to_string());
             }
         }
         let api: String = api.unwrap();
+        let token_file = data.join("admin.token");
+        let token = std::fs::read_to_string(&token_file)
+            .expect("the first start writes admin.token")
+            .trim()
+            .to_string();
         Self {
             child,
-            cli_flags: vec!["--server".into(), api.clone()],
+            cli_flags: vec![
+                "--server".into(),
+                api.clone(),
+                "--token-file".into(),
+                token_file.display().to_string(),
+            ],
             api,
             xds_port: xds.unwrap(),
+            token,
+            ca_file: None,
+            metrics,
         }
+    }
+
+    /// `Authorization: Bearer <admin token>`.
+    pub fn authorization(&self) -> String {
+        format!("Bearer {}", self.token)
     }
 
     /// Still running (not aborted by a panic)?

@@ -23,6 +23,21 @@ use weft_xds::{
 pub const INBOUND: u16 = 15006;
 pub const OUTBOUND: u16 = 15001;
 
+/// `GET path` with `Host: host` through `caller`'s outbound listener (from inside its pod, as
+/// its app would call); 0 when no answer came in 5 s.
+pub async fn call_outbound(caller: &Pod, host: &str, path: &str) -> u16 {
+    match http_client()
+        .get(format!("{}{path}", caller.local_url(OUTBOUND)))
+        .header("host", host)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
 pub struct ControlPlane {
     pub state: Arc<XdsState>,
     pub port: u16,

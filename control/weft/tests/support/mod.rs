@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_weft");
 
+/// Each started server's base URL and its admin token (`<data-dir>/admin.token`), so
+/// [`weft`] and [`get_json`] authenticate to whichever server they are pointed at.
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// The admin token of the server `url` belongs to (empty when none was started there).
+pub fn token_for(url: &str) -> String {
+    TOKENS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(base, _)| url.starts_with(base.as_str()))
+        .map(|(_, token)| token.clone())
+        .unwrap_or_default()
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -25,7 +40,7 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["--insecure-listen", "127.0.0.1:0", "--log-level", "warn"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -46,6 +61,14 @@ impl Server {
             .strip_prefix("listening on ")
             .expect("address line")
             .to_string();
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .expect("the first start writes admin.token")
+            .trim()
+            .to_string();
+        TOKENS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((base.clone(), token));
         Self { child, base }
     }
 
@@ -94,6 +117,7 @@ pub fn weft(server: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env("WEFT_SERVER", server)
+        .env("WEFT_TOKEN", token_for(server))
         .env("WEFT_AUTHOR", "tester")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -122,7 +146,11 @@ pub fn agent() -> ureq::Agent {
 }
 
 pub fn get_json(agent: &ureq::Agent, url: &str) -> serde_json::Value {
-    let mut resp = agent.get(url).call().expect("GET");
+    let mut resp = agent
+        .get(url)
+        .header("authorization", format!("Bearer {}", token_for(url)))
+        .call()
+        .expect("GET");
     let text = resp
         .body_mut()
         .with_config()

@@ -1,0 +1,287 @@
+//! The protected API (`serve_protected`) in process over plain HTTP: credentials, roles,
+//! namespaces, body types, Host, and the audit log, without Envoy (the e2e
+//! `tests/tests/operator_access.rs` covers TLS, certificates and the sidecars).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::Value;
+use std::sync::Arc;
+use weft_api::access::{Access, AuditLog, Operators, Role};
+use weft_policy::Limits;
+use weft_state::ControlPlane;
+use weft_store::MemoryStore;
+
+struct Server {
+    base: String,
+    admin: String,
+    access: Arc<Access>,
+    _dir: tempfile::TempDir,
+    _thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (operators, written) = Operators::open(dir.path()).unwrap();
+    let admin = std::fs::read_to_string(written.unwrap())
+        .unwrap()
+        .trim()
+        .to_string();
+    let access = Arc::new(Access {
+        operators,
+        audit: AuditLog::open(dir.path()).unwrap(),
+        hosts: vec!["localhost".into(), "127.0.0.1".into()],
+        operator_ca: None,
+    });
+    let plane =
+        Arc::new(ControlPlane::open(Arc::new(MemoryStore::new()), Limits::default()).unwrap());
+    let served = Arc::clone(&access);
+    let (addr, thread) = support::spawn_server(move |listener| {
+        let listener = weft_api::ApiListener::Plain(listener);
+        weft_api::serve_protected(
+            listener,
+            plane,
+            axum::Router::new(),
+            served,
+            std::future::pending(),
+        )
+    });
+    Server {
+        base: format!("http://{addr}"),
+        admin,
+        access,
+        _dir: dir,
+        _thread: thread,
+    }
+}
+
+fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Value) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let url = format!("{}{path}", s.base);
+    let mut response = match method {
+        "GET" => {
+            let mut r = agent.get(&url);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.call()
+        }
+        "DELETE" => {
+            let mut r = agent.delete(&url);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = agent.post(&url);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.send(body.unwrap_or(""))
+        }
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const DOCS: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: ledger, namespace: finance}\nspec: {port: 80, versions: [v1]}\n---\napiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec: {port: 80, versions: [v1]}\n";
+const FINANCE: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: ledger, namespace: finance}\nspec: {port: 81, versions: [v1]}\n";
+
+#[test]
+fn credentials_roles_namespaces_body_types_and_hosts_are_enforced_and_audited() {
+    let s = start();
+    let admin = format!("Bearer {}", s.admin);
+    let yaml = ("content-type", "application/yaml");
+    // No credential, a lower-case scheme, a cookie.
+    assert_eq!(call(&s, "GET", "/api/v1/status", &[], None).0, 401);
+    assert_eq!(
+        call(
+            &s,
+            "GET",
+            "/api/v1/status",
+            &[("authorization", &format!("bearer {}", s.admin))],
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &s,
+            "GET",
+            "/api/v1/status",
+            &[("cookie", &format!("token={}", s.admin))],
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(call(&s, "GET", "/healthz", &[], None).0, 200);
+    assert_eq!(call(&s, "GET", "/nowhere", &[], None).0, 401);
+    assert_eq!(
+        call(&s, "GET", "/nowhere", &[("authorization", &admin)], None).0,
+        403
+    );
+    // The admin applies both namespaces.
+    let (code, out) = call(
+        &s,
+        "POST",
+        "/api/v1/apply",
+        &[("authorization", &admin), yaml],
+        Some(DOCS),
+    );
+    assert_eq!(code, 200, "{out}");
+    // An editor of finance: finance alone yes, with shop no (nothing applied), delete in shop no.
+    let (editor, _) = s
+        .access
+        .operators
+        .create(
+            "fin",
+            Role::Editor,
+            vec!["finance".into()],
+            None,
+            false,
+            "t",
+        )
+        .unwrap();
+    let editor = format!("Bearer {editor}");
+    let (code, out) = call(
+        &s,
+        "POST",
+        "/api/v1/apply",
+        &[("authorization", &editor), yaml],
+        Some(FINANCE),
+    );
+    assert_eq!((code, out["version"].as_u64()), (200, Some(2)), "{out}");
+    let mixed = format!("{FINANCE}---\napiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {{name: cart, namespace: shop}}\nspec: {{port: 99, versions: [v1]}}\n");
+    let (code, out) = call(
+        &s,
+        "POST",
+        "/api/v1/apply",
+        &[("authorization", &editor), yaml],
+        Some(&mixed),
+    );
+    assert_eq!(code, 403, "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("document Service/shop/cart"),
+        "{out}"
+    );
+    let (code, _) = call(
+        &s,
+        "DELETE",
+        "/api/v1/policies/Service/shop/cart",
+        &[("authorization", &editor)],
+        None,
+    );
+    assert_eq!(code, 403);
+    // Rollback to version 1 changes finance only: allowed (dry run).
+    let (code, out) = call(
+        &s,
+        "POST",
+        "/api/v1/rollback/1?dryRun=true",
+        &[("authorization", &editor), yaml],
+        None,
+    );
+    assert_eq!(code, 200, "{out}");
+    let (_, status) = call(
+        &s,
+        "GET",
+        "/api/v1/status",
+        &[("authorization", &admin)],
+        None,
+    );
+    assert_eq!(status["policyVersion"], 2);
+    // Body types and Host.
+    for bad in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        let (code, _) = call(
+            &s,
+            "POST",
+            "/api/v1/validate",
+            &[("authorization", &admin), ("content-type", bad)],
+            Some(FINANCE),
+        );
+        assert_eq!(code, 415, "{bad}");
+    }
+    let (code, _) = call(
+        &s,
+        "GET",
+        "/api/v1/status",
+        &[("authorization", &admin), ("host", "evil.example")],
+        None,
+    );
+    assert_eq!(code, 421);
+    // A large answer passes through whole (the audit reads versions from small ones only).
+    let (code, out) = call(
+        &s,
+        "POST",
+        "/api/v1/diff",
+        &[("authorization", &admin), yaml],
+        Some(DOCS),
+    );
+    assert_eq!(code, 200);
+    assert!(out["documents"].is_object(), "{out}");
+    // The audit log.
+    let (code, out) = call(
+        &s,
+        "GET",
+        "/api/v1/audit?principal=fin",
+        &[("authorization", &admin)],
+        None,
+    );
+    assert_eq!(code, 200);
+    let outcomes: Vec<(String, u64)> = out["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["route"].as_str().unwrap().to_string(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("POST /api/v1/apply".to_string(), 200),
+            ("POST /api/v1/apply".to_string(), 403),
+            (
+                "DELETE /api/v1/policies/{kind}/{namespace}/{name}".to_string(),
+                403
+            ),
+            ("POST /api/v1/rollback/{version}".to_string(), 200),
+        ]
+    );
+    let (code, _) = call(
+        &s,
+        "GET",
+        "/api/v1/audit",
+        &[("authorization", &editor)],
+        None,
+    );
+    assert_eq!(code, 403);
+}
