@@ -308,6 +308,12 @@ pub struct AuthzSource {
     pub remote_ip_blocks: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_remote_ip_blocks: Option<Vec<String>>,
+    /// `<iss>/<sub>` of the request's validated JWT (Istio's `requestPrincipals`): exact,
+    /// `prefix*`, `*suffix`, or `*` for any valid token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_principals: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_request_principals: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

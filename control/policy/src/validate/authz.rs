@@ -3,7 +3,7 @@
 use super::*;
 use weft_filter_core::authz::{ClaimCondition, HeaderCondition, Rule};
 use weft_filter_core::grammar::{
-    Cidr, HostMatcher, Method, Namespace, PathMatcher, Patterns, Principal,
+    Cidr, HostMatcher, Method, Namespace, PathMatcher, Patterns, Principal, StrMatcher,
 };
 
 pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) {
@@ -33,6 +33,8 @@ pub fn authz_rule(at: &str, rule: &AuthzRule, report: &mut dyn FnMut(String, Str
         not_ip_blocks,
         remote_ip_blocks,
         not_remote_ip_blocks,
+        request_principals,
+        not_request_principals,
     } = from.clone().unwrap_or_default();
     let AuthzOperation {
         methods,
@@ -67,6 +69,13 @@ pub fn authz_rule(at: &str, rule: &AuthzRule, report: &mut dyn FnMut(String, Str
         not_remote_ip_blocks,
         Cidr::parse,
     );
+    let request_principals = typed.pair(
+        from,
+        "requestPrincipals",
+        request_principals,
+        not_request_principals,
+        StrMatcher::parse,
+    );
     let methods = typed.pair(to, "methods", methods, not_methods, Method::parse);
     let paths = typed.pair(to, "paths", paths, not_paths, PathMatcher::parse);
     let hosts = typed.pair(to, "hosts", hosts, not_hosts, HostMatcher::parse);
@@ -85,6 +94,8 @@ pub fn authz_rule(at: &str, rule: &AuthzRule, report: &mut dyn FnMut(String, Str
         not_ip_blocks: ip_blocks.1,
         remote_ip_blocks: remote_ip_blocks.0,
         not_remote_ip_blocks: remote_ip_blocks.1,
+        request_principals: request_principals.0,
+        not_request_principals: request_principals.1,
         headers: Vec::new(),
         claims: Vec::new(),
     };

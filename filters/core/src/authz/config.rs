@@ -4,7 +4,9 @@
 //! recognises every field: rules are OR-ed, the fields inside a rule are AND-ed, the
 //! values inside a field are OR-ed, and every field has a `not_` form.
 
-use crate::grammar::{Cidr, HostMatcher, Method, Namespace, PathMatcher, Patterns, Principal};
+use crate::grammar::{
+    Cidr, HostMatcher, Method, Namespace, PathMatcher, Patterns, Principal, StrMatcher,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -149,6 +151,12 @@ pub struct Rule {
     pub remote_ip_blocks: Option<Patterns<Cidr>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_remote_ip_blocks: Option<Patterns<Cidr>>,
+    /// `<iss>/<sub>` of the validated JWT (Istio's `requestPrincipals`); no valid token, or
+    /// one without a string `iss` and `sub`, has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_principals: Option<Patterns<StrMatcher>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_request_principals: Option<Patterns<StrMatcher>>,
     /// Header conditions, all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderCondition>,

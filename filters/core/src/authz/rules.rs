@@ -139,6 +139,14 @@ impl<'a> RequestView<'a> {
         })
     }
 
+    /// `<iss>/<sub>` of the validated token, when both are strings.
+    fn request_principal(&self) -> Option<String> {
+        let claims = self.claims?;
+        let iss = claims.get("iss")?.as_str()?;
+        let sub = claims.get("sub")?.as_str()?;
+        Some(format!("{iss}/{sub}"))
+    }
+
     fn principal(&self) -> Option<&str> {
         self.principal
             .get_or_init(|| self.req.peer_principal())
@@ -239,6 +247,11 @@ impl CompiledRule {
             &r.not_remote_ip_blocks,
             || req.remote_ip(),
             |c, ip| c.contains(*ip),
+        ) && field(
+            &r.request_principals,
+            &r.not_request_principals,
+            || req.request_principal(),
+            |m, p| m.matches(p),
         ) && self.headers.iter().all(|h| h.matches(req, strict))
             && self.claims.iter().all(|c| c.matches(req.claims))
     }
