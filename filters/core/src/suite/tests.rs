@@ -1,6 +1,5 @@
 //! The suite's configuration sections and the shared request view. They run natively and,
 //! through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::rng::Rng;

@@ -1,6 +1,5 @@
 //! Table-driven tests of matching, precedence and validation. They run natively and,
 //! through wasm-bindgen-test, on wasm32-unknown-unknown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod hostile;
 mod validation;
