@@ -163,7 +163,6 @@ pub fn extension_config(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use prost::Message;
     use std::sync::Arc;

@@ -130,7 +130,6 @@ fn edge_tls(dir: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn gateway() -> Value {

@@ -276,7 +276,6 @@ fn load_assignment(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
         subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol,

@@ -61,7 +61,6 @@ pub fn to_suite(root: &mut Value) -> Result<(), BootstrapError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn chain(root: &Value, listener: &str) -> Vec<Value> {

@@ -183,7 +183,6 @@ pub fn modules() -> impl Iterator<Item = &'static str> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     #[test]
