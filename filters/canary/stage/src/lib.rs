@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 use weft_filter_core::canary::{Canary, Decision};
 use weft_filter_core::host::{stat_segment, Counter};
+use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::{Host, RequestAttributes};
@@ -74,7 +75,7 @@ impl Stats {
             .services()
             .iter()
             .map(|s| {
-                let name = format!("weft.canary.{}", stat_segment(&s.name));
+                let name = format!("{}{}", Filter::Canary.stats_prefix(), stat_segment(&s.name));
                 ServiceStats {
                     requests: s
                         .versions
@@ -88,7 +89,7 @@ impl Stats {
             .collect();
         Self {
             services,
-            unmatched: Counter::new(host, "weft.canary.unmatched"),
+            unmatched: Counter::new(host, &Filter::Canary.stat("unmatched")),
         }
     }
 }

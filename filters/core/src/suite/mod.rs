@@ -20,6 +20,7 @@ use crate::authz::Authz;
 use crate::breaker::Breaker;
 use crate::canary::Canary;
 use crate::fault::Fault;
+use crate::registry::Filter;
 use crate::telemetry::TelemetryConfig;
 use crate::ConfigError;
 use serde::Deserialize;
@@ -91,14 +92,30 @@ impl Suite {
         };
         let mut suite = Self {
             telemetry: section(
-                "telemetry",
+                Filter::Telemetry.module(),
                 sections.telemetry.as_deref(),
                 TelemetryConfig::from_json,
             )?,
-            authz: section("authz", sections.authz.as_deref(), Authz::from_json)?,
-            canary: section("canary", sections.canary.as_deref(), Canary::from_json)?,
-            fault: section("fault", sections.fault.as_deref(), Fault::from_json)?,
-            breaker: section("breaker", sections.breaker.as_deref(), Breaker::from_json)?,
+            authz: section(
+                Filter::Authz.module(),
+                sections.authz.as_deref(),
+                Authz::from_json,
+            )?,
+            canary: section(
+                Filter::Canary.module(),
+                sections.canary.as_deref(),
+                Canary::from_json,
+            )?,
+            fault: section(
+                Filter::Fault.module(),
+                sections.fault.as_deref(),
+                Fault::from_json,
+            )?,
+            breaker: section(
+                Filter::Breaker.module(),
+                sections.breaker.as_deref(),
+                Breaker::from_json,
+            )?,
         };
         if inbound && suite.authz.is_none() {
             // The empty authz configuration: it denies every request.
