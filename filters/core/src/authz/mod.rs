@@ -1,4 +1,5 @@
 //! Authorization decisions: `Authz::decide(&request, now) -> Decision`.
+//! (Just over 400 lines: the precedence, the shadow decision and the replies they choose read as one.)
 //!
 //! Precedence (as in Istio): any matching enforced DENY denies; otherwise, if any enforced
 //! ALLOW policy exists the request must match one of them; AUDIT never changes the outcome.
@@ -8,8 +9,6 @@
 //! JWT validation runs first: a token that fails its provider, or a missing token for a
 //! `required` provider, is a 401 before any policy is looked at. A valid token's claims
 //! are what `claims` conditions see.
-//!
-//! (Just over 400 lines: the precedence, the shadow decision and the replies they choose read as one.)
 
 mod compile;
 pub mod config;
