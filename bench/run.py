@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# (Over 400 lines: one self-contained benchmark run, standard library only, so nothing to install.)
 """weft's data-plane benchmark (issue 10): stock Envoy's native filters vs weft's wasm filters.
 
 Run through `scripts/bench`, which builds what is needed first. Python 3.11 standard library only.

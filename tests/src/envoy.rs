@@ -1,3 +1,6 @@
+//! One Envoy container for the e2e tests: options, start and readiness, admin reads, logs.
+//! (Over 400 lines: the container's lifecycle and the requests made to it share its state.)
+
 use std::{
     collections::HashMap,
     path::PathBuf,

@@ -1,7 +1,7 @@
 //! A first per-request cost figure: the same Envoy image, router-only vs with weft authz, wrk
 //! against each in turn (A B A B). Not a test of speed — nothing here asserts a timing; it
 //! prints figures for the issue notes. Run: `cargo test -p weft-e2e --test authz_cost -- --ignored --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(test)]
 
 use serde_json::json;
 use weft_e2e::{Envoy, EnvoyConfig, EnvoyOptions, TestNet, Upstream, WasmFilter};

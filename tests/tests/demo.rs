@@ -6,7 +6,7 @@
 //! distinct from every other e2e test's, so it runs in parallel with them; but not at the same
 //! time as a manual `scripts/demo` on the same machine (they would remove each other's mesh).
 //! `scripts/demo down` runs at the end whatever happens (a drop guard).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(test)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

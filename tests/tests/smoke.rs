@@ -1,5 +1,5 @@
 //! Router-only Envoy in front of one test service: the harness itself works end to end.
-#![allow(clippy::unwrap_used)]
+#![cfg(test)]
 
 use weft_e2e::{http_client, Envoy, EnvoyConfig, EnvoyOptions, TestNet, Upstream};
 

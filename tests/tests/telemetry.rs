@@ -14,7 +14,7 @@
 //!
 //! Uses the demo's fixed names (network `weft-demo`, `.weft/demo/`), like `demo.rs`: the two
 //! test binaries run one after the other, not with a manual `scripts/demo`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(test)]
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -7,7 +7,7 @@
 //! Why a host process rather than a container: it is the real binary and a real SIGKILL, the
 //! test needs no image build, and Envoy reaches it on the test network's gateway IP exactly
 //! as it reaches an in-process server.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(test)]
 
 mod weft_serve;
 mod xds_common;

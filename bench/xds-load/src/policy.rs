@@ -50,7 +50,6 @@ pub fn documents(namespace: &str, services: usize, versions: usize, marker: &str
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
 
     #[test]
     fn every_service_gets_a_valid_policy_with_the_marker() {

@@ -2,7 +2,7 @@
 //! namespaces, body types, Host, and the audit log, without Envoy (the e2e
 //! `tests/tests/operator_access.rs` covers TLS, certificates and the sidecars).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(test)]
 
 mod support;
 

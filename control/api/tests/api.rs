@@ -1,6 +1,5 @@
 //! The API against a real server on port 0, driven over HTTP.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+#![cfg(test)]
 
 mod support;
 

@@ -4,7 +4,7 @@
 //! answer is searched for every secret. The redacted form is checked where it must appear, so
 //! the search is not vacuous.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+#![cfg(test)]
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;

@@ -4,6 +4,8 @@
 //! planned root rotation: a new root joins the trust bundle at once but signs only after a
 //! propagation delay (every sidecar trusts it before anyone presents it), and the old root
 //! stays in the bundle until the last SVID it signed has expired.
+//!
+//! (Over 400 lines: the root lifecycle, issuance and the rotation rules share one `Ca` state.)
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -4,16 +4,14 @@
 use crate::{Errors, SidecarId};
 use weft_filter_core::authz::{
     default_clock_skew, default_jwt_header, default_jwt_prefix, default_trust_domain, Action,
-    AuthzConfig, ClaimCondition, ClaimToHeader, DenyResponse, HeaderCondition, JwtKeys,
-    JwtProvider, PathParameters, Policy, Rule,
+    AuthzConfig, ClaimToHeader, DenyResponse, JwtKeys, JwtProvider, PathParameters, Policy, Rule,
 };
 use weft_policy::model::{
-    AuthorizationPolicySpec, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource,
-    DenyResponseSpec, Document, JwtRule, PathParametersSpec, RequestAuthenticationSpec,
-    ServiceSpec, Spec, TargetRef,
+    AuthorizationPolicySpec, AuthzAction, AuthzRule, DenyResponseSpec, Document, JwtRule,
+    PathParametersSpec, RequestAuthenticationSpec, ServiceSpec, Spec, TargetRef,
 };
 use weft_policy::units::parse_duration;
-use weft_policy::validate::{parse_condition_key, ConditionKey};
+use weft_policy::validate::authz_rule;
 use weft_policy::PolicySet;
 
 /// Does `doc` (targeting `t`) apply to sidecar `id`?
@@ -103,74 +101,9 @@ fn policy(doc: &Document, s: &AuthorizationPolicySpec, errors: &mut Errors) -> P
     }
 }
 
+/// The mapping itself is `weft_policy::validate::authz_rule`, shared with validation.
 fn rule(doc: &Document, at: &str, r: &AuthzRule, errors: &mut Errors) -> Rule {
-    // Exhaustive destructuring (no `..`): a field added to the model without a mapping here
-    // fails to build instead of being silently ignored.
-    let AuthzRule { from, to, when } = r;
-    let AuthzSource {
-        principals,
-        not_principals,
-        namespaces,
-        not_namespaces,
-        ip_blocks,
-        not_ip_blocks,
-        remote_ip_blocks,
-        not_remote_ip_blocks,
-    } = from.clone().unwrap_or_default();
-    let AuthzOperation {
-        methods,
-        not_methods,
-        paths,
-        not_paths,
-        hosts,
-        not_hosts,
-    } = to.clone().unwrap_or_default();
-    let mut headers = Vec::new();
-    let mut claims = Vec::new();
-    for (j, cond) in when.iter().enumerate() {
-        let AuthzCondition {
-            key,
-            values,
-            not_values,
-        } = cond;
-        let at = format!("{at}.when[{j}]");
-        let (values, not) = match (values, not_values) {
-            (Some(v), None) => (v.clone(), false),
-            (None, Some(v)) => (v.clone(), true),
-            // Dropping a condition would make an ALLOW match more: refuse instead.
-            _ => {
-                errors.push(doc, at, "one of `values` or `notValues` is required");
-                continue;
-            }
-        };
-        match parse_condition_key(key) {
-            Ok(ConditionKey::Header(name)) => headers.push(HeaderCondition {
-                name,
-                values: Some(values),
-                not,
-            }),
-            Ok(ConditionKey::Claim(name)) => claims.push(ClaimCondition { name, values, not }),
-            Err(e) => errors.push(doc, format!("{at}.key"), e),
-        }
-    }
-    Rule {
-        principals,
-        not_principals,
-        namespaces,
-        not_namespaces,
-        methods,
-        not_methods,
-        paths,
-        not_paths,
-        hosts,
-        not_hosts,
-        ip_blocks,
-        not_ip_blocks,
-        remote_ip_blocks,
-        not_remote_ip_blocks,
-        headers,
-        claims,
-    }
+    authz_rule(at, r, &mut |field, reason| errors.push(doc, field, reason))
 }
 
 fn providers(

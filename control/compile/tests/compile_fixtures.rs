@@ -1,8 +1,7 @@
 //! Fixture tests: each `fixtures/<name>.yaml` compiles to exactly `fixtures/<name>.json`.
 //! `WEFT_BLESS=1 cargo test -p weft-compile` rewrites the expected files after a deliberate
 //! change (review the diff).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+#![cfg(test)]
 
 use std::path::Path;
 use weft_compile::{check, compile, Compiled};

@@ -198,21 +198,6 @@ impl Serialize for Document {
     }
 }
 
-/// Stored documents are read back through the same strict parser users go through.
-impl<'de> Deserialize<'de> for Document {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        crate::parse::document_from_value(value, "stored document").map_err(|errs| {
-            serde::de::Error::custom(
-                errs.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })
-    }
-}
-
 /// The service (and optionally some of its versions) a document applies to. The service is
 /// looked up in the document's own namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +303,12 @@ pub struct AuthzSource {
     pub remote_ip_blocks: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_remote_ip_blocks: Option<Vec<String>>,
+    /// `<iss>/<sub>` of the request's validated JWT (Istio's `requestPrincipals`): exact,
+    /// `prefix*`, `*suffix`, or `*` for any valid token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_principals: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_request_principals: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

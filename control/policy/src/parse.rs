@@ -424,6 +424,22 @@ pub fn document_from_value(value: Value, label: &str) -> Result<Document, Vec<Fi
     }
 }
 
+/// Here rather than beside `Document` in `model`, so the model does not depend on its parser.
+/// Stored documents are read back through the same strict parser users go through.
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        document_from_value(value, "stored document").map_err(|errs| {
+            serde::de::Error::custom(
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+    }
+}
+
 trait MapSpec<S> {
     fn map(self, f: impl FnOnce(S) -> Spec) -> Envelope<Spec>;
 }

@@ -96,7 +96,6 @@ fn redact_strings(value: &mut Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
 

@@ -1,7 +1,6 @@
 //! The driver against a real `ControlPlane` (in-memory store) and `Telemetry` fed signed
 //! batches: transitions are policy versions authored by the rollout, a refused write is an
 //! event and nothing else, commands are checked, and a new driver resumes from the store.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! (Over 400 lines: one scenario per test, each with its own synthetic traffic.)
 //! The controller on a synthetic clock with synthetic telemetry, and the analysis maths.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::analysis::{delta, evaluate, success_rate, Verdict};
 use crate::machine::*;

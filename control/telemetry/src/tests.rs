@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use super::*;
 use weft_filter_core::telemetry::{sign, AuthzOutcome, Batch, Record};
 

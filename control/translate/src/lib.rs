@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use weft_compile::{suite_configs, SidecarFilters};
+use weft_filter_core::registry::{Filter, SUITE_MODULE};
 use weft_filter_core::telemetry::{Direction, TelemetryConfig};
 use weft_policy::PolicySet;
 use weft_state::Snapshot;
@@ -91,16 +92,28 @@ fn group_filters(
                 FilterSpec::suite_outbound(configs.outbound),
             ],
             Err(error) => {
-                failed("suite", error);
+                failed(SUITE_MODULE, error);
                 Vec::new()
             }
         };
     }
     let json = [
-        ("authz", serde_json::to_string(&compiled.authz)),
-        ("canary", serde_json::to_string(&compiled.canary)),
-        ("fault", serde_json::to_string(&compiled.fault)),
-        ("breaker", serde_json::to_string(&compiled.breaker)),
+        (
+            Filter::Authz.module(),
+            serde_json::to_string(&compiled.authz),
+        ),
+        (
+            Filter::Canary.module(),
+            serde_json::to_string(&compiled.canary),
+        ),
+        (
+            Filter::Fault.module(),
+            serde_json::to_string(&compiled.fault),
+        ),
+        (
+            Filter::Breaker.module(),
+            serde_json::to_string(&compiled.breaker),
+        ),
     ];
     let mut specs = Vec::new();
     for (module, json) in json {
@@ -113,7 +126,10 @@ fn group_filters(
         for direction in [Direction::Inbound, Direction::Outbound] {
             match telemetry_spec(keys, group, direction) {
                 Ok(spec) => specs.push(spec),
-                Err(error) => failed(&format!("telemetry.{}", direction.as_str()), error),
+                Err(error) => failed(
+                    &format!("{}.{}", Filter::Telemetry.module(), direction.as_str()),
+                    error,
+                ),
             }
         }
     }
@@ -127,8 +143,8 @@ fn telemetry_spec(
     direction: Direction,
 ) -> serde_json::Result<FilterSpec> {
     Ok(FilterSpec {
-        name: format!("weft.telemetry.{}", direction.as_str()),
-        module: "telemetry".into(),
+        name: format!("{}.{}", Filter::Telemetry.name(), direction.as_str()),
+        module: Filter::Telemetry.module().into(),
         configuration: serde_json::to_string(&telemetry_config(keys, group, direction))?,
         // Telemetry never stands in a request's way.
         failure: FailureMode::FailOpen,

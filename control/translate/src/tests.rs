@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use super::*;
 use weft_filter_core::suite::Suite;
 use weft_policy::{load, Limits};

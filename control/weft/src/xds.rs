@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weft_filter_core::registry::{Filter, SUITE_MODULE};
 use weft_state::{ControlPlane, Snapshot};
 use weft_translate::{sidecar_resources, Layout, Mode, SidecarResources};
 use weft_xds::{MeshTls, ModuleSource, StaticService, WasmModules, XdsSettings, XdsState, XdsTls};
@@ -133,7 +134,7 @@ pub fn state(
         first_message_timeout: args.xds_first_message_timeout,
         ..weft_xds::StreamLimits::default()
     });
-    if args.suite && state.module("suite").is_none() {
+    if args.suite && state.module(SUITE_MODULE).is_none() {
         anyhow::bail!(
             "--suite: no suite.wasm in {} (build it with scripts/build-filters)",
             args.modules_dir.display()
@@ -219,7 +220,7 @@ pub fn translate(
             Layout::Separate
         },
         // Older artifact sets without telemetry.wasm keep working, without telemetry.
-        telemetry: state.module("telemetry").is_some(),
+        telemetry: state.module(Filter::Telemetry.module()).is_some(),
     };
     sidecar_resources(snapshot, telemetry.keys(), mode)
 }

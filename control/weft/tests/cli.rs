@@ -1,6 +1,5 @@
 //! The real `weft` binary against a real server: output formats and exit codes.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+#![cfg(test)]
 
 mod support;
 

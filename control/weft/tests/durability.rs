@@ -1,7 +1,6 @@
 //! Crash safety: SIGKILL the real server in the middle of a stream of applies, restart it on
 //! the same data directory, and find every acknowledged version intact.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may panic
+#![cfg(test)]
 
 mod support;
 

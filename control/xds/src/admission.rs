@@ -122,7 +122,6 @@ pub(crate) fn truncated(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 

@@ -60,10 +60,8 @@ impl FilterSpec {
     }
 }
 
-/// The inbound entry of a sidecar in suite mode (`weft serve --suite`): telemetry and authz.
-pub const SUITE_INBOUND: &str = "weft.suite.inbound";
-/// The outbound entry in suite mode: telemetry, canary, fault and breaker.
-pub const SUITE_OUTBOUND: &str = "weft.suite.outbound";
+/// The suite-mode entries' names, from the filter registry.
+pub use weft_filter_core::registry::{SUITE_INBOUND, SUITE_OUTBOUND};
 
 // === impl FilterSpec (suite) ===
 
@@ -163,7 +161,6 @@ pub fn extension_config(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use prost::Message;
     use std::sync::Arc;

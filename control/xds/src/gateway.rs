@@ -16,6 +16,7 @@
 //!   right of `X-Forwarded-For` (load balancers in front of the gateway).
 
 use serde_json::{json, Value};
+use weft_filter_core::registry::Filter;
 
 use crate::bootstrap::{named, render_value, BootstrapError, BootstrapParams};
 
@@ -58,7 +59,7 @@ pub fn render_gateway_value(
     let authz = named(&mut root, "/static_resources/listeners", "inbound")?
         .pointer("/filter_chains/0/filters/0/typed_config/http_filters")
         .and_then(Value::as_array)
-        .and_then(|filters| filters.iter().find(|f| f["name"] == "weft.authz"))
+        .and_then(|filters| filters.iter().find(|f| f["name"] == Filter::Authz.name()))
         .cloned()
         .ok_or(BootstrapError::Missing("the inbound weft.authz filter"))?;
     let listeners = root
@@ -103,7 +104,7 @@ pub fn render_gateway_value(
     // telemetry).
     let at = filters
         .iter()
-        .position(|f| f["name"] == "weft.canary")
+        .position(|f| f["name"] == Filter::Canary.name())
         .unwrap_or(0);
     filters.insert(at, authz);
     Ok(root)
@@ -130,7 +131,6 @@ fn edge_tls(dir: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn gateway() -> Value {

@@ -107,7 +107,6 @@ impl XdsMetrics {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::event::Nack;
 

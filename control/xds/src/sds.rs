@@ -161,7 +161,6 @@ pub(crate) fn inbound_mtls(sources: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use prost::Message;
 

@@ -582,7 +582,6 @@ impl_machine!(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     /// Before issue 15 a token expiring at 10^19 (a `ttlSeconds` of 10^19 passed straight

@@ -11,14 +11,15 @@
 //! else (node, clusters, TLS, SDS, stats tags) is the sidecar bootstrap's.
 
 use serde_json::{json, Value};
+use weft_filter_core::registry::Filter;
 
 use crate::bootstrap::{named, render_value, BootstrapError, BootstrapParams};
 use crate::ecds::{SUITE_INBOUND, SUITE_OUTBOUND};
 
 /// Per listener: the suite entry and the separate entry whose defaults it takes.
 const LISTENERS: [(&str, &str, &str); 2] = [
-    ("inbound", SUITE_INBOUND, "weft.authz"),
-    ("outbound", SUITE_OUTBOUND, "weft.canary"),
+    ("inbound", SUITE_INBOUND, Filter::Authz.name()),
+    ("outbound", SUITE_OUTBOUND, Filter::Canary.name()),
 ];
 
 /// The suite-mode sidecar bootstrap as YAML.
@@ -61,7 +62,6 @@ pub fn to_suite(root: &mut Value) -> Result<(), BootstrapError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn chain(root: &Value, listener: &str) -> Vec<Value> {

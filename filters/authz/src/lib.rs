@@ -7,6 +7,7 @@ use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use weft_authz_stage::AuthzStage;
 use weft_filter_core::authz::Authz;
+use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
 use weft_proxy_glue::{self as glue, HostRequest};
 
@@ -24,7 +25,7 @@ impl Context for AuthzRoot {}
 
 impl RootContext for AuthzRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(authz) = glue::load_plugin_config("authz", Authz::from_json) else {
+        let Some(authz) = glue::load_plugin_config(Filter::Authz.module(), Authz::from_json) else {
             return false;
         };
         self.stage = Some(Rc::new(AuthzStage::new(authz, &HostRequest)));

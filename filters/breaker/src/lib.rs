@@ -6,6 +6,7 @@ use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use weft_breaker_stage::{BreakerStage, Gate, Slot, GAUGE_REFRESH};
 use weft_filter_core::breaker::Breaker;
+use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
 use weft_proxy_glue::{self as glue, HostRequest};
 
@@ -25,7 +26,8 @@ impl Context for BreakerRoot {}
 
 impl RootContext for BreakerRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(breaker) = glue::load_plugin_config("breaker", Breaker::from_json) else {
+        let Some(breaker) = glue::load_plugin_config(Filter::Breaker.module(), Breaker::from_json)
+        else {
             return false;
         };
         self.stage = Some(Rc::new(BreakerStage::new(

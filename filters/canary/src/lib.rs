@@ -6,6 +6,7 @@ use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use weft_canary_stage::{CanaryRequest, CanaryStage};
 use weft_filter_core::canary::Canary;
+use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
 use weft_proxy_glue::{self as glue, HostRequest};
 
@@ -25,7 +26,8 @@ impl Context for CanaryRoot {}
 
 impl RootContext for CanaryRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(canary) = glue::load_plugin_config("canary", Canary::from_json) else {
+        let Some(canary) = glue::load_plugin_config(Filter::Canary.module(), Canary::from_json)
+        else {
             return false;
         };
         self.stage = Some(Rc::new(CanaryStage::new(

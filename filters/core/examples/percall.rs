@@ -4,7 +4,6 @@
 //! `valgrind --tool=callgrind target/release/examples/percall <authz|canary|sticky|fault|breaker|telemetry> N`.
 //! Instructions per request = (Ir at N - Ir at 0) / N. The request is the benchmark's
 //! (`bench/run.py`); host reads are counted and printed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -53,7 +52,7 @@ const STICKY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{"host
 const FAULT: &str = r#"{"percent_cap": 100, "max_concurrent_delays": 10000, "policies": [{"name": "bench-delay", "delay": {"percent": 0.0, "fixed_ms": 20}}]}"#;
 const BREAKER: &str = r#"{"clusters": {"v1": {"consecutive_failures": 5, "failure_rate": {"threshold_percent": 50, "window_ms": 10000, "min_requests": 20}, "open_interval_ms": 5000, "half_open_probes": 3, "max_concurrent": 100}}}"#;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map_or("authz", String::as_str);
     let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
@@ -61,28 +60,27 @@ fn main() {
     let mut rng = Rng::new(7);
     match which {
         "authz" => {
-            let authz = Authz::from_json(AUTHZ.as_bytes()).unwrap();
+            let authz = Authz::from_json(AUTHZ.as_bytes())?;
             for _ in 0..n {
                 black_box(authz.decide(&req, 1_800_000_000));
             }
         }
         "canary" | "sticky" => {
             let canary =
-                Canary::from_json(if which == "canary" { CANARY } else { STICKY }.as_bytes())
-                    .unwrap();
+                Canary::from_json(if which == "canary" { CANARY } else { STICKY }.as_bytes())?;
             for _ in 0..n {
                 black_box(canary.decide(&req, &mut rng));
             }
         }
         "fault" => {
-            let fault = Fault::from_json(FAULT.as_bytes()).unwrap();
+            let fault = Fault::from_json(FAULT.as_bytes())?;
             for _ in 0..n {
                 black_box(fault.decide(&req, 1_800_000_000_000, 0, &mut rng));
             }
         }
         "breaker" => {
-            let breaker = Breaker::from_json(BREAKER.as_bytes()).unwrap();
-            let policy = breaker.policy("v1").unwrap();
+            let breaker = Breaker::from_json(BREAKER.as_bytes())?;
+            let policy = breaker.policy("v1").ok_or("no breaker policy for v1")?;
             // What the cdylib does per request: read-decode-admit-encode, then
             // read-decode-classify-on_result-encode, on the shared record's bytes.
             let mut record = BreakerState::default().to_bytes();
@@ -100,7 +98,7 @@ fn main() {
                     record = encoded;
                 }
                 let Admission::Admitted(ticket) = admission else {
-                    panic!("rejected")
+                    return Err("the breaker rejected a request".into());
                 };
                 let flags = if black_box(policy.needs_flags(200)) {
                     0
@@ -113,16 +111,17 @@ fn main() {
                 record = state.to_bytes();
             }
         }
-        "telemetry" => telemetry(n),
-        "chain" | "suite" => four_stages(which == "suite", n, &req, &mut rng),
-        other => panic!("unknown {other}"),
+        "telemetry" => telemetry(n)?,
+        "chain" | "suite" => four_stages(which == "suite", n, &req, &mut rng)?,
+        other => return Err(format!("unknown filter {other}").into()),
     }
     eprintln!("{which}: {n} requests, {} host reads", req.reads.get());
+    Ok(())
 }
 
 /// What the telemetry filter does per request in `on_log` (the tagged stat name and the
 /// batch), plus its share of the tick's encode-and-sign of a 1 s batch at 1000 req/s.
-fn telemetry(n: u64) {
+fn telemetry(n: u64) -> Result<(), Box<dyn std::error::Error>> {
     use weft_filter_core::telemetry::{service_of_principal, sign, EdgeStats, EdgeTags};
     use weft_filter_core::telemetry::{AuthzOutcome, Batch, Direction, Record};
     let mut batch = Batch::new(256, 16);
@@ -151,20 +150,26 @@ fn telemetry(n: u64) {
         black_box(batch.record(&record));
         if i % 1000 == 999 {
             let report = batch.take(Direction::Inbound, "default", "finance-reporting", "v1");
-            let body = report.map(|r| r.encode().unwrap()).unwrap_or_default();
+            let body = report.map(|r| r.encode()).transpose()?.unwrap_or_default();
             black_box(sign(b"0123456789abcdef0123456789abcdef", &body));
         }
     }
+    Ok(())
 }
 
 /// authz, canary and fault, then the breaker's read of the cluster header, on one request:
 /// as four chained filters (`chain`: each reads the host itself) or as the suite's stages
 /// sharing one `MemoRequest` (`suite`: the canary's header write is noted, not read back).
-fn four_stages(shared: bool, n: u64, req: &Req, rng: &mut Rng) {
+fn four_stages(
+    shared: bool,
+    n: u64,
+    req: &Req,
+    rng: &mut Rng,
+) -> Result<(), Box<dyn std::error::Error>> {
     use weft_filter_core::suite::MemoRequest;
-    let authz = Authz::from_json(AUTHZ.as_bytes()).unwrap();
-    let canary = Canary::from_json(CANARY.as_bytes()).unwrap();
-    let fault = Fault::from_json(FAULT.as_bytes()).unwrap();
+    let authz = Authz::from_json(AUTHZ.as_bytes())?;
+    let canary = Canary::from_json(CANARY.as_bytes())?;
+    let fault = Fault::from_json(FAULT.as_bytes())?;
     for _ in 0..n {
         if shared {
             let memo = MemoRequest::new(req);
@@ -180,4 +185,5 @@ fn four_stages(shared: bool, n: u64, req: &Req, rng: &mut Rng) {
             black_box(req.header("x-weft-cluster"));
         }
     }
+    Ok(())
 }

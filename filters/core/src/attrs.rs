@@ -21,6 +21,12 @@ pub trait RequestAttributes {
     fn header_values(&self, name: &str) -> Vec<String> {
         self.header(name).into_iter().collect()
     }
+    /// Every request header entry in the order received, when the host can list them in one
+    /// read (the glue: Envoy's whole header map). `None`: ask [`header_values`](Self::header_values)
+    /// per name. [`crate::suite::MemoRequest`] reads the map once and answers every name from it.
+    fn header_map(&self) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// The direct downstream peer's address as text, e.g. `10.0.0.7:51234` or `10.0.0.7`
     /// (what `ipBlocks` match).
     fn source_address(&self) -> Option<String>;

@@ -59,6 +59,11 @@ pub struct FilterInfo {
 
 /// The combined module (`suite.wasm`): one VM per worker running the stages of a side.
 pub const SUITE_MODULE: &str = "suite";
+/// The combined module's inbound entry in suite mode (`weft serve --suite`): telemetry and
+/// authz.
+pub const SUITE_INBOUND: &str = "weft.suite.inbound";
+/// Its outbound entry: telemetry, canary, fault and breaker.
+pub const SUITE_OUTBOUND: &str = "weft.suite.outbound";
 
 /// Every filter, in suite order.
 pub const FILTERS: [FilterInfo; 5] = [
@@ -130,6 +135,16 @@ impl Filter {
         self.info().failure
     }
 
+    /// `weft.<module>.`: what every stat (and shared-data key) of the filter starts with.
+    pub const fn stats_prefix(self) -> &'static str {
+        self.info().stats_prefix
+    }
+
+    /// One of the filter's stats: its prefix and `name`.
+    pub fn stat(self, name: &str) -> String {
+        format!("{}{name}", self.stats_prefix())
+    }
+
     /// The filter whose module is `module` (`authz` for `authz.wasm`).
     pub fn from_module(module: &str) -> Option<Filter> {
         FILTERS
@@ -183,7 +198,6 @@ pub fn modules() -> impl Iterator<Item = &'static str> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     #[test]

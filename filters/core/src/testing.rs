@@ -1,6 +1,5 @@
 //! Test helpers shared by the filter cores' tests; [`suite_config`] also by
 //! weft-suite-stages' tests.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod suite_config;
 

@@ -7,6 +7,7 @@ use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 use weft_fault_stage::FaultStage;
 use weft_filter_core::fault::Fault;
+use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
 use weft_proxy_glue::{self as glue, HostRequest};
 
@@ -28,7 +29,7 @@ impl Context for FaultRoot {}
 
 impl RootContext for FaultRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(fault) = glue::load_plugin_config("fault", Fault::from_json) else {
+        let Some(fault) = glue::load_plugin_config(Filter::Fault.module(), Fault::from_json) else {
             return false;
         };
         // Envoy makes a new root context per configuration, so this is a safety net: never

@@ -78,7 +78,7 @@ impl RequestAttributes for HostRequest {
     /// Envoy's `get_http_request_header` returns only the first copy (`getHeaderMapValue`
     /// reads `entry[0]`), so every copy comes from the whole map, which lists each entry.
     fn header_values(&self, name: &str) -> Vec<String> {
-        hostcalls::get_map(MapType::HttpRequestHeaders)
+        self.header_map()
             .map(|pairs| {
                 pairs
                     .into_iter()
@@ -87,6 +87,11 @@ impl RequestAttributes for HostRequest {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// One hostcall for the whole map; `MemoRequest` keeps it for the request's callback.
+    fn header_map(&self) -> Option<Vec<(String, String)>> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).ok()
     }
 
     /// `source.address` is the stream's downstream remote address. Envoy exposes no property

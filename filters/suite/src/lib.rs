@@ -19,6 +19,7 @@
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
+use weft_filter_core::registry::SUITE_MODULE;
 use weft_filter_core::suite::Suite;
 use weft_proxy_glue::{self as glue, HostRequest};
 use weft_suite_stages::{Stages, SuiteRequest, Ticks};
@@ -46,7 +47,7 @@ impl Context for SuiteRoot {
 
 impl RootContext for SuiteRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(suite) = glue::load_plugin_config("suite", Suite::from_json) else {
+        let Some(suite) = glue::load_plugin_config(SUITE_MODULE, Suite::from_json) else {
             return false;
         };
         let enabled = suite.enabled();

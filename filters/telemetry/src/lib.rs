@@ -6,6 +6,7 @@
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
+use weft_filter_core::registry::Filter;
 use weft_filter_core::telemetry::TelemetryConfig;
 use weft_proxy_glue::{self as glue, HostRequest};
 use weft_telemetry_stage::TelemetryStage;
@@ -30,7 +31,9 @@ impl Context for TelemetryRoot {
 
 impl RootContext for TelemetryRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = glue::load_plugin_config("telemetry", TelemetryConfig::from_json) else {
+        let Some(config) =
+            glue::load_plugin_config(Filter::Telemetry.module(), TelemetryConfig::from_json)
+        else {
             return false;
         };
         let stage = TelemetryStage::new(config, &HostRequest);

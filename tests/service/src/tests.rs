@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 
 use serde_json::Value;

@@ -1,5 +1,7 @@
 //! The real `weft serve` as a host process (built by cargo), and the real CLI against it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
+// Each test binary that includes this module uses only some of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

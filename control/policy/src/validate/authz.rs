@@ -1,53 +1,164 @@
 //! Checks of AuthorizationPolicy and RequestAuthentication documents.
 
 use super::*;
-use weft_filter_core::grammar::HostMatcher;
+use weft_filter_core::authz::{ClaimCondition, HeaderCondition, Rule};
+use weft_filter_core::grammar::{
+    Cidr, HostMatcher, Method, Namespace, PathMatcher, Patterns, Principal, StrMatcher,
+};
 
 pub(super) fn authorization(s: &AuthorizationPolicySpec, c: &mut Collector<'_>) {
     for (i, rule) in s.rules.iter().enumerate() {
-        let at = format!("spec.rules[{i}]");
-        if let Some(from) = &rule.from {
-            let f = |name: &str| format!("{at}.from.{name}");
-            optional_list(c, &f("principals"), &from.principals, check_principal);
-            optional_list(
-                c,
-                &f("notPrincipals"),
-                &from.not_principals,
-                check_principal,
-            );
-            optional_list(c, &f("namespaces"), &from.namespaces, check_namespace);
-            optional_list(
-                c,
-                &f("notNamespaces"),
-                &from.not_namespaces,
-                check_namespace,
-            );
-            optional_list(c, &f("ipBlocks"), &from.ip_blocks, check_cidr);
-            optional_list(c, &f("notIpBlocks"), &from.not_ip_blocks, check_cidr);
-            optional_list(c, &f("remoteIpBlocks"), &from.remote_ip_blocks, check_cidr);
-            optional_list(
-                c,
-                &f("notRemoteIpBlocks"),
-                &from.not_remote_ip_blocks,
-                check_cidr,
-            );
-        }
-        if let Some(to) = &rule.to {
-            let f = |name: &str| format!("{at}.to.{name}");
-            optional_list(c, &f("methods"), &to.methods, check_method);
-            optional_list(c, &f("notMethods"), &to.not_methods, check_method);
-            optional_list(c, &f("paths"), &to.paths, check_path);
-            optional_list(c, &f("notPaths"), &to.not_paths, check_path);
-            let host = |h: &str| HostMatcher::parse(h).map(drop);
-            optional_list(c, &f("hosts"), &to.hosts, host);
-            optional_list(c, &f("notHosts"), &to.not_hosts, host);
-        }
-        for (j, cond) in rule.when.iter().enumerate() {
-            condition(&format!("{at}.when[{j}]"), cond, c);
-        }
+        authz_rule(&format!("spec.rules[{i}]"), rule, &mut |field, reason| {
+            c.push(field, reason)
+        });
     }
     if let Some(d) = &s.deny_response {
         deny_response(d, c);
+    }
+}
+
+/// Validates one document rule and returns it as the authz filter's rule, holding the
+/// grammar's typed values; every error is reported at its field (`spec.rules[0].from.x[1]`).
+/// Validation and compile both call this, so what validation accepts is exactly what compile
+/// maps, and the destructuring below has no `..`: a model field without a mapping here is a
+/// build error, never a silently ignored condition.
+pub fn authz_rule(at: &str, rule: &AuthzRule, report: &mut dyn FnMut(String, String)) -> Rule {
+    let AuthzRule { from, to, when } = rule;
+    let AuthzSource {
+        principals,
+        not_principals,
+        namespaces,
+        not_namespaces,
+        ip_blocks,
+        not_ip_blocks,
+        remote_ip_blocks,
+        not_remote_ip_blocks,
+        request_principals,
+        not_request_principals,
+    } = from.clone().unwrap_or_default();
+    let AuthzOperation {
+        methods,
+        not_methods,
+        paths,
+        not_paths,
+        hosts,
+        not_hosts,
+    } = to.clone().unwrap_or_default();
+    let mut typed = Typed { at, report };
+    let (from, to) = ("from", "to");
+    // Each pair is (field, its `not` form).
+    let principals = typed.pair(
+        from,
+        "principals",
+        principals,
+        not_principals,
+        Principal::parse,
+    );
+    let namespaces = typed.pair(
+        from,
+        "namespaces",
+        namespaces,
+        not_namespaces,
+        Namespace::parse,
+    );
+    let ip_blocks = typed.pair(from, "ipBlocks", ip_blocks, not_ip_blocks, Cidr::parse);
+    let remote_ip_blocks = typed.pair(
+        from,
+        "remoteIpBlocks",
+        remote_ip_blocks,
+        not_remote_ip_blocks,
+        Cidr::parse,
+    );
+    let request_principals = typed.pair(
+        from,
+        "requestPrincipals",
+        request_principals,
+        not_request_principals,
+        StrMatcher::parse,
+    );
+    let methods = typed.pair(to, "methods", methods, not_methods, Method::parse);
+    let paths = typed.pair(to, "paths", paths, not_paths, PathMatcher::parse);
+    let hosts = typed.pair(to, "hosts", hosts, not_hosts, HostMatcher::parse);
+    let mut out = Rule {
+        principals: principals.0,
+        not_principals: principals.1,
+        namespaces: namespaces.0,
+        not_namespaces: namespaces.1,
+        methods: methods.0,
+        not_methods: methods.1,
+        paths: paths.0,
+        not_paths: paths.1,
+        hosts: hosts.0,
+        not_hosts: hosts.1,
+        ip_blocks: ip_blocks.0,
+        not_ip_blocks: ip_blocks.1,
+        remote_ip_blocks: remote_ip_blocks.0,
+        not_remote_ip_blocks: remote_ip_blocks.1,
+        request_principals: request_principals.0,
+        not_request_principals: request_principals.1,
+        headers: Vec::new(),
+        claims: Vec::new(),
+    };
+    for (j, cond) in when.iter().enumerate() {
+        condition(&format!("{at}.when[{j}]"), cond, &mut out, typed.report);
+    }
+    out
+}
+
+/// Parses a document's optional list into the grammar's values, reporting each bad item.
+struct Typed<'a, 'r> {
+    at: &'a str,
+    report: &'r mut dyn FnMut(String, String),
+}
+
+// === impl Typed ===
+
+impl Typed<'_, '_> {
+    /// A field and its `not` form (`principals`, `notPrincipals`).
+    fn pair<T>(
+        &mut self,
+        side: &str,
+        name: &str,
+        pos: Option<Vec<String>>,
+        neg: Option<Vec<String>>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> (Option<Patterns<T>>, Option<Patterns<T>>) {
+        let mut chars = name.chars();
+        let not_name = match chars.next() {
+            Some(first) => format!("not{}{}", first.to_ascii_uppercase(), chars.as_str()),
+            None => "not".to_string(),
+        };
+        (
+            self.list(side, name, pos, parse),
+            self.list(side, &not_name, neg, parse),
+        )
+    }
+
+    fn list<T>(
+        &mut self,
+        side: &str,
+        name: &str,
+        items: Option<Vec<String>>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Option<Patterns<T>> {
+        let items = items?;
+        let at = format!("{}.{side}.{name}", self.at);
+        if items.is_empty() {
+            (self.report)(
+                at.clone(),
+                "must not be empty (omit the field instead)".into(),
+            );
+        }
+        let parsed = items
+            .iter()
+            .enumerate()
+            .filter_map(|(k, item)| {
+                parse(item)
+                    .map_err(|e| (self.report)(format!("{at}[{k}]"), e))
+                    .ok()
+            })
+            .collect();
+        Patterns::new(parsed)
     }
 }
 
@@ -85,18 +196,60 @@ pub fn parse_condition_key(key: &str) -> Result<ConditionKey, String> {
     Ok(ConditionKey::Claim(parts.join(".")))
 }
 
-fn condition(at: &str, cond: &AuthzCondition, c: &mut Collector<'_>) {
-    let key = parse_condition_key(&cond.key);
-    c.check(format!("{at}.key"), key.clone().map(|_| ()));
-    let check = |v: &str| match key {
-        Ok(ConditionKey::Header(_)) => check_pattern(v),
-        _ => Ok(()),
+/// Checks a `when` condition and adds it to `rule` as a header or claim condition.
+fn condition(
+    at: &str,
+    cond: &AuthzCondition,
+    rule: &mut Rule,
+    report: &mut dyn FnMut(String, String),
+) {
+    let AuthzCondition {
+        key,
+        values,
+        not_values,
+    } = cond;
+    let key = parse_condition_key(key);
+    if let Err(e) = &key {
+        report(format!("{at}.key"), e.clone());
+    }
+    let (field, values, not) = match (values, not_values) {
+        (None, None) => {
+            return report(
+                at.into(),
+                "one of `values` or `notValues` is required".into(),
+            );
+        }
+        (Some(_), Some(_)) => {
+            return report(at.into(), "only one of `values` or `notValues`".into());
+        }
+        (Some(v), None) => (format!("{at}.values"), v, false),
+        (None, Some(v)) => (format!("{at}.notValues"), v, true),
     };
-    match (&cond.values, &cond.not_values) {
-        (None, None) => c.push(at, "one of `values` or `notValues` is required"),
-        (Some(_), Some(_)) => c.push(at, "only one of `values` or `notValues`"),
-        (Some(v), None) => non_empty_list(c, &format!("{at}.values"), v, check),
-        (None, Some(v)) => non_empty_list(c, &format!("{at}.notValues"), v, check),
+    if values.is_empty() {
+        report(
+            field.clone(),
+            "must not be empty (omit the field instead)".into(),
+        );
+    }
+    match key {
+        Ok(ConditionKey::Header(name)) => {
+            for (k, v) in values.iter().enumerate() {
+                if let Err(e) = check_pattern(v) {
+                    report(format!("{field}[{k}]"), e);
+                }
+            }
+            rule.headers.push(HeaderCondition {
+                name,
+                values: Some(values.clone()),
+                not,
+            });
+        }
+        Ok(ConditionKey::Claim(name)) => rule.claims.push(ClaimCondition {
+            name,
+            values: values.clone(),
+            not,
+        }),
+        Err(_) => {}
     }
 }
 

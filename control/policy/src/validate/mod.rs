@@ -16,7 +16,7 @@ mod rollout;
 mod traffic;
 
 use authz::{authentication, authorization};
-pub use authz::{parse_condition_key, ConditionKey};
+pub use authz::{authz_rule, parse_condition_key, ConditionKey};
 use rollout::rollout;
 pub use rollout::{rollout_schedule, PlannedStep, MAX_INTERVAL_MS, MAX_STEPS, MIN_INTERVAL_MS};
 use traffic::{breaker, fault, traffic_split};
@@ -98,17 +98,6 @@ fn non_empty_list(
     }
     for (i, item) in items.iter().enumerate() {
         c.check(format!("{at}[{i}]"), check(item));
-    }
-}
-
-fn optional_list(
-    c: &mut Collector<'_>,
-    at: &str,
-    items: &Option<Vec<String>>,
-    check: impl Fn(&str) -> Result<(), String>,
-) {
-    if let Some(items) = items {
-        non_empty_list(c, at, items, check);
     }
 }
 

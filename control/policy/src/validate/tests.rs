@@ -1,5 +1,4 @@
 //! Every error kind, each from a small document, checked for its field path and reason.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::parse::Limits;

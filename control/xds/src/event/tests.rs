@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! SotW and Delta record a sidecar's replies through one core ([`reply_event`]): the same
 //! NACK reads the same in a sidecar's status whichever protocol it speaks.
 

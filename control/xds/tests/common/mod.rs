@@ -1,5 +1,7 @@
 //! What the loopback tests share: the settings, a node, a server on an ephemeral port.
-#![allow(dead_code, clippy::unwrap_used)]
+#![cfg(test)]
+// Each test binary that includes this module uses only some of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use weft_filter_core::authz::{Authz, Verdict};
 use weft_filter_core::host::{stat_segment, Counter, Flow};
+use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::telemetry::{AuthzOutcome, AUTHZ_PROPERTY};
 use weft_filter_core::Host;
@@ -29,12 +30,16 @@ impl Outcome {
         let by_policy = policies
             .iter()
             .map(|p| {
-                let name = format!("weft.authz.policy.{}.{outcome}", stat_segment(p));
+                let name = format!(
+                    "{}policy.{}.{outcome}",
+                    Filter::Authz.stats_prefix(),
+                    stat_segment(p)
+                );
                 (p.clone(), Counter::new(host, &name))
             })
             .collect();
         Self {
-            total: Counter::new(host, &format!("weft.authz.{outcome}")),
+            total: Counter::new(host, &format!("{}{outcome}", Filter::Authz.stats_prefix())),
             by_policy,
         }
     }

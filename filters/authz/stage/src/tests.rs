@@ -1,6 +1,5 @@
 //! The authz stage against `MockHost`: replies, counters, header writes and the host calls
 //! each request costs. Natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use weft_filter_core::host::{Call, MockHost};

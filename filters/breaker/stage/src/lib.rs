@@ -17,6 +17,7 @@ use weft_filter_core::breaker::{
 };
 use weft_filter_core::host::shared::{self, SharedError};
 use weft_filter_core::host::{stat_segment, Counter, Gauge};
+use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
 use weft_filter_core::Host;
 
@@ -47,7 +48,11 @@ struct ClusterStats {
 
 impl ClusterStats {
     fn new(host: &impl Host, cluster: &str) -> Self {
-        let prefix = format!("weft.breaker.{}", stat_segment(cluster));
+        let prefix = format!(
+            "{}{}",
+            Filter::Breaker.stats_prefix(),
+            stat_segment(cluster)
+        );
         let counter = |name: &str| Counter::new(host, &format!("{prefix}.{name}"));
         Self {
             state: Gauge::new(host, &format!("{prefix}.state")),
@@ -168,7 +173,7 @@ impl BreakerStage {
         let mut clusters = HashMap::new();
         let mut guarded = Vec::new();
         for (name, policy) in breaker.clusters() {
-            let key = format!("weft.breaker.v1/{name}");
+            let key = format!("{}v1/{name}", Filter::Breaker.stats_prefix());
             match shared::seed(host, &key, &BreakerState::default().encode()) {
                 Ok(true) => log::info!("weft-breaker: seeded shared state {key}"),
                 Ok(false) => {}
@@ -193,9 +198,9 @@ impl BreakerStage {
             clusters,
             guarded,
             rng: RefCell::new(Rng::new(host.seed(root_context_id))),
-            cas_retries: Counter::new(host, "weft.breaker.cas_retries"),
-            cas_exhausted: Counter::new(host, "weft.breaker.cas_exhausted"),
-            unseeded: Counter::new(host, "weft.breaker.unseeded"),
+            cas_retries: Counter::new(host, &Filter::Breaker.stat("cas_retries")),
+            cas_exhausted: Counter::new(host, &Filter::Breaker.stat("cas_exhausted")),
+            unseeded: Counter::new(host, &Filter::Breaker.stat("unseeded")),
         }
     }
 

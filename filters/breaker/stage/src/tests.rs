@@ -1,7 +1,6 @@
 //! The breaker stage against `MockHost`: admissions and releases as shared-data CAS
 //! sequences, fail-fast replies, exactly K half-open probes, contention. Natively and,
 //! through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use weft_filter_core::host::{Call, MockHost};

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 use weft_filter_core::canary::{Canary, Decision};
 use weft_filter_core::host::{stat_segment, Counter, Gauge};
+use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::{Host, RequestAttributes};
@@ -75,7 +76,7 @@ impl Stats {
             .iter()
             .zip(&canary.config().services)
             .map(|(s, config)| {
-                let name = format!("weft.canary.{}", stat_segment(&s.name));
+                let name = format!("{}{}", Filter::Canary.stats_prefix(), stat_segment(&s.name));
                 // The weights this sidecar applies, readable from its stats (a rollout's
                 // progress is checked there): one gauge per version, in basis points.
                 for v in &s.versions {
@@ -100,7 +101,7 @@ impl Stats {
             .collect();
         Self {
             services,
-            unmatched: Counter::new(host, "weft.canary.unmatched"),
+            unmatched: Counter::new(host, &Filter::Canary.stat("unmatched")),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The canary stage against `MockHost`: the cluster header written, cohorts, counters and
 //! mirrored copies. Natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use weft_filter_core::host::{Call, MockHost};

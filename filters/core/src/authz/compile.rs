@@ -3,9 +3,7 @@
 
 use super::config::{AuthzConfig, ClaimCondition, DenyResponse, HeaderCondition, Policy, Rule};
 use super::rules::{ClaimMatch, CompiledPolicy, CompiledRule, DenyReply, HeaderMatch};
-use crate::grammar::{
-    parse_method, parse_principal, Cidr, HostMatcher, NamespaceMatcher, PathMatcher, StrMatcher,
-};
+use crate::grammar::{PathMatcher, Patterns, StrMatcher};
 use crate::ConfigError;
 use std::collections::HashMap;
 
@@ -76,16 +74,16 @@ pub(crate) fn policies(config: &AuthzConfig) -> Result<Vec<CompiledPolicy>, Conf
         .policies
         .iter()
         .enumerate()
-        .map(|(i, p)| policy(&format!("policies[{i}]"), &config.trust_domain, p))
+        .map(|(i, p)| policy(&format!("policies[{i}]"), p))
         .collect()
 }
 
-fn policy(at: &str, td: &str, p: &Policy) -> Result<CompiledPolicy, ConfigError> {
+fn policy(at: &str, p: &Policy) -> Result<CompiledPolicy, ConfigError> {
     let rules = p
         .rules
         .iter()
         .enumerate()
-        .map(|(j, r)| rule(&format!("{at}.rules[{j}]"), td, r, p.ignore_path_case))
+        .map(|(j, r)| rule(&format!("{at}.rules[{j}]"), r, p.ignore_path_case))
         .collect::<Result<_, _>>()?;
     let deny = p
         .deny_response
@@ -170,35 +168,16 @@ fn list<M>(
         .map(Some)
 }
 
-fn rule(at: &str, td: &str, r: &Rule, ignore_case: bool) -> Result<CompiledRule, ConfigError> {
-    let ns = |p: &str| NamespaceMatcher::parse(td, p);
-    let path = |p: &str| {
-        if ignore_case {
-            PathMatcher::parse(&p.to_ascii_lowercase())
-        } else {
-            PathMatcher::parse(p)
-        }
-    };
+/// The matcher fields were parsed with the configuration; only header and claim conditions
+/// are compiled here, and path patterns lower-cased for a policy that ignores path case.
+fn rule(at: &str, r: &Rule, ignore_case: bool) -> Result<CompiledRule, ConfigError> {
+    let mut rule = r.clone();
+    if ignore_case {
+        let lower = |ps: &Patterns<PathMatcher>| ps.map(PathMatcher::to_ascii_lowercase);
+        rule.paths = rule.paths.as_ref().map(lower);
+        rule.not_paths = rule.not_paths.as_ref().map(lower);
+    }
     Ok(CompiledRule {
-        principals: list(at, "principals", &r.principals, parse_principal)?,
-        not_principals: list(at, "not_principals", &r.not_principals, parse_principal)?,
-        namespaces: list(at, "namespaces", &r.namespaces, ns)?,
-        not_namespaces: list(at, "not_namespaces", &r.not_namespaces, ns)?,
-        methods: list(at, "methods", &r.methods, parse_method)?,
-        not_methods: list(at, "not_methods", &r.not_methods, parse_method)?,
-        paths: list(at, "paths", &r.paths, path)?,
-        not_paths: list(at, "not_paths", &r.not_paths, path)?,
-        hosts: list(at, "hosts", &r.hosts, HostMatcher::parse)?,
-        not_hosts: list(at, "not_hosts", &r.not_hosts, HostMatcher::parse)?,
-        ip_blocks: list(at, "ip_blocks", &r.ip_blocks, Cidr::parse)?,
-        not_ip_blocks: list(at, "not_ip_blocks", &r.not_ip_blocks, Cidr::parse)?,
-        remote_ip_blocks: list(at, "remote_ip_blocks", &r.remote_ip_blocks, Cidr::parse)?,
-        not_remote_ip_blocks: list(
-            at,
-            "not_remote_ip_blocks",
-            &r.not_remote_ip_blocks,
-            Cidr::parse,
-        )?,
         headers: r
             .headers
             .iter()
@@ -211,6 +190,7 @@ fn rule(at: &str, td: &str, r: &Rule, ignore_case: bool) -> Result<CompiledRule,
             .enumerate()
             .map(|(k, c)| claim(&format!("{at}.claims[{k}]"), c))
             .collect::<Result<_, _>>()?,
+        rule,
     })
 }
 

@@ -4,6 +4,9 @@
 //! recognises every field: rules are OR-ed, the fields inside a rule are AND-ed, the
 //! values inside a field are OR-ed, and every field has a `not_` form.
 
+use crate::grammar::{
+    Cidr, HostMatcher, Method, Namespace, PathMatcher, Patterns, Principal, StrMatcher,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -105,47 +108,55 @@ pub struct Policy {
     pub ignore_path_case: bool,
 }
 
-/// All present fields must match. Inside a list, any value may match.
+/// All present fields must match. Inside a list, any value may match. The matcher fields hold
+/// the grammar's parsed values, so a bad pattern is refused at its exact field path while the
+/// JSON is read, and the control plane can only write what the filter parses.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// SPIFFE ids of the mTLS peer: exact, `prefix*`, `*suffix` or `*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principals: Option<Vec<String>>,
+    pub principals: Option<Patterns<Principal>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_principals: Option<Vec<String>>,
+    pub not_principals: Option<Patterns<Principal>>,
     /// Namespace shorthand: `corp` means `spiffe://<trust_domain>/ns/corp/*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespaces: Option<Vec<String>>,
+    pub namespaces: Option<Patterns<Namespace>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_namespaces: Option<Vec<String>>,
+    pub not_namespaces: Option<Patterns<Namespace>>,
     /// `GET`, `POST`, ...; `*` matches any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub methods: Option<Vec<String>>,
+    pub methods: Option<Patterns<Method>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_methods: Option<Vec<String>>,
+    pub not_methods: Option<Patterns<Method>>,
     /// Path patterns (query string ignored): exact `/a/b`, prefix `/a/*`, suffix `*.json`,
     /// `*`, or templates with `{*}` (one segment) and `{**}` (any remainder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paths: Option<Vec<String>>,
+    pub paths: Option<Patterns<PathMatcher>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_paths: Option<Vec<String>>,
+    pub not_paths: Option<Patterns<PathMatcher>>,
     /// `:authority` patterns, case-insensitive, port ignored (Istio's `to.hosts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hosts: Option<Vec<String>>,
+    pub hosts: Option<Patterns<HostMatcher>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_hosts: Option<Vec<String>>,
+    pub not_hosts: Option<Patterns<HostMatcher>>,
     /// Source IPs or CIDRs (IPv4 and IPv6) of the downstream peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_blocks: Option<Vec<String>>,
+    pub ip_blocks: Option<Patterns<Cidr>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_ip_blocks: Option<Vec<String>>,
+    pub not_ip_blocks: Option<Patterns<Cidr>>,
     /// Source IPs or CIDRs of the original client, as the proxy derived it from
     /// `X-Forwarded-For` through its trusted hops (Istio's `remoteIpBlocks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_ip_blocks: Option<Vec<String>>,
+    pub remote_ip_blocks: Option<Patterns<Cidr>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_remote_ip_blocks: Option<Vec<String>>,
+    pub not_remote_ip_blocks: Option<Patterns<Cidr>>,
+    /// `<iss>/<sub>` of the validated JWT (Istio's `requestPrincipals`); no valid token, or
+    /// one without a string `iss` and `sub`, has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_principals: Option<Patterns<StrMatcher>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_request_principals: Option<Patterns<StrMatcher>>,
     /// Header conditions, all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderCondition>,

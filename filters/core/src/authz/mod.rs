@@ -1,4 +1,5 @@
 //! Authorization decisions: `Authz::decide(&request, now) -> Decision`.
+//! (Just over 400 lines: the precedence, the shadow decision and the replies they choose read as one.)
 //!
 //! Precedence (as in Istio): any matching enforced DENY denies; otherwise, if any enforced
 //! ALLOW policy exists the request must match one of them; AUDIT never changes the outcome.
@@ -42,6 +43,8 @@ pub struct Authz {
     config: AuthzConfig,
     policies: Vec<CompiledPolicy>,
     providers: Vec<Provider>,
+    /// `spiffe://<trust_domain>/ns/`, what `namespaces` patterns look behind.
+    namespace_prefix: String,
 }
 
 /// What the filter must do with the request.
@@ -139,6 +142,7 @@ impl Authz {
             .map(|(i, p)| Provider::compile(&format!("jwt[{i}]"), p))
             .collect::<Result<_, _>>()?;
         Ok(Self {
+            namespace_prefix: format!("spiffe://{}/ns/", config.trust_domain),
             config,
             policies,
             providers,
@@ -180,7 +184,12 @@ impl Authz {
             Ok(claims) => claims,
             Err(denied) => return *denied,
         };
-        let view = RequestView::new(req, claims.as_ref(), path.as_deref());
+        let view = RequestView::new(
+            req,
+            claims.as_ref(),
+            path.as_deref(),
+            &self.namespace_prefix,
+        );
         let matched: Vec<Option<usize>> =
             self.policies.iter().map(|p| p.first_match(&view)).collect();
         let hits = || self.policies.iter().zip(matched.iter().copied());

@@ -1,7 +1,7 @@
 //! Compiled policies and rules, and how a rule matches a request.
 
-use super::Action;
-use crate::grammar::{Cidr, HostMatcher, NamespaceMatcher, PathMatcher, StrMatcher};
+use super::{Action, Rule};
+use crate::grammar::{Patterns, StrMatcher};
 use crate::RequestAttributes;
 use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell};
@@ -29,23 +29,11 @@ pub(crate) struct DenyReply {
     pub(crate) headers: Vec<(String, String)>,
 }
 
-/// One rule; `None` fields are absent from the configuration and always hold.
+/// One rule: its matcher fields as configured (path patterns lower-cased for a policy that
+/// ignores path case), its header and claim conditions compiled.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CompiledRule {
-    pub(crate) principals: Option<Vec<StrMatcher>>,
-    pub(crate) not_principals: Option<Vec<StrMatcher>>,
-    pub(crate) namespaces: Option<Vec<NamespaceMatcher>>,
-    pub(crate) not_namespaces: Option<Vec<NamespaceMatcher>>,
-    pub(crate) methods: Option<Vec<StrMatcher>>,
-    pub(crate) not_methods: Option<Vec<StrMatcher>>,
-    pub(crate) paths: Option<Vec<PathMatcher>>,
-    pub(crate) not_paths: Option<Vec<PathMatcher>>,
-    pub(crate) hosts: Option<Vec<HostMatcher>>,
-    pub(crate) not_hosts: Option<Vec<HostMatcher>>,
-    pub(crate) ip_blocks: Option<Vec<Cidr>>,
-    pub(crate) not_ip_blocks: Option<Vec<Cidr>>,
-    pub(crate) remote_ip_blocks: Option<Vec<Cidr>>,
-    pub(crate) not_remote_ip_blocks: Option<Vec<Cidr>>,
+    pub(crate) rule: Rule,
     pub(crate) headers: Vec<HeaderMatch>,
     pub(crate) claims: Vec<ClaimMatch>,
 }
@@ -74,6 +62,8 @@ type HeaderCopies<'a> = (&'a str, Rc<[String]>);
 pub(crate) struct RequestView<'a> {
     req: &'a dyn RequestAttributes,
     claims: Option<&'a Map<String, Value>>,
+    /// `spiffe://<trust_domain>/ns/`: what a principal starts with to have a namespace.
+    namespace_prefix: &'a str,
     method: OnceCell<Option<String>>,
     /// Normalized (see [`super::path`]) before any rule runs.
     path: Option<&'a str>,
@@ -93,10 +83,12 @@ impl<'a> RequestView<'a> {
         req: &'a dyn RequestAttributes,
         claims: Option<&'a Map<String, Value>>,
         path: Option<&'a str>,
+        namespace_prefix: &'a str,
     ) -> Self {
         Self {
             req,
             claims,
+            namespace_prefix,
             method: OnceCell::new(),
             path,
             lower_path: OnceCell::new(),
@@ -147,18 +139,36 @@ impl<'a> RequestView<'a> {
         })
     }
 
+    /// `<iss>/<sub>` of the validated token, when both are strings.
+    fn request_principal(&self) -> Option<String> {
+        let claims = self.claims?;
+        let iss = claims.get("iss")?.as_str()?;
+        let sub = claims.get("sub")?.as_str()?;
+        Some(format!("{iss}/{sub}"))
+    }
+
     fn principal(&self) -> Option<&str> {
         self.principal
             .get_or_init(|| self.req.peer_principal())
             .as_deref()
+    }
+
+    /// The namespace segment of a mesh principal `spiffe://<trust_domain>/ns/<ns>/...`; the
+    /// segment must be followed by more path (`/sa/<name>`).
+    fn namespace(&self) -> Option<&str> {
+        let rest = self.principal()?.strip_prefix(self.namespace_prefix)?;
+        match rest.split_once('/') {
+            Some((ns, _)) if !ns.is_empty() => Some(ns),
+            _ => None,
+        }
     }
 }
 
 /// A field and its `not_` form: with a value, the field needs one match and the
 /// `not_` form none; without a value the field fails and the `not_` form holds.
 fn field<M, V>(
-    pos: &Option<Vec<M>>,
-    neg: &Option<Vec<M>>,
+    pos: &Option<Patterns<M>>,
+    neg: &Option<Patterns<M>>,
     value: impl FnOnce() -> Option<V>,
     matches: impl Fn(&M, &V) -> bool,
 ) -> bool {
@@ -201,41 +211,47 @@ impl CompiledRule {
         ignore_path_case: bool,
         strict: bool,
     ) -> bool {
+        let r = &self.rule;
         field(
-            &self.principals,
-            &self.not_principals,
+            &r.principals,
+            &r.not_principals,
             || req.principal(),
-            |m, p| m.matches(p),
+            |m, p| m.0.matches(p),
         ) && field(
-            &self.namespaces,
-            &self.not_namespaces,
-            || req.principal(),
-            |m, p| m.matches(p),
+            &r.namespaces,
+            &r.not_namespaces,
+            || req.namespace(),
+            |m, ns| m.matches(ns),
         ) && field(
-            &self.methods,
-            &self.not_methods,
+            &r.methods,
+            &r.not_methods,
             || req.method(),
-            |m, v| m.matches(v),
+            |m, v| m.0.matches(v),
         ) && field(
-            &self.paths,
-            &self.not_paths,
+            &r.paths,
+            &r.not_paths,
             || req.path(ignore_path_case),
             |m, p| m.matches(p),
         ) && field(
-            &self.hosts,
-            &self.not_hosts,
+            &r.hosts,
+            &r.not_hosts,
             || req.req.authority(),
             |m, h| m.matches(h),
         ) && field(
-            &self.ip_blocks,
-            &self.not_ip_blocks,
+            &r.ip_blocks,
+            &r.not_ip_blocks,
             || req.source_ip(),
             |c, ip| c.contains(*ip),
         ) && field(
-            &self.remote_ip_blocks,
-            &self.not_remote_ip_blocks,
+            &r.remote_ip_blocks,
+            &r.not_remote_ip_blocks,
             || req.remote_ip(),
             |c, ip| c.contains(*ip),
+        ) && field(
+            &r.request_principals,
+            &r.not_request_principals,
+            || req.request_principal(),
+            |m, p| m.matches(p),
         ) && self.headers.iter().all(|h| h.matches(req, strict))
             && self.claims.iter().all(|c| c.matches(req.claims))
     }

@@ -1,7 +1,6 @@
 //! Every transition of the breaker, table-driven where the cases are a table, including
 //! concurrent probe admission through CAS and the jittered back-off bounds. They run natively
 //! and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::rng::Rng;

@@ -1,6 +1,5 @@
 //! Table-driven tests of service matching, precedence, split accuracy, sticky monotonicity
 //! and validation. They run natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use serde_json::{json, Value};

@@ -1,6 +1,5 @@
 //! Table-driven tests of validation, matching, sampling, header triggers, the safety caps
 //! and the delay schedule. They run natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use serde_json::{json, Value};

@@ -4,8 +4,10 @@
 //! what validation accepts is exactly what a filter runs. Matchers are built once, so matching
 //! a request parses no configuration and allocates nothing.
 
+mod text;
 mod units;
 
+pub use text::{Method, Namespace, Patterns, Principal};
 pub use units::{parse_duration_ms, percent_to_bp};
 
 use std::net::{IpAddr, SocketAddr};

@@ -66,3 +66,36 @@ fn durations_and_percentages() {
     assert_eq!(percent_to_bp(12.5), Ok(1250));
     assert!(percent_to_bp(100.5).is_err());
 }
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn every_value_prints_back_the_pattern_it_was_parsed_from() {
+    let round = |json: &str| -> Result<String, String> {
+        let rule: crate::authz::Rule = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        serde_json::to_string(&rule).map_err(|e| e.to_string())
+    };
+    for json in [
+        r#"{"principals":["spiffe://td/ns/a/sa/b","spiffe://td/ns/*","*/sa/b","*"]}"#,
+        r#"{"namespaces":["shop","team-*"]}"#,
+        r#"{"methods":["GET","*"]}"#,
+        r#"{"paths":["/a","/a/*","*.json","*","/a/{*}/b/{**}","/x/{*}/"]}"#,
+        r#"{"hosts":["example.com","*.example.com","api.*"]}"#,
+        r#"{"ip_blocks":["10.0.0.0/8","10.1.2.3","fd00::/8","::1"]}"#,
+    ] {
+        assert_eq!(round(json).as_deref(), Ok(json));
+    }
+    // Normalised on the way in: hosts lower-cased, a full-length block printed as the address.
+    assert_eq!(
+        round(r#"{"hosts":["API.Example"],"not_ip_blocks":["10.1.2.3/32"]}"#).as_deref(),
+        Ok(r#"{"hosts":["api.example"],"not_ip_blocks":["10.1.2.3"]}"#)
+    );
+    // Refused values name their index; an empty list names the list.
+    for (json, at) in [
+        (r#"{"paths":["/a","a"]}"#, "must start with `/`"),
+        (r#"{"namespaces":["a/b"]}"#, "must not contain `/`"),
+        (r#"{"methods":[]}"#, "must not be empty"),
+    ] {
+        let err = round(json).err().unwrap_or_default();
+        assert!(err.contains(at), "{json}: {err}");
+    }
+}

@@ -1,6 +1,5 @@
 //! The host seam itself: `MockHost`'s bookkeeping, shared-data CAS over the trait, and the
 //! request view acting as a host. Natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::shared::{self, SharedError, Updated};
 use super::*;

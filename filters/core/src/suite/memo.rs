@@ -37,6 +37,9 @@ pub struct MemoRequest<R> {
     headers: RefCell<Vec<(String, Option<String>)>>,
     /// Every copy of the headers read with `header_values` (authz's header conditions).
     header_lists: RefCell<Vec<(String, Vec<String>)>>,
+    /// The host's whole header map, read at most once (on the first `header_values` of a name
+    /// not in `header_lists`) when the host can list it; dropped when a header is added.
+    header_map: RefCell<Option<Vec<(String, String)>>>,
     remote_address: Slot,
 }
 
@@ -53,6 +56,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
             peer_principal: Slot::default(),
             headers: RefCell::new(Vec::new()),
             header_lists: RefCell::new(Vec::new()),
+            header_map: RefCell::new(None),
             remote_address: Slot::default(),
         }
     }
@@ -82,6 +86,22 @@ impl<R: RequestAttributes> MemoRequest<R> {
             Some((_, old)) => *old = value,
             None => headers.push((name.to_string(), value)),
         }
+    }
+
+    /// Every copy of `name` from the host's whole header map, read once per request.
+    fn copies_from_map(&self, name: &str) -> Option<Vec<String>> {
+        let mut map = self.header_map.borrow_mut();
+        if map.is_none() {
+            *map = self.inner.header_map();
+        }
+        let entries = map.as_ref()?;
+        Some(
+            entries
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .collect(),
+        )
     }
 
     fn pseudo(&self, name: &str) -> Option<&Slot> {
@@ -128,7 +148,9 @@ impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
         if let Some((_, values)) = self.header_lists.borrow().iter().find(|(n, _)| n == name) {
             return values.clone();
         }
-        let values = self.inner.header_values(name);
+        let values = self
+            .copies_from_map(name)
+            .unwrap_or_else(|| self.inner.header_values(name));
         self.header_lists
             .borrow_mut()
             .push((name.to_string(), values.clone()));
@@ -164,6 +186,9 @@ impl<R: RequestAttributes + ?Sized> RequestAttributes for &R {
 
     fn header_values(&self, name: &str) -> Vec<String> {
         (**self).header_values(name)
+    }
+    fn header_map(&self) -> Option<Vec<(String, String)>> {
+        (**self).header_map()
     }
 
     fn source_address(&self) -> Option<String> {
@@ -213,6 +238,7 @@ impl<H: Host> Host for MemoRequest<H> {
         self.inner.add_request_header(name, value);
         // The copies changed: the next read of them asks the host.
         self.header_lists.borrow_mut().retain(|(n, _)| n != name);
+        *self.header_map.borrow_mut() = None;
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {

@@ -20,6 +20,7 @@ use crate::authz::Authz;
 use crate::breaker::Breaker;
 use crate::canary::Canary;
 use crate::fault::Fault;
+use crate::registry::Filter;
 use crate::telemetry::TelemetryConfig;
 use crate::ConfigError;
 use serde::Deserialize;
@@ -89,16 +90,17 @@ impl Suite {
                 .iter()
                 .all(|s| s.is_none()),
         };
+        let s = &sections;
         let mut suite = Self {
             telemetry: section(
-                "telemetry",
-                sections.telemetry.as_deref(),
+                Filter::Telemetry,
+                s.telemetry.as_deref(),
                 TelemetryConfig::from_json,
             )?,
-            authz: section("authz", sections.authz.as_deref(), Authz::from_json)?,
-            canary: section("canary", sections.canary.as_deref(), Canary::from_json)?,
-            fault: section("fault", sections.fault.as_deref(), Fault::from_json)?,
-            breaker: section("breaker", sections.breaker.as_deref(), Breaker::from_json)?,
+            authz: section(Filter::Authz, s.authz.as_deref(), Authz::from_json)?,
+            canary: section(Filter::Canary, s.canary.as_deref(), Canary::from_json)?,
+            fault: section(Filter::Fault, s.fault.as_deref(), Fault::from_json)?,
+            breaker: section(Filter::Breaker, s.breaker.as_deref(), Breaker::from_json)?,
         };
         if inbound && suite.authz.is_none() {
             // The empty authz configuration: it denies every request.
@@ -126,11 +128,12 @@ impl Suite {
 
 /// Parse one section with its stage's own parser; errors name the section first.
 fn section<T>(
-    name: &str,
+    filter: Filter,
     raw: Option<&RawValue>,
     parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
 ) -> Result<Option<T>, ConfigError> {
     let Some(raw) = raw else { return Ok(None) };
+    let name = filter.module();
     parse(raw.get().as_bytes()).map(Some).map_err(|err| {
         let field = match err.field.as_str() {
             "" | "configuration" => name.to_string(),

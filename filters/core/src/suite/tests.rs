@@ -1,6 +1,5 @@
 //! The suite's configuration sections and the shared request view. They run natively and,
 //! through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::rng::Rng;
@@ -201,4 +200,58 @@ fn every_copy_of_a_header_is_read_once_and_follows_writes() {
     assert!(memo.header_values("x-user").is_empty());
     assert_eq!(memo.header("x-user"), None);
     assert_eq!(memo.inner().reads.borrow().len(), 1);
+}
+
+/// A host that lists its header map in one read and counts the reads of each kind.
+struct MapHost {
+    map: Vec<(String, String)>,
+    map_reads: RefCell<u32>,
+    name_reads: RefCell<u32>,
+}
+
+impl RequestAttributes for MapHost {
+    fn method(&self) -> Option<String> {
+        None
+    }
+    fn path(&self) -> Option<String> {
+        None
+    }
+    fn header(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn header_values(&self, _: &str) -> Vec<String> {
+        *self.name_reads.borrow_mut() += 1;
+        Vec::new()
+    }
+    fn header_map(&self) -> Option<Vec<(String, String)>> {
+        *self.map_reads.borrow_mut() += 1;
+        Some(self.map.clone())
+    }
+    fn source_address(&self) -> Option<String> {
+        None
+    }
+    fn peer_principal(&self) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn every_header_list_comes_from_one_read_of_the_whole_map() {
+    let map = [("x-a", "1"), ("x-b", "2"), ("X-A", "3")]
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .to_vec();
+    let req = MemoRequest::new(MapHost {
+        map,
+        map_reads: RefCell::new(0),
+        name_reads: RefCell::new(0),
+    });
+    assert_eq!(req.header_values("x-a"), ["1", "3"]);
+    assert_eq!(req.header_values("x-b"), ["2"]);
+    assert!(req.header_values("x-none").is_empty());
+    // A header a stage wrote is seen as written, not as the map had it.
+    req.note_header("x-b", Some("written"));
+    assert_eq!(req.header_values("x-b"), ["written"]);
+    assert_eq!(*req.inner().map_reads.borrow(), 1);
+    assert_eq!(*req.inner().name_reads.borrow(), 0);
 }

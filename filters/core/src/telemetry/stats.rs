@@ -62,9 +62,11 @@ pub fn edge_stat_prefix(tags: &EdgeTags<'_>) -> String {
             "pass"
         },
     ];
-    let mut name = String::from("weft.telemetry");
-    for (key, value) in STAT_TAGS.iter().zip(values) {
-        name.push('.');
+    let mut name = String::from(crate::registry::Filter::Telemetry.stats_prefix());
+    for (i, (key, value)) in STAT_TAGS.iter().zip(values).enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
         name.push_str(key);
         name.push('.');
         if value.is_empty() {

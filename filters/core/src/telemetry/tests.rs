@@ -1,6 +1,5 @@
 //! The telemetry core: aggregation, caps, drop counting, signatures and config validation.
 //! Natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 

@@ -17,6 +17,7 @@ pub use tick::{reply_for, resume, resume_after, TickScheduler};
 use std::cell::RefCell;
 use weft_filter_core::fault::{AbortReply, Fault, Skip};
 use weft_filter_core::host::{stat_segment, Counter, Flow, Gauge};
+use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::Host;
@@ -34,12 +35,16 @@ impl Outcome {
             .map(|p| {
                 Counter::new(
                     host,
-                    &format!("weft.fault.policy.{}.{outcome}", stat_segment(p)),
+                    &format!(
+                        "{}policy.{}.{outcome}",
+                        Filter::Fault.stats_prefix(),
+                        stat_segment(p)
+                    ),
                 )
             })
             .collect();
         Self {
-            total: Counter::new(host, &format!("weft.fault.{outcome}")),
+            total: Counter::new(host, &format!("{}{outcome}", Filter::Fault.stats_prefix())),
             by_policy,
         }
     }
@@ -89,10 +94,10 @@ impl<P> FaultStage<P> {
             delays: Outcome::new(host, "delays_injected", &names),
             skipped_by_cap: Outcome::new(host, "skipped_by_cap", &names),
             skipped_expired: Outcome::new(host, "skipped_expired", &names),
-            delays_cancelled: Counter::new(host, "weft.fault.delays_cancelled"),
+            delays_cancelled: Counter::new(host, &Filter::Fault.stat("delays_cancelled")),
         };
         let tick = fault.tick_period_ms();
-        let pending = Gauge::new(host, "weft.fault.delays_pending");
+        let pending = Gauge::new(host, &Filter::Fault.stat("delays_pending"));
         let scheduler = TickScheduler::new(root_context_id, tick, Some(pending));
         log::info!(
             "weft-fault: configured with {} policies, tick {} ms while delaying",

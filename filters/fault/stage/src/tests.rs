@@ -1,6 +1,5 @@
 //! The fault stage against `MockHost`: aborts, delays held on the root's tick, releases,
 //! cancellations and the concurrency cap. Natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The whole suite pipeline against `MockHost`: stage order, one host read per attribute,
 //! local replies stopping later stages, a delayed request finishing on the tick. Natively
 //! and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use weft_filter_core::host::{Call, MockHost};

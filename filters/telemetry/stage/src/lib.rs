@@ -14,6 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use weft_filter_core::host::{Counter, Histogram};
+use weft_filter_core::registry::Filter;
 use weft_filter_core::telemetry::{
     destination_from_cluster, service_of_principal, sign, AuthzOutcome, Batch, Direction,
     EdgeStats, EdgeTags, Record, TelemetryConfig, AUTHZ_PROPERTY, SIGNATURE_HEADER,
@@ -60,9 +61,9 @@ impl TelemetryStage {
     /// Defines the stats on `host` (from `on_configure`).
     pub fn new(config: TelemetryConfig, host: &impl Host) -> Self {
         let stats = Stats {
-            dropped: Counter::new(host, "weft.telemetry.dropped"),
-            batches: Counter::new(host, "weft.telemetry.batches"),
-            batch_failures: Counter::new(host, "weft.telemetry.batch_failures"),
+            dropped: Counter::new(host, &Filter::Telemetry.stat("dropped")),
+            batches: Counter::new(host, &Filter::Telemetry.stat("batches")),
+            batch_failures: Counter::new(host, &Filter::Telemetry.stat("batch_failures")),
         };
         let key = config.key_bytes();
         let batch = RefCell::new(Batch::new(config.max_edges, config.max_routes));

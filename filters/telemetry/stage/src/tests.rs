@@ -1,6 +1,5 @@
 //! The telemetry stage against `MockHost`: tagged counters per edge, signed reports and
 //! their failures. Natively and, through wasm-bindgen-test, on wasm32.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use weft_filter_core::host::{Call, MockHost};

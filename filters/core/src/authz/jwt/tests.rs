@@ -1,5 +1,4 @@
 //! JWT validation cases: HS256 signed here, RS256/ES256 from the generated fixtures.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::fixtures::*;
 use super::JwtError;

@@ -4,7 +4,6 @@
 //! the fast implementation: character by character, `//` merged by repeated replacement, and
 //! RFC 3986 §5.2.4's remove_dot_segments loop taken literally. It may be slow; it must be
 //! obviously right.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// `Err` names the reason: `"nul"`, `"escape"` or `"param"`.
 pub fn reference_normalize(raw: &str, strip_params: bool) -> Result<String, &'static str> {

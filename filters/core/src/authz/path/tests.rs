@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use super::reference::reference_normalize;
 use super::{normalize, PathError, PathParameters};
 #[cfg(target_arch = "wasm32")]

@@ -1,6 +1,5 @@
 //! Table-driven tests of matching, precedence and validation. They run natively and,
 //! through wasm-bindgen-test, on wasm32-unknown-unknown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod hostile;
 mod validation;
@@ -229,6 +228,13 @@ fn conditions() {
         ("claim not miss", json!({"claims": [{"name": "sub", "values": ["bob"], "not": true}]}), with_token.clone(), true),
         ("claim without token", json!({"claims": [{"name": "sub", "values": ["alice"]}]}), mk_req(), false),
         ("claim not without token", json!({"claims": [{"name": "sub", "values": ["alice"], "not": true}]}), mk_req(), true),
+        ("request principal exact", json!({"request_principals": ["iss/alice"]}), with_token.clone(), true),
+        ("request principal other", json!({"request_principals": ["iss/bob"]}), with_token.clone(), false),
+        ("request principal prefix", json!({"request_principals": ["iss/*"]}), with_token.clone(), true),
+        ("request principal any", json!({"request_principals": ["*"]}), with_token.clone(), true),
+        ("request principal any, no token", json!({"request_principals": ["*"]}), mk_req(), false),
+        ("not_request_principals hit", json!({"not_request_principals": ["*/alice"]}), with_token.clone(), false),
+        ("not_request_principals, no token", json!({"not_request_principals": ["*"]}), mk_req(), true),
         ("fields AND: all hold", json!({"methods": ["GET"], "paths": ["/api/*"], "namespaces": ["corp"]}), mk_req(), true),
         ("fields AND: one fails", json!({"methods": ["GET"], "paths": ["/admin/*"]}), mk_req(), false),
     ];

@@ -1,5 +1,4 @@
 //! Every validation error names its exact field path; serde errors keep serde's message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::HS_SECRET;
 use crate::authz::Authz;
