@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use weft_ca::Identity;
 
-use crate::routes::ApiError;
+use crate::error::ApiError;
 use crate::types::{CaInfo, CreateToken, Revoked, RootRotated, TokenCreated, TokenList};
 
 type IdentityState = Option<Arc<Identity>>;

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod error;
 mod identity;
 mod redact;
 mod routes;
@@ -31,8 +32,7 @@ use weft_state::ControlPlane;
 pub fn catch_panics(router: axum::Router) -> axum::Router {
     weft_xds::catch_panic::catch_panics_with(router, |message| {
         use axum::response::IntoResponse;
-        routes::ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
-            .into_response()
+        error::ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
     })
 }
 
@@ -88,7 +88,7 @@ pub async fn serve_protected(
         router(state).merge(extra),
         access,
     )))
-        .into_make_service_with_connect_info::<access::Peer>();
+    .into_make_service_with_connect_info::<access::Peer>();
     match listener {
         ApiListener::Plain(listener) => {
             axum::serve(listener, app)

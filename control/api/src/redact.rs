@@ -29,7 +29,7 @@ async fn redact_response(response: Response) -> Response {
     }
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_JSON_BODY).await else {
-        return crate::routes::ApiError::new(
+        return crate::error::ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "response too large to check for secrets",
         )
@@ -47,7 +47,7 @@ async fn redact_response(response: Response) -> Response {
             parts.headers.remove(header::CONTENT_LENGTH);
             Response::from_parts(parts, Body::from(out))
         }
-        Err(_) => crate::routes::ApiError::new(
+        Err(_) => crate::error::ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "response could not be redacted",
         )

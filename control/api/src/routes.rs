@@ -1,6 +1,7 @@
 //! Routes and handlers.
 
 use crate::access::Principal;
+use crate::error::{blocking, ApiError};
 use crate::types;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -12,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use weft_compile::SidecarId;
-use weft_policy::{DocKey, FieldError, Kind};
-use weft_state::{ControlPlane, StateError};
+use weft_policy::{DocKey, Kind};
+use weft_state::ControlPlane;
 
 /// Every route as `(method, path)`, in OpenAPI path syntax; the router is built from the
 /// same paths and a test holds `openapi.json` to this list.
@@ -105,77 +106,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `{"error": "...", "details": [{document, field, reason}]}` with a fitting status.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    details: Vec<FieldError>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            details: Vec::new(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(types::ErrorBody {
-                error: self.message,
-                details: self.details,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl From<StateError> for ApiError {
-    fn from(e: StateError) -> Self {
-        let message = e.to_string();
-        match e {
-            StateError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
-            StateError::Invalid(details) => Self {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                message,
-                details,
-            },
-            StateError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
-            StateError::Conflict(_) => Self::new(StatusCode::CONFLICT, message),
-            StateError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, message),
-            StateError::Store(_) => {
-                tracing::error!(error = %message, "store failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
-            }
-        }
-    }
-}
-
 type ApiResult = Result<Response, ApiError>;
-
-/// Runs a blocking call (store appends `fsync`, audit log reads) off the async workers.
-pub(crate) async fn blocking<T: Send + 'static, E: Send + 'static>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError>
-where
-    ApiError: From<E>,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("task failed: {e}"),
-            )
-        })?
-        .map_err(ApiError::from)
-}
 
 /// Reads the body up to the policy size limit; a larger one is a 413 with the JSON error.
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::access::Peer;
 use tokio::net::TcpListener;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use weft_xds::tls::{TlsConn, XdsTls};
@@ -122,5 +121,31 @@ mod tests {
         assert_eq!(operator_of(&der(&operator.cert_chain_pem), other), None);
         assert_eq!(operator_of(b"not a certificate", prefix), None);
         assert!(ca.issue_operator("../admin").is_err());
+    }
+}
+
+/// A connection's client: its address (as the audit log records it) and, over TLS, the
+/// operator its verified client certificate names.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub operator: Option<String>,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self {
+            addr: *stream.remote_addr(),
+            operator: None,
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        stream.remote_addr().clone()
     }
 }

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use crate::routes::ApiError;
+use crate::error::ApiError;
 
 /// Produces the sidecar view: `{"revision", "sidecars", "refused"}`.
 pub type SidecarView = Arc<dyn Fn() -> Value + Send + Sync>;

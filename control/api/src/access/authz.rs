@@ -161,7 +161,11 @@ pub const ROUTE_NEEDS: &[(&str, &str, Need)] = &[
     ("get", "/api/v1/audit", Need::SecurityRead),
     ("get", "/api/v1/rollouts", Need::Read),
     ("get", "/api/v1/rollouts/{namespace}/{name}", Need::Read),
-    ("get", "/api/v1/rollouts/{namespace}/{name}/events", Need::Read),
+    (
+        "get",
+        "/api/v1/rollouts/{namespace}/{name}/events",
+        Need::Read,
+    ),
     (
         "post",
         "/api/v1/rollouts/{namespace}/{name}/promote",
@@ -226,7 +230,9 @@ pub fn authorize(
         Need::EditDocuments => matches!(principal.role, Role::Editor | Role::Admin),
         Need::EditPathNamespace => match principal.role {
             Role::Admin => true,
-            Role::Editor => namespace.is_some_and(|ns| principal.namespaces.iter().any(|n| n == ns)),
+            Role::Editor => {
+                namespace.is_some_and(|ns| principal.namespaces.iter().any(|n| n == ns))
+            }
             Role::Viewer | Role::SecurityAdmin => false,
         },
         Need::SecurityRead | Need::SecurityWrite => {

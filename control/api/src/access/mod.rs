@@ -10,24 +10,22 @@ pub mod authz;
 pub mod operators;
 mod routes;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use axum::Router;
 
+pub use crate::tls::Peer;
 pub use audit::{AuditEntry, AuditLog};
 pub use authz::{Principal, Role};
 pub use operators::{OperatorRecord, Operators};
 pub use routes::{AuditList, CreateOperator, OperatorCreated, OperatorList, Whoami};
 
-use crate::routes::ApiError;
+use crate::error::ApiError;
 
 /// The access state of a served API.
 pub struct Access {
@@ -37,29 +35,6 @@ pub struct Access {
     pub hosts: Vec<String>,
     /// The operator CA (`<data-dir>/operator-ca`), with `--ca`: client certificates.
     pub operator_ca: Option<Arc<weft_ca::Ca>>,
-}
-
-/// A connection's client: its address (as the audit log records it) and, over TLS, the
-/// operator its verified client certificate names.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub operator: Option<String>,
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Self {
-            addr: *stream.remote_addr(),
-            operator: None,
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
 }
 
 /// `router` plus the operator and audit routes, every route behind [`check`].

@@ -3,7 +3,7 @@
 use super::authz::{may_grant, Principal, Role};
 use super::operators::{OperatorError, OperatorRecord};
 use super::{Access, AuditEntry};
-use crate::routes::ApiError;
+use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -202,7 +202,7 @@ async fn audit(
     State(access): State<Arc<Access>>,
     Query(p): Query<AuditParams>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let entries = crate::routes::blocking(move || {
+    let entries = crate::error::blocking(move || {
         access
             .audit
             .query(p.since, p.principal.as_deref())
