@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_e2e::{
-    artifacts_dir, chromium, http_client, poll_until, within_binomial_999,
+    api_client, artifacts_dir, chromium, http_client, poll_until, within_binomial_999,
     xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions, ADMIN_SOCKET,
 };
 use weft_serve::{weft_bin, WeftServer};
@@ -97,11 +97,25 @@ impl Mesh {
     }
 
     async fn status(&self) -> Value {
-        get_json(&format!(
+        self.get_api(&format!(
             "{}/api/v1/rollouts/default/reviews",
             self.server.api
         ))
         .await
+    }
+
+    /// GET on the operator API with the admin token.
+    async fn get_api(&self, url: &str) -> Value {
+        api_client(None, &self.server.token)
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     async fn events(&self) -> Vec<Value> {
@@ -109,7 +123,10 @@ impl Mesh {
             "{}/api/v1/rollouts/default/reviews/events?limit=1000",
             self.server.api
         );
-        get_json(&url).await["events"].as_array().unwrap().clone()
+        self.get_api(&url).await["events"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// v2's applied weight (basis points) on every sidecar.
@@ -470,7 +487,7 @@ async fn rollouts_are_gated_by_live_telemetry_in_real_envoy() {
     );
     // The graph page shows the running rollout on the service (rendered by a real browser).
     let screenshot = artifacts_dir().unwrap().join("rollout-graph.png");
-    let ui = format!("{}/ui", mesh.server.api);
+    let ui = format!("{}/ui#token={}", mesh.server.api, mesh.server.token);
     let dom = tokio::task::spawn_blocking(move || chromium(&ui, &screenshot).unwrap())
         .await
         .unwrap();
