@@ -12,6 +12,7 @@
 //! - [`state`]: the latest snapshot per sidecar group, published through `tokio::sync::watch`
 //!   so each connection reads the newest one at its own pace and a slow sidecar holds no
 //!   one back, plus registrations, statuses and refusals;
+//! - [`svids`](crate::svids): the SVID per identity, signed with the state lock released;
 //! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines.
 //!
 //! What each group is served is decided by `weft-translate` (policies → filter entries and
@@ -40,6 +41,7 @@ pub mod snapshot;
 pub mod sotw;
 pub mod state;
 pub mod suite_bootstrap;
+mod svids;
 pub mod tls;
 
 #[cfg(test)]
