@@ -13,7 +13,8 @@
 //!   so each connection reads the newest one at its own pace and a slow sidecar holds no
 //!   one back, plus registrations, statuses and refusals;
 //! - [`svids`](crate::svids): the SVID per identity, signed with the state lock released;
-//! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines.
+//! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines
+//!   and the sans-IO schedules of token checks (`token_watch`) and NACK retries (`nack_retry`).
 //!
 //! What each group is served is decided by `weft-translate` (policies → filter entries and
 //! mesh services); this crate turns that into resources and serves them.
@@ -43,6 +44,7 @@ pub mod state;
 pub mod suite_bootstrap;
 mod svids;
 pub mod tls;
+mod token_watch;
 
 #[cfg(test)]
 mod test_support;
