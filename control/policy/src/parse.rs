@@ -5,7 +5,7 @@
 //! The size limit is checked before a byte is parsed. Both parsers stop at 128 levels on their
 //! own, so no input can exhaust the stack; the (much lower) depth limit is then checked on the
 //! untyped tree, before the typed deserialisation. The untyped tree is built under a node and
-//! byte budget ([`bounded`]), so YAML aliases cannot expand a small input into a huge tree. Typed deserialisation is retried past
+//! byte budget (`bounded`), so YAML aliases cannot expand a small input into a huge tree. Typed deserialisation is retried past
 //! unknown fields so that a document with three typos reports three errors.
 
 use crate::error::FieldError;

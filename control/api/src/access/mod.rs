@@ -1,4 +1,4 @@
-//! Operator access: every request of the served API goes through [`check`] (a middleware on
+//! Operator access: every request of the served API goes through `check` (a middleware on
 //! the whole router): `Host` against the API's names (421), a credential from the
 //! `Authorization: Bearer` header or an operator client certificate (401), a JSON or YAML
 //! body type on POST (415), the route's role (403, [`authz::authorize`]); editors' documents
@@ -37,7 +37,7 @@ pub struct Access {
     pub operator_ca: Option<Arc<weft_ca::Ca>>,
 }
 
-/// `router` plus the operator and audit routes, every route behind [`check`].
+/// `router` plus the operator and audit routes, every route behind `check`.
 pub fn protect(router: Router, access: Arc<Access>) -> Router {
     router
         .merge(routes::router(Arc::clone(&access)))
