@@ -12,7 +12,7 @@
 //! - [`state`]: the latest snapshot per sidecar group, published through `tokio::sync::watch`
 //!   so each connection reads the newest one at its own pace and a slow sidecar holds no
 //!   one back, plus registrations, statuses and refusals;
-//! - [`svids`](crate::svids): the SVID per identity, signed with the state lock released;
+//! - `svids`: the SVID per identity, signed with the state lock released;
 //! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines
 //!   and the sans-IO schedules of token checks (`token_watch`) and NACK retries (`nack_retry`).
 //!

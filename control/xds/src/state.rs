@@ -3,7 +3,7 @@
 //! connected, and what each sidecar acknowledged or refused. One mutex guards the inputs;
 //! every change rebuilds the snapshots and publishes them through one `watch` channel per
 //! group, so connections read the newest snapshot at their own pace. SVIDs are signed with
-//! that mutex released (see [`crate::svids`]).
+//! that mutex released (see `crate::svids`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
