@@ -1,6 +1,7 @@
 //! The control plane's REST API: JSON over HTTP/1.1 under `/api/v1`, described by the OpenAPI
-//! document served at `/openapi.json` (kept in `openapi.json` beside this crate's manifest; a
-//! test checks every route is in it).
+//! document served at `/openapi.json` (kept in `openapi.json` beside this crate's manifest;
+//! tests check every route is in it and each body's schema has exactly the fields serde writes
+//! for the shared [`types`], see `openapi_contract.rs`).
 //!
 //! Handlers translate HTTP to [`ControlPlane`] calls and [`StateError`](weft_state::StateError)s to status codes:
 //! 413 too large, 422 invalid (with every field error), 404 not found, 409 conflict, 500
@@ -10,6 +11,7 @@
 pub mod access;
 mod error;
 mod identity;
+mod openapi_contract;
 mod redact;
 mod routes;
 pub mod tls;

@@ -1,6 +1,7 @@
 //! The REST contract: the request and response bodies of `/api/v1`, shared by the server
 //! (these routes serialise them) and the CLI (`weft` deserialises them; no `body["…"]`
-//! lookups). A test checks each schema named here is in `openapi.json`.
+//! lookups). A test checks each schema named here is in `openapi.json`, and
+//! `openapi_contract.rs` that each route's documented bodies match these types' serde output.
 
 use serde::{Deserialize, Serialize};
 pub use weft_compile::{SidecarChange, SidecarId};
@@ -189,22 +190,13 @@ mod tests {
 
     #[test]
     fn identity_bodies_round_trip_in_their_wire_format() {
-        let record = TokenRecord {
-            claims: weft_ca::Claims {
-                id: "t1".into(),
-                namespace: "default".into(),
-                service: "reviews".into(),
-                exp: 100,
-            },
-            created: 50,
-            revoked_at: None,
-        };
+        let record = crate::openapi_contract::token_record();
         round_trip(
             TokenList {
                 tokens: vec![record.clone()],
             },
             serde_json::json!({"tokens": [{"id": "t1", "ns": "default", "svc": "reviews",
-                "exp": 100, "created": 50, "revoked_at": null}]}),
+                "exp": 100, "created": 50, "revoked_at": 60}]}),
         );
         round_trip(
             TokenCreated {
@@ -213,7 +205,7 @@ mod tests {
                 spiffe_id: "spiffe://cluster.local/ns/default/sa/reviews".into(),
             },
             serde_json::json!({"token": "tok", "record": {"id": "t1", "ns": "default",
-                "svc": "reviews", "exp": 100, "created": 50, "revoked_at": null},
+                "svc": "reviews", "exp": 100, "created": 50, "revoked_at": 60},
                 "spiffeId": "spiffe://cluster.local/ns/default/sa/reviews"}),
         );
         let request: CreateToken = serde_json::from_str(r#"{"service": "reviews"}"#).unwrap();

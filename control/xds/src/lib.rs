@@ -12,7 +12,9 @@
 //! - [`state`]: the latest snapshot per sidecar group, published through `tokio::sync::watch`
 //!   so each connection reads the newest one at its own pace and a slow sidecar holds no
 //!   one back, plus registrations, statuses and refusals;
-//! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines.
+//! - `svids`: the SVID per identity, signed with the state lock released;
+//! - [`server`]: the thin tonic ADS service, a `select!` loop around the state machines
+//!   and the sans-IO schedules of token checks (`token_watch`) and NACK retries (`nack_retry`).
 //!
 //! What each group is served is decided by `weft-translate` (policies → filter entries and
 //! mesh services); this crate turns that into resources and serves them.
@@ -40,7 +42,9 @@ pub mod snapshot;
 pub mod sotw;
 pub mod state;
 pub mod suite_bootstrap;
+mod svids;
 pub mod tls;
+mod token_watch;
 
 #[cfg(test)]
 mod test_support;

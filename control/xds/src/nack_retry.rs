@@ -11,6 +11,17 @@ use tokio::time::Instant;
 pub(crate) const NACK_RETRIES: u32 = 5;
 const NACK_RETRY_BASE: Duration = Duration::from_millis(200);
 
+/// What the stream loop does at a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RetryAction {
+    /// Not due yet.
+    Wait,
+    /// Release the hold on the NACKed snapshot (later snapshots flow again); no retry.
+    Release,
+    /// Release the hold and re-issue the group's filters (same content, new module URL).
+    Retry,
+}
+
 /// When to send a NACKed snapshot again.
 #[derive(Default)]
 pub(crate) struct NackRetry {
@@ -43,10 +54,24 @@ impl NackRetry {
         self.attempts = self.attempts.saturating_add(1);
     }
 
-    pub(crate) async fn wait(&self) {
+    /// When the stream loop must call [`NackRetry::on_tick`].
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Time passed: at the due time the hold is released, and while attempts remain the
+    /// group's filters are re-issued so Envoy tries again.
+    pub(crate) fn on_tick(&mut self, now: Instant) -> RetryAction {
         match self.due {
-            Some(due) => tokio::time::sleep_until(due).await,
-            None => std::future::pending().await,
+            Some(due) if due <= now => {
+                self.due = None;
+                if self.attempts <= NACK_RETRIES {
+                    RetryAction::Retry
+                } else {
+                    RetryAction::Release
+                }
+            }
+            _ => RetryAction::Wait,
         }
     }
 }

@@ -1,4 +1,4 @@
-// Over 400 lines: the ADS stream loop, the token watch and the module/HTTP handler share one listener and its connection plumbing.
+// Over 400 lines: the ADS stream loop, its token checks and the module/HTTP handler share one listener and its connection plumbing.
 //! The tonic side: the ADS service (both variants) and the HTTP handler that serves wasm
 //! modules, on one listener. Each stream is one task running a `select!` loop around its
 //! state machine; snapshots arrive through a `watch` receiver, so a slow sidecar only ever
@@ -22,10 +22,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::delta::DeltaConnection;
 use crate::event::Event;
-use crate::nack_retry::{NackRetry, NACK_RETRIES};
+use crate::nack_retry::{NackRetry, RetryAction};
 use crate::snapshot::Snapshot;
 use crate::sotw::{ProtocolError, SotwConnection};
 use crate::state::{check_node, truncated, NodeIdentity, NodeKey, Refusal, Refused, XdsState};
+use crate::token_watch::{Now, TokenAction, TokenEvent, TokenWatch};
 
 /// Responses queued per stream before its task waits for the sidecar to read.
 const STREAM_BUFFER: usize = 8;
@@ -306,8 +307,8 @@ async fn drive<M: Machine>(
     }
     let identity = NodeIdentity::from_node(&node, peer_ip);
     // With the CA on, nothing (no certificate, no configuration) before the token checks out.
-    let mut token_watch = match TokenWatch::admit(&state, &identity, token) {
-        Ok(watch) => watch,
+    let (mut token, mut token_watch) = match admit_token(&state, &identity, token) {
+        Ok(admitted) => admitted,
         Err(status) => {
             let _ = tx.send(Err(status)).await;
             return;
@@ -351,23 +352,36 @@ async fn drive<M: Machine>(
                     }
                     Err(_) => break,
                 },
-                () = token_watch.invalidated() => match token_watch.recheck(&state, &identity) {
-                    Ok(()) => Ok(Vec::new()),
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
-                        break;
+                Ok(()) = revoked(token.as_mut()) => {
+                    let action = token_watch.on_event(TokenEvent::Revocation, Now::current());
+                    match token_step(&state, &identity, token.as_ref(), &mut token_watch, action) {
+                        Ok(()) => Ok(Vec::new()),
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
                     }
                 },
-                () = retry.wait(), if retry.due.is_some() => {
-                    retry.due = None;
-                    // Release the hold; while attempts remain, re-issue the group's filters
-                    // (same content, new module URL) so Envoy tries again.
-                    let mut out = machine.resend_nacked(false);
-                    if retry.attempts <= NACK_RETRIES {
-                        state.refresh_group(&identity.group());
+                () = sleep_until(token_watch.deadline()) => {
+                    let action = token_watch.on_tick(Now::current());
+                    match token_step(&state, &identity, token.as_ref(), &mut token_watch, action) {
+                        Ok(()) => Ok(Vec::new()),
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
                     }
-                    out.extend(machine.handle_update(snapshots.borrow_and_update().clone()));
-                    Ok(out)
+                },
+                () = sleep_until(retry.deadline()) => match retry.on_tick(tokio::time::Instant::now()) {
+                    RetryAction::Wait => Ok(Vec::new()),
+                    action => {
+                        let mut out = machine.resend_nacked(false);
+                        if action == RetryAction::Retry {
+                            state.refresh_group(&identity.group());
+                        }
+                        out.extend(machine.handle_update(snapshots.borrow_and_update().clone()));
+                        Ok(out)
+                    }
                 },
             },
         };
@@ -402,77 +416,76 @@ async fn drive<M: Machine>(
     tracing::info!(node = %identity.id, "sidecar stream ended");
 }
 
-/// The join token of a stream, when the CA is on: checked when the stream starts, again on
-/// every revocation, and at its expiry, which ends the stream.
-struct TokenWatch {
-    check: Option<(
-        Arc<weft_ca::Identity>,
-        String,
-        tokio::sync::watch::Receiver<u64>,
-    )>,
-    expires: Option<tokio::time::Instant>,
+/// The join token of a stream (the CA is on), with what re-checking it needs.
+struct StreamToken {
+    authority: Arc<weft_ca::Identity>,
+    token: String,
+    revocations: tokio::sync::watch::Receiver<u64>,
 }
 
-impl TokenWatch {
-    fn admit(
-        state: &XdsState,
-        identity: &NodeIdentity,
-        token: Option<String>,
-    ) -> Result<Self, Status> {
-        let Some(authority) = state.identity() else {
-            return Ok(Self {
-                check: None,
-                expires: None,
-            });
-        };
-        let revocations = authority.tokens.subscribe_revocations();
-        let token = token.unwrap_or_default();
-        let exp = authenticate(state, &authority, &token, identity)?;
-        Ok(Self {
-            check: Some((authority, token, revocations)),
-            expires: Some(check_at(exp, tokio::time::Instant::now())),
-        })
-    }
+/// Checks the stream's token when it starts; the watch then says when to check it again.
+fn admit_token(
+    state: &XdsState,
+    identity: &NodeIdentity,
+    token: Option<String>,
+) -> Result<(Option<StreamToken>, TokenWatch), Status> {
+    let Some(authority) = state.identity() else {
+        return Ok((None, TokenWatch::off()));
+    };
+    let revocations = authority.tokens.subscribe_revocations();
+    let token = token.unwrap_or_default();
+    let exp = authenticate(state, &authority, &token, identity)?;
+    let watch = TokenWatch::admitted(exp, Now::current());
+    Ok((
+        Some(StreamToken {
+            authority,
+            token,
+            revocations,
+        }),
+        watch,
+    ))
+}
 
-    /// Resolves when the token may have become invalid (a revocation, or its expiry).
-    async fn invalidated(&mut self) {
-        match (&mut self.check, self.expires) {
-            (Some((_, _, revocations)), Some(expires)) => tokio::select! {
-                changed = revocations.changed() => {
-                    if changed.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                () = tokio::time::sleep_until(expires) => {}
-            },
-            _ => std::future::pending().await,
-        }
-    }
-
-    fn recheck(&mut self, state: &XdsState, identity: &NodeIdentity) -> Result<(), Status> {
-        let Some((authority, token, _)) = &self.check else {
-            return Ok(());
-        };
-        let exp = authenticate(state, authority, token, identity)?;
-        let now = tokio::time::Instant::now();
-        if self.expires.is_some_and(|at| at <= now) {
-            self.expires = Some(check_at(exp, now));
-        }
-        Ok(())
+/// Resolves at the next revocation (never without a token; `Err` when the token store is
+/// gone, which disables the branch).
+async fn revoked(
+    token: Option<&mut StreamToken>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match token {
+        Some(token) => token.revocations.changed().await,
+        None => std::future::pending().await,
     }
 }
 
-/// The longest a stream waits before checking its token again (a bound on every timer).
-const MAX_TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Resolves at `deadline` (never without one).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
-/// When to check a token expiring at `exp` (unix seconds) again: at its expiry, at most
-/// [`MAX_TOKEN_WAIT`] from `now`, and (the timer may fire a hair before the expiry second)
-/// at least 100 ms from `now`. Checked: no expiry, however far, can overflow the clock.
-fn check_at(exp: u64, now: tokio::time::Instant) -> tokio::time::Instant {
-    let left = std::time::Duration::from_secs(exp)
-        .saturating_sub(std::time::UNIX_EPOCH.elapsed().unwrap_or_default())
-        .clamp(std::time::Duration::from_millis(100), MAX_TOKEN_WAIT);
-    now.checked_add(left).unwrap_or(now)
+/// Performs what the token watch asked for; `Err` ends the stream with that status.
+fn token_step(
+    state: &XdsState,
+    identity: &NodeIdentity,
+    token: Option<&StreamToken>,
+    watch: &mut TokenWatch,
+    action: TokenAction,
+) -> Result<(), Status> {
+    let (TokenAction::Check, Some(token)) = (action, token) else {
+        return Ok(());
+    };
+    match authenticate(state, &token.authority, &token.token, identity) {
+        Ok(exp) => {
+            watch.on_event(TokenEvent::Verified { exp }, Now::current());
+            Ok(())
+        }
+        Err(status) => {
+            watch.on_event(TokenEvent::Refused, Now::current());
+            Err(status)
+        }
+    }
 }
 
 /// Verifies `token` and that it names the identity the node claims; a refusal is logged,
@@ -583,32 +596,6 @@ impl_machine!(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Before issue 15 a token expiring at 10^19 (a `ttlSeconds` of 10^19 passed straight
-    /// to the token store) made `Instant::now() + left` overflow in the stream task, and the
-    /// release build's `panic = "abort"` took `weft serve` down on the next sidecar connect.
-    #[tokio::test]
-    async fn no_token_expiry_can_overflow_the_streams_timer() {
-        let now = tokio::time::Instant::now();
-        for exp in [u64::MAX, 10_000_000_000_000_000_000, u64::MAX / 2] {
-            let at = check_at(exp, now);
-            assert_eq!(at - now, MAX_TOKEN_WAIT, "{exp}");
-        }
-        // Expired or about to: looked at again in 100 ms, not in a busy loop.
-        assert_eq!(
-            check_at(0, now) - now,
-            std::time::Duration::from_millis(100)
-        );
-        let soon = std::time::UNIX_EPOCH
-            .elapsed()
-            .unwrap_or_default()
-            .as_secs()
-            + 60;
-        let left = check_at(soon, now) - now;
-        assert!(
-            left > std::time::Duration::from_secs(55) && left <= std::time::Duration::from_secs(60)
-        );
-    }
 
     /// With `panic = "unwind"` (the release profile since issue 15) a panic in one stream's
     /// task ends that task only: its guard still marks the sidecar disconnected, the state

@@ -1,8 +1,9 @@
-// Over 400 lines: every operation on the index (register, record, expire, refuse, publish) shares its one lock discipline; SVID issuance and the refusal log are the next to move out.
+// Over 400 lines: every operation on the index (register, record, expire, refuse, publish) shares its one lock discipline; the refusal log is the next to move out.
 //! The xDS index: what the control plane wants each group of sidecars to run, who is
 //! connected, and what each sidecar acknowledged or refused. One mutex guards the inputs;
 //! every change rebuilds the snapshots and publishes them through one `watch` channel per
-//! group, so connections read the newest snapshot at their own pace.
+//! group, so connections read the newest snapshot at their own pace. SVIDs are signed with
+//! that mutex released (see `crate::svids`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,8 +17,8 @@ use crate::event::Event;
 use crate::group_snapshots::{build_snapshots, SnapshotInputs};
 use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, MeshTls, StaticService};
 use crate::modules::WasmModules;
-use crate::sds::{secret_resources, IdentitySecrets};
 use crate::snapshot::Snapshot;
+use crate::svids::{IdentityKey, SignRequest, Signed, SvidState};
 
 pub use crate::group_snapshots::PublishError;
 
@@ -73,18 +74,10 @@ const RECENT_REFUSALS: usize = 32;
 const ENDPOINT_DEBOUNCE: Duration = Duration::from_millis(100);
 const REFUSAL_LOG_INTERVAL_MS: u64 = 60_000;
 
-/// The CA side of the state: SVIDs issued per identity (namespace, service) and when they
-/// are due for renewal.
-struct IdentityState {
-    authority: Arc<weft_ca::Identity>,
-    svids: BTreeMap<(String, String), (weft_ca::Svid, u64)>,
-    bundle: String,
-}
-
 #[derive(Default)]
 pub(crate) struct Inner {
     /// The CA and join tokens; SDS secrets are served and tokens required when set.
-    identity: Option<IdentityState>,
+    identity: Option<SvidState>,
     refusals: Refusals,
     revision: u64,
     filters: BTreeMap<GroupKey, Vec<FilterSpec>>,
@@ -115,6 +108,9 @@ pub struct XdsState {
     status_changed: watch::Sender<u64>,
     /// Pushes, ACKs, NACKs and push-to-ACK times (Prometheus, via the telemetry views).
     metrics: crate::metrics::XdsMetrics,
+    /// Test hook: for each signing, whether the index lock was free (`try_lock` succeeded).
+    #[cfg(test)]
+    pub(crate) signed_unlocked: Mutex<Vec<bool>>,
 }
 
 // === impl XdsState ===
@@ -132,6 +128,8 @@ impl XdsState {
             }),
             status_changed,
             metrics: Default::default(),
+            #[cfg(test)]
+            signed_unlocked: Mutex::default(),
         })
     }
 
@@ -208,13 +206,19 @@ impl XdsState {
     /// Turns the CA on: every group's snapshot carries its identity's SDS secrets (`default`,
     /// `ROOTCA`) and every ADS stream must present a join token for its identity.
     pub fn set_identity(&self, authority: Arc<weft_ca::Identity>) -> Result<(), PublishError> {
+        let present = inner_identities(&self.lock().sidecars);
+        let mut identity = SvidState::new(authority);
+        let signed = identity
+            .due(&present, false, unix_ms())
+            .map(|request| self.sign(request));
         let mut inner = self.lock();
-        inner.identity = Some(IdentityState {
-            bundle: authority.ca.trust_bundle(),
-            authority,
-            svids: BTreeMap::new(),
-        });
-        self.publish(&mut inner)
+        // Sidecars that left meanwhile lose theirs; those that came are signed just below.
+        identity.install(signed, &inner_identities(&inner.sidecars), unix_ms());
+        inner.identity = Some(identity);
+        let published = self.publish(&mut inner);
+        drop(inner);
+        self.issue_missing();
+        published
     }
 
     /// The CA and tokens, when on.
@@ -228,29 +232,56 @@ impl XdsState {
     /// Renews SVIDs past half their lifetime or signed by a root that no longer signs, and
     /// picks up trust-bundle changes (root rotation); republishes when anything changed.
     /// Called on a timer by the server.
+    /// Also signs for identities whose issue failed before. Signs with the lock released.
     pub fn refresh_identities(&self) {
+        self.sign_due(true);
+    }
+
+    /// Signs for registered identities without an SVID (a sidecar that registered while
+    /// the lock was released for signing, or whose issue failed) and republishes.
+    fn issue_missing(&self) {
+        self.sign_due(false);
+    }
+
+    /// Takes what is due under the lock (`renewals`: SVIDs past half their lifetime or
+    /// signed by a root that no longer signs too), signs without it, re-takes it, installs
+    /// what is still wanted and republishes when anything changed.
+    fn sign_due(&self, renewals: bool) {
+        let request = {
+            let inner = self.lock();
+            let present = inner_identities(&inner.sidecars);
+            let Some(identity) = inner.identity.as_ref() else {
+                return;
+            };
+            identity.due(&present, renewals, unix_ms())
+        };
+        if request.is_none() && !renewals {
+            return;
+        }
+        let signed = request.map(|request| self.sign(request));
         let mut inner = self.lock();
         let present = inner_identities(&inner.sidecars);
         let Some(identity) = inner.identity.as_mut() else {
             return;
         };
-        let now = unix_ms();
-        let signing = identity.authority.ca.signing_generation();
-        let before = identity.svids.len();
-        identity.svids.retain(|key, (svid, renew_at)| {
-            now < *renew_at && svid.root_generation == signing && present.contains(key)
-        });
-        let mut changed = identity.svids.len() != before;
-        let bundle = identity.authority.ca.trust_bundle();
-        if bundle != identity.bundle {
-            identity.bundle = bundle;
-            changed = true;
-        }
-        if changed {
+        if identity.install(signed, &present, unix_ms()) {
             if let Err(error) = self.publish(&mut inner) {
                 tracing::error!(%error, "publishing renewed certificates");
             }
         }
+    }
+
+    /// Signs; never called with the index lock held (the test hook checks it).
+    fn sign(&self, request: SignRequest) -> Signed {
+        #[cfg(test)]
+        {
+            let unlocked = self.inner.try_lock().is_ok();
+            self.signed_unlocked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(unlocked);
+        }
+        request.sign()
     }
 
     /// Counts and logs a refused stream.
@@ -366,9 +397,23 @@ impl XdsState {
         identity: &NodeIdentity,
         protocol: &'static str,
     ) -> Result<(u64, watch::Receiver<Arc<Snapshot>>), Refused> {
-        let mut inner = self.lock();
         let group = identity.group();
         let key = identity.key();
+        let identity_key: IdentityKey = (identity.namespace.clone(), identity.service.clone());
+        // A new identity's SVID is signed before registering, with the lock released, so the
+        // group's first snapshot carries it.
+        let request = {
+            let inner = self.lock();
+            admit(&inner, &key, &group)?;
+            inner
+                .identity
+                .as_ref()
+                .filter(|svids| !svids.has(&identity_key))
+                .map(|svids| SignRequest::one(Arc::clone(&svids.authority), identity_key.clone()))
+        };
+        let signed = request.map(|request| self.sign(request));
+        let mut inner = self.lock();
+        // Re-checked: the lock was released.
         admit(&inner, &key, &group)?;
         // The group's snapshot already exists and speaks for registered sidecars (certificates
         // included): this sidecar can have it at once.
@@ -415,6 +460,15 @@ impl XdsState {
             status.nack_count = previous.nack_count;
             status.last_nack_at_ms = previous.last_nack_at_ms;
         }
+        let present = inner_identities(&inner.sidecars);
+        if let Some(svids) = inner.identity.as_mut() {
+            svids.install(signed, &present, unix_ms());
+        }
+        // Still none (the CA was replaced meanwhile, or the issue failed): signed again below.
+        let unsigned = inner
+            .identity
+            .as_ref()
+            .is_some_and(|svids| !svids.has(&identity_key));
         let receiver = self.subscribe_locked(&mut inner, &group);
         if !group_runs {
             if let Err(error) = self.publish(&mut inner) {
@@ -424,6 +478,9 @@ impl XdsState {
             self.publish_soon(&mut inner);
         }
         drop(inner);
+        if unsigned {
+            self.issue_missing();
+        }
         self.status_changed.send_modify(|n| *n = n.wrapping_add(1));
         Ok((connection, receiver))
     }
@@ -595,9 +652,9 @@ impl XdsState {
             .map(|s| SidecarGroup::new(&s.namespace, &s.service, &s.version))
             .collect();
         let mut secrets = BTreeMap::new();
-        if let Some(identity) = inner.identity.as_mut() {
+        if let Some(identity) = inner.identity.as_ref() {
             for group in keys.iter().filter(|g| subscribed.contains(*g)) {
-                secrets.insert(group.clone(), identity_secrets(identity, group));
+                secrets.insert(group.clone(), identity.secrets(group));
             }
         }
         let built = build_snapshots(
@@ -690,47 +747,11 @@ fn admit(inner: &Inner, key: &NodeKey, group: &GroupKey) -> Result<(), Refused> 
 }
 
 /// (namespace, service) of every registered sidecar.
-fn inner_identities(sidecars: &BTreeMap<NodeKey, SidecarStatus>) -> BTreeSet<(String, String)> {
+fn inner_identities(sidecars: &BTreeMap<NodeKey, SidecarStatus>) -> BTreeSet<IdentityKey> {
     sidecars
         .values()
         .map(|s| (s.namespace.clone(), s.service.clone()))
         .collect()
-}
-
-/// The identity's secrets, issuing its SVID when there is none (renewal at half the
-/// lifetime). An issue failure leaves the group without secrets (its TLS contexts wait).
-fn identity_secrets(
-    identity: &mut IdentityState,
-    group: &GroupKey,
-) -> Vec<crate::resource::Resource> {
-    let key = (group.namespace.clone(), group.service.clone());
-    if !identity.svids.contains_key(&key) {
-        match identity
-            .authority
-            .ca
-            .issue(&group.namespace, &group.service)
-        {
-            Ok(svid) => {
-                let lifetime = svid.not_after_ms.saturating_sub(unix_ms());
-                tracing::info!(spiffe_id = %svid.spiffe_id, serial = %svid.serial, root = svid.root_generation, "issued an SVID");
-                let renew_at = unix_ms().saturating_add(lifetime / 2);
-                identity.svids.insert(key.clone(), (svid, renew_at));
-            }
-            Err(error) => {
-                tracing::error!(group = %group, %error, "cannot issue an SVID");
-                return Vec::new();
-            }
-        }
-    }
-    let Some((svid, _)) = identity.svids.get(&key) else {
-        return Vec::new();
-    };
-    secret_resources(&IdentitySecrets {
-        spiffe_id: svid.spiffe_id.clone(),
-        cert_chain_pem: svid.cert_chain_pem.clone(),
-        key_pem: svid.key_pem.clone(),
-        trust_bundle_pem: identity.bundle.clone(),
-    })
 }
 
 fn unix_ms() -> u64 {
@@ -738,3 +759,6 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

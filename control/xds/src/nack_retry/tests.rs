@@ -64,12 +64,30 @@ async fn a_refusal_naming_another_plugin_starts_a_fresh_budget_a_bounded_number_
 }
 
 #[tokio::test(start_paused = true)]
-async fn wait_returns_at_the_due_time_on_the_paused_clock_and_never_when_nothing_is_due() {
+async fn a_tick_at_the_due_time_retries_while_attempts_remain_then_only_releases() {
     let mut retry = NackRetry::default();
-    let idle = tokio::time::timeout(Duration::from_secs(3600), retry.wait()).await;
-    assert!(idle.is_err(), "nothing due: wait never returns");
     let start = Instant::now();
+    assert_eq!(retry.deadline(), None);
+    assert_eq!(retry.on_tick(start), RetryAction::Wait, "nothing due");
     retry.schedule(start, "fetching");
-    retry.wait().await;
-    assert_eq!(Instant::now() - start, Duration::from_millis(200));
+    let due = start + Duration::from_millis(200);
+    assert_eq!(retry.deadline(), Some(due));
+    assert_eq!(
+        retry.on_tick(due - Duration::from_millis(1)),
+        RetryAction::Wait
+    );
+    // On the paused clock the loop's sleep wakes exactly at the deadline.
+    tokio::time::sleep_until(due).await;
+    assert_eq!(Instant::now(), due);
+    assert_eq!(retry.on_tick(Instant::now()), RetryAction::Retry);
+    assert_eq!(retry.deadline(), None, "the hold is released once");
+    assert_eq!(retry.on_tick(Instant::now()), RetryAction::Wait);
+    // Past the budget: the last timer only releases the hold.
+    let mut now = Instant::now();
+    for _ in 0..NACK_RETRIES {
+        retry.schedule(now, "fetching");
+        now = retry.deadline().unwrap();
+    }
+    assert_eq!(retry.attempts, NACK_RETRIES + 1);
+    assert_eq!(retry.on_tick(now), RetryAction::Release);
 }
