@@ -45,6 +45,8 @@ pub struct Authz {
     providers: Vec<Provider>,
     /// `spiffe://<trust_domain>/ns/`, what `namespaces` patterns look behind.
     namespace_prefix: String,
+    /// The enforced ALLOW policies' names, `a, b`, for a default deny's reason.
+    allow_present: Arc<str>,
 }
 
 /// What the filter must do with the request.
@@ -87,8 +89,9 @@ pub enum Reason {
     AllowMatched { policy: Arc<str>, rule: usize },
     /// No enforced ALLOW or DENY policy exists.
     NoEnforcedPolicy,
-    /// Enforced ALLOW policies exist and none matched.
-    NoAllowMatched,
+    /// Enforced ALLOW policies exist and none matched; `present` lists them (`a, b`),
+    /// joined once at configuration time.
+    NoAllowMatched { present: Arc<str> },
     /// A JWT provider refused the request.
     Jwt { provider: String, why: String },
     /// The request path cannot be normalized or has refused `;` parameters.
@@ -107,7 +110,12 @@ impl fmt::Display for Reason {
                 write!(f, "ALLOW policy {:?} rule {rule} matched", &**policy)
             }
             Self::NoEnforcedPolicy => f.write_str("no enforced ALLOW or DENY policy applies"),
-            Self::NoAllowMatched => f.write_str("no ALLOW policy matched"),
+            Self::NoAllowMatched { present } => {
+                write!(
+                    f,
+                    "no ALLOW policy matched; ALLOW policies present: {present}"
+                )
+            }
             Self::Jwt { provider, why } => write!(f, "jwt provider {provider:?}: {why}"),
             Self::InvalidPath(e) => write!(f, "invalid path: {e}"),
             Self::NoConfiguration => f.write_str("no authorization configuration"),
@@ -141,7 +149,13 @@ impl Authz {
             .enumerate()
             .map(|(i, p)| Provider::compile(&format!("jwt[{i}]"), p))
             .collect::<Result<_, _>>()?;
+        let allow_present: Vec<&str> = policies
+            .iter()
+            .filter(|p| p.action == Action::Allow && !p.dry_run)
+            .map(|p| &*p.name)
+            .collect();
         Ok(Self {
+            allow_present: Arc::from(allow_present.join(", ")),
             namespace_prefix: format!("spiffe://{}/ns/", config.trust_domain),
             config,
             policies,
@@ -278,7 +292,10 @@ impl Authz {
                 .unwrap_or_else(|| "access denied: no ALLOW policy matched\n".to_string()),
             headers: reply.map(|r| r.headers.clone()).unwrap_or_default(),
         };
-        (verdict, Reason::NoAllowMatched)
+        let reason = Reason::NoAllowMatched {
+            present: Arc::clone(&self.allow_present),
+        };
+        (verdict, reason)
     }
 
     /// Dry-run policies that would have denied an allowed request, with the dry-run

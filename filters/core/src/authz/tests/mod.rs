@@ -364,6 +364,11 @@ fn deny_responses_and_reasons() {
             "access denied: no ALLOW policy matched\n"
         )
     );
+    // Attributed: the enforced ALLOW policies are named (the dry-run one is not).
+    assert_eq!(
+        d.reason.to_string(),
+        "no ALLOW policy matched; ALLOW policies present: a, b"
+    );
 
     let d = decide(
         json!([policy("a", "ALLOW", json!({"paths": ["/x", "/api/*"]}))]),
