@@ -27,13 +27,14 @@ use xds_common::{reviews_services as services, ControlPlane, INBOUND, OUTBOUND};
 const V1: &str = "outbound|9080|v1|reviews.default";
 const V2: &str = "outbound|9080|v2|reviews.default";
 
-/// Every sidecar's filters: reviews denies `/admin/*`; productpage sends all of reviews to v2
+/// Every sidecar's filters: reviews denies `/admin/*` and allows only GET; productpage sends all of reviews to v2
 /// (the route's fallback would be the stable v1, so a v2 answer is the canary's doing) and
 /// answers `/teapot` itself with a fault abort (418).
 fn sidecar_filters() -> SidecarFilters {
     serde_json::from_value(json!({
         "authz": {"policies": [{"name": "no-admin", "action": "DENY",
-            "rules": [{"paths": ["/admin/*"]}]}]},
+            "rules": [{"paths": ["/admin/*"]}]},
+            {"name": "readers", "action": "ALLOW", "rules": [{"methods": ["GET"]}]}]},
         "canary": {"services": [{
             "host": "reviews", "stable": "v1",
             "versions": {"v1": {"cluster": V1}, "v2": {"cluster": V2}},
@@ -146,8 +147,16 @@ async fn suite_sidecar(
 }
 
 async fn get(url: &str) -> (u16, String) {
+    send(reqwest::Method::GET, url).await
+}
+
+async fn post(url: &str) -> (u16, String) {
+    send(reqwest::Method::POST, url).await
+}
+
+async fn send(method: reqwest::Method, url: &str) -> (u16, String) {
     let response = http_client()
-        .get(url)
+        .request(method, url)
         .header("host", "reviews")
         .timeout(Duration::from_secs(5))
         .send()
@@ -364,6 +373,84 @@ async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm()
     // Five VM ids (the two telemetry entries share `telemetry`), 4 VMs each as above.
     assert_eq!(separate_active, Some(5 * 4));
 
+    // The access logs name the policy and rule of every local reply, nothing otherwise.
+    let (status, _) = post(&format!("{}/reviews/1", v1.url(INBOUND))).await;
+    assert_eq!(status, 403, "default deny");
+    let deny = r#"authz: 403 by no-admin: DENY policy "no-admin" rule 0 matched"#;
+    let default_deny =
+        "authz: 403 by default-deny: no ALLOW policy matched; ALLOW policies present: readers";
+    let logged = poll_until(
+        "access log lines",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async {
+            let v1_log = access_log(&v1.logs().await, "inbound");
+            let v2_log = access_log(&sidecars[1].logs().await, "inbound");
+            let separate_log = access_log(&separate.logs().await, "inbound");
+            let caller_log = access_log(&caller.logs().await, "outbound");
+            let ready = v1_log.len() >= 3 && v2_log.len() >= 23 && caller_log.len() >= 25;
+            Ok(ready.then_some((v1_log, v2_log, separate_log, caller_log)))
+        },
+    )
+    .await;
+    let (v1_log, v2_log, separate_log, caller_log) = logged.unwrap();
+    let v1_want: Vec<(String, String, u16, Option<String>)> = vec![
+        ("GET".into(), "/admin/users".into(), 403, Some(deny.into())),
+        ("GET".into(), "/reviews/1".into(), 200, None),
+        (
+            "POST".into(),
+            "/reviews/1".into(),
+            403,
+            Some(default_deny.into()),
+        ),
+    ];
+    assert_eq!(v1_log, v1_want, "suite module");
+    assert_eq!(separate_log, v1_want[..2], "standalone authz.wasm");
+    let teapot = "fault: 418 injected by policy teapot".to_string();
+    let aborted: Vec<_> = caller_log.iter().filter(|l| l.1 == "/teapot").collect();
+    assert_eq!(aborted.len(), 2);
+    assert!(aborted
+        .iter()
+        .all(|l| (l.2, l.3.as_ref()) == (418, Some(&teapot))));
+    // The callee's denials are its own: the caller's outbound log has them without a reason.
+    let denied_there: Vec<_> = caller_log.iter().filter(|l| l.1 == "/admin/x").collect();
+    assert_eq!(denied_there.len(), 3);
+    assert!(denied_there.iter().all(|l| (l.2, &l.3) == (403, &None)));
+    let denied_here: Vec<_> = v2_log.iter().filter(|l| l.1 == "/admin/x").collect();
+    assert_eq!(denied_here.len(), 3);
+    let deny_x = Some(deny.to_string());
+    assert!(denied_here.iter().all(|l| (l.2, &l.3) == (403, &deny_x)));
+    assert!(v2_log
+        .iter()
+        .filter(|l| l.1 != "/admin/x")
+        .all(|l| l.3.is_none()));
+    assert!(caller_log
+        .iter()
+        .filter(|l| l.1 == "/reviews/1")
+        .all(|l| l.3.is_none()));
+
     server.abort();
     let _ = server.await;
+}
+
+/// The sidecar's JSON access-log lines of one direction: (method, path, status, `weft`).
+fn access_log(logs: &str, direction: &str) -> Vec<(String, String, u16, Option<String>)> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|l| l["direction"] == direction)
+        .map(|l| {
+            let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            // A typed number, or a string where Envoy prints one.
+            let status = l["status"]
+                .as_u64()
+                .or_else(|| l["status"].as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or_default() as u16;
+            (
+                text("method"),
+                text("path"),
+                status,
+                l["weft"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
 }

@@ -13,7 +13,7 @@ use weft_filter_core::authz::{Authz, Verdict};
 use weft_filter_core::host::{stat_segment, Counter, Flow};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
-use weft_filter_core::telemetry::{AuthzOutcome, AUTHZ_PROPERTY};
+use weft_filter_core::telemetry::{AuthzOutcome, AUTHZ_PROPERTY, DECISION_PROPERTY};
 use weft_filter_core::Host;
 
 #[cfg(test)]
@@ -154,10 +154,9 @@ impl AuthzStage {
                 headers,
             } => {
                 stats.denied.count(req, Some(&policy));
-                log::debug!(
-                    "weft-authz: deny {status} by {policy} ({})",
-                    decision.reason
-                );
+                let why = format!("authz: {status} by {policy}: {}", decision.reason);
+                log::debug!("weft-{why}");
+                req.set_property(DECISION_PROPERTY, why.as_bytes());
                 req.send_local_reply(status, &headers, &body);
                 (Flow::Pause, outcome)
             }

@@ -45,6 +45,24 @@ fn deny_sends_one_reply_with_the_policy_response_and_counts_it() {
         host.count(|c| *c == Call::SetProperty(AUTHZ_PROPERTY.into(), b"deny".to_vec())),
         1
     );
+    // The access log's account names the policy and the rule.
+    assert_eq!(
+        decision_property(&host),
+        vec![r#"authz: 418 by block-admin: DENY policy "block-admin" rule 0 matched"#]
+    );
+}
+
+/// Every value the stage set for the access log's `wasm.weft_decision`.
+fn decision_property(host: &MockHost) -> Vec<String> {
+    host.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::SetProperty(name, value) if name == DECISION_PROPERTY => {
+                Some(String::from_utf8_lossy(&value).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -107,6 +125,13 @@ fn no_matching_allow_is_the_default_deny() {
         stat_segment(weft_filter_core::authz::DEFAULT_DENY_POLICY)
     );
     assert_eq!(host.metric(&policy), Some(1));
+    // Attributed: the access log says no ALLOW matched and which ALLOW policies exist.
+    assert_eq!(
+        decision_property(&host),
+        vec![
+            "authz: 403 by default-deny: no ALLOW policy matched; ALLOW policies present: readers"
+        ]
+    );
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

@@ -19,6 +19,7 @@ use weft_filter_core::host::shared::{self, SharedError};
 use weft_filter_core::host::{stat_segment, Counter, Gauge};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
+use weft_filter_core::telemetry::DECISION_PROPERTY;
 use weft_filter_core::Host;
 
 #[cfg(test)]
@@ -272,6 +273,11 @@ impl BreakerStage {
             "upstream {} unavailable: circuit breaker {reason}\n",
             cluster.name
         );
+        let why = format!(
+            "breaker: {} fail-fast for cluster {}: {reason}",
+            cluster.policy.reject_status, cluster.name
+        );
+        req.set_property(DECISION_PROPERTY, why.as_bytes());
         req.send_local_reply(cluster.policy.reject_status, &headers, &body);
         Gate::Rejected
     }

@@ -115,6 +115,11 @@ fn an_open_breaker_fails_fast_then_admits_exactly_k_probes() {
         )]
     );
     assert_eq!(shared_calls(&host), vec![Call::SharedGet(KEY.into())]);
+    let why = Call::SetProperty(
+        DECISION_PROPERTY.into(),
+        b"breaker: 503 fail-fast for cluster reviews-v1: open".to_vec(),
+    );
+    assert_eq!(host.count(|c| *c == why), 1, "{:?}", host.calls());
     assert_eq!(
         host.metric("weft.breaker.reviews-v1.rejected.open"),
         Some(1)

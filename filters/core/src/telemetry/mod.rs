@@ -37,6 +37,10 @@ pub const SIGNATURE_HEADER: &str = "x-weft-telemetry-signature";
 /// The authz filter's per-request outcome, as a stream property other filters read
 /// (Envoy keeps it in the stream's filter state under `wasm.<name>`).
 pub const AUTHZ_PROPERTY: &str = "weft_authz";
+/// Why a weft filter answered a request itself (deny, injected abort, fail-fast), with the
+/// policy and rule that decided: a stream property the sidecar's access log prints with
+/// `%FILTER_STATE(wasm.weft_decision:PLAIN)%`. Set only on a local reply.
+pub const DECISION_PROPERTY: &str = "weft_decision";
 
 /// The bucket of a latency in microseconds.
 pub fn latency_bucket(latency_us: u64) -> usize {

@@ -20,6 +20,7 @@ use weft_filter_core::host::{stat_segment, Counter, Flow, Gauge};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
+use weft_filter_core::telemetry::DECISION_PROPERTY;
 use weft_filter_core::Host;
 
 /// One outcome, counted in total and per policy (indexed like the configured policies).
@@ -156,6 +157,7 @@ impl<P> FaultStage<P> {
         match decision.abort {
             Some(reply) => {
                 self.stats.aborts.count(req, policy);
+                req.set_property(DECISION_PROPERTY, self.why(policy, reply.status).as_bytes());
                 req.send_local_reply(reply.status, &reply.headers, &reply.body);
                 Flow::Pause
             }
@@ -172,7 +174,8 @@ impl<P> FaultStage<P> {
         for (context_id, held) in due {
             let done = match &held.abort {
                 Some(reply) => {
-                    reply_for(host, context_id, reply.status, &reply.headers, &reply.body)
+                    let why = self.why(held.policy, reply.status);
+                    reply_for(host, context_id, reply, &why)
                 }
                 None => resume(context_id, held.then),
             };
@@ -183,6 +186,12 @@ impl<P> FaultStage<P> {
                 log::debug!("weft-fault: delayed request {context_id} is gone");
             }
         }
+    }
+
+    /// The access log's account of an injected abort (see [`DECISION_PROPERTY`]).
+    fn why(&self, policy: usize, status: u16) -> String {
+        let name = self.fault.policy_names().nth(policy).unwrap_or("?");
+        format!("fault: {status} injected by policy {name}")
     }
 
     /// Whether requests are held (the root must keep ticking).

@@ -38,6 +38,11 @@ fn an_abort_is_one_local_reply_counted_in_total_and_per_policy() {
             ("weft.fault.policy.chaos.aborts_injected".to_string(), 1)
         ]
     );
+    let why = Call::SetProperty(
+        DECISION_PROPERTY.into(),
+        b"fault: 503 injected by policy chaos".to_vec(),
+    );
+    assert_eq!(host.count(|c| *c == why), 1, "{:?}", host.calls());
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -117,6 +122,13 @@ fn a_delayed_abort_is_answered_as_its_request_after_the_delay() {
         .iter()
         .position(|c| matches!(c, Call::LocalReply { .. }));
     assert!(at.is_some() && reply.is_some() && at < reply, "{calls:?}");
+    // Named for the access log as the request's own property, before its reply.
+    let why = Call::SetProperty(
+        DECISION_PROPERTY.into(),
+        b"fault: 500 injected by policy chaos".to_vec(),
+    );
+    let set = calls.iter().position(|c| *c == why);
+    assert!(set.is_some() && at < set && set < reply, "{calls:?}");
     assert_eq!(host.replies()[0].0, 500);
     assert_eq!(host.metric("weft.fault.aborts_injected"), Some(1));
 }

@@ -12,8 +12,9 @@
 //! that finds the set empty, so an idle worker pays nothing for it.
 
 use std::time::Duration;
-use weft_filter_core::fault::DelaySchedule;
+use weft_filter_core::fault::{AbortReply, DelaySchedule};
 use weft_filter_core::host::{Gauge, HostError};
+use weft_filter_core::telemetry::DECISION_PROPERTY;
 use weft_filter_core::Host;
 
 /// Requests paused until a due time, per root context (one per worker thread).
@@ -140,16 +141,12 @@ pub fn resume_after(host: &impl Host, context_id: u32, act: impl FnOnce() -> boo
     })
 }
 
-/// Answer a paused request locally from the root context (an abort after a delay).
-pub fn reply_for(
-    host: &impl Host,
-    context_id: u32,
-    status: u16,
-    headers: &[(String, String)],
-    body: &str,
-) -> bool {
+/// Answer a paused request locally from the root context (an abort after a delay), with
+/// `why` for the access log.
+pub fn reply_for(host: &impl Host, context_id: u32, reply: &AbortReply, why: &str) -> bool {
     with_effective_context(host, context_id, || {
-        host.send_local_reply(status, headers, body);
+        host.set_property(DECISION_PROPERTY, why.as_bytes());
+        host.send_local_reply(reply.status, &reply.headers, &reply.body);
         Ok(())
     })
 }
