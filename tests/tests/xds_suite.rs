@@ -29,7 +29,8 @@ const V2: &str = "outbound|9080|v2|reviews.default";
 
 /// Every sidecar's filters: reviews denies `/admin/*` and allows only GET; productpage sends all of reviews to v2
 /// (the route's fallback would be the stable v1, so a v2 answer is the canary's doing) and
-/// answers `/teapot` itself with a fault abort (418).
+/// answers `/teapot` itself with a fault abort (418), behind a dry-run fault on every call
+/// to reviews that would abort and delay all of them (and injects nothing).
 fn sidecar_filters() -> SidecarFilters {
     serde_json::from_value(json!({
         "authz": {"policies": [{"name": "no-admin", "action": "DENY",
@@ -39,7 +40,11 @@ fn sidecar_filters() -> SidecarFilters {
             "host": "reviews", "stable": "v1",
             "versions": {"v1": {"cluster": V1}, "v2": {"cluster": V2}},
             "split": [{"version": "v1", "weight": 0}, {"version": "v2", "weight": 10000}]}]},
-        "fault": {"percent_cap": 100.0, "policies": [{"name": "teapot",
+        "fault": {"percent_cap": 100.0, "policies": [
+            {"name": "rehearse", "dry_run": true, "match": {"hosts": ["reviews"]},
+             "abort": {"percent": 100.0, "http_status": 503},
+             "delay": {"percent": 100.0, "fixed_ms": 3000}},
+            {"name": "teapot",
             "match": {"hosts": ["reviews"], "path_prefixes": ["/teapot"]},
             "abort": {"percent": 100.0, "http_status": 418}}]},
         "breaker": {},
@@ -416,6 +421,35 @@ async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm()
     let denied_there: Vec<_> = caller_log.iter().filter(|l| l.1 == "/admin/x").collect();
     assert_eq!(denied_there.len(), 3);
     assert!(denied_there.iter().all(|l| (l.2, &l.3) == (403, &None)));
+    // The dry-run fault counted every call to reviews (the teapot ones too: it stands in
+    // front of no enforced policy), injected nothing; the teapot policy injected its two.
+    let fault_stats = poll_until(
+        "dry-run counts",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async {
+            let logged = access_log(&caller.logs().await, "outbound").len() as u64;
+            let stats = caller.stats().await?;
+            let stat = |name: &str| stats.get(&format!("wasmcustom.weft.fault.{name}")).copied();
+            let counts = [
+                "policy.rehearse.would_abort",
+                "policy.rehearse.would_delay",
+                "would_abort",
+                "aborts_injected",
+                "delays_injected",
+                "policy.teapot.aborts_injected",
+            ]
+            .map(stat);
+            Ok((counts[0] == Some(logged)).then_some((logged, counts)))
+        },
+    )
+    .await;
+    let (logged, counts) = fault_stats.unwrap();
+    assert_eq!(
+        counts,
+        [logged, logged, logged, 2, 0, 2].map(Some),
+        "would_abort, would_delay, total would_abort, aborts, delays, teapot aborts"
+    );
     let denied_here: Vec<_> = v2_log.iter().filter(|l| l.1 == "/admin/x").collect();
     assert_eq!(denied_here.len(), 3);
     let deny_x = Some(deny.to_string());

@@ -206,6 +206,7 @@ fn fault_policy(
         allow_header_trigger,
         // Applied once for all policies, in `compile`.
         percent_cap: _,
+        dry_run,
     } = s;
     let m = matches.clone().unwrap_or_default();
     FaultPolicy {
@@ -246,6 +247,7 @@ fn fault_policy(
         }),
         allow_header_trigger: *allow_header_trigger,
         expires_at_unix_ms: None,
+        dry_run: *dry_run,
     }
 }
 

@@ -529,6 +529,10 @@ pub struct FaultInjectionSpec {
     pub allow_header_trigger: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent_cap: Option<f64>,
+    /// Decide as usual and count what would be injected (`would_abort`, `would_delay`),
+    /// inject nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub(super) struct CompiledPolicy {
     pub delay: Option<CompiledDelay>,
     pub allow_header_trigger: bool,
     pub expires_at_unix_ms: Option<u64>,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +159,7 @@ fn policy(at: &str, policy: &FaultPolicy, cap: f64) -> Result<CompiledPolicy, Co
             .transpose()?,
         allow_header_trigger: policy.allow_header_trigger,
         expires_at_unix_ms: policy.expires_at_unix_ms,
+        dry_run: policy.dry_run,
     })
 }
 

@@ -101,6 +101,10 @@ pub struct FaultPolicy {
     /// From this host time on (Unix milliseconds) the policy is switched off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_unix_ms: Option<u64>,
+    /// Decide as usual, inject nothing: the filter only counts what it would have injected
+    /// (and such a policy never hides an enforced one behind it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// All present fields must match; inside a list any value may match.

@@ -69,6 +69,17 @@ pub struct Decision {
     pub by_header: bool,
     /// `(policy index, reason)` for every matching policy that injected nothing it would have.
     pub skipped: Vec<(usize, Skip)>,
+    /// The first applicable dry-run policy and what it would have injected (nothing is).
+    pub dry_run: Option<DryRun>,
+}
+
+/// What a dry-run policy would have done to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DryRun {
+    /// Index (in `policies`) of the dry-run policy.
+    pub policy: usize,
+    pub would_abort: bool,
+    pub would_delay: bool,
 }
 
 impl Decision {
@@ -133,32 +144,31 @@ impl Fault {
         rng: &mut Rng,
     ) -> Decision {
         let mut decision = Decision::default();
-        let Some(index) = self.first_applicable(req, now_unix_ms, &mut decision.skipped) else {
+        // A dry-run policy is drawn like any other and only reported; it never stands in
+        // front of an enforced policy.
+        if self.policies.iter().any(|p| p.dry_run) {
+            let mut skipped = Vec::new();
+            let first = self.first_applicable(req, now_unix_ms, true, &mut skipped);
+            decision.skipped.extend(skipped);
+            if let Some((index, policy)) = first.and_then(|i| Some((i, self.policies.get(i)?))) {
+                let (delay_ms, abort, _) = self.draw(policy, req, rng);
+                decision.dry_run = Some(DryRun {
+                    policy: index,
+                    would_abort: abort.is_some(),
+                    would_delay: delay_ms.is_some(),
+                });
+            }
+        }
+        let applicable = self.first_applicable(req, now_unix_ms, false, &mut decision.skipped);
+        let Some(index) = applicable else {
             return decision;
         };
         decision.policy = Some(index);
         let Some(policy) = self.policies.get(index) else {
             return decision;
         };
-        let (delay_ms, abort) = match self.header_trigger(policy, req) {
-            Some(trigger) => {
-                decision.by_header = true;
-                let abort = trigger.abort_status.map(|status| {
-                    AbortReplies::new(status, None, HEADER_ABORT_BODY).pick(is_grpc(req))
-                });
-                (trigger.delay_ms, abort)
-            }
-            None => {
-                // Both drawn every time, so each percentage holds on its own.
-                let abort = policy
-                    .abort
-                    .as_ref()
-                    .filter(|a| rng.chance_bp(a.basis_points));
-                let delay = policy.delay.filter(|d| rng.chance_bp(d.basis_points));
-                let delay_ms = delay.map(|d| d.min_ms + rng.below(d.max_ms - d.min_ms + 1));
-                (delay_ms, abort.map(|a| a.replies.pick(is_grpc(req))))
-            }
-        };
+        let (delay_ms, abort, by_header) = self.draw(policy, req, rng);
+        decision.by_header = by_header;
         let at_cap = delays_pending
             >= usize::try_from(self.config.max_concurrent_delays).unwrap_or(usize::MAX);
         if delay_ms.is_some() && at_cap {
@@ -170,15 +180,44 @@ impl Fault {
         decision
     }
 
+    /// The delay and abort `policy` picks for `req` (from its trigger header, if it
+    /// honours one and the request has it), and whether they came from the header.
+    fn draw(
+        &self,
+        policy: &CompiledPolicy,
+        req: &dyn RequestAttributes,
+        rng: &mut Rng,
+    ) -> (Option<u64>, Option<AbortReply>, bool) {
+        match self.header_trigger(policy, req) {
+            Some(trigger) => {
+                let abort = trigger.abort_status.map(|status| {
+                    AbortReplies::new(status, None, HEADER_ABORT_BODY).pick(is_grpc(req))
+                });
+                (trigger.delay_ms, abort, true)
+            }
+            None => {
+                // Both drawn every time, so each percentage holds on its own.
+                let abort = policy
+                    .abort
+                    .as_ref()
+                    .filter(|a| rng.chance_bp(a.basis_points));
+                let delay = policy.delay.filter(|d| rng.chance_bp(d.basis_points));
+                let delay_ms = delay.map(|d| d.min_ms + rng.below(d.max_ms - d.min_ms + 1));
+                (delay_ms, abort.map(|a| a.replies.pick(is_grpc(req))), false)
+            }
+        }
+    }
+
     fn first_applicable(
         &self,
         req: &dyn RequestAttributes,
         now_unix_ms: u64,
+        dry_run: bool,
         skipped: &mut Vec<(usize, Skip)>,
     ) -> Option<usize> {
         let mut view = LazyRequest::new(req);
         for (index, policy) in self.policies.iter().enumerate() {
-            if !policy.matcher.matches(&mut view) {
+            if policy.dry_run != dry_run || !policy.matcher.matches(&mut view) {
                 continue;
             }
             if policy

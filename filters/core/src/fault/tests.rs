@@ -232,6 +232,32 @@ fn an_expired_policy_switches_itself_off() {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
+fn a_dry_run_policy_is_reported_and_never_stands_in_front_of_an_enforced_one() {
+    let fault = mk_fault(json!({"percent_cap": 100.0, "policies": [
+        {"name": "try", "dry_run": true, "abort": {"percent": 100.0, "http_status": 503},
+         "delay": {"percent": 100.0, "fixed_ms": 100}},
+        {"name": "real", "match": {"path_prefixes": ["/real"]},
+         "abort": {"percent": 100.0, "http_status": 500}},
+    ]}));
+    let would = Some(DryRun {
+        policy: 0,
+        would_abort: true,
+        would_delay: true,
+    });
+    let d = fault.decide(&Req::new("a", "/"), NOW, 0, &mut Rng::new(1));
+    assert!(d.is_noop() && d.policy.is_none(), "{d:?}");
+    assert_eq!(d.dry_run, would);
+    let d = fault.decide(&Req::new("a", "/real"), NOW, 0, &mut Rng::new(1));
+    assert_eq!((d.policy, d.abort.map(|a| a.status)), (Some(1), Some(500)));
+    assert_eq!(d.delay_ms, None);
+    assert_eq!(d.dry_run, would);
+    // Without dry-run policies nothing is reported.
+    let d = mk_fault(mk_abort_all(json!({}))).decide(&Req::new("a", "/"), NOW, 0, &mut Rng::new(1));
+    assert_eq!(d.dry_run, None);
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn the_time_matters_only_with_an_expiry() {
     let expiring = mk_fault(json!({"policies": [
         {"name": "e", "abort": {"percent": 50.0, "http_status": 503}, "expires_at_unix_ms": NOW},

@@ -63,6 +63,9 @@ struct Stats {
     delays: Outcome,
     skipped_by_cap: Outcome,
     skipped_expired: Outcome,
+    /// What dry-run policies would have injected (nothing is).
+    would_abort: Outcome,
+    would_delay: Outcome,
     /// Delayed requests whose client went away before they were resumed.
     delays_cancelled: Counter,
 }
@@ -95,6 +98,8 @@ impl<P> FaultStage<P> {
             delays: Outcome::new(host, "delays_injected", &names),
             skipped_by_cap: Outcome::new(host, "skipped_by_cap", &names),
             skipped_expired: Outcome::new(host, "skipped_expired", &names),
+            would_abort: Outcome::new(host, "would_abort", &names),
+            would_delay: Outcome::new(host, "would_delay", &names),
             delays_cancelled: Counter::new(host, &Filter::Fault.stat("delays_cancelled")),
         };
         let tick = fault.tick_period_ms();
@@ -132,6 +137,14 @@ impl<P> FaultStage<P> {
             match skip {
                 Skip::Expired => self.stats.skipped_expired.count(req, *policy),
                 Skip::DelayCap => self.stats.skipped_by_cap.count(req, *policy),
+            }
+        }
+        if let Some(dry) = decision.dry_run {
+            if dry.would_abort {
+                self.stats.would_abort.count(req, dry.policy);
+            }
+            if dry.would_delay {
+                self.stats.would_delay.count(req, dry.policy);
             }
         }
         let Some(policy) = decision.policy else {

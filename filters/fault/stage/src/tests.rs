@@ -17,18 +17,21 @@ fn stage(host: &MockHost, policy: &str, extra: &str) -> FaultStage<()> {
     stage
 }
 
+/// One GET to reviews through a stage with `policy`.
+fn one_request(policy: &str) -> (MockHost, FaultStage<()>, Flow) {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(&host, policy, "");
+    let flow = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    (host, stage, flow)
+}
+
 const DELAY: &str = r#""delay": {"percent": 100, "fixed_ms": 200}"#;
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[test]
 fn an_abort_is_one_local_reply_counted_in_total_and_per_policy() {
-    let host = MockHost::request("GET", "reviews", "/");
-    let stage = stage(
-        &host,
-        r#""abort": {"percent": 100, "http_status": 503, "body": "injected"}"#,
-        "",
-    );
-    let flow = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    let (host, _, flow) =
+        one_request(r#""abort": {"percent": 100, "http_status": 503, "body": "injected"}"#);
     assert_eq!(flow, Flow::Pause);
     assert_eq!(host.replies(), vec![(503, "injected".to_string())]);
     assert_eq!(
@@ -43,6 +46,27 @@ fn an_abort_is_one_local_reply_counted_in_total_and_per_policy() {
         b"fault: 503 injected by policy chaos".to_vec(),
     );
     assert_eq!(host.count(|c| *c == why), 1, "{:?}", host.calls());
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_dry_run_policy_counts_what_it_would_inject_and_injects_nothing() {
+    let (host, stage, flow) = one_request(
+        r#""dry_run": true, "abort": {"percent": 100, "http_status": 503}, "delay": {"percent": 100, "fixed_ms": 200}"#,
+    );
+    assert_eq!(flow, Flow::Continue);
+    assert!(host.replies().is_empty());
+    assert!(!stage.is_holding());
+    assert_eq!(
+        host.moved_metrics(),
+        vec![
+            ("weft.fault.policy.chaos.would_abort".to_string(), 1),
+            ("weft.fault.policy.chaos.would_delay".to_string(), 1),
+            ("weft.fault.would_abort".to_string(), 1),
+            ("weft.fault.would_delay".to_string(), 1),
+        ]
+    );
+    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 0);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
