@@ -203,3 +203,26 @@ fn to_hosts_reach_the_authz_rule() {
         Some(vec!["admin.example".to_string()])
     );
 }
+
+#[test]
+fn a_dry_run_fault_injection_compiles_to_a_dry_run_policy() {
+    let fault = |extra: &str| {
+        let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {{name: f, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  abort: {{httpStatus: 503, percent: 10}}\n{extra}");
+        let compiled = compile_ok(&mk_set(&yaml));
+        let filters = compiled.values().next().unwrap();
+        filters
+            .fault
+            .policies
+            .iter()
+            .map(|p| p.dry_run)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fault("  dryRun: true\n"), [true]);
+    assert_eq!(fault(""), [false]);
+    // Validated like every field: a string is refused with the field named.
+    let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {{name: f, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  dryRun: maybe\n");
+    let err = load(yaml.as_bytes(), &Limits::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dryRun"), "{err}");
+}
