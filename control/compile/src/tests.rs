@@ -16,6 +16,11 @@ fn mk_unvalidated_set(yaml: &str) -> PolicySet {
     PolicySet::from_documents(docs)
 }
 
+/// The filters of the first sidecar group `yaml` compiles to.
+fn only_sidecar(yaml: &str) -> SidecarFilters {
+    compile_ok(&mk_set(yaml)).into_values().next().unwrap()
+}
+
 fn mk_set(yaml: &str) -> PolicySet {
     PolicySet::from_documents(load(yaml.as_bytes(), &Limits::default()).unwrap())
 }
@@ -84,8 +89,7 @@ fn cluster_names_are_istio_like() {
 fn a_breaker_on_the_stable_version_also_guards_the_fallback_cluster() {
     let breaker = |versions: &str| {
         let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: CircuitBreaker\nmetadata: {{name: b, namespace: shop}}\nspec:\n  target: {{service: reviews{versions}}}\n  consecutiveFailures: 3\n");
-        let compiled = compile_ok(&mk_set(&yaml));
-        let filters = compiled.values().next().unwrap();
+        let filters = only_sidecar(&yaml);
         filters.breaker.clusters.keys().cloned().collect::<Vec<_>>()
     };
     // Callers without a split reach v1 (the stable version) through the cluster named by the host.
@@ -208,8 +212,7 @@ fn to_hosts_reach_the_authz_rule() {
 fn a_dry_run_fault_injection_compiles_to_a_dry_run_policy() {
     let fault = |extra: &str| {
         let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {{name: f, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  abort: {{httpStatus: 503, percent: 10}}\n{extra}");
-        let compiled = compile_ok(&mk_set(&yaml));
-        let filters = compiled.values().next().unwrap();
+        let filters = only_sidecar(&yaml);
         filters
             .fault
             .policies
