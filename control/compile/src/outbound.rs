@@ -104,6 +104,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
         sticky,
         cohort,
         mirror,
+        dry_run,
     } = s;
     let (ns, name) = (doc.namespace(), target.service.as_str());
     let cluster = |v: &str| cluster_name(ns, name, svc.port, v);
@@ -188,6 +189,7 @@ fn split(doc: &Document, svc: &ServiceSpec, s: &TrafficSplitSpec, errors: &mut E
                 }),
             }
         }),
+        dry_run: *dry_run,
     }
 }
 

@@ -229,3 +229,18 @@ fn a_dry_run_fault_injection_compiles_to_a_dry_run_policy() {
         .to_string();
     assert!(err.contains("dryRun"), "{err}");
 }
+
+#[test]
+fn a_dry_run_traffic_split_compiles_to_a_dry_run_service() {
+    let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {{name: s, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  split: [{{version: v1, weight: 90}}, {{version: v2, weight: 10}}]\n  dryRun: true\n");
+    let filters = only_sidecar(&yaml);
+    assert_eq!(
+        filters
+            .canary
+            .services
+            .iter()
+            .map(|s| s.dry_run)
+            .collect::<Vec<_>>(),
+        [true]
+    );
+}

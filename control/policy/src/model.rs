@@ -425,6 +425,10 @@ pub struct TrafficSplitSpec {
     pub cohort: Option<CohortSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorSpec>,
+    /// Pick and count the version as usual (`would_route`), route as before (no cluster
+    /// header, cohort or mirror).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Requests matching `match` go to `version`.

@@ -103,6 +103,7 @@ pub fn documents_for(
                     sticky: None,
                     cohort: None,
                     mirror: None,
+                    dry_run: false,
                 }),
             }
         }

@@ -60,6 +60,9 @@ pub fn headers_for_copy(
 struct ServiceStats {
     /// Indexed like the service's `versions`.
     requests: Vec<Counter>,
+    /// Indexed like `requests`: picks of a dry-run split (empty unless it is one).
+    would_route: Vec<Counter>,
+    dry_run: bool,
     mirrored: Counter,
     mirror_failed: Counter,
 }
@@ -94,6 +97,13 @@ impl Stats {
                         .iter()
                         .map(|v| Counter::new(host, &format!("{name}.{}.requests", v.name)))
                         .collect(),
+                    would_route: s
+                        .versions
+                        .iter()
+                        .filter(|_| config.dry_run)
+                        .map(|v| Counter::new(host, &format!("{name}.{}.would_route", v.name)))
+                        .collect(),
+                    dry_run: config.dry_run,
                     mirrored: Counter::new(host, &format!("{name}.mirrored")),
                     mirror_failed: Counter::new(host, &format!("{name}.mirror_failed")),
                 }
@@ -156,6 +166,20 @@ impl CanaryStage {
     ) {
         let decision = self.canary.decide(req, &mut self.rng.borrow_mut());
         match decision {
+            Some(d)
+                if self
+                    .stats
+                    .services
+                    .get(d.service)
+                    .is_some_and(|s| s.dry_run) =>
+            {
+                let stats = self.stats.services.get(d.service);
+                if let Some(counter) = stats.and_then(|s| s.would_route.get(d.version)) {
+                    counter.inc(req);
+                }
+                log::debug!("weft-canary: would route to {} (dry run)", d.cluster);
+                self.drop_callers_choice(req);
+            }
             Some(decision) => {
                 log::debug!(
                     "weft-canary: {} by {}",
@@ -166,13 +190,17 @@ impl CanaryStage {
             }
             None => {
                 self.stats.unmatched.inc(req);
-                // Only this filter may pick a cluster: a caller's own value is dropped, and
-                // the route's fallback applies.
-                let header = self.canary.cluster_header();
-                if req.header(header).is_some() {
-                    req.set_request_header(header, None);
-                }
+                self.drop_callers_choice(req);
             }
+        }
+    }
+
+    /// Only this filter may pick a cluster: a caller's own value is dropped, and the route's
+    /// fallback applies.
+    fn drop_callers_choice<H: Host>(&self, req: &MemoRequest<H>) {
+        let header = self.canary.cluster_header();
+        if req.header(header).is_some() {
+            req.set_request_header(header, None);
         }
     }
 

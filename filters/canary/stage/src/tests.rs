@@ -155,3 +155,32 @@ fn the_applied_weights_are_gauges_in_basis_points() {
     );
     assert_eq!(host.metric("weft.canary.reviews.v2.weight_bp"), Some(0));
 }
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_dry_run_split_counts_the_version_it_would_pick_and_routes_as_before() {
+    let json = config(10_000).replace(
+        r#""host": "reviews""#,
+        r#""dry_run": true, "host": "reviews""#,
+    );
+    let host = MockHost::request("GET", "reviews", "/")
+        .header("x-beta", "1")
+        .header("x-weft-cluster", "reviews-v2");
+    let stage = CanaryStage::new(Canary::from_json(json.as_bytes()).unwrap(), 1, &host);
+    host.clear_calls();
+    let mut state = CanaryRequest::default();
+    stage.on_request_headers(&mut state, &MemoRequest::new(&host), true);
+    // The rule picked v2: counted, not applied (the caller's own choice is dropped too).
+    assert_eq!(host.request_header("x-weft-cluster"), None);
+    assert_eq!(host.request_header("x-cohort"), None);
+    assert_eq!(state.take_response_header(), None);
+    assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 0);
+    assert_eq!(
+        host.moved_metrics(),
+        vec![
+            // Set at configuration: the split as configured.
+            ("weft.canary.reviews.v1.weight_bp".to_string(), 10_000),
+            ("weft.canary.reviews.v2.would_route".to_string(), 1)
+        ]
+    );
+}

@@ -84,6 +84,10 @@ pub struct Service {
     pub cohort: Option<Cohort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Mirror>,
+    /// Pick the version as usual and count it (`<name>.<version>.would_route`); route as
+    /// before: no cluster header, cohort header or mirror.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One version of a service.
