@@ -761,3 +761,52 @@ fn container_address(id: &str) -> Option<String> {
     );
     reachable.is_ok().then_some(ip)
 }
+
+/// `dryRun` TrafficSplit: every pick is counted per version (`would_route`), and traffic
+/// goes exactly where it would without the split: the stable fallback, no cohort, no mirror.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_split_counts_its_picks_and_changes_no_traffic() {
+    let net = TestNet::new("canary-dry-run");
+    let mesh = start_upstreams(&net).await;
+    let mut config = reviews_config(10_000);
+    config["services"][0]["dry_run"] = json!(true);
+    let envoy = start_envoy(&net, &bootstrap(vec![canary_filter(config, false)])).await;
+    let url = format!("{}/reviews/1", envoy.url(10_000));
+
+    // 1,000 random draws, 100 beta-channel requests (the rule picks v2), 20 with a forged
+    // cluster header: all of them answered by stable v1, untouched.
+    let n = 1_000;
+    let random = send_many(&url, n, 32, |_| Vec::new()).await;
+    let beta = send_many(&url, 100, 20, |_| vec![("x-beta".into(), "true".into())]).await;
+    let forged = send_many(&url, 20, 20, |_| {
+        vec![(CLUSTER_HEADER.into(), "reviews-v2".into())]
+    })
+    .await;
+    for s in random.iter().chain(&beta).chain(&forged) {
+        assert_eq!((s.status, s.version.as_str()), (200, "v1"), "{s:?}");
+        assert_eq!(s.version_header, None, "{s:?}");
+        assert!(s.upstream_headers["x-weft-cohort"].is_null(), "{s:?}");
+        assert!(s.upstream_headers[CLUSTER_HEADER].is_null(), "{s:?}");
+    }
+    let (v1, v2) = (
+        stat(&envoy, "reviews.v1.would_route").await,
+        stat(&envoy, "reviews.v2.would_route").await,
+    );
+    let total = n as u64 + 100 + 20;
+    assert_eq!(v1 + v2, total);
+    // The 100 beta requests are v2 picks; the other 1,020 are 75/25 draws.
+    let drawn_v2 = v2.checked_sub(100).unwrap();
+    let (lo, hi) = binomial_interval_999(total - 100, 0.25);
+    eprintln!(
+        "dry-run split: would route {drawn_v2} of {} draws to v2 ({lo}..={hi})",
+        total - 100
+    );
+    assert!(
+        within_binomial_999(drawn_v2, total - 100, 0.25),
+        "{drawn_v2}"
+    );
+    assert_eq!(stat(&envoy, "reviews.v1.requests").await, 0);
+    assert_eq!(stat(&envoy, "reviews.v2.requests").await, 0);
+    assert_eq!(mesh.v2.stats().await.unwrap().requests, 0);
+    assert_eq!(mesh.shadow.stats().await.unwrap().requests, 0);
+}
