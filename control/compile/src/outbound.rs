@@ -268,6 +268,7 @@ fn breaker_policy(doc: &Document, s: &CircuitBreakerSpec, errors: &mut Errors) -
         half_open_probes,
         max_concurrent,
         reject_status,
+        dry_run,
     } = s;
     let d = BreakerPolicy::default();
     let mut dur = |field: &str, v: &Option<String>, default: u64| {
@@ -316,6 +317,7 @@ fn breaker_policy(doc: &Document, s: &CircuitBreakerSpec, errors: &mut Errors) -
         half_open_probes: half_open_probes.unwrap_or(d.half_open_probes),
         max_concurrent: *max_concurrent,
         reject_status: reject_status.unwrap_or(d.reject_status),
+        dry_run: *dry_run,
     }
 }
 

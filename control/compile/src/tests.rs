@@ -244,3 +244,16 @@ fn a_dry_run_traffic_split_compiles_to_a_dry_run_service() {
         [true]
     );
 }
+
+#[test]
+fn a_dry_run_circuit_breaker_compiles_to_dry_run_clusters() {
+    let yaml = format!("{SERVICE}---\napiVersion: weft.dev/v1alpha1\nkind: CircuitBreaker\nmetadata: {{name: b, namespace: shop}}\nspec:\n  target: {{service: reviews}}\n  dryRun: true\n");
+    let filters = only_sidecar(&yaml);
+    let dry: Vec<bool> = filters
+        .breaker
+        .clusters
+        .values()
+        .map(|p| p.dry_run)
+        .collect();
+    assert_eq!(dry, [true, true, true]);
+}

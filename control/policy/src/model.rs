@@ -615,6 +615,9 @@ pub struct CircuitBreakerSpec {
     pub max_concurrent: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_status: Option<u16>,
+    /// Run the state machine and count would-fail-fast (`would_fail_fast`); fail nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

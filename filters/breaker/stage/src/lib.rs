@@ -43,6 +43,8 @@ struct ClusterStats {
     probes: Counter,
     rejections: Counter,
     rejected_open: Counter,
+    /// Dry run: requests the breaker would have failed fast (and let through).
+    would_fail_fast: Counter,
     rejected_half_open: Counter,
     rejected_overflow: Counter,
 }
@@ -64,6 +66,7 @@ impl ClusterStats {
             probes: counter("probes"),
             rejections: counter("rejections"),
             rejected_open: counter("rejected.open"),
+            would_fail_fast: counter("would_fail_fast"),
             rejected_half_open: counter("rejected.half_open"),
             rejected_overflow: counter("rejected.overflow"),
         }
@@ -261,6 +264,11 @@ impl BreakerStage {
             }
         };
         let stats = &cluster.stats;
+        if cluster.policy.dry_run {
+            // Nothing was taken (a rejection holds no slot): pass it on unguarded.
+            stats.would_fail_fast.inc(req);
+            return Gate::Unguarded;
+        }
         stats.rejections.inc(req);
         match rejection {
             Some(Rejection::Open) => stats.rejected_open.inc(req),

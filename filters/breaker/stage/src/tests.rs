@@ -197,3 +197,33 @@ fn exhausted_contention_fails_safe_and_unguarded_traffic_is_untouched() {
     ));
     assert_eq!(shared_calls(&other), vec![]);
 }
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_dry_run_breaker_runs_its_machine_and_counts_what_it_would_fail_fast() {
+    let host = to_cluster();
+    let policy = r#"{"consecutive_failures": 2, "open_interval_ms": 1000, "jitter_percent": 0,
+        "half_open_probes": 1, "dry_run": true}"#;
+    let stage = stage(&host, policy);
+    host.set_now(10_000);
+    for _ in 0..2 {
+        assert!(matches!(request(&host, &stage, 500), Gate::Admitted(_)));
+    }
+    // Open, as an enforced breaker would be: the next three pass, unguarded and counted.
+    assert_eq!(host.metric("weft.breaker.reviews-v1.opens"), Some(1));
+    host.clear_calls();
+    for _ in 0..3 {
+        assert!(matches!(request(&host, &stage, 200), Gate::Unguarded));
+    }
+    assert!(host.replies().is_empty());
+    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 0);
+    assert_eq!(
+        host.metric("weft.breaker.reviews-v1.would_fail_fast"),
+        Some(3)
+    );
+    assert_eq!(host.metric("weft.breaker.reviews-v1.rejections"), Some(0));
+    // After the interval the probe is admitted and its success closes the machine.
+    host.set_now(11_000);
+    assert!(matches!(request(&host, &stage, 200), Gate::Admitted(_)));
+    assert_eq!(host.metric("weft.breaker.reviews-v1.closes"), Some(1));
+}

@@ -55,6 +55,10 @@ pub struct BreakerPolicy {
     /// Status of the fail-fast local reply.
     #[serde(default = "default_reject_status")]
     pub reject_status: u16,
+    /// Run the state machine as usual, count every request it would fail fast
+    /// (`would_fail_fast`) and let it through.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Default for BreakerPolicy {
@@ -70,6 +74,7 @@ impl Default for BreakerPolicy {
             half_open_probes: default_half_open_probes(),
             max_concurrent: None,
             reject_status: default_reject_status(),
+            dry_run: false,
         }
     }
 }

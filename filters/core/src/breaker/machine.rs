@@ -107,6 +107,8 @@ pub struct Policy {
     pub half_open_probes: u32,
     pub max_concurrent: Option<u32>,
     pub reject_status: u16,
+    /// Run the machine, count what would fail fast, let it through.
+    pub dry_run: bool,
 }
 
 // === impl Policy ===

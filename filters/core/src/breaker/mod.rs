@@ -158,6 +158,7 @@ fn compile(at: &str, p: &BreakerPolicy) -> Result<Policy, ConfigError> {
         half_open_probes: p.half_open_probes,
         max_concurrent: p.max_concurrent,
         reject_status: p.reject_status,
+        dry_run: p.dry_run,
     })
 }
 
