@@ -352,3 +352,38 @@ async fn bad_config_is_refused_naming_the_field() {
         "{logs}"
     );
 }
+
+/// `dryRun`: the machine opens as an enforced one would, and every request it would fail fast
+/// is counted and reaches the upstream; nothing is answered by the breaker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_breaker_opens_counts_would_fail_fast_and_fails_nothing() {
+    let net = TestNet::new("breaker-dry-run");
+    let upstream = Upstream::start(&net, "reviews", "v1").await.unwrap();
+    // An open interval far longer than the test: the machine stays open throughout.
+    let config = json!({"clusters": {"upstream": {
+        "consecutive_failures": 3, "failure_on": ["5xx"], "open_interval_ms": 600_000,
+        "max_open_interval_ms": 600_000, "jitter_percent": 0, "dry_run": true,
+    }}});
+    let envoy = start(&net, &upstream, config).await;
+    let url = format!("{}/reviews", envoy.url(10_000));
+
+    upstream.set_mode(503, 0).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(&url, &[]).await, (503, None));
+        settle(&envoy).await;
+    }
+    assert_eq!(stat(&envoy, &format!("{STAT}.opens")).await, 1);
+    assert_eq!(stat(&envoy, &format!("{STAT}.state")).await, 1);
+    // Open: still failing and still reaching the upstream, then healthy again.
+    for _ in 0..10 {
+        assert_eq!(get(&url, &[]).await, (503, None));
+    }
+    upstream.set_mode(0, 0).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(get(&url, &[]).await, (200, None));
+    }
+    assert_eq!(upstream.stats().await.unwrap().requests, 3 + 10 + 5);
+    assert_eq!(stat(&envoy, &format!("{STAT}.would_fail_fast")).await, 15);
+    assert_eq!(stat(&envoy, &format!("{STAT}.rejections")).await, 0);
+    assert_eq!(stat(&envoy, &format!("{STAT}.state")).await, 1);
+}
