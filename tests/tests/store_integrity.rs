@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weft_e2e::{
-    api_client, http_client, xds_support::network_gateway, EnvoyOptions, Pod, TestNet,
-    UpstreamOptions,
+    api_client, xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions,
 };
 use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams};
