@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weft_e2e::{
-    http_client, xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions,
+    api_client, xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions,
 };
 use weft_serve::{weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams};
@@ -247,7 +247,7 @@ async fn compaction_keeps_history_and_rollback_and_a_damaged_log_stops_the_serve
 
     // Restarted: version 6 (rollback to 2, /b) is served again and enforced.
     let server = start(&bin, &data_dir, xds_port, &[]);
-    let status: Value = http_client()
+    let status: Value = api_client(None, &server.token)
         .get(format!("{}/api/v1/status", server.api))
         .send()
         .await
@@ -295,7 +295,15 @@ async fn no_route_of_the_real_server_answers_with_a_secret() {
         );
     }
     let request_body = std::fs::read_to_string(policy(files.path(), "c", only_sent)).unwrap();
-    let client = http_client();
+    // The admin operator: every route answers (a 401 would hide nothing and prove nothing).
+    let client = api_client(
+        server
+            .ca_file
+            .as_ref()
+            .map(|f| std::fs::read(f).unwrap())
+            .as_deref(),
+        &server.token,
+    );
     let mut seen = Vec::new();
     for (method, route) in weft_api::ROUTES {
         for version in ["1", "2", "v1"] {

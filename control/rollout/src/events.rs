@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -32,7 +33,12 @@ impl EventLog {
 
     /// Loads `<dir>/events.jsonl` (creating `dir`).
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        // Inside the operator's data directory: 0700, files 0600 from creation (D43).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let path = dir.join("events.jsonl");
         let mut events = VecDeque::new();
         match std::fs::read_to_string(&path) {
@@ -66,6 +72,7 @@ impl EventLog {
             let written = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .and_then(|mut f| writeln!(f, "{line}"));
             if let Err(e) = written {
