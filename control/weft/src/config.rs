@@ -84,25 +84,12 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
 }
 
 fn save(path: &Path, config: &Config) -> Result<(), Failure> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let fail = |e: String| Failure::new(Exit::Usage, format!("{}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     }
     let text = serde_norway::to_string(config).map_err(|e| fail(e.to_string()))?;
-    let tmp = path.with_extension("yaml.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| fail(e.to_string()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| fail(e.to_string()))
+    weft_ca::write_private(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
 }
 
 impl Config {

@@ -72,22 +72,6 @@ pub fn run(
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600, like every file in the data directory (D43; the
-/// bundle is public, but the directory is the operator's, and a copy is theirs to hand out).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// The API's listener: TLS from the mesh CA, or plain HTTP on loopback when asked for.
 async fn api_listener(
     args: &ApiServeArgs,
@@ -112,7 +96,7 @@ async fn api_listener(
     let address = args.listen.as_deref().unwrap_or("127.0.0.1:7070");
     // What clients verify the API with (public; the CLI's --ca-file).
     let bundle = args.data_dir_bundle.clone();
-    write_private(&bundle, identity.ca.trust_bundle().as_bytes())
+    weft_ca::write_private(&bundle, identity.ca.trust_bundle().as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", bundle.display()))?;
     // Client certificates are optional and must chain to the operator CA (never the mesh's).
     let operator_roots = operator_ca.map(|ca| ca.trust_bundle());

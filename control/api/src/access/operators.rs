@@ -7,7 +7,6 @@
 use super::authz::{Principal, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -263,31 +262,13 @@ impl Operators {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
-        let tmp = self.path.with_extension("json.tmp");
-        write_private(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| io(&self.path, e))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io(dir, e))?;
-        }
-        Ok(())
+        write_private(&self.path, &bytes)
     }
 }
 
-/// Writes `bytes` to a new file of mode 0600 and fsyncs it.
+/// Atomically, mode 0600 from creation, fsync'ed ([`weft_ca::write_private`]).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), OperatorError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io(path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io(path, e))
+    weft_ca::write_private(path, bytes).map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, e: std::io::Error) -> OperatorError {
