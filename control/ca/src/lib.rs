@@ -21,12 +21,6 @@ use std::path::{Path, PathBuf};
 pub use authority::{
     Ca, CaSettings, RootInfo, Svid, MAX_ROOT_PROPAGATION, MAX_ROOT_TTL, MAX_SVID_TTL,
 };
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync) with
-/// mode 0600 from creation: every file of a data directory is written this way.
-pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    files::write_atomic(path, bytes, 0o600)
-}
-
 pub use token::{Claims, TokenError, TokenRecord, Tokens, MAX_TOKEN_TTL};
 
 /// The control plane's own namespace (`spiffe://<domain>/ns/weft-system/sa/weft-control` is

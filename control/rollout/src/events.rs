@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -34,11 +33,9 @@ impl EventLog {
     /// Loads `<dir>/events.jsonl` (creating `dir`).
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         // Inside the operator's data directory: 0700, files 0600 from creation (D43).
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        if let Some(warning) = weft_store::private::private_dir(dir)? {
+            tracing::warn!(%warning, "the rollout events directory was readable by others");
+        }
         let path = dir.join("events.jsonl");
         let mut events = VecDeque::new();
         match std::fs::read_to_string(&path) {
@@ -69,12 +66,8 @@ impl EventLog {
                 let _ = std::fs::rename(path, path.with_extension("jsonl.1"));
             }
             let line = serde_json::to_string(&event).unwrap_or_default();
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .and_then(|mut f| writeln!(f, "{line}"));
+            let written =
+                weft_store::private::open_append(path).and_then(|(mut f, _)| writeln!(f, "{line}"));
             if let Err(e) = written {
                 tracing::warn!(error = %e, path = %path.display(), "cannot append a rollout event");
             }

@@ -62,6 +62,20 @@ pub fn create_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Replaces `path` with `bytes` atomically: a 0600 temporary file beside it, fsync'ed, renamed
+/// over `path`, and the directory fsync'ed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut file = create_file(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
 /// `fsync`s the directory holding `path`, so a created or renamed entry survives a crash.
 pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {

@@ -89,7 +89,7 @@ fn save(path: &Path, config: &Config) -> Result<(), Failure> {
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     }
     let text = serde_norway::to_string(config).map_err(|e| fail(e.to_string()))?;
-    weft_ca::write_private(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
+    weft_store::private::write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
 }
 
 impl Config {

@@ -96,7 +96,7 @@ async fn api_listener(
     let address = args.listen.as_deref().unwrap_or("127.0.0.1:7070");
     // What clients verify the API with (public; the CLI's --ca-file).
     let bundle = args.data_dir_bundle.clone();
-    weft_ca::write_private(&bundle, identity.ca.trust_bundle().as_bytes())
+    weft_store::private::write_atomic(&bundle, identity.ca.trust_bundle().as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", bundle.display()))?;
     // Client certificates are optional and must chain to the operator CA (never the mesh's).
     let operator_roots = operator_ca.map(|ca| ca.trust_bundle());

@@ -38,13 +38,11 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(AUDIT_FILE);
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)?;
+        let (file, warning) = weft_store::private::open_append(&path)?;
+        if let Some(warning) = warning {
+            tracing::warn!(%warning, "the audit log was readable by others");
+        }
         Ok(Self {
             path,
             file: Mutex::new(file),

@@ -266,9 +266,9 @@ impl Operators {
     }
 }
 
-/// Atomically, mode 0600 from creation, fsync'ed ([`weft_ca::write_private`]).
+/// Atomically, mode 0600 from creation, fsync'ed ([`weft_store::private::write_atomic`]).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), OperatorError> {
-    weft_ca::write_private(path, bytes).map_err(|e| io(path, e))
+    weft_store::private::write_atomic(path, bytes).map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, e: std::io::Error) -> OperatorError {
