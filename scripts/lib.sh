@@ -27,3 +27,17 @@ stage_binary_with_libs() {
         cp -L "$lib" "$ctx$lib"
     done
 }
+
+# Build the native dynamic module (filters/suite-native) with the release profile, linked by
+# scripts/native-cc (only the final link is affected, so dependencies are shared with the
+# control plane's release build); prints the path of the shared object.
+build_native_module() {
+    (cd "$WEFT_ROOT" && cargo rustc --quiet --release -p weft-suite-native --crate-type cdylib \
+        -- -C linker="$WEFT_ROOT/scripts/native-cc") || die "building weft-suite-native failed"
+    echo "${CARGO_TARGET_DIR:-$WEFT_ROOT/target}/release/libweft_suite_native.so"
+}
+
+# The shared objects a module or binary needs (its DT_NEEDED entries), comma-separated.
+native_needed() {
+    readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | paste -sd, -
+}

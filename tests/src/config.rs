@@ -16,7 +16,46 @@ pub enum FailurePolicy {
     FailReload,
 }
 
-/// One `envoy.extensions.filters.http.wasm.v3.Wasm` entry of the HTTP filter chain.
+/// What runs a weft filter in Envoy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Runtime {
+    /// `dist/filters/<artifact>.wasm` in V8 (`envoy.filters.http.wasm`).
+    #[default]
+    Wasm,
+    /// The native dynamic module `dist/filters/libweft_suite.so`
+    /// (`envoy.filters.http.dynamic_modules`): the suite, with this filter's configuration as
+    /// its section (the suite's own configuration as is).
+    Native,
+}
+
+impl Runtime {
+    /// The prefix Envoy gives the filters' own stats (`<prefix>weft.authz.allowed`).
+    pub fn stat_prefix(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasmcustom.",
+            Self::Native => "dynamicmodulescustom.",
+        }
+    }
+
+    /// The module name in the filters' log lines (`weft-authz: invalid configuration`).
+    pub fn log_name(self, artifact: &str) -> String {
+        match self {
+            Self::Wasm => format!("weft-{artifact}"),
+            Self::Native => "weft-suite".into(),
+        }
+    }
+
+    /// The artifact a test needs built (`dist/filters/...`), or an error naming the script.
+    pub fn artifact(self, name: &str) -> anyhow::Result<std::path::PathBuf> {
+        match self {
+            Self::Wasm => crate::artifact(name),
+            Self::Native => crate::native_artifact(),
+        }
+    }
+}
+
+/// One `envoy.extensions.filters.http.wasm.v3.Wasm` entry of the HTTP filter chain (or, with
+/// [`Runtime::Native`], the same filter in the native module).
 #[derive(Clone, Debug)]
 pub struct WasmFilter {
     /// The filter's name in the chain (and its stats prefix).
@@ -28,6 +67,7 @@ pub struct WasmFilter {
     /// Passed to the filter as the `StringValue` plugin configuration.
     pub configuration: Value,
     pub failure_policy: FailurePolicy,
+    pub runtime: Runtime,
 }
 
 impl WasmFilter {
@@ -40,7 +80,13 @@ impl WasmFilter {
             vm_id: artifact.into(),
             configuration,
             failure_policy: FailurePolicy::FailClosed,
+            runtime: Runtime::Wasm,
         }
+    }
+
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
     }
 
     pub fn root_id(mut self, root_id: &str) -> Self {
@@ -68,6 +114,9 @@ impl WasmFilter {
     }
 
     fn to_json(&self) -> Value {
+        if self.runtime == Runtime::Native {
+            return self.native_json();
+        }
         let policy = match self.failure_policy {
             FailurePolicy::FailClosed => "FAIL_CLOSED",
             FailurePolicy::FailOpen => "FAIL_OPEN",
@@ -90,6 +139,31 @@ impl WasmFilter {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": self.configuration.to_string(),
                     },
+                },
+            },
+        })
+    }
+}
+
+impl WasmFilter {
+    /// The native module's filter entry: loaded by name (`libweft_suite.so` from
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, which the harness points at [`FILTERS_DIR`]); a
+    /// single filter's configuration becomes its section of the suite's.
+    fn native_json(&self) -> Value {
+        let configuration = if self.artifact == "suite" {
+            self.configuration.clone()
+        } else {
+            json!({ self.artifact.as_str(): self.configuration })
+        };
+        json!({
+            "name": self.name,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"name": "weft_suite", "do_not_close": true},
+                "filter_name": self.name,
+                "filter_config": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration.to_string(),
                 },
             },
         })

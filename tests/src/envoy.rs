@@ -50,6 +50,9 @@ pub struct EnvoyOptions {
     pub ports: Vec<u16>,
     pub concurrency: u32,
     pub log_level: String,
+    /// `--component-log-level`, e.g. `wasm:debug` (the filters' debug lines, which name the
+    /// policy and rule of every decision, without Envoy's own debug noise).
+    pub component_log_level: Option<String>,
     /// Bound on waiting for admin `/ready`.
     pub ready_timeout: Duration,
     /// The container's hostname on the test network.
@@ -82,6 +85,7 @@ impl EnvoyOptions {
             ports: vec![10_000],
             concurrency: 1,
             log_level: "info".into(),
+            component_log_level: None,
             ready_timeout: Duration::from_secs(30),
             hostname: "envoy".into(),
             admin: AdminAccess::Socket,
@@ -106,6 +110,11 @@ impl EnvoyOptions {
 
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.into();
+        self
+    }
+
+    pub fn component_log_level(mut self, levels: &str) -> Self {
+        self.component_log_level = Some(levels.into());
         self
     }
 }
@@ -357,6 +366,10 @@ fn request(
         "--file-flush-interval-msec".to_owned(),
         "100".to_owned(),
     ];
+    if let Some(levels) = &options.component_log_level {
+        cmd.push("--component-log-level".to_owned());
+        cmd.push(levels.clone());
+    }
     let admin_dir = files.path().join("admin");
     std::fs::create_dir(&admin_dir).context("creating the admin socket's directory")?;
     if options.admin == AdminAccess::Socket && !options.bootstrap_yaml.contains(ADMIN_SOCKET) {
@@ -377,6 +390,8 @@ fn request(
             ADMIN_SOCKET_DIR,
         ))
         .with_log_consumer(log.consumer())
+        // Where Envoy looks for a dynamic module named in the config (`libweft_suite.so`).
+        .with_env_var("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", FILTERS_DIR)
         .with_cmd(cmd);
     if let Some(dir) = &options.wasm_dir {
         if !dir.is_dir() {

@@ -27,15 +27,15 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-pub use browser::{artifacts_dir, chromium};
-pub use config::{DownstreamTls, EnvoyConfig, FailurePolicy, Route, WasmFilter};
+pub use browser::{artifacts_dir, chromium, label_boxes, overlapping, DrawnBox};
+pub use config::{DownstreamTls, EnvoyConfig, FailurePolicy, Route, Runtime, WasmFilter};
 pub use envoy::{
     envoy_image, unix_get, AdminAccess, Envoy, EnvoyOptions, ADMIN_PORT, ADMIN_SOCKET, FILTERS_DIR,
 };
 pub use net::TestNet;
 pub use pod::Pod;
 pub use poll::poll_until;
-pub use raw::{raw_get, raw_request, raw_request_to, RawReply};
+pub use raw::{raw_exchange, raw_get, raw_request, raw_request_to, raw_with_body, RawReply};
 pub use reqwest;
 pub use stats::{binomial_interval_999, within_binomial_999};
 pub use upstream::{
@@ -56,12 +56,34 @@ pub fn filters_dir() -> PathBuf {
     workspace_root().join("dist").join("filters")
 }
 
+/// The trust list `scripts/build-filters` signs `dist/filters` for: the public key of the
+/// development signing key (`.weft/module-signing/dev.key`), for `weft serve --module-signers`.
+pub fn module_signers() -> PathBuf {
+    workspace_root()
+        .join(".weft")
+        .join("module-signing")
+        .join("signers")
+}
+
 /// The built filter `dist/filters/<name>.wasm`, or an error saying how to build it.
 pub fn artifact(name: &str) -> anyhow::Result<PathBuf> {
     let path = filters_dir().join(format!("{name}.wasm"));
     if !path.is_file() {
         bail!(
             "filter artifact {} is missing: run scripts/build-filters first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The native dynamic module `dist/filters/libweft_suite.so`, or an error saying how to
+/// build it.
+pub fn native_artifact() -> anyhow::Result<PathBuf> {
+    let path = filters_dir().join("libweft_suite.so");
+    if !path.is_file() {
+        bail!(
+            "native module {} is missing: run scripts/build-filters first",
             path.display()
         );
     }

@@ -100,6 +100,7 @@ async fn the_https_gateway_enforces_jwt_rules_and_calls_the_mesh_over_mtls() {
         port: 8080,
         host: "finance-reporting".into(),
         stable_version: "v1".into(),
+        calls: None,
     }];
     cp.state.set_config(1, filters, services).unwrap();
 

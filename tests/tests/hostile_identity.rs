@@ -24,7 +24,7 @@ use weft_e2e::{
     http_client, poll_until, xds_support::network_gateway, EnvoyOptions, Pod, TestNet,
     UpstreamOptions, ADMIN_SOCKET,
 };
-use weft_serve::{weft_bin, WeftServer};
+use weft_serve::{ca_mesh_args, weft_bin, WeftServer};
 use weft_xds::bootstrap::{self, BootstrapParams, XdsUpstreamTls};
 use xds_common::INBOUND;
 
@@ -34,21 +34,13 @@ const STREAMS_PER_IDENTITY: usize = 2;
 /// `weft serve --ca` with xDS over TLS on any port (named `gateway` and 127.0.0.1) and
 /// [`STREAMS_PER_IDENTITY`].
 fn start(bin: &Path, data: &Path, gateway: &str) -> WeftServer {
-    WeftServer::start(
-        bin,
-        data,
-        &[
-            "--xds-listen",
-            "0.0.0.0:0",
-            "--mesh-warmup-ms",
-            "0",
-            "--ca",
-            "--xds-tls-name",
-            &format!("{gateway},127.0.0.1"),
-            "--xds-max-streams-per-identity",
-            &STREAMS_PER_IDENTITY.to_string(),
-        ],
-    )
+    let mut args = ca_mesh_args(gateway);
+    args.extend([
+        "--xds-max-streams-per-identity".to_string(),
+        STREAMS_PER_IDENTITY.to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    WeftServer::start(bin, data, &args)
 }
 
 impl WeftServer {
@@ -209,17 +201,7 @@ async fn a_hostile_token_holder_cannot_take_the_control_planes_identity_or_anoth
     // refused lifetime: before issue 15 the server aborted at this point).
     let policy = files.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
-    let (code, out, err) = server.cli(
-        &bin,
-        &[
-            "apply",
-            "-f",
-            policy.to_str().unwrap(),
-            "--ack-timeout",
-            "0",
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
+    server.apply_file(&bin, &policy);
     let (_, ca) = server.call("GET", "/api/v1/ca", None).await;
     let sidecars = Sidecars {
         net: &net,

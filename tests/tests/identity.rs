@@ -78,6 +78,7 @@ impl Mesh {
             port: 9080,
             host: "reviews".into(),
             stable_version: "v1".into(),
+            calls: None,
         }];
         state.set_config(1, filters, services).unwrap();
         let net = TestNet::new(label);

@@ -22,7 +22,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weft_e2e::{api_client, artifacts_dir, chromium, http_client, poll_until, workspace_root};
+use weft_e2e::{
+    api_client, artifacts_dir, chromium, http_client, label_boxes, overlapping, poll_until,
+    workspace_root,
+};
 
 const NS: &str = "demo";
 const EXEC: &str = "spiffe://cluster.local/ns/demo/sa/exec-portal";
@@ -35,6 +38,8 @@ struct DemoMesh {
     /// The API's trust bundle and the admin token (`WEFT_CA_FILE`, `WEFT_TOKEN_FILE`).
     ca_file: String,
     token_file: String,
+    /// What `scripts/demo` printed (its report).
+    report: String,
 }
 
 impl DemoMesh {
@@ -62,6 +67,7 @@ impl DemoMesh {
             xds: String::new(),
             ca_file: String::new(),
             token_file: String::new(),
+            report: String::from_utf8_lossy(&output.stdout).into_owned(),
         };
         assert!(
             output.status.success(),
@@ -351,6 +357,47 @@ async fn the_graph_counts_edges_suggests_least_privilege_and_telemetry_fails_ope
         );
     }
     assert!(dom.contains("DENIED"), "{dom}");
+    // Every service box and edge label of the demo mesh as the browser drew it: none overlaps
+    // another, no text leaves its box.
+    let boxes = label_boxes(&dom);
+    assert!(boxes.len() >= 10, "{boxes:?}");
+    assert_eq!(
+        overlapping(&boxes),
+        Vec::<(String, String)>::new(),
+        "{boxes:?}"
+    );
+    println!(
+        "{} boxes on the demo's graph page, none overlapping",
+        boxes.len()
+    );
+    // The demo's ratings fault: its injected aborts (answered by reviews' own sidecar, never
+    // seen by ratings) are on the edge, with their cause.
+    let injected: u64 = mesh
+        .report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fault    ratings: 503 injected "))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fault line in the demo's report:\n{}", mesh.report));
+    let ratings = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "reviews" && e["destination"] == "ratings")
+        .unwrap();
+    println!("reviews -> ratings (demo: {injected} injected): {ratings}");
+    let (requests, aborted) = (
+        ratings["requests"].as_u64().unwrap(),
+        ratings["aborted"].as_u64().unwrap(),
+    );
+    assert!(aborted >= injected && injected > 0, "{ratings}");
+    assert_eq!(ratings["local_replies"]["aborted"], aborted);
+    assert_eq!(
+        requests,
+        aborted + ratings["status"]["2xx"].as_u64().unwrap(),
+        "{ratings}"
+    );
+    assert!(ratings["errors"].as_u64().unwrap() >= aborted);
     println!(
         "screenshot: {}",
         artifacts_dir()
@@ -427,16 +474,24 @@ async fn the_graph_counts_edges_suggests_least_privilege_and_telemetry_fails_ope
     )
     .await
     .unwrap();
-    // Enforced: every seen caller passes, the unseen one is denied.
+    // Enforced: every seen caller passes on the paths it used, the unseen one is denied.
+    // exec-portal called shipping's /orders/1 only at policy version 1, before any policy
+    // (the demo's readiness check): counted all the same, so allowed (a sidecar reports what
+    // it counted when a new configuration retires its filter, D91). /reports/q3 came from
+    // the demo's report, after the policies.
     mesh.weft(
         &["apply", "-f", "-", "--ack-timeout", "60"],
         &yaml.replace("dryRun: true", "dryRun: false"),
     );
     wait_status("reviews-v1", "shipping", "/orders/1", 403).await;
-    assert_eq!(
-        send("exec-portal-v1", "shipping", "/orders/1", 5).await,
-        [200; 5]
-    );
+    for path in ["/orders/1", "/reports/q3"] {
+        assert!(yaml.contains(&format!("- {path}")), "{path}: {yaml}");
+        assert_eq!(
+            send("exec-portal-v1", "shipping", path, 5).await,
+            [200; 5],
+            "{path}"
+        );
+    }
     assert_eq!(
         send("shadow-dashboard-v1", "shipping", "/orders/1", 2).await,
         [403; 2]

@@ -331,11 +331,11 @@ async fn suite_mode_enforces_authz_routes_canaries_reports_telemetry_in_one_vm()
             .find(|e| e.version == version && e.reported_by == [reporter])
             .unwrap()
     };
-    // Without mesh mTLS the callee sees no principal: the caller is "unknown" inbound.
+    // Without mesh mTLS the callee sees no principal: the caller is "external" inbound (D92).
     let v1_in = find("v1", "inbound");
     assert_eq!(
         (v1_in.source.as_str(), v1_in.requests, v1_in.denied),
-        ("unknown", 2, 1)
+        ("external", 2, 1)
     );
     let v2_in = find("v2", "inbound");
     assert_eq!((v2_in.denied, v2_in.status.get("4xx")), (3, Some(&3)));

@@ -65,8 +65,15 @@ pub async fn run(server_spec: &ServerSpec, spec: &EnvoySpec) -> anyhow::Result<E
     let label = format!("envoy-{}", spec.sidecars);
     let server = WeftServer::start(server_spec, &label)?;
     let marker = |k: usize| format!("envoy{}r{k}", spec.sidecars);
-    let documents =
-        |k: usize| policy::documents(&spec.namespace, spec.services, spec.versions, &marker(k));
+    let documents = |k: usize| {
+        policy::documents(
+            &spec.namespace,
+            spec.services,
+            spec.versions,
+            None,
+            &marker(k),
+        )
+    };
     apply_async(&server, documents(0)).await?;
     let dir = server_spec.work_dir.join(&label);
     std::fs::create_dir_all(&dir)?;

@@ -1,4 +1,5 @@
-//! Simulated sidecars: one ADS stream (state of the world, real gRPC) per sidecar, many
+//! Simulated sidecars: one ADS stream (state of the world, or delta with
+//! [`FleetSpec::delta`], see `delta_stream`; real gRPC) per sidecar, many
 //! streams multiplexed on one HTTP/2 connection, each behaving like Envoy with weft's sidecar
 //! bootstrap: the first request carries the node (`set_node_on_first_message_only`), CDS is a
 //! wildcard subscription, EDS names the EDS clusters CDS delivered, ECDS names the weft
@@ -8,10 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::cluster::v3::{
-    cluster::{ClusterDiscoveryType, DiscoveryType},
-    Cluster,
-};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DiscoveryRequest,
@@ -25,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use weft_xds::bootstrap::{render_value, BootstrapParams};
 use weft_xds::type_url;
 
+use crate::delta_stream::eds_service_name;
 use crate::tracker::Tracker;
 
 /// The ECDS resources a sidecar subscribes to: every HTTP filter of weft's bootstrap template
@@ -67,11 +66,25 @@ pub struct FleetSpec {
     /// Give each sidecar an `inbound_address` (10.x.y.z:15006), so it registers as an EDS
     /// endpoint of its service like a real sidecar and every connect changes EDS for all.
     pub endpoints: bool,
+    /// Incremental (Delta) ADS instead of state of the world.
+    pub delta: bool,
+    /// Each `Service` declares `calls`: the next this many services (a ring), so each
+    /// sidecar is served only their clusters and endpoints. `None`: no `calls` (every
+    /// sidecar may call every service).
+    pub calls: Option<usize>,
 }
 
 impl FleetSpec {
     pub fn connections(&self) -> usize {
         self.streams.div_ceil(self.per_connection.max(1))
+    }
+
+    /// The streams of connection `c`.
+    pub fn streams_of(&self, c: usize) -> usize {
+        let first = c * self.per_connection;
+        (first + self.per_connection)
+            .min(self.streams)
+            .saturating_sub(first)
     }
 
     /// The node of sidecar `i`, with the metadata `weft bootstrap` sets; `inbound_address`
@@ -120,13 +133,29 @@ impl Fleet {
     /// Opens `spec.streams` ADS streams to `xds` (`http://host:port`) and returns once every
     /// one is started; [`Tracker::wait_ready`] tells when all have ACKed their filters.
     pub async fn start(xds: &str, spec: &FleetSpec, tracker: Arc<Tracker>) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(xds.to_string())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10));
+        Self::start_spread(&[xds.to_string()], spec, tracker).await
+    }
+
+    /// [`Fleet::start`] over several servers (replicas): connection `c` goes to
+    /// `servers[c % servers.len()]`.
+    pub async fn start_spread(
+        servers: &[String],
+        spec: &FleetSpec,
+        tracker: Arc<Tracker>,
+    ) -> anyhow::Result<Self> {
+        let endpoints = servers
+            .iter()
+            .map(|xds| {
+                Ok(Endpoint::from_shared(xds.clone())?
+                    .tcp_nodelay(true)
+                    .connect_timeout(Duration::from_secs(10)))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!endpoints.is_empty(), "no server to connect to");
         let filters = Arc::new(filter_names()?);
         let mut tasks = tokio::task::JoinSet::new();
         for connection in 0..spec.connections() {
-            let channel = endpoint.connect().await?;
+            let channel = endpoints[connection % endpoints.len()].connect().await?;
             let first = connection * spec.per_connection;
             let last = (first + spec.per_connection).min(spec.streams);
             for i in first..last {
@@ -136,8 +165,14 @@ impl Fleet {
                     Arc::clone(&tracker),
                     Arc::clone(&filters),
                 );
+                let delta = spec.delta;
                 tasks.spawn(async move {
-                    if let Err(error) = run_stream(channel, node, &filters, &tracker).await {
+                    let ran = if delta {
+                        crate::delta_stream::run_stream(channel, node, &filters, &tracker).await
+                    } else {
+                        run_stream(channel, node, &filters, &tracker).await
+                    };
+                    if let Err(error) = ran {
                         tracker.stream_failed(&format!("{error:#}"));
                     }
                 });
@@ -258,21 +293,11 @@ fn request(
 
 /// The EDS clusters of a CDS response, by their EDS service name, as Envoy subscribes them.
 fn eds_clusters(response: &DiscoveryResponse) -> Vec<String> {
-    let eds = DiscoveryType::Eds as i32;
     let names: BTreeSet<String> = response
         .resources
         .iter()
         .filter_map(|any| Cluster::decode(any.value.as_slice()).ok())
-        .filter(
-            |c| matches!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(t)) if t == eds),
-        )
-        .map(|c| {
-            c.eds_cluster_config
-                .as_ref()
-                .map(|e| e.service_name.clone())
-                .filter(|s| !s.is_empty())
-                .unwrap_or(c.name)
-        })
+        .filter_map(|c| eds_service_name(&c))
         .collect();
     names.into_iter().collect()
 }

@@ -9,7 +9,9 @@
 //! - [`report`]: the JSON and Markdown results.
 #![forbid(unsafe_code)]
 
+mod delta_stream;
 pub mod envoy;
+pub mod etcd;
 pub mod fleet;
 pub mod policy;
 pub mod report;
@@ -20,6 +22,12 @@ pub mod tracker;
 
 /// [`server::apply`] off the async runtime.
 pub async fn apply_async(server: &server::WeftServer, documents: String) -> anyhow::Result<u64> {
-    let (api, token) = (server.api.clone(), server.token.clone());
+    let token = server.token.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} wrote no admin.token: apply through the replica that started first",
+            server.api
+        )
+    })?;
+    let api = server.api.clone();
     tokio::task::spawn_blocking(move || server::apply(&api, &token, &documents)).await?
 }

@@ -29,13 +29,33 @@ struct Args {
     /// (each connect then changes EDS for every sidecar), comma separated.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1000")]
     sim_endpoints: Vec<usize>,
+    /// Simulated stream counts (registering endpoints) spread over --replicas `weft serve
+    /// --store etcd` replicas over a fresh 3-member etcd (host processes), applies through
+    /// the first replica, comma separated.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1000")]
+    sim_replicated: Vec<usize>,
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// The etcd binary (Debian's etcd-server, installed by scripts/setup).
+    #[arg(long, default_value = "etcd")]
+    etcd: PathBuf,
+    /// Simulated sidecars speak incremental (Delta) ADS instead of state of the world.
+    #[arg(long)]
+    delta: bool,
+    /// Each benchmark `Service` declares `calls` to the next N services (a ring), so each
+    /// sidecar is served only those services' clusters and endpoints; absent: no `calls`.
+    #[arg(long)]
+    calls: Option<usize>,
     /// Applies timed per scenario.
     #[arg(long, default_value_t = 20)]
     applies: usize,
     /// Seconds of idle CPU measurement per simulated scenario.
     #[arg(long, default_value_t = 10)]
     idle_secs: u64,
-    #[arg(long, default_value_t = 100)]
+    /// ADS streams multiplexed on one HTTP/2 connection; at most the server's per-connection
+    /// limit (`weft serve` allows 64, as `max_concurrent_streams`: more are refused with
+    /// REFUSED_STREAM).
+    #[arg(long, default_value_t = 50)]
     streams_per_connection: usize,
     #[arg(long, default_value_t = 10)]
     services: usize,
@@ -121,6 +141,7 @@ async fn measure(args: &Args) -> anyhow::Result<report::Report> {
         core: core(args.server_core),
         workers: (args.server_workers > 0).then_some(args.server_workers),
         work_dir: args.work_dir.clone(),
+        extra_args: Vec::new(),
     };
     std::fs::create_dir_all(&args.work_dir)?;
     let namespace = "bench".to_string();
@@ -147,15 +168,21 @@ async fn measure(args: &Args) -> anyhow::Result<report::Report> {
     let runs = args
         .sim
         .iter()
-        .map(|&n| (n, false))
-        .chain(args.sim_endpoints.iter().map(|&n| (n, true)));
-    for (streams, endpoints) in runs {
+        .map(|&n| (n, false, false))
+        .chain(args.sim_endpoints.iter().map(|&n| (n, true, false)))
+        .chain(args.sim_replicated.iter().map(|&n| (n, true, true)));
+    for (streams, endpoints, replicated) in runs {
         eprintln!(
-            "simulated sidecars: {streams}{}",
+            "simulated sidecars: {streams}{}{}",
             if endpoints {
                 ", registering endpoints"
             } else {
                 ""
+            },
+            if replicated {
+                format!(", over {} replicas", args.replicas)
+            } else {
+                String::new()
             }
         );
         let spec = sim::SimSpec {
@@ -166,11 +193,14 @@ async fn measure(args: &Args) -> anyhow::Result<report::Report> {
                 services: args.services,
                 versions: args.versions,
                 endpoints,
+                delta: args.delta,
+                calls: args.calls,
             },
             applies: args.applies,
             idle: Duration::from_secs(args.idle_secs),
             pause: Duration::from_millis(100),
             timeout,
+            replicated: replicated.then(|| (args.replicas, args.etcd.clone())),
         };
         simulated.push(sim::run(&server, &spec).await?);
     }

@@ -14,6 +14,10 @@ pub const P99_TARGET_MS: f64 = 50.0;
 pub const P99_TARGET_SIDECARS: usize = 100;
 pub const RSS_TARGET_MIB: f64 = 1024.0;
 pub const RSS_TARGET_STREAMS: usize = 10_000;
+/// Targets of issue 21 for sidecars that register endpoints: apply -> all ACKed p99 at
+/// 10,000 and 1,000 of them (and the RSS target at 10,000).
+pub const P99_TARGET_REGISTERING_10K_MS: f64 = 250.0;
+pub const P99_TARGET_REGISTERING_1K_MS: f64 = 50.0;
 
 pub const README_START: &str = "<!-- bench-control:start -->";
 pub const README_END: &str = "<!-- bench-control:end -->";
@@ -157,9 +161,10 @@ impl Report {
             let e = &r.apply_to_each_acked_ms;
             let _ = writeln!(
                 out,
-                "| {} | simulated ADS streams{}, ACK sent | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
+                "| {} | simulated {} streams{}, ACK sent | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
                 r.streams,
-                if r.endpoints { " registering endpoints" } else { "" },
+                if r.delta { "delta ADS" } else { "ADS" },
+                sim_kind(r),
                 a.p50,
                 a.p99,
                 a.max,
@@ -179,15 +184,16 @@ impl Report {
         for r in &self.simulated {
             let _ = writeln!(
                 out,
-                "| {}{} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.3} | {:.2} | {:.1} | {:.1} |",
+                "| {}{} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1}{} | {:.3} | {:.2} | {:.1} | {:.1} |",
                 r.streams,
-                if r.endpoints { " (endpoints)" } else { "" },
+                sim_kind(r),
                 r.connections,
                 r.groups,
                 r.connect_s,
                 r.rss_synced_mib,
                 r.rss_after_applies_mib,
                 r.peak_rss_mib,
+                replica_peaks(r),
                 r.peak_rss_mib / RSS_TARGET_MIB,
                 r.idle_cpu_pct,
                 r.cpu_ms_per_apply,
@@ -232,9 +238,14 @@ impl Report {
                 );
             }
         }
+        for r in self.simulated.iter().filter(|r| r.endpoints) {
+            let _ = writeln!(out, "- {}", registering_verdict(r));
+        }
         let _ = writeln!(
             out,
-            "- simulated sidecars multiplex {} ADS streams per HTTP/2 connection; they register no inbound endpoint except in the rows marked so",
+            "- simulated sidecars multiplex {} ADS streams per HTTP/2 connection; they register no inbound endpoint except in the rows marked so; \
+             `calls N`: each `Service` declares it calls N others, so its sidecars get only their clusters and endpoints; \
+             `N replicas`: `weft serve --store etcd` replicas over a 3-member etcd, the connections spread over them, applies through the first (its RSS and CPU in the columns, every replica's peak RSS after `;`)",
             self.setup.streams_per_connection
         );
         out
@@ -275,5 +286,56 @@ fn verdict(met: bool) -> &'static str {
         "met"
     } else {
         "**missed**"
+    }
+}
+
+/// What sets a simulated row apart: endpoints, scoped `calls`, replicas.
+fn sim_kind(r: &SimResult) -> String {
+    let mut kind = String::new();
+    if r.endpoints {
+        kind.push_str(" registering endpoints");
+    }
+    if let Some(n) = r.calls {
+        let _ = write!(kind, ", calls {n}");
+    }
+    if r.replicas > 1 {
+        let _ = write!(kind, ", {} replicas", r.replicas);
+    }
+    kind
+}
+
+/// `; a / b / c` peak RSS per replica, for multi-replica rows.
+fn replica_peaks(r: &SimResult) -> String {
+    if r.replica_peak_rss_mib.is_empty() {
+        return String::new();
+    }
+    let peaks: Vec<String> = r
+        .replica_peak_rss_mib
+        .iter()
+        .map(|p| format!("{p:.1}"))
+        .collect();
+    format!("; {}", peaks.join(" / "))
+}
+
+/// The issue-21 verdict of a row of registering sidecars.
+fn registering_verdict(r: &SimResult) -> String {
+    let p99 = r.apply_to_all_acked_ms.p99;
+    let what = format!(
+        "{} registering sidecars{}",
+        r.streams,
+        sim_kind(r).replacen(" registering endpoints", "", 1)
+    );
+    match r.streams {
+        RSS_TARGET_STREAMS => format!(
+            "{what}: apply → all ACKed p99 **{p99:.1} ms** (target < {P99_TARGET_REGISTERING_10K_MS} ms: {}), peak RSS **{:.0} MiB** (target < 1 GiB: {})",
+            verdict(p99 < P99_TARGET_REGISTERING_10K_MS),
+            r.peak_rss_mib,
+            verdict(r.peak_rss_mib < RSS_TARGET_MIB)
+        ),
+        1000 => format!(
+            "{what}: apply → all ACKed p99 **{p99:.1} ms** (target < {P99_TARGET_REGISTERING_1K_MS} ms: {})",
+            verdict(p99 < P99_TARGET_REGISTERING_1K_MS)
+        ),
+        _ => format!("{what}: apply → all ACKed p99 **{p99:.1} ms** (no target at this size)"),
     }
 }

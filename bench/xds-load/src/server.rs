@@ -20,14 +20,17 @@ pub struct ServerSpec {
     pub workers: Option<u16>,
     /// Where its data directory and log go.
     pub work_dir: PathBuf,
+    /// More `weft serve` arguments (the etcd store of a replica).
+    pub extra_args: Vec<String>,
 }
 
 /// A running `weft serve`; killed on drop.
 pub struct WeftServer {
     child: Child,
     pub api: String,
-    /// The admin token the first start wrote to `<data>/admin.token`.
-    pub token: String,
+    /// The admin token the first start wrote to `<data>/admin.token`. Replicas over one etcd
+    /// share their operators: only the first to start writes it, the others have none.
+    pub token: Option<String>,
     /// `http://127.0.0.1:<port>` of ADS, the modules and `/v1/sidecars`.
     pub xds: String,
     pub xds_port: u16,
@@ -62,26 +65,41 @@ impl WeftServer {
             ])
             .arg("--modules-dir")
             .arg(&spec.modules_dir)
-            .args(["--mesh-warmup-ms", "0", "--log-level", "warn"]);
+            // The development trust list scripts/build-filters signs dist/filters for.
+            .arg("--module-signers")
+            .arg(".weft/module-signing/signers")
+            .args(["--mesh-warmup-ms", "0", "--log-level"])
+            // `WEFT_BENCH_LOG_LEVEL=info` to see what a server did when (its log is kept).
+            .arg(std::env::var("WEFT_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()));
         if let Some(workers) = spec.workers {
             command.args(["--workers", &workers.to_string()]);
         }
-        let mut child = command
+        command.args(&spec.extra_args);
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("starting {}", spec.weft.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
+        // Held from here on, so that any error below kills the child (Drop) rather than
+        // leaving a server running after the tool exits.
+        let mut server = Self {
+            child,
+            api: String::new(),
+            token: None,
+            xds: String::new(),
+            xds_port: 0,
+            log,
+        };
+        let stdout = server.child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let (mut api, mut xds) = (None, None);
         while api.is_none() || xds.is_none() {
             let Some(line) = lines.next().transpose()? else {
-                let _ = child.kill();
                 anyhow::bail!(
                     "weft serve exited before listening; log {}:\n{}",
-                    log.display(),
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    server.log.display(),
+                    std::fs::read_to_string(&server.log).unwrap_or_default()
                 );
             };
             if let Some(url) = line.strip_prefix("listening on ") {
@@ -93,22 +111,21 @@ impl WeftServer {
         let (Some(api), Some(xds)) = (api, xds) else {
             anyhow::bail!("unreachable: both addresses were read");
         };
-        let xds_port = xds
+        server.xds_port = xds
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
             .context("xds port")?;
-        let token = std::fs::read_to_string(data.join("admin.token"))
-            .context("admin.token (written on first start)")?
-            .trim()
-            .to_string();
-        Ok(Self {
-            child,
-            api,
-            token,
-            xds: format!("http://{xds}"),
-            xds_port,
-            log,
-        })
+        server.token = match std::fs::read_to_string(data.join("admin.token")) {
+            Ok(token) => Some(token.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("reading {}", data.join("admin.token").display())))
+            }
+        };
+        server.api = api;
+        server.xds = format!("http://{xds}");
+        Ok(server)
     }
 
     /// With `taskset` exec'ing, the child is `weft` itself.

@@ -90,6 +90,15 @@ impl Tracker {
 
     /// Called by a stream after ACKing an ECDS response; `seen` is the last apply it observed.
     pub(crate) fn observe(&self, response: &DiscoveryResponse, seen: &mut u64) {
+        self.observe_bodies(response.resources.iter().map(|a| a.value.as_slice()), seen);
+    }
+
+    /// [`Tracker::observe`] for the resource bodies of any response (SotW or delta).
+    pub(crate) fn observe_bodies<'a>(
+        &self,
+        mut bodies: impl Iterator<Item = &'a [u8]>,
+        seen: &mut u64,
+    ) {
         let Some(expectation) = self
             .expectation
             .read()
@@ -102,11 +111,7 @@ impl Tracker {
             return;
         }
         let finder = memchr::memmem::Finder::new(&expectation.marker);
-        if response
-            .resources
-            .iter()
-            .any(|any| finder.find(&any.value).is_some())
-        {
+        if bodies.any(|body| finder.find(body).is_some()) {
             *seen = expectation.id;
             let elapsed = expectation.start.elapsed();
             expectation

@@ -41,12 +41,22 @@ fn services(spec: &FleetSpec) -> Vec<MeshService> {
             port: 8080,
             host: service_name(s),
             stable_version: "v1".into(),
+            calls: None,
         })
         .collect()
 }
 
 #[tokio::test]
 async fn twenty_streams_observe_and_ack_an_apply() {
+    observe_and_ack(false).await;
+}
+
+#[tokio::test]
+async fn twenty_delta_streams_observe_and_ack_an_apply() {
+    observe_and_ack(true).await;
+}
+
+async fn observe_and_ack(delta: bool) {
     let spec = FleetSpec {
         streams: STREAMS,
         per_connection: 10,
@@ -54,6 +64,8 @@ async fn twenty_streams_observe_and_ack_an_apply() {
         services: 3,
         versions: 2,
         endpoints: true,
+        delta,
+        calls: None,
     };
     let mut modules = WasmModules::default();
     for name in ["authz", "fault"] {
@@ -119,6 +131,11 @@ async fn twenty_streams_observe_and_ack_an_apply() {
     let groups: std::collections::BTreeSet<_> =
         synced.iter().map(|s| (&s.service, &s.version)).collect();
     assert_eq!(groups.len(), 6, "streams spread over services x versions");
+    let protocol = if delta { "delta" } else { "sotw" };
+    assert!(
+        synced.iter().all(|s| s.protocol == protocol),
+        "every stream spoke {protocol}"
+    );
 
     // Every sidecar's inbound address reaches EDS (endpoint changes are published debounced).
     let group = SidecarGroup::new("bench", &service_name(0), "v1");

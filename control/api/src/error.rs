@@ -51,6 +51,12 @@ impl From<StateError> for ApiError {
             StateError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
             StateError::Conflict(_) => Self::new(StatusCode::CONFLICT, message),
             StateError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, message),
+            StateError::Store(
+                weft_store::StoreError::Unavailable(_) | weft_store::StoreError::Unconfirmed(_),
+            ) => {
+                tracing::warn!(error = %message, "change refused: the store is unreachable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            }
             StateError::Store(_) => {
                 tracing::error!(error = %message, "store failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)

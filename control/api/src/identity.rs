@@ -49,6 +49,10 @@ fn failed(error: weft_ca::CaError) -> ApiError {
         weft_ca::CaError::Reserved { .. } | weft_ca::CaError::OutOfRange { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, format!("token request: {error}"))
         }
+        weft_ca::CaError::Shared(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        }
+        weft_ca::CaError::Contended(_) => ApiError::new(StatusCode::CONFLICT, error.to_string()),
         error => {
             tracing::error!(%error, "identity store failure");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())

@@ -10,16 +10,20 @@
 
 pub mod access;
 mod error;
+mod explain;
 mod identity;
 mod openapi_contract;
 mod redact;
+mod replicas_view;
 mod routes;
 pub mod tls;
 pub mod types;
 mod xds_view;
 
+pub use explain::{explain_router, ExplainKeys, DEFAULT_EXPLAIN_TTL_SECS};
 pub use identity::identity_router;
 pub use redact::redacting;
+pub use replicas_view::{replicas_router, ReplicasView};
 pub use routes::{router, ROUTES};
 pub use weft_xds::catch_panic::panic_message;
 pub use xds_view::{xds_resources_router, xds_router, SidecarResourcesView, SidecarView};

@@ -43,6 +43,14 @@ const UNTYPED: &[(&str, &str)] = &[
     ("/ui", "HTML"),
     ("/api/v1/xds/", "weft-xds's views, built by `weft serve`"),
     ("/api/v1/rollouts", "weft-rollout's own"),
+    (
+        "/api/v1/replicas",
+        "weft-etcd's registrations, read by `weft serve`",
+    ),
+    (
+        "/api/v1/check",
+        "weft-check's own (`CheckResult`, `Matrix`)",
+    ),
 ];
 
 /// Whether `path` is one of [`UNTYPED`].
@@ -197,6 +205,9 @@ fn contract() -> Vec<(&'static str, &'static str, Bodies)> {
     let health = Health {
         status: "ok".into(),
     };
+    let unhealthy = Health {
+        status: "unavailable: etcd unreachable since 2026-01-01T00:00:00Z (12 s; bound 10000 ms): writes refused, SVID renewal degraded".into(),
+    };
     let status = Status {
         server: "weft".into(),
         server_version: "0.1.0".into(),
@@ -205,7 +216,11 @@ fn contract() -> Vec<(&'static str, &'static str, Bodies)> {
         sidecars: 1,
     };
     vec![
-        ("get", "/healthz", typed(vec![], vec![("200", one(health))])),
+        (
+            "get",
+            "/healthz",
+            typed(vec![], vec![("200", one(health)), ("503", one(unhealthy))]),
+        ),
         (
             "get",
             "/api/v1/status",
@@ -283,6 +298,30 @@ fn contract() -> Vec<(&'static str, &'static str, Bodies)> {
                         sidecars: vec![sidecar()],
                     }),
                 )],
+            ),
+        ),
+        (
+            "post",
+            "/api/v1/explain/{namespace}/{service}/tokens",
+            typed(
+                one(CreateExplainToken {
+                    ttl_seconds: Some(300),
+                }),
+                vec![
+                    (
+                        "201",
+                        one(ExplainToken {
+                            token: "v1.default.reviews.1.00".into(),
+                            namespace: "default".into(),
+                            service: "reviews".into(),
+                            header: "x-weft-explain-token".into(),
+                            expires_at_unix: 1,
+                        }),
+                    ),
+                    ("400", error()),
+                    ("404", error()),
+                    ("422", error()),
+                ],
             ),
         ),
         (

@@ -62,6 +62,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/rollouts/{namespace}/{name}/abort"),
     ("post", "/api/v1/rollouts/{namespace}/{name}/pause"),
     ("post", "/api/v1/rollouts/{namespace}/{name}/resume"),
+    // The replicas registered in etcd (`replicas_router`, merged by `weft serve`).
+    ("get", "/api/v1/replicas"),
+    // Explain tokens (`explain_router`, merged by `weft serve`).
+    ("post", "/api/v1/explain/{namespace}/{service}/tokens"),
+    // `weft check` (`weft_check::routes::router`, merged by `weft serve`).
+    ("post", "/api/v1/check"),
+    ("post", "/api/v1/check/matrix"),
     // Operators and the audit log (`access::protect`, merged by `weft serve`).
     ("post", "/api/v1/operators"),
     ("get", "/api/v1/operators"),
@@ -75,14 +82,7 @@ type AppState = Arc<ControlPlane>;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits().max_bytes;
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async {
-                Json(types::Health {
-                    status: "ok".into(),
-                })
-            }),
-        )
+        .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .route("/api/v1/status", get(status))
         .route("/api/v1/apply", post(apply))
@@ -107,6 +107,25 @@ pub fn router(state: AppState) -> Router {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// 200 `ok`; 503 naming the reason while the store (etcd) has been unreachable longer than
+/// its bound: the replica keeps serving its last snapshot, but a load balancer or
+/// orchestrator should prefer another one.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.health() {
+        Ok(()) => Json(types::Health {
+            status: "ok".into(),
+        })
+        .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(types::Health {
+                status: format!("unavailable: {reason}"),
+            }),
+        )
+            .into_response(),
+    }
+}
 
 /// Reads the body up to the policy size limit; a larger one is a 413 with the JSON error.
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {

@@ -80,6 +80,25 @@ pub struct TokenCreated {
     pub spiffe_id: String,
 }
 
+/// `POST /api/v1/explain/{namespace}/{service}/tokens` (the body may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateExplainToken {
+    pub ttl_seconds: Option<u64>,
+}
+
+/// `POST /api/v1/explain/{namespace}/{service}/tokens` (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplainToken {
+    pub token: String,
+    pub namespace: String,
+    pub service: String,
+    /// The request header to send it in.
+    pub header: String,
+    pub expires_at_unix: u64,
+}
+
 /// `GET /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenList {

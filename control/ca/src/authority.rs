@@ -8,17 +8,21 @@
 //! (Over 400 lines: the root lifecycle, issuance and the rotation rules share one `Ca` state.)
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use serde::{Deserialize, Serialize};
+
 use time::OffsetDateTime;
 
 use crate::files::{private_dir, random, unix_ms, write_atomic};
+use crate::kek::Kek;
+use crate::root::{Root, RootInfo};
+use crate::shared_roots::SharedRoots;
 use crate::CaError;
 
 /// Certificates start this far in the past: clocks of sidecars lag a little.
@@ -82,20 +86,6 @@ impl CaSettings {
     }
 }
 
-/// What is known about one root, persisted in `roots.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RootInfo {
-    pub generation: u64,
-    pub created_ms: u64,
-    pub not_after_ms: u64,
-    /// Signs from this time on (creation for the first root).
-    pub active_from_ms: u64,
-    /// A newer root took over at this time; the root stays trusted one SVID lifetime more.
-    pub retired_at_ms: Option<u64>,
-    /// Hex serial number of the root certificate.
-    pub serial: String,
-}
-
 /// An issued certificate with its private key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Svid {
@@ -112,15 +102,17 @@ pub struct Svid {
     pub root_generation: u64,
 }
 
-struct Root {
-    info: RootInfo,
-    cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+/// Where the roots are kept.
+enum Backend {
+    /// Files in a private directory (one control plane).
+    Dir(PathBuf),
+    /// One document of shared state, keys sealed (replicas).
+    Shared(SharedRoots),
 }
 
 /// The CA. All methods take `&self`; the roots sit behind a mutex.
 pub struct Ca {
-    dir: PathBuf,
+    backend: Backend,
     settings: CaSettings,
     roots: Mutex<Vec<Root>>,
 }
@@ -145,7 +137,7 @@ impl Ca {
             roots.push(load_root(dir, info)?);
         }
         let ca = Self {
-            dir: dir.to_path_buf(),
+            backend: Backend::Dir(dir.to_path_buf()),
             settings,
             roots: Mutex::new(roots),
         };
@@ -155,6 +147,43 @@ impl Ca {
             tracing::info!(dir = %dir.display(), "created the mesh root CA");
         }
         Ok(ca)
+    }
+
+    /// Opens the CA kept in shared state as document `name` (replicas over etcd), its root
+    /// keys sealed with `kek`; the first replica to start creates the first root (the others
+    /// read it: creation is a compare-and-swap on the empty document).
+    pub fn open_shared(
+        state: Arc<dyn weft_store::SharedState>,
+        name: &str,
+        kek: Arc<Kek>,
+        settings: CaSettings,
+    ) -> Result<Self, CaError> {
+        settings.check()?;
+        let ca = Self {
+            backend: Backend::Shared(SharedRoots::new(state, name, kek)),
+            settings,
+            roots: Mutex::new(Vec::new()),
+        };
+        let now = unix_ms(SystemTime::now());
+        if ca.add_shared_root(now, true)?.is_some() {
+            tracing::info!(document = %name, "created the root CA in shared state");
+        }
+        Ok(ca)
+    }
+
+    /// Reads the roots again when another replica changed them (a rotation); whether they
+    /// changed. Nothing to do for roots kept in files (this process is their only writer).
+    pub fn reload(&self) -> Result<bool, CaError> {
+        let Backend::Shared(shared) = &self.backend else {
+            return Ok(false);
+        };
+        let Some((roots, revision)) = shared.read(shared.revision.load(Ordering::Relaxed))? else {
+            return Ok(false);
+        };
+        let mut held = self.lock();
+        *held = roots;
+        shared.revision.store(revision, Ordering::Relaxed);
+        Ok(true)
     }
 
     pub fn settings(&self) -> &CaSettings {
@@ -346,10 +375,80 @@ impl Ca {
     }
 
     fn add_root(&self, active_from_ms: u64) -> Result<RootInfo, CaError> {
+        if let Backend::Shared(_) = &self.backend {
+            return self
+                .add_shared_root(active_from_ms, false)?
+                .ok_or(CaError::NoRoot);
+        }
+        let Backend::Dir(dir) = &self.backend else {
+            return Err(CaError::NoRoot);
+        };
         let mut roots = self.lock();
-        let generation = roots
-            .last()
-            .map_or(1, |r| r.info.generation.saturating_add(1));
+        let generation = next_generation(&roots);
+        let (root, key_pem) = self.make_root(generation, active_from_ms, None)?;
+        let info = root.info.clone();
+        // Key first (0600), then the certificate, then the index naming them.
+        let (cert_path, key_path) = root_paths(dir, generation);
+        write_atomic(&key_path, key_pem.as_bytes(), 0o600)
+            .map_err(|e| CaError::io(&key_path, e))?;
+        write_atomic(&cert_path, root.cert_pem.as_bytes(), 0o600)
+            .map_err(|e| CaError::io(&cert_path, e))?;
+        let infos = retired_infos(&roots, &info);
+        let index = dir.join(ROOTS_FILE);
+        let json = serde_json::to_vec_pretty(&infos).map_err(|e| CaError::Corrupt {
+            path: index.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&index, &json, 0o600).map_err(|e| CaError::io(&index, e))?;
+        for (root, info) in roots.iter_mut().zip(&infos) {
+            root.info = info.clone();
+        }
+        roots.push(root);
+        Ok(info)
+    }
+
+    /// Adds a root to the shared document by compare-and-swap on the latest one read
+    /// (another replica's rotation in between: read again, try again). `only_if_empty`: the
+    /// first root, unless some replica made it first (`None` then).
+    fn add_shared_root(
+        &self,
+        active_from_ms: u64,
+        only_if_empty: bool,
+    ) -> Result<Option<RootInfo>, CaError> {
+        let Backend::Shared(shared) = &self.backend else {
+            return Err(CaError::NoRoot);
+        };
+        for _ in 0..5 {
+            self.reload()?;
+            let mut roots = self.lock();
+            if only_if_empty && !roots.is_empty() {
+                return Ok(None);
+            }
+            let generation = next_generation(&roots);
+            let (root, _) = self.make_root(generation, active_from_ms, Some(shared))?;
+            let info = root.info.clone();
+            let infos = retired_infos(&roots, &info);
+            let expected = shared.revision.load(Ordering::Relaxed);
+            let Some(revision) = shared.write(&roots, &infos, &root, expected)? else {
+                continue;
+            };
+            for (held, info) in roots.iter_mut().zip(&infos) {
+                held.info = info.clone();
+            }
+            roots.push(root);
+            shared.revision.store(revision, Ordering::Relaxed);
+            return Ok(Some(info));
+        }
+        Err(CaError::Contended(shared.describe()))
+    }
+
+    /// A new self-signed root (and its key's PEM), its key sealed for `shared`.
+    fn make_root(
+        &self,
+        generation: u64,
+        active_from_ms: u64,
+        shared: Option<&SharedRoots>,
+    ) -> Result<(Root, String), CaError> {
         let key = KeyPair::generate().map_err(CaError::rcgen)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -382,33 +481,35 @@ impl Ca {
             retired_at_ms: None,
             serial: hex(&serial),
         };
-        // Key first (0600), then the certificate, then the index naming them.
-        let (cert_path, key_path) = root_paths(&self.dir, generation);
-        write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)
-            .map_err(|e| CaError::io(&key_path, e))?;
-        write_atomic(&cert_path, cert.pem().as_bytes(), 0o600)
-            .map_err(|e| CaError::io(&cert_path, e))?;
-        let mut infos: Vec<RootInfo> = roots.iter().map(|r| r.info.clone()).collect();
-        for older in infos.iter_mut().filter(|r| r.retired_at_ms.is_none()) {
-            older.retired_at_ms = Some(active_from_ms);
-        }
-        infos.push(info.clone());
-        let index = self.dir.join(ROOTS_FILE);
-        let json = serde_json::to_vec_pretty(&infos).map_err(|e| CaError::Corrupt {
-            path: index.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&index, &json, 0o600).map_err(|e| CaError::io(&index, e))?;
-        for (root, info) in roots.iter_mut().zip(&infos) {
-            root.info = info.clone();
-        }
-        roots.push(Root {
-            info: info.clone(),
+        let key_pem = key.serialize_pem();
+        let sealed = match shared {
+            Some(shared) => Some(shared.seal(generation, &key_pem)?),
+            None => None,
+        };
+        let root = Root {
+            info,
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
-        });
-        Ok(info)
+            sealed,
+        };
+        Ok((root, key_pem))
     }
+}
+
+fn next_generation(roots: &[Root]) -> u64 {
+    roots
+        .last()
+        .map_or(1, |r| r.info.generation.saturating_add(1))
+}
+
+/// Every root's info once `new` is added: the roots not yet retired retire when it signs.
+fn retired_infos(roots: &[Root], new: &RootInfo) -> Vec<RootInfo> {
+    let mut infos: Vec<RootInfo> = roots.iter().map(|r| r.info.clone()).collect();
+    for older in infos.iter_mut().filter(|r| r.retired_at_ms.is_none()) {
+        older.retired_at_ms = Some(new.active_from_ms);
+    }
+    infos.push(new.clone());
+    infos
 }
 
 fn root_paths(dir: &Path, generation: u64) -> (PathBuf, PathBuf) {
@@ -432,6 +533,7 @@ fn load_root(dir: &Path, info: RootInfo) -> Result<Root, CaError> {
         info,
         cert_pem,
         issuer,
+        sealed: None,
     })
 }
 

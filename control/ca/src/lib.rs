@@ -11,6 +11,11 @@
 
 mod authority;
 mod files;
+pub mod kek;
+pub mod rekey;
+mod root;
+pub mod secrets;
+mod shared_roots;
 mod token;
 
 #[cfg(test)]
@@ -18,9 +23,9 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use authority::{
-    Ca, CaSettings, RootInfo, Svid, MAX_ROOT_PROPAGATION, MAX_ROOT_TTL, MAX_SVID_TTL,
-};
+pub use authority::{Ca, CaSettings, Svid, MAX_ROOT_PROPAGATION, MAX_ROOT_TTL, MAX_SVID_TTL};
+pub use kek::{Kek, Sealed};
+pub use root::RootInfo;
 pub use token::{Claims, TokenError, TokenRecord, Tokens, MAX_TOKEN_TTL};
 
 /// The control plane's own namespace (`spiffe://<domain>/ns/weft-system/sa/weft-control` is
@@ -58,10 +63,17 @@ pub enum CaError {
     },
     #[error("{0}: a time out of the representable range")]
     Time(&'static str),
+    #[error("sealed key {place}: {reason}")]
+    Sealed { place: String, reason: String },
+    /// Shared state (etcd) failed: unreachable, or a record that does not decode.
+    #[error("{0}")]
+    Shared(String),
+    #[error("{0} was changed by other replicas at every attempt; try again")]
+    Contended(String),
 }
 
 impl CaError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             source,
@@ -86,5 +98,31 @@ impl Identity {
             ca: Ca::open(dir, settings)?,
             tokens: Tokens::open(dir)?,
         })
+    }
+
+    /// The CA (document `ca/mesh`) and the tokens (`ca/token-secret`, `tokens/<id>`) in
+    /// shared state, every private key and the token secret sealed with `kek`.
+    pub fn open_shared(
+        state: std::sync::Arc<dyn weft_store::SharedState>,
+        kek: std::sync::Arc<Kek>,
+        settings: CaSettings,
+    ) -> Result<Self, CaError> {
+        Ok(Self {
+            ca: Ca::open_shared(
+                std::sync::Arc::clone(&state),
+                "ca/mesh",
+                std::sync::Arc::clone(&kek),
+                settings,
+            )?,
+            tokens: Tokens::open_shared(state, &kek)?,
+        })
+    }
+
+    /// Reads what other replicas changed (a root rotation, tokens created or revoked);
+    /// whether anything did.
+    pub fn reload(&self) -> Result<bool, CaError> {
+        let roots = self.ca.reload()?;
+        let tokens = self.tokens.reload()?;
+        Ok(roots || tokens)
     }
 }

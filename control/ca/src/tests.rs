@@ -359,3 +359,232 @@ fn ca_settings_out_of_range_are_refused_naming_the_setting() {
     ca.rotate_root().unwrap();
     assert_eq!(pem_count(&ca.trust_bundle()), 2);
 }
+
+#[test]
+fn replicas_share_roots_tokens_and_rotation_with_keys_sealed() {
+    use std::sync::Arc;
+    let memory = Arc::new(weft_store::MemoryShared::default());
+    let state: Arc<dyn weft_store::SharedState> = memory.clone();
+    let kek = Arc::new(crate::Kek::from_bytes(&[42u8; 32]).unwrap());
+    let open = || {
+        crate::Identity::open_shared(Arc::clone(&state), Arc::clone(&kek), CaSettings::default())
+            .unwrap()
+    };
+    let (one, two) = (open(), open());
+    assert_eq!(one.ca.roots(), two.ca.roots(), "one first root for both");
+    assert_eq!(one.ca.trust_bundle(), two.ca.trust_bundle());
+    // An SVID from either chains to the same root.
+    assert_eq!(two.ca.issue("shop", "cart").unwrap().root_generation, 1);
+    // A rotation through one is seen by the other once it reloads.
+    let rotated = two.ca.rotate_root().unwrap();
+    assert_eq!(rotated.generation, 2);
+    assert!(one.reload().unwrap());
+    assert_eq!(one.ca.roots().len(), 2);
+    assert_eq!(one.ca.trust_bundle(), two.ca.trust_bundle());
+    // A rotation computed on stale roots does not add a root beside the other's: it reads
+    // again and becomes generation 3.
+    let stale = one.ca.rotate_root().unwrap();
+    assert_eq!(stale.generation, 3);
+    assert!(two.reload().unwrap());
+    assert_eq!(two.ca.roots().len(), 3);
+    // A token made on one joins on the other at once; a revocation on the other reaches one.
+    let (token, record) = one
+        .tokens
+        .create("shop", "cart", std::time::Duration::from_secs(60))
+        .unwrap();
+    assert!(two
+        .tokens
+        .verify(&token, std::time::SystemTime::now())
+        .is_ok());
+    let revocations = one.tokens.subscribe_revocations();
+    assert!(two.tokens.revoke(&record.claims.id).unwrap());
+    assert!(one.tokens.reload().unwrap());
+    assert!(revocations.has_changed().unwrap());
+    assert!(one
+        .tokens
+        .verify(&token, std::time::SystemTime::now())
+        .is_err());
+    // Nothing private in clear in the shared state.
+    for (key, bytes) in memory.raw() {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("PRIVATE KEY"), "{key} holds a key in clear");
+    }
+    // A replica with another KEK refuses to start, naming the document and both KEK ids.
+    let other = Arc::new(crate::Kek::from_bytes(&[43u8; 32]).unwrap());
+    let refused = crate::Identity::open_shared(Arc::clone(&state), other, CaSettings::default());
+    let error = refused.err().unwrap().to_string();
+    assert!(
+        error.contains("ca/mesh/root-1") && error.contains(kek.id()),
+        "{error}"
+    );
+}
+
+/// Shared state whose document `racing` is changed by "another replica" (a root rotation)
+/// between a rekey's read and its first write.
+struct Racing {
+    inner: std::sync::Arc<weft_store::MemoryShared>,
+    rotate: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl weft_store::SharedState for Racing {
+    fn read(&self, name: &str) -> Result<Option<weft_store::Versioned>, weft_store::StoreError> {
+        self.inner.read(name)
+    }
+    fn write(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        expected: i64,
+    ) -> Result<Option<i64>, weft_store::StoreError> {
+        if name == "ca/mesh" {
+            if let Some(rotate) = self.rotate.lock().unwrap().take() {
+                rotate();
+            }
+        }
+        self.inner.write(name, bytes, expected)
+    }
+    fn list(
+        &self,
+        dir: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, weft_store::StoreError> {
+        self.inner.list(dir, limit)
+    }
+    fn append(&self, dir: &str, bytes: Vec<u8>) -> Result<(), weft_store::StoreError> {
+        self.inner.append(dir, bytes)
+    }
+    fn describe(&self, name: &str) -> String {
+        self.inner.describe(name)
+    }
+}
+
+#[test]
+fn rekey_reseals_every_value_by_compare_and_swap_and_is_idempotent() {
+    use std::sync::Arc;
+    let memory = Arc::new(weft_store::MemoryShared::default());
+    let state: Arc<dyn weft_store::SharedState> = memory.clone();
+    let old = Arc::new(crate::Kek::from_bytes(&[1u8; 32]).unwrap());
+    let one =
+        crate::Identity::open_shared(Arc::clone(&state), Arc::clone(&old), CaSettings::default())
+            .unwrap();
+    let telemetry = crate::secrets::open_named_secret(&*state, &old, "telemetry", None).unwrap();
+    let seeded =
+        crate::secrets::open_named_secret(&*state, &old, "explain", Some([9u8; 32])).unwrap();
+    assert_eq!(seeded, [9u8; 32], "a migrated value is kept");
+    // The new KEK, opening the old one's values meanwhile.
+    let both = || {
+        crate::Kek::from_bytes(&[2u8; 32])
+            .unwrap()
+            .with_previous(crate::Kek::from_bytes(&[1u8; 32]).unwrap())
+            .unwrap()
+    };
+    // Another replica rotates the root between the rekey's read of ca/mesh and its write:
+    // the rekey reads again (the new root is kept, and sealed with the new KEK).
+    let rotator =
+        crate::Identity::open_shared(Arc::clone(&state), Arc::new(both()), CaSettings::default())
+            .unwrap();
+    let racing = Racing {
+        inner: Arc::clone(&memory),
+        rotate: std::sync::Mutex::new(Some(Box::new(move || {
+            rotator.ca.rotate_root().unwrap();
+        }))),
+    };
+    let report = crate::rekey::rekey(&racing, &both()).unwrap();
+    // Roots 1 (old) and 2 (sealed new by the rotating replica) of ca/mesh; the token secret,
+    // two named secrets re-sealed.
+    assert_eq!((report.resealed, report.current), (4, 1), "{report:?}");
+    assert_eq!(
+        report.documents,
+        [
+            "ca/mesh",
+            "ca/token-secret",
+            "secrets/explain",
+            "secrets/telemetry"
+        ]
+    );
+    let again = crate::rekey::rekey(&*state, &both()).unwrap();
+    assert_eq!((again.resealed, again.current), (0, 5), "{again:?}");
+    // Only the new KEK now: everything opens, the same values.
+    let new = Arc::new(crate::Kek::from_bytes(&[2u8; 32]).unwrap());
+    let two =
+        crate::Identity::open_shared(Arc::clone(&state), Arc::clone(&new), CaSettings::default())
+            .unwrap();
+    assert_eq!(two.ca.roots().len(), 2, "the concurrent rotation was kept");
+    assert_eq!(
+        crate::secrets::open_named_secret(&*state, &new, "telemetry", None).unwrap(),
+        telemetry
+    );
+    let (token, _) = two
+        .tokens
+        .create("shop", "cart", std::time::Duration::from_secs(60))
+        .unwrap();
+    assert!(one
+        .tokens
+        .verify(&token, std::time::SystemTime::now())
+        .is_ok());
+    // The old KEK alone opens nothing any more, and says which key sealed it.
+    let error = crate::Identity::open_shared(Arc::clone(&state), old, CaSettings::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("sealed with key-encryption key") && error.contains(new.id()),
+        "{error}"
+    );
+    // A rekey whose previous key does not open the values refuses, naming both ids.
+    let wrong = crate::Kek::from_bytes(&[3u8; 32])
+        .unwrap()
+        .with_previous(crate::Kek::from_bytes(&[4u8; 32]).unwrap())
+        .unwrap();
+    let error = crate::rekey::rekey(&*state, &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("ca/mesh/root-1") && error.contains(new.id()) && error.contains(wrong.id()),
+        "{error}"
+    );
+    for (key, bytes) in memory.raw() {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("PRIVATE KEY"), "{key} holds a key in clear");
+    }
+}
+
+#[test]
+fn a_malformed_moved_or_short_shared_secret_is_refused_naming_it() {
+    use weft_store::SharedState;
+    let state = weft_store::MemoryShared::default();
+    let kek = crate::Kek::from_bytes(&[7u8; 32]).unwrap();
+    let open = |name: &str| {
+        crate::secrets::open_named_secret(&state, &kek, name, None)
+            .unwrap_err()
+            .to_string()
+    };
+    // Not a sealed value at all.
+    state
+        .write("secrets/telemetry", b"{not json".to_vec(), 0)
+        .unwrap();
+    let error = open("telemetry");
+    assert!(
+        error.contains("secrets/telemetry") && error.contains("not a sealed value"),
+        "{error}"
+    );
+    // A sealed value copied from another name does not open here.
+    let moved = kek.seal(&[1u8; 32], "secrets/other").unwrap();
+    state
+        .write("secrets/explain", serde_json::to_vec(&moved).unwrap(), 0)
+        .unwrap();
+    assert!(
+        crate::secrets::open_named_secret(&state, &kek, "explain", None).is_err(),
+        "a value sealed for secrets/other opened as secrets/explain"
+    );
+    // Sealed in place, but not 32 bytes.
+    let short = kek.seal(&[1u8; 16], "secrets/short").unwrap();
+    state
+        .write("secrets/short", serde_json::to_vec(&short).unwrap(), 0)
+        .unwrap();
+    let error = open("short");
+    assert!(
+        error.contains("secrets/short") && error.contains("32 bytes"),
+        "{error}"
+    );
+}

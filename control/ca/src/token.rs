@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,7 +18,10 @@ use sha2::Sha256;
 use tokio::sync::watch;
 
 use crate::files::{append_line, open_log, random, unix_ms, write_atomic};
+use crate::kek::Kek;
+use crate::shared_roots::shared;
 use crate::CaError;
+use weft_store::SharedState;
 
 const SECRET_FILE: &str = "token-secret";
 const LOG_FILE: &str = "tokens.jsonl";
@@ -90,13 +93,28 @@ enum LogEntry {
 
 struct Inner {
     records: BTreeMap<String, TokenRecord>,
-    log: File,
+    /// The log file; `None` when the tokens live in shared state.
+    log: Option<File>,
 }
+
+/// Tokens kept in shared state (replicas): the secret sealed in `ca/token-secret`, each
+/// token's record under `tokens/<id>`, a revocation a compare-and-swap on that record.
+struct SharedTokens {
+    state: Arc<dyn SharedState>,
+}
+
+/// The shared document holding the token secret, sealed.
+pub(crate) const SHARED_SECRET: &str = "ca/token-secret";
+/// The shared directory of token records.
+const SHARED_DIR: &str = "tokens";
+/// At most this many token records are read from shared state.
+const MAX_SHARED_TOKENS: usize = 100_000;
 
 /// Creates, verifies and revokes join tokens.
 pub struct Tokens {
     secret: [u8; 32],
     log_path: PathBuf,
+    shared: Option<SharedTokens>,
     inner: Mutex<Inner>,
     /// Bumped on every revocation: open streams check their token again.
     revoked: watch::Sender<u64>,
@@ -133,8 +151,91 @@ impl Tokens {
         Ok(Self {
             secret,
             log_path,
-            inner: Mutex::new(Inner { records, log }),
+            shared: None,
+            inner: Mutex::new(Inner {
+                records,
+                log: Some(log),
+            }),
             revoked,
+        })
+    }
+
+    /// Opens the tokens kept in shared state: the first replica makes the secret (sealed
+    /// with `kek`, created by compare-and-swap so every replica ends up with the same one).
+    pub fn open_shared(state: Arc<dyn SharedState>, kek: &Kek) -> Result<Self, CaError> {
+        let secret = crate::secrets::open_shared_secret(&*state, kek, SHARED_SECRET, None)?;
+        let (revoked, _) = watch::channel(0);
+        let tokens = Self {
+            secret,
+            log_path: PathBuf::from(state.describe(SHARED_DIR)),
+            shared: Some(SharedTokens { state }),
+            inner: Mutex::new(Inner {
+                records: BTreeMap::new(),
+                log: None,
+            }),
+            revoked,
+        };
+        tokens.reload()?;
+        Ok(tokens)
+    }
+
+    /// Reads the token records of shared state again (another replica created or revoked
+    /// one); a revocation seen here closes this replica's streams using it. Whether
+    /// anything changed; nothing to do for tokens kept in a file.
+    pub fn reload(&self) -> Result<bool, CaError> {
+        let Some(shared_tokens) = &self.shared else {
+            return Ok(false);
+        };
+        let entries = shared_tokens
+            .state
+            .list(SHARED_DIR, MAX_SHARED_TOKENS)
+            .map_err(shared)?;
+        let mut records = BTreeMap::new();
+        for (key, bytes) in entries {
+            match serde_json::from_slice::<TokenRecord>(&bytes) {
+                Ok(record) if record.claims.id == key => {
+                    records.insert(key, record);
+                }
+                // Skipped, not fatal: one bad record must not lock every sidecar out.
+                _ => {
+                    tracing::error!(key = %shared_tokens.state.describe(&format!("{SHARED_DIR}/{key}")), "a token record that does not decode (or names another id) is ignored")
+                }
+            }
+        }
+        let mut inner = self.lock();
+        if inner.records == records {
+            return Ok(false);
+        }
+        let revoked = records.iter().any(|(id, r)| {
+            r.revoked_at.is_some()
+                && inner
+                    .records
+                    .get(id)
+                    .is_some_and(|o| o.revoked_at.is_none())
+        });
+        inner.records = records;
+        drop(inner);
+        if revoked {
+            self.revoked.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(true)
+    }
+
+    /// A token another replica created after this one last read: its record, read at once
+    /// (only for a token whose signature verified, so only for tokens this mesh made).
+    fn fetch_shared(&self, id: &str) -> Option<TokenRecord> {
+        let shared_tokens = self.shared.as_ref()?;
+        let doc = match shared_tokens.state.read(&format!("{SHARED_DIR}/{id}")) {
+            Ok(doc) => doc?,
+            Err(error) => {
+                tracing::warn!(%error, id, "cannot read a token record from shared state");
+                return None;
+            }
+        };
+        let record: TokenRecord = serde_json::from_slice(&doc.bytes).ok()?;
+        (record.claims.id == id).then(|| {
+            self.lock().records.insert(id.to_string(), record.clone());
+            record
         })
     }
 
@@ -180,6 +281,20 @@ impl Tokens {
             created: now,
             revoked_at: None,
         };
+        if let Some(shared_tokens) = &self.shared {
+            let name = format!("{SHARED_DIR}/{id}");
+            let bytes = serde_json::to_vec(&record).map_err(|e| CaError::Shared(e.to_string()))?;
+            if shared_tokens
+                .state
+                .write(&name, bytes, 0)
+                .map_err(shared)?
+                .is_none()
+            {
+                return Err(CaError::Contended(shared_tokens.state.describe(&name)));
+            }
+            self.lock().records.insert(id, record.clone());
+            return Ok((token, record));
+        }
         let mut inner = self.lock();
         self.append(&mut inner, &LogEntry::Create(record.clone()))?;
         inner.records.insert(id, record.clone());
@@ -248,10 +363,9 @@ impl Tokens {
                 "names the control plane's reserved namespace",
             ));
         }
-        let revoked = self
-            .lock()
-            .records
-            .get(&claims.id)
+        let known = self.lock().records.get(&claims.id).cloned();
+        let revoked = known
+            .or_else(|| self.fetch_shared(&claims.id))
             .is_none_or(|r| r.revoked_at.is_some());
         if revoked {
             // A token this control plane has no record of was issued before its log was
@@ -265,6 +379,9 @@ impl Tokens {
     /// told through [`Tokens::subscribe_revocations`].
     pub fn revoke(&self, id: &str) -> Result<bool, CaError> {
         let now = unix_ms(SystemTime::now()) / 1000;
+        if self.shared.is_some() {
+            return self.revoke_shared(id, now);
+        }
         let mut inner = self.lock();
         match inner.records.get(id) {
             None => return Ok(false),
@@ -286,6 +403,37 @@ impl Tokens {
         Ok(true)
     }
 
+    /// [`Tokens::revoke`] in shared state: a compare-and-swap on the token's record.
+    fn revoke_shared(&self, id: &str, now: u64) -> Result<bool, CaError> {
+        let Some(shared_tokens) = &self.shared else {
+            return Ok(false);
+        };
+        let name = format!("{SHARED_DIR}/{id}");
+        for _ in 0..5 {
+            let Some(doc) = shared_tokens.state.read(&name).map_err(shared)? else {
+                return Ok(false);
+            };
+            let mut record: TokenRecord =
+                serde_json::from_slice(&doc.bytes).map_err(|e| CaError::Corrupt {
+                    path: PathBuf::from(shared_tokens.state.describe(&name)),
+                    reason: e.to_string(),
+                })?;
+            if record.revoked_at.is_none() {
+                record.revoked_at = Some(now);
+                let bytes =
+                    serde_json::to_vec(&record).map_err(|e| CaError::Shared(e.to_string()))?;
+                let written = shared_tokens.state.write(&name, bytes, doc.revision);
+                if written.map_err(shared)?.is_none() {
+                    continue;
+                }
+            }
+            self.lock().records.insert(id.to_string(), record);
+            self.revoked.send_modify(|n| *n = n.wrapping_add(1));
+            return Ok(true);
+        }
+        Err(CaError::Contended(shared_tokens.state.describe(&name)))
+    }
+
     /// Every token created, oldest first.
     pub fn list(&self) -> Vec<TokenRecord> {
         let mut records: Vec<TokenRecord> = self.lock().records.values().cloned().collect();
@@ -303,7 +451,10 @@ impl Tokens {
             path: self.log_path.clone(),
             reason: e.to_string(),
         })?;
-        append_line(&mut inner.log, &line).map_err(|e| CaError::io(&self.log_path, e))
+        let Some(log) = inner.log.as_mut() else {
+            return Err(CaError::Shared("the token log is in shared state".into()));
+        };
+        append_line(log, &line).map_err(|e| CaError::io(&self.log_path, e))
     }
 }
 

@@ -8,12 +8,14 @@
 //! Placement follows the mesh: authorization (and JWT validation) is inbound, so each sidecar
 //! gets the policies targeting its own service and version; canary routing, fault injection
 //! and circuit breaking act on the caller's side, so every sidecar gets those of every
-//! service it may call.
+//! service it may call -- except a fault scoped to callers (`match.principals`), which only
+//! the named callers' sidecars get.
 #![forbid(unsafe_code)]
 
 mod authz;
 mod outbound;
 mod suite;
+mod waf;
 
 pub use suite::{suite_configs, SuiteConfigs};
 
@@ -25,6 +27,7 @@ use weft_filter_core::breaker::BreakerConfig;
 use weft_filter_core::canary::CanaryConfig;
 use weft_filter_core::fault::FaultConfig;
 use weft_filter_core::registry::Filter;
+use weft_filter_core::waf::WafConfig;
 use weft_policy::{FieldError, PolicySet};
 
 /// One sidecar: a version of a declared service.
@@ -49,7 +52,14 @@ pub struct SidecarFilters {
     pub canary: CanaryConfig,
     pub fault: FaultConfig,
     pub breaker: BreakerConfig,
+    /// The edge WAF (a `WebApplicationFirewall` targets this sidecar's service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf: Option<WafConfig>,
 }
+
+/// The WAF's name in diffs and [`check`] errors (not a registry filter: it runs on the
+/// gateway's edge listener, or in the suite's inbound section).
+pub const WAF: &str = "waf";
 
 /// The compiled filters' modules (from the filter registry), as they appear in diffs and in
 /// [`check`] errors, in the order of [`SidecarFilters`].
@@ -86,8 +96,9 @@ pub fn compile(set: &PolicySet) -> Result<Compiled, Vec<FieldError>> {
             let filters = SidecarFilters {
                 authz: authz::compile(set, &id, spec, &mut errors),
                 canary: outbound.canary.clone(),
-                fault: outbound.fault.clone(),
+                fault: outbound.fault_for(&id),
                 breaker: outbound.breaker.clone(),
+                waf: waf::compile(set, &id),
             };
             out.insert(id, filters);
         }
@@ -153,6 +164,18 @@ pub fn check(compiled: &Compiled) -> Vec<FieldError> {
                 ));
             }
         }
+        if let Some(waf) = &f.waf {
+            let checked = serde_json::to_vec(waf)
+                .map_err(|e| weft_filter_core::ConfigError::new("", e.to_string()))
+                .and_then(|json| weft_filter_core::waf::Waf::from_json(&json));
+            if let Err(e) = checked {
+                errors.push(FieldError::new(
+                    format!("sidecar {id}"),
+                    format!("{WAF}.{}", e.field),
+                    e.reason,
+                ));
+            }
+        }
     }
     errors
 }
@@ -201,13 +224,17 @@ pub fn diff(before: &Compiled, after: &Compiled) -> Vec<SidecarChange> {
                 None => vec![None; FILTERS.len()],
             }
         };
-        let (a, b) = (json(a), json(b));
-        FILTERS
+        let (x, y) = (json(a), json(b));
+        let mut names: Vec<String> = FILTERS
             .iter()
-            .zip(a.iter().zip(&b))
+            .zip(x.iter().zip(&y))
             .filter(|(_, (x, y))| x != y)
             .map(|(n, _)| n.to_string())
-            .collect()
+            .collect();
+        if a.and_then(|f| f.waf.as_ref()) != b.and_then(|f| f.waf.as_ref()) {
+            names.push(WAF.to_string());
+        }
+        names
     };
     for (id, f) in after {
         match before.get(id) {

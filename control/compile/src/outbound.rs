@@ -1,7 +1,11 @@
 //! `TrafficSplit`, `FaultInjection` and `CircuitBreaker` -> the caller-side filter
-//! configurations, the same for every sidecar (any of them may call any service).
+//! configurations. Splits and breakers are the same for every sidecar (any of them may call
+//! any service); a FaultInjection scoped to callers (`match.principals`) goes only to the
+//! sidecars of the callers it names, since the caller's outbound hop carries no peer
+//! identity a filter could match on. (Over 400 lines: the three caller-side kinds share the
+//! unit helpers and the per-caller assembly, and each mapping is an exhaustive destructuring.)
 
-use crate::{cluster_name, Errors};
+use crate::{cluster_name, Errors, SidecarId};
 use std::collections::BTreeMap;
 use weft_filter_core::breaker::{BreakerConfig, BreakerPolicy, FailureKind, FailureRate};
 use weft_filter_core::canary::config::{
@@ -11,6 +15,8 @@ use weft_filter_core::canary::config::{
 use weft_filter_core::fault::{
     AbortSpec, DelaySpec, FaultConfig, FaultMatch, FaultPolicy, HeaderMatch,
 };
+use weft_filter_core::grammar::{parse_principal, StrMatcher};
+use weft_policy::expiry::Expiry;
 use weft_policy::model::{
     CircuitBreakerSpec, Document, FaultInjectionSpec, ServiceSpec, Spec, TrafficSplitSpec,
 };
@@ -19,13 +25,57 @@ use weft_policy::PolicySet;
 
 pub(crate) struct Outbound {
     pub canary: CanaryConfig,
-    pub fault: FaultConfig,
+    faults: Vec<ScopedFault>,
     pub breaker: BreakerConfig,
+}
+
+/// One compiled FaultInjection and the callers whose sidecars get it.
+struct ScopedFault {
+    policy: FaultPolicy,
+    percent_cap: Option<f64>,
+    /// `None`: every caller.
+    callers: Option<Vec<StrMatcher>>,
+}
+
+/// The SPIFFE id a sidecar of `id` presents, in weft-compile's trust domain (the one the
+/// authz configuration carries).
+pub(crate) fn spiffe_id(id: &SidecarId) -> String {
+    format!(
+        "spiffe://{}/ns/{}/sa/{}",
+        weft_filter_core::authz::default_trust_domain(),
+        id.namespace,
+        id.service
+    )
+}
+
+// === impl Outbound ===
+
+impl Outbound {
+    /// The fault configuration of `caller`'s sidecar: the policies that name no caller and
+    /// those whose `match.principals` match its SPIFFE id.
+    pub fn fault_for(&self, caller: &SidecarId) -> FaultConfig {
+        let principal = spiffe_id(caller);
+        let mut fault = FaultConfig::default();
+        for scoped in &self.faults {
+            let included = scoped
+                .callers
+                .as_ref()
+                .is_none_or(|callers| callers.iter().any(|m| m.matches(&principal)));
+            if !included {
+                continue;
+            }
+            if let Some(cap) = scoped.percent_cap {
+                fault.percent_cap = fault.percent_cap.max(cap);
+            }
+            fault.policies.push(scoped.policy.clone());
+        }
+        fault
+    }
 }
 
 pub(crate) fn compile(set: &PolicySet, errors: &mut Errors) -> Outbound {
     let mut canary = CanaryConfig::default();
-    let mut fault = FaultConfig::default();
+    let mut faults = Vec::new();
     let mut breaker = BreakerConfig::default();
     for doc in set.iter() {
         let Some(t) = doc.target() else { continue };
@@ -34,12 +84,11 @@ pub(crate) fn compile(set: &PolicySet, errors: &mut Errors) -> Outbound {
         };
         match &doc.spec {
             Spec::TrafficSplit(s) => canary.services.push(split(doc, svc, s, errors)),
-            Spec::FaultInjection(s) => {
-                if let Some(cap) = s.percent_cap {
-                    fault.percent_cap = fault.percent_cap.max(cap);
-                }
-                fault.policies.push(fault_policy(doc, svc, s, errors));
-            }
+            Spec::FaultInjection(s) => faults.push(ScopedFault {
+                policy: fault_policy(doc, svc, s, errors),
+                percent_cap: s.percent_cap,
+                callers: callers(doc, s, errors),
+            }),
             Spec::CircuitBreaker(s) => {
                 let versions = t.versions.as_ref().unwrap_or(&svc.versions);
                 let policy = breaker_policy(doc, s, errors);
@@ -64,9 +113,25 @@ pub(crate) fn compile(set: &PolicySet, errors: &mut Errors) -> Outbound {
     }
     Outbound {
         canary,
-        fault,
+        faults,
         breaker,
     }
+}
+
+/// The callers `match.principals` names, as matchers; `None` when it names none.
+fn callers(doc: &Document, s: &FaultInjectionSpec, errors: &mut Errors) -> Option<Vec<StrMatcher>> {
+    let principals = &s.matches.as_ref()?.principals;
+    if principals.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, p) in principals.iter().enumerate() {
+        match parse_principal(p) {
+            Ok(m) => out.push(m),
+            Err(e) => errors.push(doc, format!("spec.match.principals[{i}]"), e),
+        }
+    }
+    Some(out)
 }
 
 fn host(name: &str, svc: &ServiceSpec) -> String {
@@ -206,9 +271,12 @@ fn fault_policy(
         delay,
         abort,
         allow_header_trigger,
-        // Applied once for all policies, in `compile`.
+        // Applied per caller sidecar, in `Outbound::fault_for`.
         percent_cap: _,
         dry_run,
+        expiry,
+        max_active,
+        max_percent,
     } = s;
     let m = matches.clone().unwrap_or_default();
     FaultPolicy {
@@ -216,7 +284,9 @@ fn fault_policy(
         matcher: FaultMatch {
             hosts: vec![host(&target.service, svc)],
             path_prefixes: m.path_prefixes,
-            principals: m.principals,
+            // Caller scope is compiled into which sidecars get the policy (`callers`):
+            // the outbound hop has no peer identity to match.
+            principals: Vec::new(),
             headers: m
                 .headers
                 .into_iter()
@@ -248,8 +318,32 @@ fn fault_policy(
                 .map(|t| ms(doc, "spec.delay.maxDelay", Some(t), 0, errors)),
         }),
         allow_header_trigger: *allow_header_trigger,
-        expires_at_unix_ms: None,
+        expires_at_unix_ms: expiry
+            .as_deref()
+            .and_then(|text| expires_at(doc, text, errors)),
         dry_run: *dry_run,
+        max_active: *max_active,
+        max_percent: *max_percent,
+    }
+}
+
+/// An `expiry` as Unix milliseconds; a duration the apply has not turned into a time yet
+/// (or a value that does not parse) is an error.
+fn expires_at(doc: &Document, text: &str, errors: &mut Errors) -> Option<u64> {
+    match weft_policy::expiry::parse_expiry(text) {
+        Ok(Expiry::At(ms)) => Some(ms),
+        Ok(Expiry::After(_)) => {
+            errors.push(
+                doc,
+                "spec.expiry",
+                "a duration becomes a time when the document is applied; this one was not",
+            );
+            None
+        }
+        Err(e) => {
+            errors.push(doc, "spec.expiry", e);
+            None
+        }
     }
 }
 

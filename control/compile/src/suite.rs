@@ -27,6 +27,9 @@ struct Inbound<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     telemetry: Option<&'a TelemetryConfig>,
     authz: &'a AuthzConfig,
+    /// A service's inbound WAF runs first in its inbound suite entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waf: Option<&'a weft_filter_core::waf::WafConfig>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +52,7 @@ pub fn suite_configs(
         inbound: serde_json::to_string(&Inbound {
             telemetry: inbound_telemetry,
             authz: &filters.authz,
+            waf: filters.waf.as_ref(),
         })?,
         outbound: serde_json::to_string(&Outbound {
             telemetry: outbound_telemetry,

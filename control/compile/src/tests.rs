@@ -257,3 +257,120 @@ fn a_dry_run_circuit_breaker_compiles_to_dry_run_clusters() {
         .collect();
     assert_eq!(dry, [true, true, true]);
 }
+
+const CALLERS: &str = "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: ratings, namespace: shop}\nspec: {port: 9080, versions: [v1]}\n---\napiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec: {port: 9080, versions: [v1, v2]}\n---\napiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {name: productpage, namespace: shop}\nspec: {port: 9080, versions: [v1]}\n";
+
+fn mk_fault(spec: &str) -> String {
+    format!("{CALLERS}---\napiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {{name: f, namespace: shop}}\nspec:\n  target: {{service: ratings}}\n  abort: {{httpStatus: 503, percent: 10}}\n{spec}")
+}
+
+/// Per sidecar: the names of its fault policies.
+fn fault_policies(compiled: &Compiled) -> Vec<(String, Vec<String>)> {
+    compiled
+        .iter()
+        .map(|(id, f)| {
+            let names = f.fault.policies.iter().map(|p| p.name.clone()).collect();
+            (id.to_string(), names)
+        })
+        .collect()
+}
+
+#[test]
+fn a_caller_scoped_fault_goes_to_the_named_callers_only() {
+    let compiled = compile_ok(&mk_set(&mk_fault(
+        "  match: {principals: [\"spiffe://cluster.local/ns/shop/sa/reviews\"], pathPrefixes: [/r]}\n",
+    )));
+    let f = || vec!["f_shop".to_string()];
+    assert_eq!(
+        fault_policies(&compiled),
+        vec![
+            ("shop/productpage/v1".into(), vec![]),
+            ("shop/ratings/v1".into(), vec![]),
+            ("shop/reviews/v1".into(), f()),
+            ("shop/reviews/v2".into(), f()),
+        ]
+    );
+    // The scope is in who gets the policy: the filter's own matcher keeps the rest only.
+    let policy = &compiled[&SidecarId {
+        namespace: "shop".into(),
+        service: "reviews".into(),
+        version: "v1".into(),
+    }]
+        .fault
+        .policies[0];
+    assert!(policy.matcher.principals.is_empty());
+    assert_eq!(policy.matcher.path_prefixes, ["/r"]);
+    // Patterns and several callers; no principals = every caller.
+    let compiled = compile_ok(&mk_set(&mk_fault(
+        "  match: {principals: [\"spiffe://cluster.local/ns/shop/sa/product*\", \"spiffe://cluster.local/ns/shop/sa/ratings\"]}\n",
+    )));
+    let with: Vec<String> = fault_policies(&compiled)
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(with, ["shop/productpage/v1", "shop/ratings/v1"]);
+    let compiled = compile_ok(&mk_set(&mk_fault("")));
+    assert!(fault_policies(&compiled).iter().all(|(_, p)| p == &f()));
+}
+
+#[test]
+fn expiry_and_caps_reach_the_fault_filter() {
+    let compiled = compile_ok(&mk_set(&mk_fault(
+        "  expiry: 2026-12-07T00:00:00Z\n  maxActive: 3\n  maxPercent: 12.5\n",
+    )));
+    let policy = &compiled.values().next().unwrap().fault.policies[0];
+    assert_eq!(policy.expires_at_unix_ms, Some(1_796_601_600_000));
+    assert_eq!(
+        (policy.max_active, policy.max_percent),
+        (Some(3), Some(12.5))
+    );
+    // A duration not turned into a time by an apply is an error, never "no expiry".
+    let errors = compile(&mk_set(&mk_fault("  expiry: 10m\n"))).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "spec.expiry");
+    // After `resolve` (what an apply does), it is the apply's time plus the duration.
+    let mut docs = load(mk_fault("  expiry: 10m\n").as_bytes(), &Limits::default()).unwrap();
+    weft_policy::expiry::resolve(&mut docs, 1_000);
+    let compiled = compile_ok(&PolicySet::from_documents(docs));
+    let policy = &compiled.values().next().unwrap().fault.policies[0];
+    assert_eq!(policy.expires_at_unix_ms, Some(601_000));
+}
+
+#[test]
+fn a_web_application_firewall_reaches_its_target_versions_only_and_the_inbound_suite() {
+    let waf = "---\napiVersion: weft.dev/v1alpha1\nkind: WebApplicationFirewall\nmetadata: {name: edge, namespace: shop}\nspec:\n  target: {service: reviews, versions: [v2]}\n  mode: detect\n  limits: {maxArgs: 10, status: {tooManyArgs: 422}}\n  exclusions: [{pathPrefix: /api, rules: [942100], args: [q]}]\n";
+    let before = compile_ok(&mk_set(SERVICE));
+    let after = compile_ok(&mk_set(&format!("{SERVICE}{waf}")));
+    let by_version = |v: &str| {
+        after
+            .iter()
+            .find(|(id, _)| id.version == v)
+            .map(|(_, f)| f.waf.clone())
+            .unwrap()
+    };
+    assert_eq!(by_version("v1"), None);
+    let config = by_version("v2").unwrap();
+    assert_eq!(config.name, "shop/edge");
+    assert_eq!(config.mode, weft_filter_core::waf::Mode::Detect);
+    assert_eq!(
+        (config.limits.max_args, config.limits.status.too_many_args),
+        (10, 422)
+    );
+    assert_eq!(config.limits.status.body_too_large, 413);
+    assert_eq!(config.exclusions[0].args, ["q"]);
+    assert!(check(&after).is_empty());
+    let changes = diff(&before, &after);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].filters, ["waf"]);
+    let v2 = after.values().find(|f| f.waf.is_some()).unwrap();
+    let suite = suite_configs(v2, None).unwrap();
+    let inbound: serde_json::Value = serde_json::from_str(&suite.inbound).unwrap();
+    assert_eq!(inbound["waf"]["name"], "shop/edge");
+    assert!(
+        weft_filter_core::suite::Suite::from_json(suite.inbound.as_bytes())
+            .unwrap()
+            .waf
+            .is_some()
+    );
+}

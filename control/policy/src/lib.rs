@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod expiry;
 pub mod model;
 pub mod parse;
 pub mod secret;

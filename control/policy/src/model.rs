@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 mod rollout;
+mod waf;
 pub use rollout::*;
+pub use waf::*;
 
 /// The only `apiVersion` this control plane reads.
 pub const API_VERSION: &str = "weft.dev/v1alpha1";
@@ -30,9 +32,10 @@ pub enum Kind {
     FaultInjection,
     CircuitBreaker,
     Rollout,
+    WebApplicationFirewall,
 }
 
-pub const ALL_KINDS: [Kind; 7] = [
+pub const ALL_KINDS: [Kind; 8] = [
     Kind::Service,
     Kind::AuthorizationPolicy,
     Kind::RequestAuthentication,
@@ -40,6 +43,7 @@ pub const ALL_KINDS: [Kind; 7] = [
     Kind::FaultInjection,
     Kind::CircuitBreaker,
     Kind::Rollout,
+    Kind::WebApplicationFirewall,
 ];
 
 // === impl Kind ===
@@ -54,6 +58,7 @@ impl Kind {
             Self::FaultInjection => "FaultInjection",
             Self::CircuitBreaker => "CircuitBreaker",
             Self::Rollout => "Rollout",
+            Self::WebApplicationFirewall => "WebApplicationFirewall",
         }
     }
 
@@ -116,6 +121,7 @@ pub enum Spec {
     FaultInjection(FaultInjectionSpec),
     CircuitBreaker(CircuitBreakerSpec),
     Rollout(RolloutSpec),
+    WebApplicationFirewall(WebApplicationFirewallSpec),
 }
 
 // === impl Document ===
@@ -130,6 +136,7 @@ impl Document {
             Spec::FaultInjection(_) => Kind::FaultInjection,
             Spec::CircuitBreaker(_) => Kind::CircuitBreaker,
             Spec::Rollout(_) => Kind::Rollout,
+            Spec::WebApplicationFirewall(_) => Kind::WebApplicationFirewall,
         }
     }
 
@@ -158,6 +165,7 @@ impl Document {
             Spec::FaultInjection(s) => Some(&s.target),
             Spec::CircuitBreaker(s) => Some(&s.target),
             Spec::Rollout(s) => Some(&s.target),
+            Spec::WebApplicationFirewall(s) => Some(&s.target),
         }
     }
 
@@ -194,6 +202,7 @@ impl Serialize for Document {
             Spec::FaultInjection(s) => env(self, s).serialize(serializer),
             Spec::CircuitBreaker(s) => env(self, s).serialize(serializer),
             Spec::Rollout(s) => env(self, s).serialize(serializer),
+            Spec::WebApplicationFirewall(s) => env(self, s).serialize(serializer),
         }
     }
 }
@@ -230,6 +239,32 @@ pub struct ServiceSpec {
     /// read `/public/..;/admin` as `/admin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_parameters: Option<PathParametersSpec>,
+    /// The services this service's sidecars call (`name` in the same namespace, or
+    /// `namespace/name`): their outbound routes, clusters and endpoints are only these (an
+    /// Istio `Sidecar`'s egress hosts). Absent: every declared service; `[]`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<String>>,
+}
+
+impl ServiceSpec {
+    /// `calls` as `(namespace, name)` pairs, a bare name in `namespace` (the service's
+    /// own); `None` when absent (every service).
+    pub fn called_services(&self, namespace: &str) -> Option<Vec<(String, String)>> {
+        self.calls.as_ref().map(|calls| {
+            calls
+                .iter()
+                .map(|c| split_service_ref(namespace, c))
+                .collect()
+        })
+    }
+}
+
+/// `name` or `namespace/name` -> `(namespace, name)`, a bare name in `namespace`.
+pub fn split_service_ref(namespace: &str, reference: &str) -> (String, String) {
+    match reference.split_once('/') {
+        Some((ns, name)) => (ns.to_string(), name.to_string()),
+        None => (namespace.to_string(), reference.to_string()),
+    }
 }
 
 /// `Service.spec.pathParameters`.
@@ -513,8 +548,8 @@ pub struct MirrorSpec {
 
 // --- FaultInjection ---
 
-/// Delays and/or aborts a share of the requests callers send to `target` (every caller's
-/// sidecar applies it). Percentages above `percentCap` (default 50) are refused, so hitting
+/// Delays and/or aborts a share of the requests callers send to `target` (applied in the
+/// callers' sidecars: every caller's, or only those `match.principals` names). Percentages above `percentCap` (default 50) are refused, so hitting
 /// more than half of the traffic takes a deliberate `percentCap: 100`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -537,6 +572,16 @@ pub struct FaultInjectionSpec {
     /// inject nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// When the policy switches itself off: an RFC 3339 time, or a duration (`30m`, at most
+    /// 24h) that the apply turns into a time (see [`crate::expiry`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
+    /// Most requests held delayed at once by this policy, per sidecar worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active: Option<u32>,
+    /// Most of the matching requests (percent) that get any fault, sampled or by header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_percent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -413,6 +413,9 @@ pub fn document_from_value(value: Value, label: &str) -> Result<Document, Vec<Fi
             typed(value, label, &mut errors).map(|e| e.map(Spec::CircuitBreaker))
         }
         Kind::Rollout => typed(value, label, &mut errors).map(|e| e.map(Spec::Rollout)),
+        Kind::WebApplicationFirewall => {
+            typed(value, label, &mut errors).map(|e| e.map(Spec::WebApplicationFirewall))
+        }
     };
     match spec {
         Some(env) if errors.is_empty() => Ok(Document {

@@ -40,7 +40,7 @@ pub fn is_redacted(value: &str) -> bool {
 
 /// Replaces every secret in `value` with its redaction, wherever it sits: elements of a
 /// [`SECRET_LIST_FIELDS`] list, the `key` of a telemetry configuration (an object with both
-/// `direction` and `key`), and the same inside a filter configuration that travels as JSON
+/// `direction` and `key`) or of an explain configuration (`namespace`, `service`, `key`), and the same inside a filter configuration that travels as JSON
 /// text (a `configuration` string, re-serialised only when it held a secret). Already
 /// redacted values are left alone. Returns whether anything was replaced.
 pub fn redact_json(value: &mut Value) -> bool {
@@ -50,7 +50,10 @@ pub fn redact_json(value: &mut Value) -> bool {
         match v {
             Value::Array(items) => stack.extend(items.iter_mut()),
             Value::Object(map) => {
-                let telemetry = map.contains_key("direction");
+                // A telemetry configuration (`direction`) or an explain configuration
+                // (`namespace` + `service`): its `key` string is a signing key.
+                let telemetry = map.contains_key("direction")
+                    || (map.contains_key("namespace") && map.contains_key("service"));
                 for (name, field) in map.iter_mut() {
                     let secret = SECRET_LIST_FIELDS.contains(&name.as_str())
                         || (telemetry && name == "key" && field.is_string());
@@ -117,6 +120,7 @@ mod tests {
             "spec": {"jwtRules": [{"issuer": "i", "hs256Secrets": [s, s]}]},
             "providers": [{"keys": {"hs256_secrets": [s]}}],
             "telemetry": {"direction": "inbound", "key": "0a0b", "service": "s"},
+            "explain": {"namespace": "n", "service": "s", "key": "0c0d"},
             "canary": {"sticky": {"key": {"header": "x-user"}}},
             "key": "not-a-secret"
         });
@@ -132,6 +136,7 @@ mod tests {
             json!(redact(s))
         );
         assert_eq!(v["telemetry"]["key"], json!(redact("0a0b")));
+        assert_eq!(v["explain"]["key"], json!(redact("0c0d")));
         assert_eq!(v["canary"]["sticky"]["key"]["header"], "x-user");
         assert_eq!(v["key"], "not-a-secret");
         // Idempotent: a second pass does not digest the digest.

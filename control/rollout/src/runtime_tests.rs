@@ -43,6 +43,7 @@ fn report(t: &Telemetry, version: &str, requests: u64, errors: u64) {
             latency_us_sum: 0,
             routes: Vec::new(),
             routes_truncated: false,
+            ..EdgeReport::default()
         }],
     })
     .unwrap();

@@ -137,7 +137,7 @@ impl ControlPlane {
 
     /// Parses and validates `input` against the current set without changing anything.
     pub fn validate(&self, input: &[u8]) -> Result<Vec<Document>, StateError> {
-        let docs = weft_policy::load(input, &self.limits)?;
+        let docs = self.load(input)?;
         let plan = self.plan_apply(&self.snapshot().documents, &docs);
         self.check(&plan)?;
         Ok(docs)
@@ -168,11 +168,11 @@ impl ControlPlane {
         expect: Option<u64>,
         guard: Guard<'_>,
     ) -> Result<Outcome, StateError> {
-        let docs = weft_policy::load(input, &self.limits)?;
+        let docs = self.load(input)?;
         let keys: Vec<DocKey> = docs.iter().map(Document::key).collect();
         guard(&keys).map_err(StateError::Forbidden)?;
         let _writer = self.lock();
-        let current = self.snapshot();
+        let current = self.current(dry_run)?;
         expect_version(expect, current.version)?;
         let plan = self.plan_apply(&current.documents, &docs);
         self.commit(&current, plan, author, Operation::Apply, dry_run)
@@ -192,7 +192,7 @@ impl ControlPlane {
     ) -> Result<Outcome, StateError> {
         guard(std::slice::from_ref(key)).map_err(StateError::Forbidden)?;
         let _writer = self.lock();
-        let current = self.snapshot();
+        let current = self.current(dry_run)?;
         let mut next = current.documents.clone();
         if next.remove(key).is_none() {
             return Err(StateError::NotFound(key.to_string()));
@@ -236,7 +236,7 @@ impl ControlPlane {
             .get(version)?
             .ok_or_else(|| StateError::NotFound(format!("version {version}")))?;
         let _writer = self.lock();
-        let current = self.snapshot();
+        let current = self.current(dry_run)?;
         guard(&changed_keys(&current.documents, &target.documents))
             .map_err(StateError::Forbidden)?;
         let plan = Plan {
@@ -280,6 +280,60 @@ impl ControlPlane {
             .get(key)
             .cloned()
             .ok_or_else(|| StateError::NotFound(key.to_string()))
+    }
+
+    /// Catches up with a store other replicas append to: when its latest version is ahead
+    /// of the published snapshot, loads and compiles that version and publishes it. Returns
+    /// the version now published. A no-op for a store only this process writes.
+    pub fn refresh(&self) -> Result<u64, StateError> {
+        let _writer = self.lock();
+        Ok(self.catch_up()?.version)
+    }
+
+    /// `Err(reason)` while the store has been unreachable for too long (`/healthz`).
+    pub fn health(&self) -> Result<(), String> {
+        self.store.health()
+    }
+
+    /// The snapshot a change is planned on (under the writer lock): caught up with the store
+    /// for a real change, so a replica never plans on a version it has not seen yet; for a
+    /// dry run, what is published (served even while the store is unreachable).
+    fn current(&self, dry_run: bool) -> Result<Arc<Snapshot>, StateError> {
+        if dry_run {
+            return Ok(self.snapshot());
+        }
+        self.catch_up()
+    }
+
+    /// [`ControlPlane::refresh`] with the writer lock held.
+    fn catch_up(&self) -> Result<Arc<Snapshot>, StateError> {
+        let current = self.snapshot();
+        match self.store.head()? {
+            Some(head) if head > current.version => {}
+            _ => return Ok(current),
+        }
+        let Some(record) = self.store.latest()? else {
+            return Ok(current);
+        };
+        if record.version <= current.version {
+            return Ok(current);
+        }
+        let compiled = weft_compile::compile(&record.documents).map_err(StateError::Invalid)?;
+        let next = Arc::new(Snapshot {
+            version: record.version,
+            documents: record.documents,
+            compiled,
+        });
+        self.tx.send_replace(Arc::clone(&next));
+        Ok(next)
+    }
+
+    /// Parses `input`; a relative `expiry` becomes a time from now here, so the stored
+    /// document (and a restarted control plane) keeps the same end.
+    fn load(&self, input: &[u8]) -> Result<Vec<Document>, StateError> {
+        let mut docs = weft_policy::load(input, &self.limits)?;
+        weft_policy::expiry::resolve(&mut docs, weft_policy::expiry::now_unix_ms());
+        Ok(docs)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {

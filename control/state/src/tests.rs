@@ -172,3 +172,113 @@ fn guards_see_every_touched_document_and_refuse_before_anything_is_stored() {
     let out = cp.rollback_guarded(2, "a", false, &allow_all).unwrap();
     assert!(!out.created);
 }
+
+/// A store other "replicas" append to as well: [`MemoryStore`] shared, reporting its head.
+struct Shared(Arc<MemoryStore>);
+
+impl Store for Shared {
+    fn append(&self, r: NewRecord) -> Result<Record, StoreError> {
+        self.0.append(r)
+    }
+    fn latest(&self) -> Result<Option<Record>, StoreError> {
+        self.0.latest()
+    }
+    fn get(&self, v: u64) -> Result<Option<Record>, StoreError> {
+        self.0.get(v)
+    }
+    fn history(&self) -> Result<Vec<RecordSummary>, StoreError> {
+        self.0.history()
+    }
+    fn head(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.0.latest()?.map_or(0, |r| r.version)))
+    }
+}
+
+fn replicas() -> (ControlPlane, ControlPlane) {
+    let shared = Arc::new(MemoryStore::new());
+    let open =
+        || ControlPlane::open(Arc::new(Shared(Arc::clone(&shared))), Limits::default()).unwrap();
+    (open(), open())
+}
+
+#[test]
+fn a_replica_catches_up_with_versions_another_one_appended() {
+    let (one, two) = replicas();
+    let mut rx = two.subscribe();
+    one.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    assert_eq!(two.snapshot().version, 0, "not followed yet");
+    assert_eq!(two.refresh().unwrap(), 1);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(rx.borrow_and_update().compiled, one.snapshot().compiled);
+    // A change through a replica that has not refreshed is planned on the latest version,
+    // not refused: it catches up under the writer lock first.
+    one.apply(mk_policy("p1", "GET").as_bytes(), "a", false, None)
+        .unwrap();
+    let out = two
+        .apply(mk_policy("p2", "GET").as_bytes(), "b", false, None)
+        .unwrap();
+    assert_eq!((out.version, out.created), (3, true));
+    assert_eq!(two.snapshot().documents.len(), 3, "p1 kept");
+    assert_eq!(one.refresh().unwrap(), 3);
+    assert_eq!(one.snapshot().documents, two.snapshot().documents);
+    // Nothing new: refresh publishes nothing.
+    assert_eq!(two.refresh().unwrap(), 3);
+    assert!(rx.has_changed().unwrap());
+    rx.borrow_and_update();
+    two.refresh().unwrap();
+    assert!(!rx.has_changed().unwrap());
+}
+
+#[test]
+fn a_change_expecting_a_version_another_replica_moved_is_a_conflict_naming_both() {
+    let (one, two) = replicas();
+    one.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    let Err(StateError::Conflict(why)) =
+        two.apply(mk_policy("p", "GET").as_bytes(), "b", false, Some(0))
+    else {
+        panic!("expected a conflict")
+    };
+    assert!(
+        why.contains("expected version 0, current version is 1"),
+        "{why}"
+    );
+    assert_eq!(one.history().unwrap().len(), 1);
+}
+
+#[test]
+fn a_local_store_is_never_re_read() {
+    // The file and memory stores report no head: refresh is a no-op.
+    let cp = mk_plane();
+    assert_eq!(cp.refresh().unwrap(), 0);
+    cp.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    assert_eq!(cp.refresh().unwrap(), 1);
+    assert!(cp.health().is_ok());
+}
+
+#[test]
+fn a_relative_fault_expiry_is_stored_as_the_time_of_the_apply_plus_it() {
+    let cp = mk_plane();
+    cp.apply(SERVICES.as_bytes(), "a", false, None).unwrap();
+    let fault = "apiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {name: f, namespace: shop}\nspec:\n  target: {service: reviews}\n  expiry: 10m\n  abort: {httpStatus: 503, percent: 5}\n";
+    let before = weft_policy::expiry::now_unix_ms();
+    cp.apply(fault.as_bytes(), "a", false, None).unwrap();
+    let after = weft_policy::expiry::now_unix_ms();
+    let key = DocKey {
+        kind: Kind::FaultInjection,
+        namespace: "shop".into(),
+        name: "f".into(),
+    };
+    let weft_policy::Spec::FaultInjection(spec) = cp.get(&key).unwrap().spec else {
+        panic!("not a FaultInjection")
+    };
+    let stored = spec.expiry.unwrap();
+    let at = weft_policy::expiry::parse_rfc3339(&stored).unwrap();
+    // Millisecond precision: within the apply's own window.
+    assert!(before + 600_000 <= at && at <= after + 600_000, "{stored}");
+    // The stored (absolute) form is what history keeps and a restart reads.
+    let record = cp.record(2).unwrap();
+    assert_eq!(record.documents.get(&key), Some(&cp.get(&key).unwrap()));
+    let snapshot = cp.snapshot();
+    let fault_filter = &snapshot.compiled.values().next().unwrap().fault;
+    assert_eq!(fault_filter.policies[0].expires_at_unix_ms, Some(at));
+}

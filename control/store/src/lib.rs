@@ -4,6 +4,7 @@
 //! after the change, its author, time and a summary of what changed; versions count up from 1
 //! without gaps. [`Store`] is the seam for a distributed implementation (etcd: a transaction
 //! comparing the latest version key, which is what [`NewRecord::parent`] is for);
+//! `weft-etcd`'s `EtcdStore` is that distributed implementation, for replicas;
 //! [`FileStore`] is the embedded default (compacted into a snapshot record plus the tail;
 //! [`verify`] and [`repair`] are the operator's offline tools) and [`MemoryStore`] serves tests.
 #![forbid(unsafe_code)]
@@ -14,11 +15,14 @@ mod log;
 mod memory;
 mod offline;
 pub mod private;
+pub mod shared;
+pub mod time;
 
 pub use file::{CompactReport, Compaction, FileStore, Recovery};
 pub use log::{BadFrame, FrameInfo};
 pub use memory::MemoryStore;
 pub use offline::{repair, verify, Repair, Verification};
+pub use shared::{MemoryShared, SharedState, Versioned};
 
 use serde::{Deserialize, Serialize};
 use weft_policy::set::DocDiff;
@@ -111,6 +115,17 @@ pub enum StoreError {
     Poisoned(String),
     #[error("record encoding: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A shared store (etcd) cannot be reached: nothing was written, and the last version
+    /// read keeps being served.
+    #[error("store unavailable: {0}; changes are refused until it is reachable again, the last version keeps being served")]
+    Unavailable(String),
+    /// A shared store did not confirm a change in time: it may still commit it (etcd keeps
+    /// a proposal it accepted), so the change is neither acknowledged nor known refused.
+    #[error("store did not confirm the change: {0}; it may still be committed once the store recovers: check the history before retrying")]
+    Unconfirmed(String),
+    /// A record read from a shared store does not decode (or is not the version its key says).
+    #[error("bad record {key} in the store: {reason}")]
+    BadRecord { key: String, reason: String },
 }
 
 fn after_text(valid_after: &Option<u64>) -> String {
@@ -128,6 +143,19 @@ pub trait Store: Send + Sync {
     fn latest(&self) -> Result<Option<Record>, StoreError>;
     fn get(&self, version: u64) -> Result<Option<Record>, StoreError>;
     fn history(&self) -> Result<Vec<RecordSummary>, StoreError>;
+
+    /// The latest version as the store holds it *now*, for a store other processes append
+    /// to too (etcd replicas); `None` (the default) for a store only this process writes,
+    /// whose latest version is always the one it appended last.
+    fn head(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// `Err(reason)` while the store has been unreachable for longer than its bound (the
+    /// server's `/healthz` answers 503 with it); always `Ok` for a local store.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 pub(crate) fn now_unix_ms() -> u64 {
@@ -136,8 +164,9 @@ pub(crate) fn now_unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Builds the record `new` becomes on top of `latest`.
-pub(crate) fn next_record(latest: u64, new: NewRecord) -> Result<Record, StoreError> {
+/// Builds the record `new` becomes on top of `latest` ([`StoreError::Conflict`] unless
+/// `new.parent` is `latest`); every [`Store`] implementation appends through it.
+pub fn next_record(latest: u64, new: NewRecord) -> Result<Record, StoreError> {
     if new.parent != latest {
         return Err(StoreError::Conflict {
             parent: new.parent,

@@ -3,6 +3,10 @@
 //! group's own telemetry filter configuration (ECDS serves a group only its own filters).
 //! A restart makes a new secret, and every sidecar gets its new key with its next filter
 //! configuration (sidecars reconnect, so at once).
+//!
+//! The same value carries the explain master key when `weft serve` has one (kept in its data
+//! dir, so tokens outlive a restart): each *service* gets its own token key derived from it
+//! ([`GroupKeys::explain_key_hex`]), in its sidecars' authz configuration only.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -10,6 +14,7 @@ use sha2::Sha256;
 #[derive(Clone)]
 pub struct GroupKeys {
     secret: Vec<u8>,
+    explain_master: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for GroupKeys {
@@ -20,7 +25,24 @@ impl std::fmt::Debug for GroupKeys {
 
 impl GroupKeys {
     pub fn new(secret: Vec<u8>) -> Self {
-        Self { secret }
+        Self {
+            secret,
+            explain_master: None,
+        }
+    }
+
+    /// These keys, also deriving explain token keys from `master`.
+    pub fn with_explain_master(mut self, master: Vec<u8>) -> Self {
+        self.explain_master = Some(master);
+        self
+    }
+
+    /// The explain token key of `namespace/service` (hex), when there is a master key.
+    pub fn explain_key_hex(&self, namespace: &str, service: &str) -> Option<String> {
+        let master = self.explain_master.as_deref()?;
+        Some(weft_filter_core::explain::service_key(
+            master, namespace, service,
+        ))
     }
 
     /// 32 bytes from the OS.
@@ -28,7 +50,7 @@ impl GroupKeys {
         use std::io::Read;
         let mut secret = vec![0u8; 32];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
-        Ok(Self { secret })
+        Ok(Self::new(secret))
     }
 
     pub fn key(&self, namespace: &str, service: &str, version: &str) -> Vec<u8> {

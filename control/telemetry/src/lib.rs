@@ -10,14 +10,17 @@
 //! ([`suggest`]).
 #![forbid(unsafe_code)]
 
+mod drawing;
 mod graph;
 mod keys;
+pub mod layout;
 pub mod prometheus;
 mod routes;
+pub mod shared;
 pub mod suggest;
 mod window;
 
-pub use graph::{Graph, GraphEdge, GraphNode, Split};
+pub use graph::{BreakerView, Graph, GraphEdge, GraphNode, LabelLine, Link, Split};
 pub use keys::GroupKeys;
 pub use routes::{api_router, ingest_router, metrics_router, UI_HTML};
 pub use suggest::{suggest_authz, Suggestion};
@@ -28,7 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use weft_filter_core::telemetry::{service_of_principal, verify, Direction, Report};
+use weft_filter_core::telemetry::{
+    service_of_principal, verify, Direction, Report, INGRESS_SOURCE,
+};
 use window::EdgeWindow;
 
 /// Why a batch was refused.
@@ -68,12 +73,16 @@ pub struct EdgeKey {
 impl EdgeKey {
     pub fn source_service(&self) -> &str {
         match self.reporter {
-            Direction::Inbound if self.source.is_empty() => "unknown",
+            // No mTLS peer: the outside world (a gateway's clients).
+            Direction::Inbound if self.source.is_empty() => EXTERNAL,
             Direction::Inbound => service_of_principal(&self.source),
             Direction::Outbound => &self.source,
         }
     }
 }
+
+/// The graph's name for callers without a mesh identity: clients of a gateway.
+pub const EXTERNAL: &str = "external";
 
 /// Ingest counters, shown in `/metrics` and the graph.
 #[derive(Debug, Default)]
@@ -92,13 +101,24 @@ pub struct XdsView {
     pub sidecars: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
 }
 
+/// Prometheus text some other part of the server adds to `/metrics` (the etcd store's health).
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// One status line per service for the graph's boxes (a running rollout's progress),
+/// from whoever knows it (`weft serve` wires the rollout driver here).
+pub type Badges = Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
+
 /// The control plane's telemetry state.
 pub struct Telemetry {
     keys: GroupKeys,
     edges: Mutex<BTreeMap<EdgeKey, EdgeWindow>>,
+    /// Other replicas' edges, as they last shared them (see `shared`).
+    remote: Mutex<Vec<(EdgeKey, EdgeWindow)>>,
     services: RwLock<Vec<KnownService>>,
     pub stats: IngestStats,
     xds: RwLock<Option<XdsView>>,
+    badges: RwLock<Option<Badges>>,
+    more_metrics: RwLock<Option<MetricsText>>,
 }
 
 // === impl Telemetry ===
@@ -108,9 +128,12 @@ impl Telemetry {
         Arc::new(Self {
             keys,
             edges: Mutex::new(BTreeMap::new()),
+            remote: Mutex::new(Vec::new()),
             services: RwLock::new(Vec::new()),
             stats: IngestStats::default(),
             xds: RwLock::new(None),
+            badges: RwLock::new(None),
+            more_metrics: RwLock::new(None),
         })
     }
 
@@ -132,6 +155,37 @@ impl Telemetry {
 
     pub fn set_xds_view(&self, view: XdsView) {
         *self.xds.write().unwrap_or_else(PoisonError::into_inner) = Some(view);
+    }
+
+    /// Where the graph's service boxes get their status line (see [`Badges`]).
+    pub fn set_badges(&self, badges: Badges) {
+        *self.badges.write().unwrap_or_else(PoisonError::into_inner) = Some(badges);
+    }
+
+    /// Text `/metrics` ends with (see [`MetricsText`]).
+    pub fn set_more_metrics(&self, text: MetricsText) {
+        *self
+            .more_metrics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(text);
+    }
+
+    pub(crate) fn more_metrics(&self) -> Option<String> {
+        let text = self
+            .more_metrics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        text.map(|f| f())
+    }
+
+    fn badges(&self) -> BTreeMap<String, String> {
+        let badges = self
+            .badges
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        badges.map(|f| f()).unwrap_or_default()
     }
 
     fn xds_view(&self) -> Option<XdsView> {
@@ -209,6 +263,15 @@ impl Telemetry {
                     version: report.version.clone(),
                     namespace: report.namespace.clone(),
                 },
+                // A gateway's edge WAF reports the edge into the gateway itself: the
+                // callee's view of it, from a caller without a mesh identity.
+                Direction::Outbound if edge.source == INGRESS_SOURCE => EdgeKey {
+                    reporter: Direction::Inbound,
+                    source: String::new(),
+                    destination: report.service.clone(),
+                    version: report.version.clone(),
+                    namespace: report.namespace.clone(),
+                },
                 Direction::Outbound => {
                     let (namespace, destination, version) =
                         resolve(&services, &edge.destination, &edge.version);
@@ -230,29 +293,56 @@ impl Telemetry {
         Ok(requests)
     }
 
-    /// Every edge's counts over the last `window_secs` (and since start), at `now_ms`.
+    fn remote(&self) -> MutexGuard<'_, Vec<(EdgeKey, EdgeWindow)>> {
+        self.remote.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every edge's counts over the last `window_secs` (and since start), at `now_ms`: this
+    /// replica's and the others' merged.
     pub(crate) fn edges_at(&self, window_secs: u64, now_ms: u64) -> Vec<(EdgeKey, Counts, Counts)> {
-        let mut edges = self.lock();
-        edges
-            .iter_mut()
-            .map(|(key, window)| {
-                (
-                    key.clone(),
-                    window.sum(now_ms, window_secs),
-                    window.total().clone(),
-                )
-            })
+        let mut merged: BTreeMap<EdgeKey, (Counts, Counts)> = BTreeMap::new();
+        let mut add = |key: &EdgeKey, window: &mut EdgeWindow| {
+            let (sum, total) = merged.entry(key.clone()).or_default();
+            sum.merge(&window.sum(now_ms, window_secs));
+            total.merge(window.total());
+        };
+        for (key, window) in self.lock().iter_mut() {
+            add(key, window);
+        }
+        for (key, window) in self.remote().iter_mut() {
+            add(key, window);
+        }
+        merged
+            .into_iter()
+            .map(|(key, (sum, total))| (key, sum, total))
             .collect()
     }
 
-    /// Per edge, its newest active bucket in the window: (key, bucket index, counts).
+    /// Per edge, its newest active bucket in the window (of every replica's; the same bucket
+    /// of several replicas merged): (key, bucket index, counts).
     pub(crate) fn latest_at(&self, window_secs: u64, now_ms: u64) -> Vec<(EdgeKey, u64, Counts)> {
-        self.lock()
-            .iter()
-            .filter_map(|(key, window)| {
-                let (slot, counts) = window.latest(now_ms, window_secs)?;
-                Some((key.clone(), slot, counts.clone()))
-            })
+        let mut merged: BTreeMap<EdgeKey, (u64, Counts)> = BTreeMap::new();
+        let mut add = |key: &EdgeKey, window: &EdgeWindow| {
+            let Some((slot, counts)) = window.latest(now_ms, window_secs) else {
+                return;
+            };
+            match merged.get_mut(key) {
+                Some((held, sum)) if *held == slot => sum.merge(counts),
+                Some((held, _)) if *held > slot => {}
+                _ => {
+                    merged.insert(key.clone(), (slot, counts.clone()));
+                }
+            }
+        };
+        for (key, window) in self.lock().iter() {
+            add(key, window);
+        }
+        for (key, window) in self.remote().iter() {
+            add(key, window);
+        }
+        merged
+            .into_iter()
+            .map(|(key, (slot, counts))| (key, slot, counts))
             .collect()
     }
 
@@ -261,7 +351,10 @@ impl Telemetry {
     /// cumulative, so a reader takes differences between two reads for an exact interval.
     pub fn version_totals(&self, namespace: &str, service: &str) -> BTreeMap<String, Counts> {
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-        for (key, window) in self.lock().iter() {
+        let local = self.lock();
+        let remote = self.remote();
+        let every = local.iter().chain(remote.iter().map(|(k, w)| (k, w)));
+        for (key, window) in every {
             if key.reporter == Direction::Inbound
                 && key.namespace == namespace
                 && key.destination == service
@@ -279,12 +372,14 @@ impl Telemetry {
     }
 
     pub fn graph_at(&self, window_secs: u64, now_ms: u64) -> Graph {
-        graph::build(
+        let mut graph = graph::build(
             self.edges_at(window_secs, now_ms),
             window_secs,
             now_ms,
             &self.stats,
-        )
+        );
+        drawing::draw(&mut graph, &self.badges());
+        graph
     }
 }
 

@@ -26,7 +26,7 @@ pub fn render(telemetry: &Telemetry, now_ms: u64) -> String {
             ("version", &key.version),
         ])
     };
-    let series: [Series; 5] = [
+    let series: [Series; 13] = [
         (
             "weft_edge_requests_total",
             "Requests per edge, by reporter.",
@@ -49,6 +49,46 @@ pub fn render(telemetry: &Telemetry, now_ms: u64) -> String {
             "weft_edge_breaker_open_total",
             "Requests the caller's breaker failed fast.",
             |c| c.breaker_open,
+        ),
+        (
+            "weft_edge_aborted_total",
+            "Aborts the caller's fault stage injected.",
+            |c| c.aborted,
+        ),
+        (
+            "weft_edge_unreached_total",
+            "Requests the caller's Envoy answered without an upstream host.",
+            |c| c.unreached,
+        ),
+        (
+            "weft_edge_waf_blocked_total",
+            "Requests the callee's WAF refused.",
+            |c| c.waf_blocked,
+        ),
+        (
+            "weft_edge_waf_would_block_total",
+            "Requests a detect-mode WAF would have refused.",
+            |c| c.waf_detected,
+        ),
+        (
+            "weft_edge_delayed_total",
+            "Requests the caller's fault stage delayed.",
+            |c| c.delayed,
+        ),
+        (
+            "weft_edge_would_abort_total",
+            "Requests a dry-run fault policy would have aborted.",
+            |c| c.would_abort,
+        ),
+        (
+            "weft_edge_would_delay_total",
+            "Requests a dry-run fault policy would have delayed.",
+            |c| c.would_delay,
+        ),
+        (
+            "weft_edge_would_fail_fast_total",
+            "Requests a dry-run breaker would have failed fast.",
+            |c| c.would_fail_fast,
         ),
     ];
     for (name, help, value) in series {
@@ -92,6 +132,9 @@ pub fn render(telemetry: &Telemetry, now_ms: u64) -> String {
     }
     if let Some(xds) = telemetry.xds_metrics() {
         out.push_text(&xds);
+    }
+    if let Some(more) = telemetry.more_metrics() {
+        out.push_text(&more);
     }
     out.finish()
 }

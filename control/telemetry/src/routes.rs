@@ -107,10 +107,22 @@ async fn graph(State(telemetry): State<Arc<Telemetry>>, Query(p): Query<WindowPa
         Ok(window) => window,
         Err(message) => return bad_request(message),
     };
-    let graph = telemetry.graph(window);
-    let mut value = serde_json::to_value(&graph).unwrap_or_default();
-    value["sidecars"] = telemetry.xds_sidecars();
-    Json(value).into_response()
+    // The layout and the rollout badges take locks and some work: off the async threads.
+    let value = tokio::task::spawn_blocking(move || {
+        let graph = telemetry.graph(window);
+        let mut value = serde_json::to_value(&graph).unwrap_or_default();
+        value["sidecars"] = telemetry.xds_sidecars();
+        value
+    })
+    .await;
+    match value {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": error.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,8 @@
 //! [`MAX_WINDOW_SECS`], plus totals since start (Prometheus counters).
 
 use std::collections::{BTreeMap, VecDeque};
-use weft_filter_core::telemetry::{EdgeReport, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
+use weft_filter_core::breaker::Phase;
+use weft_filter_core::telemetry::{BreakerMark, EdgeReport, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
 
 pub const BUCKET_SECS: u64 = 5;
 /// The longest window a query may ask for: one hour.
@@ -16,7 +17,23 @@ pub struct Counts {
     pub status: [u64; 6],
     pub denied: u64,
     pub dry_run_denied: u64,
+    /// Failed fast by the caller's breaker (open, half-open full, over its cap).
     pub breaker_open: u64,
+    /// Of `requests`, those the reporting sidecar answered itself, by status class.
+    pub local_status: [u64; 6],
+    pub aborted: u64,
+    pub unreached: u64,
+    /// Refused by the WAF, and (detect mode) would have been.
+    pub waf_blocked: u64,
+    pub waf_detected: u64,
+    pub delayed: u64,
+    pub would_abort: u64,
+    pub would_delay: u64,
+    pub would_fail_fast: u64,
+    /// Admissions to a guarded cluster by the phase they saw: closed, open, half-open.
+    pub breaker_phases: [u64; 3],
+    /// The phase the newest of them saw.
+    pub breaker_state: Option<Phase>,
     pub latency: [u64; LATENCY_BUCKETS],
     pub latency_us_sum: u64,
     /// (method, path) -> requests, for suggestions.
@@ -38,6 +55,21 @@ impl Counts {
             denied: edge.denied,
             dry_run_denied: edge.dry_run_denied,
             breaker_open: edge.breaker_open,
+            local_status: edge.local_status,
+            aborted: edge.aborted,
+            unreached: edge.unreached,
+            waf_blocked: edge.waf_blocked,
+            waf_detected: edge.waf_detected,
+            delayed: edge.delayed,
+            would_abort: edge.would_abort,
+            would_delay: edge.would_delay,
+            would_fail_fast: edge.would_fail_fast,
+            breaker_phases: edge.breaker_phases,
+            // An unknown word is no phase: the edge just shows none.
+            breaker_state: edge
+                .breaker_state
+                .as_deref()
+                .and_then(|s| BreakerMark::parse(Some(s.as_bytes())).phase),
             latency,
             latency_us_sum: edge.latency_us_sum,
             routes: edge
@@ -50,19 +82,28 @@ impl Counts {
     }
 
     pub fn merge(&mut self, other: &Counts) {
-        self.requests += other.requests;
+        self.requests = self.requests.saturating_add(other.requests);
         for (a, b) in self.status.iter_mut().zip(other.status) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
-        self.denied += other.denied;
-        self.dry_run_denied += other.dry_run_denied;
-        self.breaker_open += other.breaker_open;
+        self.denied = self.denied.saturating_add(other.denied);
+        self.dry_run_denied = self.dry_run_denied.saturating_add(other.dry_run_denied);
+        self.breaker_open = self.breaker_open.saturating_add(other.breaker_open);
+        for (a, b) in self.local_status.iter_mut().zip(other.local_status) {
+            *a = a.saturating_add(b);
+        }
+        self.aborted = self.aborted.saturating_add(other.aborted);
+        self.unreached = self.unreached.saturating_add(other.unreached);
+        self.waf_blocked = self.waf_blocked.saturating_add(other.waf_blocked);
+        self.waf_detected = self.waf_detected.saturating_add(other.waf_detected);
+        self.add_caller_marks(other);
         for (a, b) in self.latency.iter_mut().zip(other.latency) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         self.latency_us_sum = self.latency_us_sum.saturating_add(other.latency_us_sum);
         for (route, n) in &other.routes {
-            *self.routes.entry(route.clone()).or_default() += n;
+            let count = self.routes.entry(route.clone()).or_default();
+            *count = count.saturating_add(*n);
         }
         // Bound the routes kept per edge, as the filter does per batch.
         if self.routes.len() > 64 {
@@ -74,22 +115,65 @@ impl Counts {
         self.routes_truncated |= other.routes_truncated;
     }
 
+    /// What only the caller's sidecar knows (delays, dry-run fault and breaker verdicts, the
+    /// breaker's phase); `other` is the newer when it has a phase.
+    fn add_caller_marks(&mut self, other: &Counts) {
+        self.delayed = self.delayed.saturating_add(other.delayed);
+        self.would_abort = self.would_abort.saturating_add(other.would_abort);
+        self.would_delay = self.would_delay.saturating_add(other.would_delay);
+        self.would_fail_fast = self.would_fail_fast.saturating_add(other.would_fail_fast);
+        for (a, b) in self.breaker_phases.iter_mut().zip(other.breaker_phases) {
+            *a = a.saturating_add(b);
+        }
+        self.breaker_state = other.breaker_state.or(self.breaker_state);
+    }
+
+    /// Adds what the caller's report (`outbound`) knows and the callee's cannot: the
+    /// requests the caller's sidecar answered itself (they never reached the callee) and
+    /// its marks. Latency stays the callee's measure of the requests it served.
+    pub fn add_caller_view(&mut self, outbound: &Counts) {
+        let local: u64 = outbound
+            .local_status
+            .iter()
+            .fold(0u64, |n, c| n.saturating_add(*c));
+        self.requests = self.requests.saturating_add(local);
+        for (a, b) in self.status.iter_mut().zip(outbound.local_status) {
+            *a = a.saturating_add(b);
+        }
+        for (a, b) in self.local_status.iter_mut().zip(outbound.local_status) {
+            *a = a.saturating_add(b);
+        }
+        // Outbound denials are the caller's own (a gateway's authz), never the callee's.
+        self.denied = self.denied.saturating_add(outbound.denied);
+        self.aborted = self.aborted.saturating_add(outbound.aborted);
+        self.breaker_open = self.breaker_open.saturating_add(outbound.breaker_open);
+        self.unreached = self.unreached.saturating_add(outbound.unreached);
+        self.add_caller_marks(outbound);
+    }
+
+    /// Requests answered by the reporting sidecar itself.
+    pub fn local_requests(&self) -> u64 {
+        self.local_status
+            .iter()
+            .fold(0u64, |n, c| n.saturating_add(*c))
+    }
+
     /// 5xx and no-response counts.
     pub fn errors(&self) -> u64 {
-        self.status[0] + self.status[5]
+        self.status[0].saturating_add(self.status[5])
     }
 
     /// The `q` quantile (0..1) in milliseconds: the upper bound of the bucket it falls in
     /// (the overflow bucket reports twice the last bound). `None` without requests.
     pub fn quantile_ms(&self, q: f64) -> Option<u64> {
-        let total: u64 = self.latency.iter().sum();
+        let total = self.latency.iter().fold(0u64, |n, c| n.saturating_add(*c));
         if total == 0 {
             return None;
         }
         let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         for (i, n) in self.latency.iter().enumerate() {
-            seen += n;
+            seen = n.saturating_add(seen);
             if seen >= rank {
                 return Some(
                     LATENCY_BOUNDS_MS
@@ -163,5 +247,20 @@ impl EdgeWindow {
 
     pub fn total(&self) -> &Counts {
         &self.total
+    }
+
+    /// Its buckets, oldest first: (bucket index, counts).
+    pub fn buckets(&self) -> impl Iterator<Item = &(u64, Counts)> {
+        self.buckets.iter()
+    }
+
+    /// A window as another replica shared it.
+    pub fn from_parts(buckets: impl Iterator<Item = (u64, Counts)>, total: Counts) -> Self {
+        let mut buckets: Vec<(u64, Counts)> = buckets.collect();
+        buckets.sort_by_key(|(slot, _)| *slot);
+        Self {
+            buckets: buckets.into(),
+            total,
+        }
     }
 }

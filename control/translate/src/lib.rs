@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use weft_compile::{suite_configs, SidecarFilters};
+use weft_filter_core::explain::ExplainConfig;
 use weft_filter_core::registry::{Filter, SUITE_MODULE};
 use weft_filter_core::telemetry::{Direction, TelemetryConfig};
 use weft_policy::PolicySet;
@@ -28,9 +29,13 @@ pub enum Layout {
     /// One entry per filter: `weft.authz`, `weft.canary`, `weft.fault`, `weft.breaker`, and
     /// `weft.telemetry.{inbound,outbound}` when [`Mode::telemetry`] is on.
     Separate,
-    /// `weft serve --suite`: `weft.suite.inbound` (telemetry + authz) and
-    /// `weft.suite.outbound` (telemetry + canary + fault + breaker), one VM per worker.
+    /// `weft.suite.inbound` (telemetry + authz) and `weft.suite.outbound` (telemetry +
+    /// canary + fault + breaker), one VM per worker.
     Suite,
+    /// Both sets of entries (`weft serve`'s default): ECDS entries are subscribed by name,
+    /// so a sidecar bootstrapped either way (`weft bootstrap` makes suite bootstraps,
+    /// `--modules` and gateways separate ones) receives the entries its chains name.
+    Both,
 }
 
 /// What the translation produces besides the policies themselves.
@@ -65,9 +70,34 @@ pub fn sidecar_resources(snapshot: &Snapshot, keys: &GroupKeys, mode: Mode) -> S
     };
     for (id, compiled) in &snapshot.compiled {
         let group = SidecarGroup::new(&id.namespace, &id.service, &id.version);
+        let explained;
+        let compiled = match keys.explain_key_hex(&id.namespace, &id.service) {
+            Some(key) => {
+                explained = with_explain(compiled, &id.namespace, &id.service, key);
+                &explained
+            }
+            None => compiled,
+        };
         let specs = group_filters(&group, compiled, keys, mode, &mut out.errors);
         out.filters.insert(group, specs);
     }
+    out
+}
+
+/// `compiled` with its authz configuration checking explain tokens of `namespace/service`
+/// under `key` (the service's own key, never another's).
+fn with_explain(
+    compiled: &SidecarFilters,
+    namespace: &str,
+    service: &str,
+    key: String,
+) -> SidecarFilters {
+    let mut out = compiled.clone();
+    out.authz.explain = Some(ExplainConfig {
+        namespace: namespace.to_string(),
+        service: service.to_string(),
+        key,
+    });
     out
 }
 
@@ -83,19 +113,20 @@ fn group_filters(
     let mut failed = |filter: &str, error: serde_json::Error| {
         errors.push(format!("{group} {filter}: cannot serialise: {error}"));
     };
-    if mode.layout == Layout::Suite {
+    let mut specs = Vec::new();
+    if matches!(mode.layout, Layout::Suite | Layout::Both) {
         let inbound = telemetry_config(keys, group, Direction::Inbound);
         let outbound = telemetry_config(keys, group, Direction::Outbound);
-        return match suite_configs(compiled, Some((&inbound, &outbound))) {
-            Ok(configs) => vec![
-                FilterSpec::suite_inbound(configs.inbound),
-                FilterSpec::suite_outbound(configs.outbound),
-            ],
-            Err(error) => {
-                failed(SUITE_MODULE, error);
-                Vec::new()
+        match suite_configs(compiled, Some((&inbound, &outbound))) {
+            Ok(configs) => {
+                specs.push(FilterSpec::suite_inbound(configs.inbound));
+                specs.push(FilterSpec::suite_outbound(configs.outbound));
             }
-        };
+            Err(error) => failed(SUITE_MODULE, error),
+        }
+        if mode.layout == Layout::Suite {
+            return specs;
+        }
     }
     let json = [
         (
@@ -115,11 +146,18 @@ fn group_filters(
             serde_json::to_string(&compiled.breaker),
         ),
     ];
-    let mut specs = Vec::new();
     for (module, json) in json {
         match json {
             Ok(json) => specs.push(FilterSpec::new(module, json)),
             Err(error) => failed(module, error),
+        }
+    }
+    // `weft.waf`: only a gateway's bootstrap has the entry (its edge listener); another
+    // sidecar never asks for it (a service's inbound WAF needs suite mode).
+    if let Some(waf) = &compiled.waf {
+        match serde_json::to_string(waf) {
+            Ok(json) => specs.push(FilterSpec::new(weft_compile::WAF, json)),
+            Err(error) => failed(weft_compile::WAF, error),
         }
     }
     if mode.telemetry {
@@ -168,8 +206,9 @@ pub fn telemetry_config(
     }
 }
 
-/// The declared mesh services; a service without `host` is reached by its name, and one
-/// without `stableVersion` falls back to its first version.
+/// The declared mesh services; a service without `host` is reached by its name, one
+/// without `stableVersion` falls back to its first version, and one without `calls` may
+/// call every service.
 pub fn mesh_services(documents: &PolicySet) -> Vec<MeshService> {
     documents
         .services()
@@ -183,6 +222,7 @@ pub fn mesh_services(documents: &PolicySet) -> Vec<MeshService> {
                 .clone()
                 .or_else(|| spec.versions.first().cloned())
                 .unwrap_or_default(),
+            calls: spec.called_services(namespace),
         })
         .collect()
 }

@@ -199,3 +199,42 @@ fn an_empty_snapshot_translates_to_nothing() {
     );
     assert_eq!(out, SidecarResources::default());
 }
+
+#[test]
+fn both_layouts_serve_either_bootstrap_the_entries_it_names() {
+    let mode = Mode {
+        layout: Layout::Both,
+        telemetry: true,
+    };
+    let out = sidecar_resources(&mk_snapshot(1, DOCS), &mk_keys(), mode);
+    let specs = &out.filters[&SidecarGroup::new("shop", "reviews", "v2")];
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            SUITE_INBOUND,
+            SUITE_OUTBOUND,
+            "weft.authz",
+            "weft.canary",
+            "weft.fault",
+            "weft.breaker",
+            "weft.telemetry.inbound",
+            "weft.telemetry.outbound",
+        ]
+    );
+    // Each layout's entries are exactly what that layout alone serves.
+    for layout in [Layout::Suite, Layout::Separate] {
+        let alone = sidecar_resources(
+            &mk_snapshot(1, DOCS),
+            &mk_keys(),
+            Mode {
+                layout,
+                telemetry: true,
+            },
+        );
+        for spec in &alone.filters[&SidecarGroup::new("shop", "reviews", "v2")] {
+            assert!(specs.contains(spec), "{layout:?}: {}", spec.name);
+        }
+    }
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}

@@ -23,6 +23,10 @@ pub struct BootstrapArgs {
     pub xds_host: String,
     #[arg(long, default_value_t = 18000)]
     pub xds_port: u16,
+    /// More control-plane replicas, `HOST:PORT` (repeatable, or comma-separated): the xDS
+    /// stream moves to another one within about a second when its replica goes away.
+    #[arg(long = "xds-replica", value_delimiter = ',', value_parser = parse_host_port)]
+    pub xds_replicas: Vec<(String, u16)>,
     /// The application behind the sidecar.
     #[arg(long, default_value = "127.0.0.1")]
     pub app_host: String,
@@ -96,16 +100,22 @@ pub struct BootstrapArgs {
     /// right of X-Forwarded-For. 0 (the default): the TCP peer, X-Forwarded-For is not believed.
     #[arg(long, default_value_t = 0, requires = "gateway")]
     pub gateway_trusted_hops: u32,
-    /// For a control plane run with `weft serve --suite`: the two `weft.suite.{inbound,outbound}`
-    /// filter entries (one `suite.wasm` VM per worker) instead of the five separate ones.
-    #[arg(long, conflicts_with = "gateway")]
+    /// The two `weft.suite.{inbound,outbound}` filter entries, one `suite.wasm` VM per
+    /// worker: the default (except for `--gateway`); kept so older scripts still parse.
+    #[arg(long, conflicts_with_all = ["gateway", "modules"])]
     pub suite: bool,
+    /// The separate filters' entries (`weft.authz`, `weft.canary`, ...) instead of the suite,
+    /// for a control plane run with `weft serve --modules` or a chain you assemble yourself.
+    /// A gateway always uses them.
+    #[arg(long)]
+    pub modules: bool,
 }
 
 pub fn run(args: BootstrapArgs) -> Exit {
     let mut params =
         BootstrapParams::new(&args.service, &args.version, &args.xds_host, args.xds_port);
     params.namespace = args.namespace;
+    params.xds_more = args.xds_replicas;
     params.node_id = args.node_id;
     params.app_host = args.app_host;
     params.app_port = args.app_port;
@@ -143,8 +153,8 @@ pub fn run(args: BootstrapArgs) -> Exit {
                 trusted_hops: args.gateway_trusted_hops,
             },
         ),
-        _ if args.suite => weft_xds::suite_bootstrap::render_suite(&params),
-        _ => render(&params),
+        _ if args.modules || args.gateway => render(&params),
+        _ => weft_xds::suite_bootstrap::render_suite(&params),
     };
     match rendered {
         Ok(yaml) => {
@@ -181,5 +191,49 @@ mod tests {
             "sidecars trust no hop"
         );
         assert!(parse(&[&gateway[..], &["--gateway-trusted-hops", "-1"]].concat()).is_err());
+    }
+}
+
+/// `HOST:PORT` (`[v6]:PORT` too).
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{text:?}: the port is not 1-65535"))?;
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(format!("{text:?}: no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod replica_tests {
+    #[test]
+    fn replica_addresses_parse_or_are_refused_naming_the_value() {
+        assert_eq!(
+            super::parse_host_port("cp-2.mesh:18000"),
+            Ok(("cp-2.mesh".into(), 18000))
+        );
+        assert_eq!(
+            super::parse_host_port("[::1]:18001"),
+            Ok(("::1".into(), 18001))
+        );
+        for bad in [
+            "cp",
+            "cp:0",
+            "cp:65536",
+            ":18000",
+            "cp:x",
+            "a b:1",
+            "http://cp:1",
+        ] {
+            let e = super::parse_host_port(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
     propagate_version = true
 )]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict, 6 no valid credential or not allowed."
+    after_help = "Exit codes: 0 ok, 1 server or transport error, 2 usage, 3 invalid documents, 4 not found, 5 conflict, 6 no valid credential or not allowed, 7 `weft check`: the call would be denied, 8 `weft module audit`: a module is affected by an advisory."
 )]
 pub struct Cli {
     /// Control plane address (default: the current context's, else https://127.0.0.1:7070).
@@ -132,6 +132,9 @@ pub enum Command {
         xds: crate::xds::XdsServeArgs,
         #[command(flatten)]
         store: crate::store_cmd::CompactionArgs,
+        /// Boxed: the largest variant by far.
+        #[command(flatten)]
+        replica: Box<crate::replica::ReplicaArgs>,
     },
     /// Suggest a policy from observed traffic (the sidecars' telemetry).
     #[command(subcommand)]
@@ -139,6 +142,9 @@ pub enum Command {
     /// Join tokens binding sidecars to service identities (needs `weft serve --ca`).
     #[command(subcommand)]
     Token(crate::identity::TokenCommand),
+    /// A short-lived token: a request carrying it (header `x-weft-explain-token`) gets the
+    /// service's sidecar decision trace in the response header `x-weft-explain`.
+    ExplainToken(crate::explain::ExplainTokenArgs),
     /// CLI contexts (server, CA bundle, token file) in ~/.config/weft/config.yaml or WEFT_CONFIG.
     #[command(subcommand)]
     Config(crate::config::ConfigCommand),
@@ -150,12 +156,24 @@ pub enum Command {
     /// The mesh CA: show roots, rotate the root.
     #[command(subcommand)]
     Ca(crate::identity::CaCommand),
+    /// Replicas' etcd: `rekey` re-seals every sealed value with a new key-encryption key (no
+    /// server needed).
+    #[command(subcommand)]
+    Etcd(crate::etcd_cmd::EtcdCommand),
     /// The policy log of a data directory: verify, repair, compact (no server needed).
     #[command(subcommand)]
     Store(crate::store_cmd::StoreCommand),
     /// Progressive delivery: watch and steer the Rollouts the control plane runs.
     #[command(subcommand)]
     Rollout(crate::rollout::RolloutCommand),
+    /// Would this call be allowed, and what would happen to it? Every stage's decision
+    /// (canary, fault, breaker, authz) from the compiled sidecar configurations; exit 7 when
+    /// denied. `--matrix`: every caller × service.
+    #[command(disable_version_flag = true)]
+    Check(crate::check::CheckArgs),
+    /// The filter modules' build chain: signing keys, signatures, advisories.
+    #[command(subcommand)]
+    Module(crate::module_cmd::ModuleCommand),
     /// Print the Envoy bootstrap of a sidecar (template: envoy-configs/bootstrap/sidecar.yaml).
     #[command(disable_version_flag = true)]
     Bootstrap(crate::bootstrap::BootstrapArgs),

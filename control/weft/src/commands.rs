@@ -2,10 +2,10 @@
 
 use crate::cli::{Cli, Command, Output};
 use crate::client::{decode, Client, Failure};
+use crate::offline::{load_offline, offline_set, read_input};
 use crate::output::{print, rfc3339, table, text};
 use crate::Exit;
 use serde_json::json;
-use std::io::Read;
 use std::path::Path;
 use weft_api::types::{Operation, Outcome, RecordSummary, Status, Validated};
 
@@ -27,8 +27,10 @@ pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
             workers,
             xds,
             store,
-        } => return crate::serve::run(&data_dir, api, log_level, workers, xds, store),
+            replica,
+        } => return crate::serve::run(&data_dir, api, log_level, workers, xds, store, *replica),
         Command::Store(command) => crate::store_cmd::run(command, format),
+        Command::Etcd(command) => crate::etcd_cmd::run(command, format),
         Command::Bootstrap(args) => return crate::bootstrap::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -40,6 +42,18 @@ pub fn run(cli: Cli, explicit: &crate::config::Given) -> Exit {
             offline: true,
         } => validate_offline(&file, format),
         Command::Config(command) => crate::config::run(command, explicit, format),
+        Command::Check(args) => {
+            let client = || connection(given).and_then(|c| Client::new(&c));
+            match crate::check::run(&args, format, client) {
+                Ok(exit) => return exit,
+                Err(f) => Err(f),
+            }
+        }
+        Command::Module(command) => crate::module_cmd::run(
+            command,
+            || connection(given).and_then(|connection| Client::new(&connection)),
+            format,
+        ),
         command => connection(given).and_then(|connection| {
             let client = Client::new(&connection)?;
             remote(&client, command, format, &cli.xds)
@@ -64,19 +78,6 @@ fn connection(given: crate::config::Given) -> Result<crate::client::Connection, 
         None => crate::config::Config::default(),
     };
     Ok(crate::config::resolve(&given, &config))
-}
-
-fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
-    let mut buf = Vec::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut buf).map(drop)
-    } else {
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .map(drop)
-    };
-    read.map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", path.display())))?;
-    Ok(buf)
 }
 
 /// `--author`: only a comment beside the authenticated principal in the history.
@@ -194,8 +195,10 @@ fn remote(
                 )
             });
             crate::sidecars::print_sidecars(client, xds, format)?;
+            crate::replica::print_replicas(client, format)?;
         }
         Command::Token(command) => crate::identity::token(client, command, format)?,
+        Command::ExplainToken(args) => crate::explain::explain_token(client, args, format)?,
         Command::Ca(command) => crate::identity::ca(client, command, format)?,
         Command::Rollout(command) => crate::rollout::run(client, command, format)?,
         Command::Operator(command) => crate::operator::operator(client, command, format)?,
@@ -207,6 +210,9 @@ fn remote(
         | Command::Completions { .. }
         | Command::Bootstrap(_)
         | Command::Store(_)
+        | Command::Etcd(_)
+        | Command::Check(_)
+        | Command::Module(_)
         | Command::Config(_) => {}
     }
     Ok(())
@@ -343,28 +349,8 @@ fn history_table(history: &[RecordSummary]) -> String {
 /// documents, then compilation and the filters' parsers.
 fn validate_offline(file: &Path, format: Output) -> Result<(), Failure> {
     let input = read_input(file)?;
-    let invalid = |details| Failure {
-        exit: Exit::Invalid,
-        message: "invalid documents".into(),
-        details,
-    };
-    let docs = weft_policy::load(&input, &weft_policy::Limits::default()).map_err(|e| match e {
-        weft_policy::PolicyError::TooLarge { .. } => Failure::new(Exit::Invalid, e.to_string()),
-        weft_policy::PolicyError::Invalid(d) => invalid(d),
-    })?;
-    let set = weft_policy::PolicySet::from_documents(docs.clone());
-    let errors = weft_policy::validate_set(
-        &set,
-        &weft_policy::labels(&docs),
-        weft_policy::References::Lenient,
-    );
-    if !errors.is_empty() {
-        return Err(invalid(errors));
-    }
-    let errors = weft_compile::compile(&set).map_or_else(|e| e, |c| weft_compile::check(&c));
-    if !errors.is_empty() {
-        return Err(invalid(errors));
-    }
+    let docs = load_offline(&input)?;
+    offline_set(docs.clone())?;
     let keys: Vec<String> = docs.iter().map(|d| d.key().to_string()).collect();
     let out = json!({"valid": true, "documents": keys});
     print(format, &out, |_| {

@@ -129,6 +129,7 @@ pub fn open(
     data_dir: &Path,
     args: &CaServeArgs,
     trust_domain: &str,
+    shared: Option<&crate::replica::Shared>,
 ) -> anyhow::Result<Option<Arc<Identity>>> {
     if !args.ca {
         return Ok(None);
@@ -139,6 +140,17 @@ pub fn open(
         root_propagation: args.root_propagation,
         ..CaSettings::default()
     };
+    if let Some(shared) = shared {
+        let identity =
+            Identity::open_shared(Arc::clone(&shared.state), Arc::clone(&shared.kek), settings)?;
+        tracing::info!(
+            trust_domain,
+            svid_ttl_s = args.svid_ttl.as_secs(),
+            signing_root = identity.ca.signing_generation(),
+            "mesh CA on, kept in etcd (keys sealed): SDS certificates, join tokens required"
+        );
+        return Ok(Some(Arc::new(identity)));
+    }
     let dir = data_dir.join("ca");
     let identity = Identity::open(&dir, settings)?;
     tracing::info!(dir = %dir.display(), trust_domain, svid_ttl_s = args.svid_ttl.as_secs(), signing_root = identity.ca.signing_generation(), "mesh CA on: SDS certificates, join tokens required");

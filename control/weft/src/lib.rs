@@ -5,13 +5,19 @@
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+mod check;
 mod cli;
 mod client;
 mod commands;
 mod config;
+mod etcd_cmd;
+mod explain;
 mod identity;
+mod module_cmd;
+mod offline;
 mod operator;
 mod output;
+mod replica;
 mod rollout;
 mod serve;
 mod sidecars;
@@ -37,6 +43,10 @@ pub enum Exit {
     Conflict = 5,
     /// No valid credential (401) or not allowed (403).
     Denied = 6,
+    /// `weft check`: the call would be denied by the target's authz.
+    WouldDeny = 7,
+    /// A known advisory affects a module (`weft module audit`).
+    Affected = 8,
 }
 
 impl From<Exit> for ExitCode {

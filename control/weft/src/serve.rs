@@ -1,11 +1,12 @@
 //! `weft serve`: opens the store, serves the API, stops cleanly on SIGTERM or SIGINT.
 
 use crate::Exit;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use weft_policy::Limits;
 use weft_state::ControlPlane;
-use weft_store::FileStore;
+use weft_store::{FileStore, Store};
 
 /// `weft serve` options for the REST API.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,6 +47,7 @@ pub fn run(
     workers: Option<u16>,
     xds: crate::xds::XdsServeArgs,
     store: crate::store_cmd::CompactionArgs,
+    replica: crate::replica::ReplicaArgs,
 ) -> Exit {
     tracing_subscriber::fmt()
         .with_max_level(level)
@@ -63,7 +65,7 @@ pub fn run(
             return Exit::Server;
         }
     };
-    match runtime.block_on(serve(data_dir, api, xds, store)) {
+    match runtime.block_on(serve(data_dir, api, xds, store, replica)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "server failed");
@@ -130,6 +132,7 @@ fn access(
     data_dir: &Path,
     args: &ApiServeArgs,
     xds: &crate::xds::XdsServeArgs,
+    shared: Option<&crate::replica::Shared>,
 ) -> anyhow::Result<Arc<weft_api::access::Access>> {
     // Operator client certificates come from a CA of their own: no sidecar trusts its root,
     // so an operator certificate is never a workload identity.
@@ -139,18 +142,32 @@ fn access(
             svid_ttl: weft_ca::MAX_SVID_TTL,
             ..weft_ca::CaSettings::default()
         };
-        Some(Arc::new(weft_ca::Ca::open(
-            &data_dir.join("operator-ca"),
-            settings,
-        )?))
+        Some(Arc::new(match shared {
+            Some(shared) => weft_ca::Ca::open_shared(
+                Arc::clone(&shared.state),
+                "ca/operator",
+                Arc::clone(&shared.kek),
+                settings,
+            )?,
+            None => weft_ca::Ca::open(&data_dir.join("operator-ca"), settings)?,
+        }))
     } else {
         None
     };
-    let (operators, admin_token) = weft_api::access::Operators::open(data_dir)?;
+    // With replicas, operators and the audit log are etcd's, shared by every replica.
+    let (operators, admin_token) = match shared {
+        Some(shared) => {
+            weft_api::access::Operators::open_shared(Arc::clone(&shared.state), data_dir)?
+        }
+        None => weft_api::access::Operators::open(data_dir)?,
+    };
     if let Some(path) = admin_token {
         tracing::warn!(path = %path.display(), "first start: wrote the admin operator's token (mode 0600); use it with WEFT_TOKEN_FILE, create operators with `weft operator create`");
     }
-    let audit = weft_api::access::AuditLog::open(data_dir)?;
+    let audit = match shared {
+        Some(shared) => weft_api::access::AuditLog::open_shared(Arc::clone(&shared.state)),
+        None => weft_api::access::AuditLog::open(data_dir)?,
+    };
     let mut hosts: Vec<String> = args
         .api_names
         .iter()
@@ -178,27 +195,59 @@ async fn serve(
     mut api: ApiServeArgs,
     xds: crate::xds::XdsServeArgs,
     compaction: crate::store_cmd::CompactionArgs,
+    replica: crate::replica::ReplicaArgs,
 ) -> anyhow::Result<()> {
     api.data_dir_bundle = data_dir.join(API_BUNDLE_FILE);
-    let store = FileStore::open_with(data_dir, compaction.compaction())?;
-    for warning in store.warnings() {
-        tracing::warn!(%warning, "the data directory was readable by others");
-    }
-    if let Some(r) = store.recovery() {
-        tracing::warn!(offset = r.offset, dropped_bytes = r.dropped_bytes, reason = %r.reason, "dropped a torn tail of the log (an unacknowledged write)");
-    }
-    let plane = Arc::new(ControlPlane::open(Arc::new(store), Limits::default())?);
+    let (store, etcd) = open_store(data_dir, compaction, &replica).await?;
+    let plane = Arc::new(ControlPlane::open(store, Limits::default())?);
     tracing::info!(data_dir = %data_dir.display(), version = plane.snapshot().version, "store opened");
-    let access = access(data_dir, &api, &xds)?;
+    if let Some(etcd) = &etcd {
+        tokio::spawn(crate::replica::follow(Arc::clone(&plane), etcd.versions()));
+    }
+    let shared = crate::replica::shared(etcd.as_ref(), &replica)?;
+    let access = access(data_dir, &api, &xds, shared.as_ref())?;
     // One signal stops both servers.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop_on = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // Telemetry: batches arrive on the xDS listener, the views are on the API's.
-    let telemetry =
-        weft_telemetry_plane::Telemetry::new(weft_telemetry_plane::GroupKeys::random()?);
-    let identity = crate::identity::open(data_dir, &xds.identity, &xds.mesh_trust_domain)?;
+    // The explain master key outlives restarts (tokens stay valid); telemetry keys do not.
+    // Replicas share one telemetry secret and one explain master key (sealed in etcd): a
+    // sidecar's batches reach any of them through its `weft_xds` cluster, and each must
+    // verify them; an explain token minted through one is honoured by the sidecars of all.
+    let keys = match (&etcd, &shared) {
+        (Some(etcd), Some(shared)) => weft_telemetry_plane::GroupKeys::new(
+            crate::replica::shared_secret(etcd, shared, "telemetry")
+                .await?
+                .to_vec(),
+        )
+        .with_explain_master(
+            crate::replica::shared_secret(etcd, shared, "explain")
+                .await?
+                .to_vec(),
+        ),
+        _ => weft_telemetry_plane::GroupKeys::random()?
+            .with_explain_master(crate::explain::open_master(data_dir)?),
+    };
+    let explain_keys: weft_api::ExplainKeys = {
+        let keys = keys.clone();
+        Arc::new(move |namespace, service| keys.explain_key_hex(namespace, service))
+    };
+    let telemetry = weft_telemetry_plane::Telemetry::new(keys);
+    let identity = crate::identity::open(
+        data_dir,
+        &xds.identity,
+        &xds.mesh_trust_domain,
+        shared.as_ref(),
+    )?;
+    if let Some(etcd) = &etcd {
+        tokio::spawn(crate::replica::reload_shared(
+            etcd.state_changes(),
+            identity.clone(),
+            Arc::clone(&access),
+        ));
+    }
     let (listener, url) =
         api_listener(&api, identity.as_ref(), access.operator_ca.as_ref()).await?;
     tracing::info!(%url, "serving the REST API");
@@ -222,6 +271,22 @@ async fn serve(
     }
     let identity_routes = weft_api::identity_router(identity.clone());
     let xds_state = crate::xds::state(&xds, identity.clone())?;
+    let replicas_view = etcd.map(|etcd| {
+        crate::replica::share_telemetry(&etcd, &replica, &telemetry);
+        telemetry.set_more_metrics(crate::replica::etcd_metrics(&etcd));
+        crate::replica::register(
+            &etcd,
+            &replica,
+            &plane,
+            &url,
+            crate::replica::XdsAddress {
+                bound: Arc::clone(&xds.bound),
+                listen: xds.xds_listen.clone(),
+                grace_ms: xds.grace_ms,
+            },
+            xds_state.clone(),
+        )
+    });
     // `weft status` / `weft apply` read the sidecars here, in plain HTTP, whatever the xDS
     // listener speaks.
     let sidecar_view = xds_state.clone().map(|state| -> weft_api::SidecarView {
@@ -233,9 +298,10 @@ async fn serve(
         .map(|state| -> weft_api::SidecarResourcesView {
             let plane = Arc::clone(&plane);
             let telemetry = Arc::clone(&telemetry);
-            let suite = xds.suite;
+            let layout = crate::xds::layout(&xds, &state);
             Arc::new(move |namespace, service, version| {
-                let resources = crate::xds::translate(&state, &telemetry, &plane.snapshot(), suite);
+                let resources =
+                    crate::xds::translate(&state, &telemetry, &plane.snapshot(), layout);
                 let group = weft_xds::SidecarGroup::new(namespace, service, version);
                 let view = resources.group_view(&group)?;
                 serde_json::to_value(view).ok()
@@ -262,11 +328,31 @@ async fn serve(
         weft_rollout::EventLog::open(&data_dir.join("rollouts"))?,
     );
     tokio::spawn(Arc::clone(&rollouts).run(stop_on(stopped.clone())));
+    // `weft check`: the current snapshot through the filters' cores; breaker state from the
+    // telemetry the server holds.
+    let breakers: Arc<dyn weft_check::BreakerView> = Arc::new(
+        weft_check::routes::TelemetryBreakers(Arc::clone(&telemetry)),
+    );
+    let check_routes = weft_check::routes::router(Arc::clone(&plane), Some(breakers));
+    // The graph's service boxes show each running rollout's progress (weakly held: the
+    // rollouts hold the telemetry).
+    let weak = Arc::downgrade(&rollouts);
+    telemetry.set_badges(Arc::new(move || {
+        weak.upgrade()
+            .map(|r| rollout_badges(&r.statuses(weft_rollout::runtime::now_ms())))
+            .unwrap_or_default()
+    }));
     let views = weft_telemetry_plane::api_router(telemetry)
+        .merge(check_routes)
         .merge(weft_rollout::routes::router(rollouts))
         .merge(identity_routes)
         .merge(weft_api::xds_router(sidecar_view))
-        .merge(weft_api::xds_resources_router(resources_view));
+        .merge(weft_api::replicas_router(replicas_view))
+        .merge(weft_api::xds_resources_router(resources_view))
+        .merge(weft_api::explain_router(
+            Arc::clone(&plane),
+            Some(explain_keys),
+        ));
     let api = weft_api::serve_protected(listener, plane, views, access, stop_on(stopped));
     tokio::pin!(api);
     tokio::select! {
@@ -280,6 +366,58 @@ async fn serve(
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The store, and the same store as etcd's when it is.
+type OpenedStore = (Arc<dyn Store>, Option<Arc<weft_etcd::EtcdStore>>);
+
+/// The file store in `data_dir` (default), or etcd.
+async fn open_store(
+    data_dir: &Path,
+    compaction: crate::store_cmd::CompactionArgs,
+    replica: &crate::replica::ReplicaArgs,
+) -> anyhow::Result<OpenedStore> {
+    match replica.kind {
+        crate::replica::StoreKind::File => {
+            let store = FileStore::open_with(data_dir, compaction.compaction())?;
+            for warning in store.warnings() {
+                tracing::warn!(%warning, "the data directory was readable by others");
+            }
+            if let Some(r) = store.recovery() {
+                tracing::warn!(offset = r.offset, dropped_bytes = r.dropped_bytes, reason = %r.reason, "dropped a torn tail of the log (an unacknowledged write)");
+            }
+            Ok((Arc::new(store), None))
+        }
+        crate::replica::StoreKind::Etcd => {
+            let settings = replica.settings()?;
+            // The store runs its own small runtime: start it off the async workers.
+            let store =
+                tokio::task::spawn_blocking(move || weft_etcd::EtcdStore::connect(settings))
+                    .await??;
+            tracing::info!(endpoints = ?store.settings().endpoints, prefix = %store.settings().prefix, "store: etcd");
+            let store = Arc::new(store);
+            Ok((Arc::clone(&store) as Arc<dyn Store>, Some(store)))
+        }
+    }
+}
+
+/// `service -> "rollout progressing 1/2: v2 10%"` for each progressing or paused rollout.
+fn rollout_badges(statuses: &[weft_rollout::machine::Status]) -> BTreeMap<String, String> {
+    statuses
+        .iter()
+        .filter(|s| s.phase == "Progressing" || s.phase == "Paused")
+        .map(|s| {
+            let text = format!(
+                "rollout {} {}/{}: {} {}%",
+                s.phase.to_lowercase(),
+                s.step,
+                s.steps,
+                s.canary,
+                f64::from(s.weight_bp) / 100.0
+            );
+            (s.service.clone(), text)
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {

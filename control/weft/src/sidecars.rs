@@ -41,7 +41,7 @@ pub fn print_sidecars(
         }
     };
     crate::output::print(format, &body, |body| {
-        sidecar_table(body) + &crate::identity::refusal_lines(body)
+        sidecar_table(body) + &crate::identity::refusal_lines(body) + &module_lines(body)
     });
     Ok(())
 }
@@ -87,6 +87,43 @@ impl<'a> SidecarView<'a> {
     }
 }
 
+/// The modules the server serves (hash, signer) and the latest reload's refusal.
+fn module_lines(body: &Value) -> String {
+    let mut out = String::new();
+    for m in body["modules"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "module {}: sha256 {} signer {}\n",
+            m["name"].as_str().unwrap_or(""),
+            m["sha256"].as_str().unwrap_or(""),
+            m["signer"].as_str().unwrap_or("none (unsigned)"),
+        ));
+    }
+    if let Some(error) = body["module_reload"]["last_error"].as_str() {
+        out.push_str(&format!(
+            "module reload refused (still serving the set above): {error}\n"
+        ));
+    }
+    out
+}
+
+/// `authz=1a2b3c4d5e6f,...`: the modules a sidecar acknowledged, 12 hex digits of each hash.
+fn short_modules(modules: &Value) -> String {
+    let list: Vec<String> = modules
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, hash)| {
+            let hash = hash.as_str().unwrap_or("");
+            format!("{name}={}", hash.get(..12).unwrap_or(hash))
+        })
+        .collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(",")
+    }
+}
+
 fn sidecar_table(body: &Value) -> String {
     let mut out = format!("xds revision: {}\n", body["revision"]);
     let sidecars = body["sidecars"].as_array().cloned().unwrap_or_default();
@@ -94,7 +131,7 @@ fn sidecar_table(body: &Value) -> String {
         out.push_str("sidecars: none connected\n");
         return out;
     }
-    out.push_str("NODE\tGROUP\tCONNECTED\tSYNCED\tNACK\n");
+    out.push_str("NODE\tGROUP\tCONNECTED\tSYNCED\tMODULES\tNACK\tREPLICA\n");
     for s in sidecars {
         let nack = match &s["current_nack"] {
             Value::Null => "-".to_string(),
@@ -105,15 +142,25 @@ fn sidecar_table(body: &Value) -> String {
             ),
         };
         out.push_str(&format!(
-            "{}\t{}/{}/{}\t{}\t{}\t{}\n",
+            "{}\t{}/{}/{}\t{}\t{}\t{}\t{}\t{}\n",
             s["node_id"].as_str().unwrap_or(""),
             s["namespace"].as_str().unwrap_or(""),
             s["service"].as_str().unwrap_or(""),
             s["version"].as_str().unwrap_or(""),
             s["connected"],
             s["synced_revision"],
+            short_modules(&s["modules"]),
             nack,
+            s["replica"].as_str().unwrap_or("-"),
         ));
+    }
+    for s in body["sidecars"].as_array().into_iter().flatten() {
+        if let Some(mismatch) = s["filters_mismatch"].as_str() {
+            out.push_str(&format!(
+                "warning: {}: {mismatch}\n",
+                s["node_id"].as_str().unwrap_or("")
+            ));
+        }
     }
     out
 }
@@ -212,10 +259,38 @@ pub fn wait_for_acks(
             eprintln!();
             return Err(Failure::new(
                 Exit::Server,
-                format!("timed out: {acked} of {want} sidecar(s) acknowledged version {version}"),
+                format!(
+                    "timed out: {acked} of {want} sidecar(s) acknowledged version {version}; not synced: {}",
+                    not_synced(&connected, version)
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The connected sidecars that have not acknowledged `version`: `node (replica r, at N)`.
+fn not_synced(connected: &[&Value], version: u64) -> String {
+    let names: Vec<String> = connected
+        .iter()
+        .filter(|s| s["synced_revision"].as_u64().is_none_or(|r| r < version))
+        .map(|s| {
+            let at = s["synced_revision"]
+                .as_u64()
+                .map_or("none".to_string(), |r| r.to_string());
+            match s["replica"].as_str() {
+                Some(replica) => format!(
+                    "{} (replica {replica}, at {at})",
+                    s["node_id"].as_str().unwrap_or("")
+                ),
+                None => format!("{} (at {at})", s["node_id"].as_str().unwrap_or("")),
+            }
+        })
+        .collect();
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -228,7 +303,8 @@ mod tests {
     fn sidecar_table_shows_acks_and_nack_reasons() {
         let body = json!({"revision": 7, "sidecars": [
             {"node_id": "reviews-v1", "namespace": "shop", "service": "reviews", "version": "v1",
-             "connected": true, "synced_revision": 7, "current_nack": null},
+             "connected": true, "synced_revision": 7, "current_nack": null,
+             "modules": {"authz": "0123456789abcdef0123", "telemetry": "fedcba9876543210"}},
             {"node_id": "reviews-v2", "namespace": "shop", "service": "reviews", "version": "v2",
              "connected": true, "synced_revision": 6, "current_nack": {
                 "type_url": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
@@ -237,13 +313,39 @@ mod tests {
         let table = sidecar_table(&body);
         assert!(table.contains("xds revision: 7"), "{table}");
         assert!(
-            table.contains("reviews-v1\tshop/reviews/v1\ttrue\t7\t-"),
+            table.contains(
+                "reviews-v1\tshop/reviews/v1\ttrue\t7\tauthz=0123456789ab,telemetry=fedcba987654\t-"
+            ),
             "{table}"
         );
         assert!(
-            table.contains("reviews-v2\tshop/reviews/v2\ttrue\t6\tUnable to create Wasm plugin weft.authz (TypedExtensionConfig)"),
+            table.contains("reviews-v2\tshop/reviews/v2\ttrue\t6\t-\tUnable to create Wasm plugin weft.authz (TypedExtensionConfig)"),
             "{table}"
         );
         assert!(sidecar_table(&json!({"revision": 0, "sidecars": []})).contains("none connected"));
+    }
+
+    #[test]
+    fn served_modules_and_a_refused_reload_are_shown() {
+        let body = json!({"modules": [
+            {"name": "authz", "sha256": "ab", "signer": "f050b8785bec2684"},
+            {"name": "fault", "sha256": "cd", "signer": null}],
+            "module_reload": {"attempts": 1, "last_error": "authz.wasm: unsigned: no authz.wasm.sig"}});
+        let lines = module_lines(&body);
+        assert!(
+            lines.contains("module authz: sha256 ab signer f050b8785bec2684"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("module fault: sha256 cd signer none (unsigned)"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "module reload refused (still serving the set above): authz.wasm: unsigned"
+            ),
+            "{lines}"
+        );
+        assert_eq!(module_lines(&json!({})), "");
     }
 }

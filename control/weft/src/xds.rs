@@ -19,10 +19,27 @@ pub struct XdsServeArgs {
     /// xDS (ADS gRPC) and wasm module listen address, e.g. `0.0.0.0:18000`; no xDS when absent.
     #[arg(long, env = "WEFT_XDS_LISTEN")]
     pub xds_listen: Option<String>,
+    /// The address the xDS listener bound (set by `serve`; the replica registration shows it).
+    #[arg(skip)]
+    pub bound: Arc<std::sync::OnceLock<String>>,
     /// Directory with the filter modules and their `SHA256SUMS`; a module whose hash does not
-    /// match is refused at start.
+    /// match is refused at start. Read again on SIGHUP: a set that fails any check is refused
+    /// and the modules served stay as they were.
     #[arg(long, env = "WEFT_MODULES_DIR", default_value = "dist/filters")]
     pub modules_dir: PathBuf,
+    /// The trust list: a PEM file of ed25519 public keys, or a directory of `*.pub` / `*.pem`
+    /// files. Every module must carry `<module>.wasm.sig`, a signature of its bytes by one of
+    /// these keys (`weft module sign`), or nothing is served. Required with `--xds-listen`
+    /// unless `--allow-unsigned-modules`.
+    #[arg(long, env = "WEFT_MODULE_SIGNERS")]
+    pub module_signers: Option<PathBuf>,
+    /// Serve modules without checking signatures (development only; logged at start).
+    #[arg(
+        long,
+        env = "WEFT_ALLOW_UNSIGNED_MODULES",
+        conflicts_with = "module_signers"
+    )]
+    pub allow_unsigned_modules: bool,
     /// URL prefix sidecars fetch modules from, through their `weft_xds` cluster.
     #[arg(
         long,
@@ -64,12 +81,18 @@ pub struct XdsServeArgs {
         default_values = ["weft-control", "localhost", "127.0.0.1"]
     )]
     pub xds_tls_names: Vec<String>,
-    /// Suite mode: serve each sidecar group two `suite.wasm` entries instead of the five
-    /// separate filters (`weft.suite.inbound`: telemetry + authz; `weft.suite.outbound`:
-    /// telemetry + canary + fault + breaker), one VM per worker. Sidecars need a bootstrap
-    /// made with `weft bootstrap --suite`.
-    #[arg(long, env = "WEFT_SUITE")]
+    /// Serve only the two `suite.wasm` entries per sidecar group (`weft.suite.inbound`:
+    /// telemetry + authz; `weft.suite.outbound`: telemetry + canary + fault + breaker). By
+    /// default each group gets both these and the separate filters' entries, and every
+    /// sidecar receives the ones its bootstrap names (`weft bootstrap` makes suite
+    /// bootstraps; `--modules` and gateways separate ones).
+    #[arg(long, env = "WEFT_SUITE", conflicts_with = "modules")]
     pub suite: bool,
+    /// Serve only the separate filters' entries (`weft.authz`, `weft.canary`, ...), as
+    /// before suite mode was the default; suite bootstraps then get no configuration, which
+    /// `weft status` reports.
+    #[arg(long, env = "WEFT_MODULES")]
+    pub modules: bool,
     /// With `--ca`: open xDS streams per identity (namespace, service), i.e. the most
     /// replicas one service may run; more are refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "WEFT_XDS_MAX_STREAMS_PER_IDENTITY", default_value_t = 64,
@@ -118,7 +141,7 @@ pub fn state(
     if args.xds_listen.is_none() {
         return Ok(None);
     }
-    let modules = WasmModules::load_dir(&args.modules_dir)?;
+    let modules = load_modules(args)?;
     let settings = XdsSettings {
         module_source: ModuleSource {
             cluster: "weft_xds".into(),
@@ -134,10 +157,10 @@ pub fn state(
         first_message_timeout: args.xds_first_message_timeout,
         ..weft_xds::StreamLimits::default()
     });
-    if args.suite && state.module(SUITE_MODULE).is_none() {
-        anyhow::bail!(
-            "--suite: no suite.wasm in {} (build it with scripts/build-filters)",
-            args.modules_dir.display()
+    if layout(args, &state) == Layout::Separate && !args.modules {
+        tracing::warn!(
+            modules = %args.modules_dir.display(),
+            "no suite.wasm: serving the separate filters only; suite bootstraps get no filter configuration"
         );
     }
     state.set_static_services(args.static_services.clone())?;
@@ -152,6 +175,64 @@ pub fn state(
         state.set_mesh_tls(Some(MeshTls::sds(&args.mesh_trust_domain)))?;
     }
     Ok(Some(state))
+}
+
+/// The modules of `--modules-dir`, signature-checked against `--module-signers` (read again
+/// each time: a key added or removed counts from the next reload).
+pub fn load_modules(args: &XdsServeArgs) -> anyhow::Result<WasmModules> {
+    let modules = match (&args.module_signers, args.allow_unsigned_modules) {
+        (Some(path), _) => {
+            let signers = weft_supply::signing::TrustList::load(path)?;
+            let modules = WasmModules::load_dir_signed(&args.modules_dir, &signers)?;
+            tracing::info!(dir = %args.modules_dir.display(), signers = ?signers.key_ids(), "modules signed by trusted keys");
+            modules
+        }
+        (None, true) => {
+            tracing::warn!(dir = %args.modules_dir.display(), "--allow-unsigned-modules: serving modules whose signatures are not checked");
+            WasmModules::load_dir(&args.modules_dir)?
+        }
+        (None, false) => anyhow::bail!(
+            "--xds-listen serves wasm modules that run in every sidecar: give --module-signers FILE|DIR, \
+             the ed25519 public keys whose signatures are accepted (scripts/build-filters signs with \
+             .weft/module-signing/dev.key, trusted by .weft/module-signing/signers), or \
+             --allow-unsigned-modules to serve them unchecked"
+        ),
+    };
+    if args.suite && modules.get(SUITE_MODULE).is_none() {
+        anyhow::bail!(
+            "--suite: no suite.wasm in {} (build it with scripts/build-filters)",
+            args.modules_dir.display()
+        );
+    }
+    Ok(modules)
+}
+
+/// On every SIGHUP: reads the modules directory and the trust list again; serves the new
+/// set only when every check passes, else keeps the current one and records why (shown in
+/// `weft status`).
+pub async fn reload_on_hangup(args: XdsServeArgs, state: Arc<XdsState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler: modules are read at start only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match load_modules(&args) {
+            Ok(modules) => match state.reload_modules(modules) {
+                Ok(()) => {
+                    tracing::info!(modules = ?state.served_modules().iter().map(|m| format!("{}={}", m.name, m.sha256)).collect::<Vec<_>>(), "modules reloaded")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "modules reload refused; serving the previous set")
+                }
+            },
+            Err(error) => {
+                let error = format!("{error:#}");
+                tracing::error!(%error, "modules reload refused; serving the previous set");
+                state.module_reload_refused(error);
+            }
+        }
+    }
 }
 
 /// Runs the xDS server on `--xds-listen` until `shutdown`, publishing every version `plane`
@@ -179,18 +260,18 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, modules = %args.modules_dir.display(), "serving xDS");
     println!("xds listening on {addr}");
+    let _ = args.bound.set(addr.to_string());
     crate::telemetry::attach(&state, &telemetry);
+    tokio::spawn(reload_on_hangup(args.clone(), Arc::clone(&state)));
     let ingest = weft_telemetry_plane::ingest_router(Arc::clone(&telemetry));
     let mut versions = plane.subscribe();
     let publisher = Arc::clone(&state);
-    let suite = args.suite;
-    if suite {
-        tracing::info!("suite mode: weft.suite.inbound and weft.suite.outbound per group");
-    }
+    let layout = layout(&args, &state);
+    tracing::info!(?layout, "filter entries per group");
     let publish = async move {
         loop {
             let snapshot = versions.borrow_and_update().clone();
-            publish_version(&publisher, &telemetry, &snapshot, suite);
+            publish_version(&publisher, &telemetry, &snapshot, layout);
             if versions.changed().await.is_err() {
                 break;
             }
@@ -211,27 +292,35 @@ pub fn translate(
     state: &XdsState,
     telemetry: &weft_telemetry_plane::Telemetry,
     snapshot: &Snapshot,
-    suite: bool,
+    layout: Layout,
 ) -> SidecarResources {
     let mode = Mode {
-        layout: if suite {
-            Layout::Suite
-        } else {
-            Layout::Separate
-        },
+        layout,
         // Older artifact sets without telemetry.wasm keep working, without telemetry.
         telemetry: state.module(Filter::Telemetry.module()).is_some(),
     };
     sidecar_resources(snapshot, telemetry.keys(), mode)
 }
 
+/// The entries each group gets: `--suite` or `--modules` alone, both by default (the
+/// separate ones only when there is no `suite.wasm` to serve).
+pub fn layout(args: &XdsServeArgs, state: &XdsState) -> Layout {
+    if args.suite {
+        Layout::Suite
+    } else if args.modules || state.module(SUITE_MODULE).is_none() {
+        Layout::Separate
+    } else {
+        Layout::Both
+    }
+}
+
 fn publish_version(
     state: &XdsState,
     telemetry: &weft_telemetry_plane::Telemetry,
     snapshot: &Snapshot,
-    suite: bool,
+    layout: Layout,
 ) {
-    let resources = translate(state, telemetry, snapshot, suite);
+    let resources = translate(state, telemetry, snapshot, layout);
     for error in &resources.errors {
         tracing::error!(version = snapshot.version, %error, "filter entry left out");
     }

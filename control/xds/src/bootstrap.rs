@@ -42,6 +42,10 @@ pub struct BootstrapParams {
     /// Control plane (xDS and wasm modules), `host` may be a DNS name.
     pub xds_host: String,
     pub xds_port: u16,
+    /// More control-plane replicas (`host`, `port`), endpoints of the same `weft_xds`
+    /// cluster: when the stream to one breaks, the retry (0.1 s to 0.5 s back-off) connects
+    /// to the next.
+    pub xds_more: Vec<(String, u16)>,
     /// The application this sidecar fronts.
     pub app_host: String,
     pub app_port: u16,
@@ -147,6 +151,7 @@ impl BootstrapParams {
             node_id: None,
             xds_host: xds_host.into(),
             xds_port,
+            xds_more: Vec::new(),
             app_host: "127.0.0.1".into(),
             app_port: 8080,
             inbound_port: 15006,
@@ -189,6 +194,9 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
             "namespace": params.namespace,
             "version": params.version,
             "inbound_address": inbound_address,
+            // Which filter entries the chains name (`suite` after `to_suite`), so the
+            // server can tell a sidecar it does not serve (`weft status`).
+            "weft_filters": "modules",
         },
     });
     let ads = root
@@ -254,6 +262,15 @@ pub fn render_value(params: &BootstrapParams) -> Result<Value, BootstrapError> {
             )
             .ok_or(BootstrapError::Missing("cluster address"))?;
         *address = json!({"address": host, "port_value": port});
+    }
+    if !params.xds_more.is_empty() {
+        let endpoints = named(&mut root, "/static_resources/clusters", "weft_xds")?
+            .pointer_mut("/load_assignment/endpoints/0/lb_endpoints")
+            .and_then(Value::as_array_mut)
+            .ok_or(BootstrapError::Missing("cluster weft_xds endpoints"))?;
+        for (host, port) in &params.xds_more {
+            endpoints.push(json!({"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}));
+        }
     }
     Ok(root)
 }

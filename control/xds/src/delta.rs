@@ -189,6 +189,24 @@ impl DeltaConnection {
         self.snapshot.revision
     }
 
+    /// The modules (name -> SHA-256) of the ECDS resources this stream has sent and not
+    /// removed: what the sidecar runs once [`DeltaConnection::is_synced`].
+    pub fn running_modules(&self) -> BTreeMap<String, String> {
+        let Some(watch) = self
+            .watches
+            .get(crate::resource::type_url::EXTENSION_CONFIG)
+        else {
+            return BTreeMap::new();
+        };
+        self.snapshot.modules_of(
+            watch
+                .known
+                .iter()
+                .filter(|(_, version)| !version.is_empty())
+                .map(|(name, _)| name.as_str()),
+        )
+    }
+
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
@@ -220,7 +238,7 @@ impl DeltaConnection {
                         resources.push(DeltaResource {
                             name: name.clone(),
                             version: resource.version.clone(),
-                            resource: Some(resource.body.clone()),
+                            resource: Some((*resource.body).clone()),
                             ..Default::default()
                         });
                     }

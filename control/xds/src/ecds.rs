@@ -117,8 +117,10 @@ pub fn extension_config(
         specifier: Some(async_data_source::Specifier::Remote(RemoteDataSource {
             http_uri: Some(HttpUri {
                 uri: format!("{}/wasm/{}.wasm{query}", source.base_url, spec.module),
+                // Generous: a loaded 2-core node fetching several modules at once took
+                // over 5 s, and a failed fetch is not tried again for 10 s.
                 timeout: Some(Duration {
-                    seconds: 5,
+                    seconds: 30,
                     nanos: 0,
                 }),
                 http_upstream_type: Some(HttpUpstreamType::Cluster(source.cluster.clone())),
@@ -177,6 +179,7 @@ mod tests {
         let module = WasmModule {
             bytes: Arc::new(b"\0asm".to_vec()),
             sha256: "ab".repeat(32),
+            signer: None,
         };
         let source = ModuleSource {
             cluster: "weft_xds".into(),

@@ -1,13 +1,13 @@
 //! What a connection state machine tells the rest of the control plane: which versions a
 //! sidecar acknowledged and which it refused, with Envoy's reason.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 mod tests;
 
 /// A configuration Envoy refused (a NACK), as Envoy described it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nack {
     pub type_url: String,
     /// The version Envoy refused (it keeps the last one it accepted), in the protocol's own

@@ -107,7 +107,30 @@ pub fn render_gateway_value(
         .position(|f| f["name"] == Filter::Canary.name())
         .unwrap_or(0);
     filters.insert(at, authz);
+    filters.insert(at, waf_entry());
     Ok(root)
+}
+
+/// The edge WAF's entry, first of the weft filters on the edge: configured over ECDS when a
+/// `WebApplicationFirewall` targets the gateway's service; until then (and without one) a
+/// native no-op (an RBAC filter that denies nothing), so a gateway without a WAF policy loads
+/// no module for it.
+fn waf_entry() -> Value {
+    json!({
+        "name": "weft.waf",
+        "config_discovery": {
+            "config_source": {"ads": {}, "resource_api_version": "V3"},
+            "apply_default_config_without_warming": true,
+            "default_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+                "rules": {"action": "DENY"},
+            },
+            "type_urls": [
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            ],
+        },
+    })
 }
 
 /// The edge listener's TLS: the gateway's own certificate; clients are not asked for one.
@@ -174,6 +197,7 @@ mod tests {
             .collect();
         let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
         assert!(at("weft.authz") < at("weft.canary"));
+        assert!(at("weft.waf") < at("weft.authz"));
         assert!(at("weft.canary") < at("weft.fault") && at("weft.fault") < at("weft.breaker"));
         assert_eq!(names.last(), Some(&"envoy.filters.http.router"));
         // Routed by the edge route configuration (mesh services only), never by a header the

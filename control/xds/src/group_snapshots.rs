@@ -1,9 +1,10 @@
 //! Building each sidecar group's snapshot from the state's inputs: a pure function, so what a
 //! group is served is testable without a server, a lock or a CA.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ecds::{extension_config, FilterSpec, ModuleSource};
+use crate::mesh::{MeshIndex, ServiceKey};
 use crate::modules::WasmModules;
 use crate::resource::{type_url, Resource};
 use crate::sds::SECRET_TYPE;
@@ -12,6 +13,9 @@ use crate::snapshot::{Snapshot, SnapshotError};
 
 #[cfg(test)]
 mod tests;
+
+/// Resources by type URL.
+type ByType = Vec<(String, Vec<Resource>)>;
 
 /// Why a configuration was not published.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +42,8 @@ pub(crate) struct SnapshotInputs<'a> {
     pub module_source: &'a ModuleSource,
     /// Per group, the module URL's `?refresh=N` (see [`extension_config`]).
     pub refresh: &'a HashMap<SidecarGroup, u64>,
-    /// CDS/EDS/RDS resources by type, the same for every group (none during the warm-up).
-    pub mesh: &'a [(String, Vec<Resource>)],
+    /// CDS/EDS/RDS, each group served the part its service calls (none during the warm-up).
+    pub mesh: Option<&'a MeshIndex>,
     /// SDS secrets of the groups that get them (a registered sidecar, the CA on).
     pub secrets: &'a BTreeMap<SidecarGroup, Vec<Resource>>,
 }
@@ -51,10 +55,13 @@ pub(crate) fn build_snapshots(
     inputs: &SnapshotInputs<'_>,
 ) -> Result<Vec<(SidecarGroup, Snapshot)>, PublishError> {
     let mut built = Vec::new();
+    // Groups calling the same services share one selection (and its route configurations).
+    let mut scoped: BTreeMap<Option<BTreeSet<ServiceKey>>, ByType> = BTreeMap::new();
     for group in groups {
         let name = group.to_string();
         let refresh = inputs.refresh.get(&group).copied().unwrap_or(0);
         let mut ecds = Vec::new();
+        let mut modules = BTreeMap::new();
         for spec in inputs.filters.get(&group).into_iter().flatten() {
             let module =
                 inputs
@@ -65,6 +72,10 @@ pub(crate) fn build_snapshots(
                         filter: spec.name.clone(),
                         module: spec.module.clone(),
                     })?;
+            modules.insert(
+                spec.name.clone(),
+                (spec.module.clone(), module.sha256.clone()),
+            );
             ecds.push(extension_config(
                 spec,
                 module,
@@ -73,18 +84,26 @@ pub(crate) fn build_snapshots(
             ));
         }
         let secrets = inputs.secrets.get(&group).cloned();
-        let by_type = inputs
-            .mesh
-            .iter()
-            .cloned()
+        let mesh = match inputs.mesh {
+            Some(index) => {
+                let scope = index.scope_of(&group);
+                scoped
+                    .entry(scope)
+                    .or_insert_with_key(|scope| index.resources(scope.as_ref()))
+                    .clone()
+            }
+            None => Vec::new(),
+        };
+        let by_type = mesh
+            .into_iter()
             .chain([(type_url::EXTENSION_CONFIG.to_string(), ecds)])
             .chain(secrets.map(|s| (SECRET_TYPE.to_string(), s)));
-        let snapshot = Snapshot::new(inputs.revision, by_type).map_err(|source| {
-            PublishError::Inconsistent {
+        let snapshot = Snapshot::new(inputs.revision, by_type)
+            .map_err(|source| PublishError::Inconsistent {
                 group: name,
                 source,
-            }
-        })?;
+            })?
+            .with_modules(modules);
         built.push((group, snapshot));
     }
     Ok(built)

@@ -52,12 +52,12 @@ mod test_support;
 pub use ecds::{FailureMode, FilterSpec, ModuleSource, SUITE_INBOUND, SUITE_OUTBOUND};
 pub use event::{Event, Nack};
 pub use mesh::{CertSource, MeshEndpoint, MeshService, MeshTls, StaticService};
-pub use modules::{WasmModule, WasmModules};
+pub use modules::{ServedModule, WasmModule, WasmModules};
 pub use resource::{type_url, Resource};
 pub use server::{serve, serve_with, serve_with_tls};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use state::{
-    check_node, NodeIdentity, NodeKey, Refused, SidecarGroup, SidecarStatus, StreamLimits,
-    XdsSettings, XdsState,
+    check_node, ModuleReload, NodeIdentity, NodeKey, Refused, SidecarGroup, SidecarStatus,
+    StreamLimits, XdsSettings, XdsState,
 };
 pub use tls::XdsTls;

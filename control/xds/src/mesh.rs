@@ -140,33 +140,137 @@ pub fn version_cluster(namespace: &str, service: &str, port: u16, version: &str)
     format!("outbound|{port}|{version}|{service}.{namespace}")
 }
 
-/// CDS, EDS and RDS resources (type URL -> resources), the same for every sidecar. With
-/// `tls`, every mesh cluster (not the static ones) carries the mTLS transport socket. The
-/// routes ([`crate::mesh_routes`]) reach only these clusters, by declared host.
+/// CDS, EDS and RDS resources (type URL -> resources) for a sidecar that may call every
+/// service ([`MeshIndex::resources`] with no scope). With `tls`, every mesh cluster (not the
+/// static ones) carries the mTLS transport socket. The routes ([`crate::mesh_routes`]) reach
+/// only these clusters, by declared host.
 pub fn mesh_resources(
     services: &[MeshService],
     endpoints: &BTreeSet<MeshEndpoint>,
     statics: &[StaticService],
     tls: Option<&MeshTls>,
 ) -> Vec<(String, Vec<Resource>)> {
-    // Cluster name -> (the service it belongs to, its endpoints).
-    let mut by_cluster: BTreeMap<String, (&MeshService, Vec<&MeshEndpoint>)> = BTreeMap::new();
-    let declared = |e: &MeshEndpoint| {
-        services
+    MeshIndex::new(services, endpoints, statics, tls).resources(None)
+}
+
+/// `(namespace, name)` of a mesh service.
+pub type ServiceKey = (String, String);
+
+/// The mesh's clusters and endpoints, built once per publish and grouped by the service they
+/// belong to, so each group's scoped selection ([`MeshIndex::resources`]) shares their bytes.
+#[derive(Debug, Default)]
+pub struct MeshIndex {
+    services: Vec<MeshService>,
+    statics: Vec<StaticService>,
+    /// Per mesh service: its clusters and their load assignments.
+    by_service: BTreeMap<ServiceKey, (Vec<Resource>, Vec<Resource>)>,
+    static_clusters: Vec<Resource>,
+}
+
+// === impl MeshIndex ===
+
+impl MeshIndex {
+    pub fn new(
+        services: &[MeshService],
+        endpoints: &BTreeSet<MeshEndpoint>,
+        statics: &[StaticService],
+        tls: Option<&MeshTls>,
+    ) -> Self {
+        let mut by_service: BTreeMap<ServiceKey, (Vec<Resource>, Vec<Resource>)> = BTreeMap::new();
+        for (name, (service, members)) in clusters_of(services, endpoints) {
+            let mut cluster = eds_cluster(&name);
+            cluster.transport_socket =
+                tls.map(|tls| tls.upstream_socket(&service.namespace, &service.name));
+            let assignment = load_assignment(&name, members.iter().map(|e| (e.ip.clone(), e.port)));
+            let entry = by_service
+                .entry((service.namespace.clone(), service.name.clone()))
+                .or_default();
+            entry.0.push(Resource::new(name.clone(), pack_any(cluster)));
+            entry.1.push(Resource::new(name, pack_any(assignment)));
+        }
+        let static_clusters = statics
             .iter()
-            .find(|s| s.namespace == e.group.namespace && s.name == e.group.service)
-    };
+            .map(|service| {
+                let mut cluster = base_cluster(&service.name, DiscoveryType::StrictDns);
+                cluster.load_assignment = Some(load_assignment(
+                    &service.name,
+                    [(service.host.clone(), service.port)],
+                ));
+                Resource::new(service.name.clone(), pack_any(cluster))
+            })
+            .collect();
+        Self {
+            services: services.to_vec(),
+            statics: statics.to_vec(),
+            by_service,
+            static_clusters,
+        }
+    }
+
+    /// What the sidecars of `group` may call: its service's declared `calls`; `None` (every
+    /// service) for a service that declares none, or a group no `Service` declares.
+    pub fn scope_of(&self, group: &SidecarGroup) -> Option<BTreeSet<ServiceKey>> {
+        self.services
+            .iter()
+            .find(|s| s.is(&group.namespace, &group.service))
+            .and_then(|s| s.calls.as_ref())
+            .map(|calls| calls.iter().cloned().collect())
+    }
+
+    /// CDS, EDS and RDS for a sidecar that calls the services in `scope` (`None`: all): only
+    /// their clusters, endpoints and virtual hosts, plus the static services. Both route
+    /// configurations are scoped, so no route names a cluster the sidecar was not sent.
+    pub fn resources(&self, scope: Option<&BTreeSet<ServiceKey>>) -> Vec<(String, Vec<Resource>)> {
+        let in_scope = |namespace: &str, name: &str| {
+            scope.is_none_or(|scope| scope.contains(&(namespace.to_string(), name.to_string())))
+        };
+        let mut clusters = Vec::new();
+        let mut assignments = Vec::new();
+        for ((namespace, name), (c, a)) in &self.by_service {
+            if in_scope(namespace, name) {
+                clusters.extend(c.iter().cloned());
+                assignments.extend(a.iter().cloned());
+            }
+        }
+        clusters.extend(self.static_clusters.iter().cloned());
+        let services: Vec<MeshService> = self
+            .services
+            .iter()
+            .filter(|s| in_scope(&s.namespace, &s.name))
+            .cloned()
+            .collect();
+        vec![
+            (type_url::CLUSTER.to_string(), clusters),
+            (type_url::ENDPOINT.to_string(), assignments),
+            (
+                type_url::ROUTE.to_string(),
+                crate::mesh_routes::route_resources(&services, &self.statics),
+            ),
+        ]
+    }
+}
+
+/// Cluster name -> (the declared service it belongs to, its endpoints): per service a
+/// stable cluster (even with no endpoint yet: the route may name it) and a cluster per
+/// version with registered sidecars. Endpoints of undeclared services are left out.
+fn clusters_of<'a>(
+    services: &'a [MeshService],
+    endpoints: &'a BTreeSet<MeshEndpoint>,
+) -> BTreeMap<String, (&'a MeshService, Vec<&'a MeshEndpoint>)> {
+    let mut by_cluster: BTreeMap<String, (&MeshService, Vec<&MeshEndpoint>)> = BTreeMap::new();
     for service in services {
-        // A stable cluster exists even with no endpoint yet: the route may name it.
         by_cluster
             .entry(service.host.clone())
             .or_insert_with(|| (service, Vec::new()));
     }
     for endpoint in endpoints {
-        let Some(service) = declared(endpoint) else {
+        let group = &endpoint.group;
+        let Some(service) = services
+            .iter()
+            .find(|s| s.is(&group.namespace, &group.service))
+        else {
             continue;
         };
-        let group = &endpoint.group;
         by_cluster
             .entry(version_cluster(
                 &group.namespace,
@@ -185,37 +289,7 @@ pub fn mesh_resources(
                 .push(endpoint);
         }
     }
-    let mut clusters = Vec::new();
-    let mut assignments = Vec::new();
-    for (name, (service, members)) in &by_cluster {
-        let mut cluster = eds_cluster(name);
-        cluster.transport_socket =
-            tls.map(|tls| tls.upstream_socket(&service.namespace, &service.name));
-        clusters.push(Resource::new(name.clone(), pack_any(cluster)));
-        assignments.push(Resource::new(
-            name.clone(),
-            pack_any(load_assignment(
-                name,
-                members.iter().map(|e| (e.ip.clone(), e.port)),
-            )),
-        ));
-    }
-    for service in statics {
-        let mut cluster = base_cluster(&service.name, DiscoveryType::StrictDns);
-        cluster.load_assignment = Some(load_assignment(
-            &service.name,
-            [(service.host.clone(), service.port)],
-        ));
-        clusters.push(Resource::new(service.name.clone(), pack_any(cluster)));
-    }
-    vec![
-        (type_url::CLUSTER.to_string(), clusters),
-        (type_url::ENDPOINT.to_string(), assignments),
-        (
-            type_url::ROUTE.to_string(),
-            crate::mesh_routes::route_resources(services, statics),
-        ),
-    ]
+    by_cluster
 }
 
 fn base_cluster(name: &str, kind: DiscoveryType) -> Cluster {

@@ -1,6 +1,8 @@
 //! Resources as the xDS protocol carries them: a type URL, a name, an opaque `Any` body and a
 //! content version, so a connection can tell what changed without decoding anything.
 
+use std::sync::Arc;
+
 use envoy_types::pb::google::protobuf::Any;
 use sha2::{Digest, Sha256};
 
@@ -28,7 +30,8 @@ pub struct Resource {
     pub name: String,
     /// A hash of the encoded body: equal bodies have equal versions.
     pub version: String,
-    pub body: Any,
+    /// Shared: every group's snapshot that holds this resource holds the same bytes.
+    pub body: Arc<Any>,
 }
 
 // === impl Resource ===
@@ -39,7 +42,7 @@ impl Resource {
         Self {
             name: name.into(),
             version,
-            body,
+            body: Arc::new(body),
         }
     }
 }

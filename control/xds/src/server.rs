@@ -4,6 +4,7 @@
 //! state machine; snapshots arrive through a `watch` receiver, so a slow sidecar only ever
 //! skips to the newest snapshot and never delays another.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -140,6 +141,8 @@ pub fn sidecars_json(state: &XdsState) -> serde_json::Value {
         "revision": state.revision(),
         "sidecars": state.sidecars(),
         "refused": state.refusals(),
+        "modules": state.served_modules(),
+        "module_reload": state.module_reload(),
     })
 }
 
@@ -345,8 +348,10 @@ async fn drive<M: Machine>(
                     Ok(()) => {
                         let snapshot = snapshots.borrow_and_update().clone();
                         if snapshot.revision != machine.snapshot_revision() {
-                            // A new policy: it gets its own retries.
-                            retry = NackRetry::default();
+                            // A new policy: it gets its own retries, and a retry still
+                            // due for the old one stays due (a held type is only released
+                            // by it).
+                            retry.new_revision();
                         }
                         Ok(machine.handle_update(snapshot))
                     }
@@ -400,7 +405,9 @@ async fn drive<M: Machine>(
                 return;
             }
         }
-        let synced = machine.is_synced().then(|| machine.snapshot_revision());
+        let synced = machine
+            .is_synced()
+            .then(|| (machine.snapshot_revision(), machine.running_modules()));
         let events = machine.drain_events();
         state
             .metrics()
@@ -545,6 +552,7 @@ trait Machine: Send + 'static {
     fn resend_nacked(&mut self, force: bool) -> Vec<Self::Response>;
     fn is_synced(&self) -> bool;
     fn snapshot_revision(&self) -> u64;
+    fn running_modules(&self) -> BTreeMap<String, String>;
     fn drain_events(&mut self) -> Vec<Event>;
 }
 
@@ -577,6 +585,9 @@ macro_rules! impl_machine {
             }
             fn snapshot_revision(&self) -> u64 {
                 <$machine>::snapshot_revision(self)
+            }
+            fn running_modules(&self) -> BTreeMap<String, String> {
+                <$machine>::running_modules(self)
             }
             fn drain_events(&mut self) -> Vec<Event> {
                 <$machine>::drain_events(self)
@@ -617,6 +628,7 @@ mod tests {
             service: "reviews".into(),
             version: "v1".into(),
             inbound: None,
+            filters: None,
         };
         let (calm, doomed) = (node("calm"), node("doomed"));
         let Ok((calm_connection, _)) = state.connected(&calm, "sotw") else {

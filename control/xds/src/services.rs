@@ -14,6 +14,10 @@ pub struct MeshService {
     /// What callers put in `:authority`; the stable fallback cluster's name.
     pub host: String,
     pub stable_version: String,
+    /// The services (`(namespace, name)`) its sidecars call: their outbound routes,
+    /// clusters and endpoints are only these. `None`: every declared service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<(String, String)>>,
 }
 
 impl MeshService {
@@ -26,7 +30,13 @@ impl MeshService {
             port,
             host: name.into(),
             stable_version: stable_version.into(),
+            calls: None,
         }
+    }
+
+    /// Whether this is `namespace/name`.
+    pub fn is(&self, namespace: &str, name: &str) -> bool {
+        self.namespace == namespace && self.name == name
     }
 }
 

@@ -53,6 +53,9 @@ pub struct NodeIdentity {
     pub version: String,
     /// `ip:port` it serves on, when it takes inbound traffic.
     pub inbound: Option<(String, u32)>,
+    /// The filter entries its bootstrap's chains name: `suite` or `modules` (metadata
+    /// `weft_filters`; absent in bootstraps from before it existed).
+    pub filters: Option<String>,
 }
 
 impl NodeIdentity {
@@ -83,6 +86,7 @@ impl NodeIdentity {
             service: node.cluster.clone(),
             version: meta("version").unwrap_or_else(|| "unversioned".into()),
             inbound,
+            filters: meta("weft_filters").filter(|f| f == "suite" || f == "modules"),
         }
     }
 
@@ -114,6 +118,10 @@ pub struct SidecarStatus {
     pub synced_revision: Option<u64>,
     /// Last acknowledged version per type URL.
     pub acked: BTreeMap<String, String>,
+    /// The wasm modules it runs, name -> SHA-256: those of the filter resources of the
+    /// newest revision it acknowledged in full (Envoy acknowledges a filter only once the
+    /// module with that hash is fetched, verified and loaded).
+    pub modules: BTreeMap<String, String>,
     /// The refusal in force: set by a NACK, cleared once the sidecar acknowledges everything.
     pub current_nack: Option<Nack>,
     /// The latest refusal, kept after it is resolved (a module fetch in progress is refused
@@ -122,4 +130,94 @@ pub struct SidecarStatus {
     pub nack_count: u64,
     /// Unix milliseconds of the last NACK.
     pub last_nack_at_ms: Option<u64>,
+    /// The filter entries its bootstrap names (`suite` or `modules`), when it says.
+    pub filters: Option<String>,
+    /// Set when this server serves the sidecar's group none of the entries its bootstrap
+    /// names (a suite bootstrap on `weft serve --modules`, or the reverse): its filters keep
+    /// their bootstrap defaults, and this says why.
+    pub filters_mismatch: Option<String>,
+    /// The control-plane replica its stream is open to (or was, while disconnected): `None`
+    /// for a server that is not one of several replicas.
+    pub replica: Option<String>,
+}
+
+impl SidecarStatus {
+    /// [`Self::filters_mismatch`] for the entries its group is served.
+    pub fn check_filters(&mut self, served: Option<&[crate::FilterSpec]>) {
+        let served = served.unwrap_or_default();
+        let has = |suite: bool| {
+            served
+                .iter()
+                .any(|f| f.name.starts_with("weft.suite.") == suite)
+        };
+        self.filters_mismatch = match self.filters.as_deref() {
+            _ if served.is_empty() => None,
+            Some("suite") if !has(true) => Some(
+                "bootstrap names the suite entries (weft.suite.*) but this server serves the                  separate filters only (weft serve --modules, or no suite.wasm): filters keep                  their bootstrap defaults; re-render it with weft bootstrap --modules"
+                    .into(),
+            ),
+            Some("modules") if !has(false) => Some(
+                "bootstrap names the separate filters (weft.authz, ...) but this server serves                  the suite entries only (weft serve --suite): filters keep their bootstrap                  defaults; re-render it without --modules"
+                    .into(),
+            ),
+            _ => None,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FilterSpec;
+
+    fn status(filters: Option<&str>) -> SidecarStatus {
+        SidecarStatus {
+            node_id: "n".into(),
+            namespace: "default".into(),
+            service: "reviews".into(),
+            version: "v1".into(),
+            inbound_address: None,
+            connected: true,
+            protocol: "sotw",
+            synced_revision: None,
+            acked: BTreeMap::new(),
+            modules: BTreeMap::new(),
+            current_nack: None,
+            last_nack: None,
+            nack_count: 0,
+            last_nack_at_ms: None,
+            filters: filters.map(str::to_string),
+            filters_mismatch: None,
+            replica: None,
+        }
+    }
+
+    #[test]
+    fn a_bootstrap_naming_entries_the_server_does_not_serve_is_reported() {
+        let separate = [FilterSpec::new("authz", "{}".into())];
+        let suite = [
+            FilterSpec::suite_inbound("{}".into()),
+            FilterSpec::suite_outbound("{}".into()),
+        ];
+        let both: Vec<FilterSpec> = suite.iter().chain(&separate).cloned().collect();
+        let check = |filters: Option<&str>, served: &[FilterSpec]| {
+            let mut s = status(filters);
+            s.check_filters(Some(served));
+            s.filters_mismatch
+        };
+        assert!(check(Some("suite"), &separate)
+            .unwrap()
+            .contains("weft serve --modules"));
+        assert!(check(Some("modules"), &suite)
+            .unwrap()
+            .contains("weft serve --suite"));
+        for filters in [Some("suite"), Some("modules"), None] {
+            assert_eq!(check(filters, &both), None, "{filters:?}");
+        }
+        assert_eq!(check(Some("suite"), &suite), None);
+        assert_eq!(check(Some("modules"), &separate), None);
+        // A bootstrap that does not say, or a group served nothing yet: nothing to report.
+        assert_eq!(check(None, &separate), None);
+        assert_eq!(check(Some("suite"), &[]), None);
+    }
 }

@@ -28,6 +28,9 @@ pub struct Snapshot {
     /// waits for sidecars to acknowledge.
     pub revision: u64,
     types: BTreeMap<String, BTreeMap<String, Resource>>,
+    /// ECDS resource name -> the module it runs: (name, SHA-256). What a sidecar that
+    /// acknowledged the resource runs (`weft status`, `weft module audit`).
+    modules: BTreeMap<String, (String, String)>,
 }
 
 // === impl Snapshot ===
@@ -55,9 +58,31 @@ impl Snapshot {
                 entry.insert(resource.name.clone(), resource);
             }
         }
-        let snapshot = Self { revision, types };
+        let snapshot = Self {
+            revision,
+            types,
+            modules: BTreeMap::new(),
+        };
         snapshot.check_endpoints()?;
         Ok(snapshot)
+    }
+
+    /// Records which module (name, SHA-256) each ECDS resource runs.
+    pub fn with_modules(mut self, modules: BTreeMap<String, (String, String)>) -> Self {
+        self.modules = modules;
+        self
+    }
+
+    /// The modules (name -> SHA-256) of the named ECDS resources.
+    pub fn modules_of<'a>(
+        &self,
+        ecds_names: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeMap<String, String> {
+        ecds_names
+            .into_iter()
+            .filter_map(|name| self.modules.get(name))
+            .cloned()
+            .collect()
     }
 
     /// The resources of one type (empty when the snapshot has none).

@@ -13,7 +13,8 @@
 //! - a changed subscription is answered with the newly selected resources;
 //! - an empty subscription means all resources for CDS and LDS (wildcard), and `*` means all
 //!   for any type;
-//! - a new snapshot is sent for a type only when the selected resources changed;
+//! - a new snapshot is sent for a type only when the selected resources changed, and not
+//!   while the type's last response awaits its ACK (it goes with the ACK's answer);
 //! - a type the snapshot does not hold is not answered at all (see [`Snapshot::has_type`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,11 +122,15 @@ impl SotwConnection {
                 answered,
             ));
         }
+        let replied = !request.response_nonce.is_empty();
         let names = subscription(&request.type_url, &request.resource_names);
         let changed = watch.names != names;
         watch.names = names;
         if first || changed {
             Ok(self.respond(&request.type_url, true).into_iter().collect())
+        } else if replied {
+            // What changed while the response was in flight goes now (see `respond`).
+            Ok(self.respond(&request.type_url, false).into_iter().collect())
         } else {
             Ok(Vec::new())
         }
@@ -175,14 +180,36 @@ impl SotwConnection {
         self.snapshot.revision
     }
 
+    /// The modules (name -> SHA-256) of the ECDS resources this stream selects in its
+    /// snapshot: what the sidecar runs once [`SotwConnection::is_synced`].
+    pub fn running_modules(&self) -> BTreeMap<String, String> {
+        let Some(watch) = self
+            .watches
+            .get(crate::resource::type_url::EXTENSION_CONFIG)
+        else {
+            return BTreeMap::new();
+        };
+        let selected = self.snapshot.select(
+            crate::resource::type_url::EXTENSION_CONFIG,
+            watch.names.as_ref(),
+        );
+        self.snapshot
+            .modules_of(selected.iter().map(|r| r.name.as_str()))
+    }
+
     /// ACKs and NACKs seen since the last call.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
 
+    /// The response for `type_url` when its selection changed since the last one sent (or
+    /// always with `force`). Unforced, nothing is sent while the last response of the type
+    /// awaits its ACK: a sidecar slower than the snapshots then holds one response per type
+    /// in flight rather than a queue of stale ones (each a copy of its resources), and gets
+    /// the newest selection once it answers — go-control-plane's flow control.
     fn respond(&mut self, type_url: &str, force: bool) -> Option<DiscoveryResponse> {
         let watch = self.watches.get_mut(type_url)?;
-        if watch.held || !self.snapshot.has_type(type_url) {
+        if watch.held || !self.snapshot.has_type(type_url) || (watch.awaiting_reply && !force) {
             return None;
         }
         let selected = self.snapshot.select(type_url, watch.names.as_ref());
@@ -203,7 +230,7 @@ impl SotwConnection {
         watch.nacked = false;
         Some(DiscoveryResponse {
             version_info: version,
-            resources: selected.iter().map(|r| r.body.clone()).collect(),
+            resources: selected.iter().map(|r| (*r.body).clone()).collect(),
             type_url: type_url.to_string(),
             nonce,
             ..Default::default()

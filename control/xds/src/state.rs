@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::ecds::{FilterSpec, ModuleSource};
 use crate::event::Event;
 use crate::group_snapshots::{build_snapshots, SnapshotInputs};
-use crate::mesh::{mesh_resources, MeshEndpoint, MeshService, MeshTls, StaticService};
+use crate::mesh::{MeshEndpoint, MeshIndex, MeshService, MeshTls, StaticService};
 use crate::modules::WasmModules;
 use crate::snapshot::Snapshot;
 use crate::svids::{IdentityKey, SignRequest, Signed, SvidState};
@@ -98,6 +98,29 @@ pub(crate) struct Inner {
     /// A debounced publish is pending (see [`ENDPOINT_DEBOUNCE`]).
     publish_scheduled: bool,
     limits: StreamLimits,
+    module_reload: ModuleReload,
+    /// Replicas over etcd: this replica's id, when it is one (see `shared`).
+    replica: Option<String>,
+    /// Unix ms at which each registered sidecar's current stream opened.
+    since: BTreeMap<NodeKey, u64>,
+    /// Sidecars connected to other replicas, as they share them (see `shared`).
+    remote: BTreeMap<NodeKey, shared::SharedSidecar>,
+    /// Other replicas' rows as last parsed, by row name (see `shared::ParsedRows`).
+    remote_parsed: shared::ParsedRows,
+    /// How many of `sidecars` each identity (namespace, service) has: the identities
+    /// present, without a pass over every sidecar at each connect.
+    identities: BTreeMap<IdentityKey, usize>,
+}
+
+/// The outcome of the latest reload of the modules directory (`weft serve` on SIGHUP).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ModuleReload {
+    pub attempts: u64,
+    /// Unix milliseconds of the latest attempt.
+    pub last_at_ms: Option<u64>,
+    /// Why the latest attempt was refused (the modules served did not change); `None` when
+    /// it succeeded.
+    pub last_error: Option<String>,
 }
 
 /// The shared state of the xDS server.
@@ -206,14 +229,14 @@ impl XdsState {
     /// Turns the CA on: every group's snapshot carries its identity's SDS secrets (`default`,
     /// `ROOTCA`) and every ADS stream must present a join token for its identity.
     pub fn set_identity(&self, authority: Arc<weft_ca::Identity>) -> Result<(), PublishError> {
-        let present = inner_identities(&self.lock().sidecars);
+        let present = inner_identities(&self.lock());
         let mut identity = SvidState::new(authority);
         let signed = identity
             .due(&present, false, unix_ms())
             .map(|request| self.sign(request));
         let mut inner = self.lock();
         // Sidecars that left meanwhile lose theirs; those that came are signed just below.
-        identity.install(signed, &inner_identities(&inner.sidecars), unix_ms());
+        identity.install(signed, &inner_identities(&inner), unix_ms());
         inner.identity = Some(identity);
         let published = self.publish(&mut inner);
         drop(inner);
@@ -249,7 +272,7 @@ impl XdsState {
     fn sign_due(&self, renewals: bool) {
         let request = {
             let inner = self.lock();
-            let present = inner_identities(&inner.sidecars);
+            let present = inner_identities(&inner);
             let Some(identity) = inner.identity.as_ref() else {
                 return;
             };
@@ -260,7 +283,7 @@ impl XdsState {
         }
         let signed = request.map(|request| self.sign(request));
         let mut inner = self.lock();
-        let present = inner_identities(&inner.sidecars);
+        let present = inner_identities(&inner);
         let Some(identity) = inner.identity.as_mut() else {
             return;
         };
@@ -338,6 +361,36 @@ impl XdsState {
         Ok(())
     }
 
+    /// A reload of the modules directory was refused: the served modules stay as they are.
+    pub fn module_reload_refused(&self, error: String) {
+        let mut inner = self.lock();
+        let reload = &mut inner.module_reload;
+        reload.attempts = reload.attempts.saturating_add(1);
+        reload.last_at_ms = Some(unix_ms());
+        reload.last_error = Some(error);
+    }
+
+    /// Replaces the served modules after a reload of the modules directory
+    /// ([`XdsState::set_modules`], counted as a reload attempt).
+    pub fn reload_modules(&self, modules: WasmModules) -> Result<(), PublishError> {
+        let result = self.set_modules(modules);
+        let mut inner = self.lock();
+        let reload = &mut inner.module_reload;
+        reload.attempts = reload.attempts.saturating_add(1);
+        reload.last_at_ms = Some(unix_ms());
+        reload.last_error = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    pub fn module_reload(&self) -> ModuleReload {
+        self.lock().module_reload.clone()
+    }
+
+    /// Every served module: name, SHA-256, signer.
+    pub fn served_modules(&self) -> Vec<crate::modules::ServedModule> {
+        self.lock().modules.summary()
+    }
+
     /// The module with this name, for the HTTP handler.
     pub fn module(&self, name: &str) -> Option<crate::modules::WasmModule> {
         self.lock().modules.get(name).cloned()
@@ -347,8 +400,17 @@ impl XdsState {
         self.lock().revision
     }
 
+    /// Every sidecar: this server's, and those other replicas share (see `shared`).
     pub fn sidecars(&self) -> Vec<SidecarStatus> {
-        self.lock().sidecars.values().cloned().collect()
+        let inner = self.lock();
+        let local = inner.sidecars.iter().map(|(key, status)| {
+            let mut status = status.clone();
+            let group = SidecarGroup::new(&status.namespace, &status.service, &status.version);
+            status.check_filters(inner.filters.get(&group).map(Vec::as_slice));
+            status.replica.clone_from(&inner.replica);
+            (key.clone(), status)
+        });
+        shared::with_remote(local.collect(), &inner.remote)
     }
 
     /// The current snapshot of a group (built on demand).
@@ -448,21 +510,31 @@ impl XdsState {
             protocol,
             synced_revision: None,
             acked: BTreeMap::new(),
+            modules: BTreeMap::new(),
             current_nack: None,
             last_nack: None,
             nack_count: 0,
             last_nack_at_ms: None,
+            filters: identity.filters.clone(),
+            filters_mismatch: None,
+            replica: None,
         };
+        inner.since.insert(key.clone(), unix_ms());
         let previous = inner.sidecars.insert(key.clone(), status);
+        if previous.is_none() {
+            *inner.identities.entry(identity_key.clone()).or_default() += 1;
+        }
         if let (Some(previous), Some(status)) = (previous, inner.sidecars.get_mut(&key)) {
             // NACK history survives reconnects.
             status.last_nack = previous.last_nack;
             status.nack_count = previous.nack_count;
             status.last_nack_at_ms = previous.last_nack_at_ms;
         }
-        let present = inner_identities(&inner.sidecars);
-        if let Some(svids) = inner.identity.as_mut() {
-            svids.install(signed, &present, unix_ms());
+        if inner.identity.is_some() {
+            let present = inner_identities(&inner);
+            if let Some(svids) = inner.identity.as_mut() {
+                svids.install(signed, &present, unix_ms());
+            }
         }
         // Still none (the CA was replaced meanwhile, or the issue failed): signed again below.
         let unsigned = inner
@@ -522,9 +594,15 @@ impl XdsState {
         }
     }
 
-    /// Records what a connection's state machine reported.
-    pub(crate) fn record(&self, node: &NodeKey, events: Vec<Event>, synced_revision: Option<u64>) {
-        if events.is_empty() && synced_revision.is_none() {
+    /// Records what a connection's state machine reported; `synced`: the revision it
+    /// acknowledged in full, and the modules that revision runs on it.
+    pub(crate) fn record(
+        &self,
+        node: &NodeKey,
+        events: Vec<Event>,
+        synced: Option<(u64, BTreeMap<String, String>)>,
+    ) {
+        if events.is_empty() && synced.is_none() {
             return;
         }
         let node_id = node.id.as_str();
@@ -546,9 +624,10 @@ impl XdsState {
                 }
             }
         }
-        if let Some(revision) = synced_revision {
+        if let Some((revision, modules)) = synced {
             status.synced_revision = Some(revision);
             status.current_nack = None;
+            status.modules = modules;
         }
         drop(inner);
         self.status_changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -589,7 +668,16 @@ impl XdsState {
             _ => return,
         };
         inner.registrations.remove(node);
-        inner.sidecars.remove(node);
+        if inner.sidecars.remove(node).is_some() {
+            let identity = (node.namespace.clone(), node.service.clone());
+            if let Some(count) = inner.identities.get_mut(&identity) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    inner.identities.remove(&identity);
+                }
+            }
+        }
+        inner.since.remove(node);
         // A group no policy declares lives only while a sidecar of it is registered, so
         // sidecars cycling through made-up versions leave nothing behind.
         if let Some(group) = group {
@@ -624,21 +712,26 @@ impl XdsState {
 
     /// Rebuilds every group's snapshot; publishes only when all are consistent.
     fn publish(&self, inner: &mut Inner) -> Result<(), PublishError> {
+        // A sidecar that moved between replicas has the same endpoint on both: one entry.
         let endpoints: BTreeSet<MeshEndpoint> = inner
             .registrations
             .values()
             .filter_map(|(_, endpoint, _)| endpoint.clone())
+            .chain(
+                inner
+                    .remote
+                    .values()
+                    .filter_map(shared::SharedSidecar::endpoint),
+            )
             .collect();
-        let mesh = if inner.mesh_ready {
-            mesh_resources(
+        let mesh = inner.mesh_ready.then(|| {
+            MeshIndex::new(
                 &inner.services,
                 &endpoints,
                 &inner.statics,
                 inner.mesh_tls.as_ref(),
             )
-        } else {
-            Vec::new()
-        };
+        });
         let keys: BTreeSet<GroupKey> = inner
             .groups
             .keys()
@@ -665,7 +758,7 @@ impl XdsState {
                 modules: &inner.modules,
                 module_source: &self.settings.module_source,
                 refresh: &inner.refresh,
-                mesh: &mesh,
+                mesh: mesh.as_ref(),
                 secrets: &secrets,
             },
         )?;
@@ -747,11 +840,17 @@ fn admit(inner: &Inner, key: &NodeKey, group: &GroupKey) -> Result<(), Refused> 
 }
 
 /// (namespace, service) of every registered sidecar.
-fn inner_identities(sidecars: &BTreeMap<NodeKey, SidecarStatus>) -> BTreeSet<IdentityKey> {
-    sidecars
-        .values()
-        .map(|s| (s.namespace.clone(), s.service.clone()))
-        .collect()
+fn inner_identities(inner: &Inner) -> BTreeSet<IdentityKey> {
+    debug_assert_eq!(
+        inner.identities.keys().cloned().collect::<BTreeSet<_>>(),
+        inner
+            .sidecars
+            .keys()
+            .map(|k| (k.namespace.clone(), k.service.clone()))
+            .collect::<BTreeSet<_>>(),
+        "the identity counts follow the sidecars"
+    );
+    inner.identities.keys().cloned().collect()
 }
 
 fn unix_ms() -> u64 {
@@ -759,6 +858,9 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+mod shared;
+pub use shared::SharedSidecar;
 
 #[cfg(test)]
 mod tests;

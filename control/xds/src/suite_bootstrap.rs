@@ -38,6 +38,9 @@ pub fn render_suite_value(params: &BootstrapParams) -> Result<Value, BootstrapEr
 /// Replaces the separate weft filter entries of a rendered sidecar bootstrap by the two
 /// suite entries.
 pub fn to_suite(root: &mut Value) -> Result<(), BootstrapError> {
+    if let Some(metadata) = root.pointer_mut("/node/metadata") {
+        metadata["weft_filters"] = json!("suite");
+    }
     for (listener, suite, defaults_from) in LISTENERS {
         let filters = named(root, "/static_resources/listeners", listener)?
             .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")
@@ -135,12 +138,15 @@ mod tests {
     }
 
     #[test]
-    fn only_the_filter_chains_differ_from_the_sidecar_bootstrap() {
+    fn only_the_filter_chains_and_the_layout_metadata_differ_from_the_sidecar_bootstrap() {
         let params = BootstrapParams::new("productpage", "v1", "10.0.0.1", 18000);
         let mut separate = render_value(&params).unwrap();
         let mut suite = render_suite_value(&params).unwrap();
         assert_ne!(separate, suite);
+        assert_eq!(separate["node"]["metadata"]["weft_filters"], "modules");
+        assert_eq!(suite["node"]["metadata"]["weft_filters"], "suite");
         for root in [&mut separate, &mut suite] {
+            root["node"]["metadata"]["weft_filters"] = Value::Null;
             for listener in root["static_resources"]["listeners"]
                 .as_array_mut()
                 .unwrap()

@@ -110,6 +110,11 @@ async fn sotw_handshake_ack_and_status() {
     sidecar.ack(&first).await;
     let statuses = state.wait_synced(1, Some(1), Duration::from_secs(5)).await;
     assert_eq!(statuses[0].synced_revision, Some(1), "{statuses:?}");
+    // What it runs: the module hash of the filter entry it acknowledged.
+    assert_eq!(
+        statuses[0].modules,
+        BTreeMap::from([("authz".to_string(), weft_xds::modules::sha256_hex(b"\0asm"))])
+    );
     assert_eq!(
         statuses[0]
             .inbound_address
@@ -246,6 +251,52 @@ fn modules_whose_hash_does_not_match_sha256sums_are_refused() {
     assert!(
         error.to_string().contains("refusing to serve it"),
         "{error}"
+    );
+}
+
+#[test]
+fn only_modules_signed_by_a_trusted_key_load_even_when_sha256sums_was_rewritten() {
+    use weft_supply::signing::{sign_files, SigningKey, TrustList};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _) = SigningKey::generate().unwrap();
+    std::fs::write(keys.path().join("release.pub"), key.public_key().to_pem()).unwrap();
+    let trust = TrustList::load(keys.path()).unwrap();
+    let write = |bytes: &[u8]| {
+        std::fs::write(dir.path().join("authz.wasm"), bytes).unwrap();
+        let sha = weft_xds::modules::sha256_hex(bytes);
+        std::fs::write(
+            dir.path().join("SHA256SUMS"),
+            format!("{sha}  authz.wasm\n"),
+        )
+        .unwrap();
+    };
+    write(b"\0asm-good");
+    sign_files(&key, &[dir.path().join("authz.wasm")]).unwrap();
+    let modules = WasmModules::load_dir_signed(dir.path(), &trust).unwrap();
+    let signer = modules.get("authz").unwrap().signer.clone().unwrap();
+    assert_eq!(signer.key_id, key.public_key().key_id());
+    assert_eq!(
+        modules.summary()[0].signer.as_deref(),
+        Some(signer.key_id.as_str())
+    );
+
+    // Someone who can write the directory changes the bytes and the sums: the sums pass,
+    // the signature does not.
+    write(b"\0asm-tampered");
+    assert!(WasmModules::load_dir(dir.path()).is_ok());
+    let error = WasmModules::load_dir_signed(dir.path(), &trust).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("authz.wasm: signature authz.wasm.sig does not verify"),
+        "{error}"
+    );
+    std::fs::remove_file(dir.path().join("authz.wasm.sig")).unwrap();
+    let error = WasmModules::load_dir_signed(dir.path(), &trust).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "authz.wasm: unsigned: no authz.wasm.sig; refusing to serve it"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Per-request cost of the filter cores, for `valgrind --tool=callgrind`.
 //!
 //! `cargo build --release -p weft-filter-core --example percall` then
-//! `valgrind --tool=callgrind target/release/examples/percall <authz|canary|sticky|fault|breaker|telemetry> N`.
+//! `valgrind --tool=callgrind target/release/examples/percall <authz|canary|sticky|fault|breaker|telemetry|waf-get|waf-json> N`.
 //! Instructions per request = (Ir at N - Ir at 0) / N. The request is the benchmark's
 //! (`bench/run.py`); host reads are counted and printed.
 
@@ -46,11 +46,9 @@ impl RequestAttributes for Req {
     }
 }
 
-const AUTHZ: &str = r#"{"trust_domain": "weft.test", "policies": [{"name": "block-admin", "action": "DENY", "rules": [{"paths": ["/admin/*"]}]}, {"name": "exec-only", "action": "ALLOW", "rules": [{"principals": ["spiffe://weft.test/ns/corp/sa/exec-portal"], "methods": ["GET"], "paths": ["/reports/*"]}]}]}"#;
-const CANARY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{"host": "reviews", "stable": "v1", "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}}, "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}]}]}"#;
-const STICKY: &str = r#"{"cluster_header": "x-weft-cluster", "services": [{"host": "reviews", "stable": "v1", "versions": {"v1": {"cluster": "v1"}, "v2": {"cluster": "v2"}}, "split": [{"version": "v1", "weight": 7500}, {"version": "v2", "weight": 2500}], "sticky": {"key": {"header": "x-user"}, "salt": "bench"}}]}"#;
-const FAULT: &str = r#"{"percent_cap": 100, "max_concurrent_delays": 10000, "policies": [{"name": "bench-delay", "delay": {"percent": 0.0, "fixed_ms": 20}}]}"#;
-const BREAKER: &str = r#"{"clusters": {"v1": {"consecutive_failures": 5, "failure_rate": {"threshold_percent": 50, "window_ms": 10000, "min_requests": 20}, "open_interval_ms": 5000, "half_open_probes": 3, "max_concurrent": 100}}}"#;
+use weft_filter_core::testing::bench_config::{
+    AUTHZ, BREAKER_V1 as BREAKER, CANARY, FAULT, STICKY,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -113,6 +111,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "telemetry" => telemetry(n)?,
         "chain" | "suite" => four_stages(which == "suite", n, &req, &mut rng)?,
+        "waf-get" => waf_request(n, false)?,
+        "waf-json" => waf_request(n, true)?,
         other => return Err(format!("unknown filter {other}").into()),
     }
     eprintln!("{which}: {n} requests, {} host reads", req.reads.get());
@@ -135,7 +135,8 @@ fn telemetry(n: u64) -> Result<(), Box<dyn std::error::Error>> {
             status: 200,
             latency_us: 1_000 + i % 5_000,
             authz: AuthzOutcome::Allowed,
-            breaker_open: false,
+            local: None,
+            marks: Default::default(),
             method: "GET",
             path: "/reports/q3",
         };
@@ -183,6 +184,55 @@ fn four_stages(
             black_box(canary.decide(req, rng));
             black_box(fault.decide(req, 1_800_000_000_000, 0, rng));
             black_box(req.header("x-weft-cluster"));
+        }
+    }
+    Ok(())
+}
+
+/// The edge WAF (default rules and limits) on `bench/run.py`'s S6 requests: a small GET with
+/// a query, or a 10 KB JSON POST held and inspected whole. The headers are what Envoy hands
+/// the filter for wrk's request.
+fn waf_request(n: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use weft_filter_core::waf::{BodyPlan, Head, Verdict, Waf, WafConfig};
+    let waf = Waf::new(WafConfig::default())?;
+    let items: Vec<String> = (0..110)
+        .map(|i| {
+            format!(
+                r#"{{"sku": "SKU-{i:04}", "name": "blue cotton shirt size {}", "qty": {}, "note": "leave it at the door, thanks!"}}"#,
+                i % 5,
+                i % 3 + 1
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"items": [{}]}}"#, items.join(", "));
+    let mut headers: Vec<(String, String)> = [
+        (":authority", "127.0.0.1:18000"),
+        (":scheme", "http"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "2f0e1b7c-6a8e-4b51-9c61-8d5f0c3b2a17"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (method, path) = if json {
+        headers.push(("content-type".into(), "application/json".into()));
+        headers.push(("content-length".into(), body.len().to_string()));
+        ("POST", "/reports/q3")
+    } else {
+        ("GET", "/reports/q3?q=red+shoes&page=2&sort=price")
+    };
+    for _ in 0..n {
+        let mut a = waf.check_head(&Head {
+            method,
+            path: black_box(path),
+            headers: &headers,
+            end_of_stream: !json,
+        });
+        if let BodyPlan::Inspect(kind) = a.body {
+            waf.check_body(&mut a, kind, black_box(body.as_bytes()), true);
+        }
+        if waf.verdict(&a) != Verdict::Pass {
+            return Err(format!("the WAF refused the benchmark request: {:?}", a.matches).into());
         }
     }
     Ok(())

@@ -13,15 +13,18 @@ pub mod authz;
 pub mod breaker;
 pub mod canary;
 pub mod error;
+pub mod explain;
 pub mod fault;
 pub mod grammar;
 pub mod host;
 mod json_path;
+pub mod mac;
 pub mod registry;
 pub mod rng;
 pub mod suite;
 pub mod telemetry;
 pub mod testing;
+pub mod waf;
 
 pub use attrs::RequestAttributes;
 pub use error::ConfigError;

@@ -1,6 +1,7 @@
 //! Test helpers shared by the filter cores' tests; [`suite_config`] also by
-//! weft-suite-stages' tests.
+//! weft-suite-stages' tests; [`bench_config`] by the per-request cost examples.
 
+pub mod bench_config;
 pub mod suite_config;
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ mod report;
 
 pub use config::load_plugin_config;
 pub use host::{now_millis, HostRequest};
-pub use report::set_root_tick;
+pub use report::{root_done, set_root_tick};
 
 use proxy_wasm::types::{Action, LogLevel};
 use weft_filter_core::host::Flow;

@@ -31,6 +31,15 @@ pub fn set_root_tick(period: Duration) -> bool {
     }
 }
 
+/// A root context that answered `false` from `on_done` (it was finishing a report) tells the
+/// host it is finished. An error (the host did not hold it as pending) is logged, never a
+/// panic (the SDK's `Context::done` unwraps it).
+pub fn root_done() {
+    if let Err(status) = hostcalls::done() {
+        log::debug!("weft: proxy_done: {status:?}");
+    }
+}
+
 /// In `on_http_call_response`: the answer's status (`None`: no response, e.g. a reset or
 /// timeout).
 pub fn call_response_status() -> Option<u16> {

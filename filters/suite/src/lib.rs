@@ -19,6 +19,7 @@
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
+use weft_filter_core::explain::TRACE_HEADER;
 use weft_filter_core::registry::SUITE_MODULE;
 use weft_filter_core::suite::Suite;
 use weft_proxy_glue::{self as glue, HostRequest};
@@ -27,7 +28,7 @@ use weft_suite_stages::{Stages, SuiteRequest, Ticks};
 proxy_wasm::main! {{
     glue::init_logging();
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(SuiteRoot { context_id, stages: None, ticks: Ticks::default() })
+        Box::new(SuiteRoot { context_id, stages: None, ticks: Ticks::default(), retiring: false })
     });
 }}
 
@@ -35,13 +36,31 @@ struct SuiteRoot {
     context_id: u32,
     stages: Option<Rc<Stages>>,
     ticks: Ticks,
+    /// `on_done` came while a telemetry report was on its way: finish on its answer.
+    retiring: bool,
 }
 
 impl Context for SuiteRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
         if let Some(stages) = &self.stages {
             stages.on_http_call_response(&HostRequest, token);
+            if self.retiring && !stages.reporting() {
+                self.retiring = false;
+                glue::root_done();
+            }
         }
+    }
+
+    /// Envoy retires a root context when a new configuration replaces it (every policy
+    /// change that touches this sidecar's suite entry): the requests counted since the last
+    /// tick would die with it, so they are reported now, and the root stays (`false`) until
+    /// that report is answered (the call has a timeout, so it always is).
+    fn on_done(&mut self) -> bool {
+        let Some(stages) = &self.stages else {
+            return true;
+        };
+        self.retiring = stages.on_root_done(&HostRequest);
+        !self.retiring
     }
 }
 
@@ -105,19 +124,24 @@ impl HttpContext for SuiteHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.request
-            .on_request_body(&self.stages, &HostRequest, body_size, end_of_stream);
-        Action::Continue
+        glue::action(self.request.on_request_body(
+            &self.stages,
+            &HostRequest,
+            body_size,
+            end_of_stream,
+        ))
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        self.request.on_request_trailers(&self.stages, &HostRequest);
-        Action::Continue
+        glue::action(self.request.on_request_trailers(&self.stages, &HostRequest))
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         if let Some((header, version)) = self.request.take_response_header() {
             self.set_http_response_header(&header, Some(&version));
+        }
+        if let Some(trace) = self.request.take_trace_header(&self.stages) {
+            self.set_http_response_header(TRACE_HEADER, trace.as_deref());
         }
         Action::Continue
     }

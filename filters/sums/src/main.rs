@@ -1,7 +1,13 @@
 //! `weft-sums DIR`: write `DIR/SHA256SUMS` for every `*.wasm` in DIR (sha256sum format, so
 //! `sha256sum -c` and the control plane's remote-code references read the same file) and
 //! print one size line per artifact.
+//!
+//! `weft-sums sbom ...` (the dependency section and SBOM of each module) and `weft-sums sign
+//! ...` (detached signatures) are the other steps of `scripts/build-filters`: see
+//! [`supply`].
 #![forbid(unsafe_code)]
+
+mod supply;
 
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -9,11 +15,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: weft-sums DIR");
-        return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("sbom") => supply::sbom(args.get(1..).unwrap_or_default()),
+        Some("sign") => supply::sign(args.get(1..).unwrap_or_default()),
+        Some(dir) if args.len() == 1 && !dir.starts_with('-') => run(&PathBuf::from(dir)),
+        _ => {
+            eprintln!(
+                "usage: weft-sums DIR\n       {}\n       {}",
+                supply::SBOM_USAGE,
+                supply::SIGN_USAGE
+            );
+            return ExitCode::from(2);
+        }
     };
-    match run(&dir) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("weft-sums: {err}");

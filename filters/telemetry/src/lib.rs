@@ -19,13 +19,29 @@ proxy_wasm::main! {{
 #[derive(Default)]
 struct TelemetryRoot {
     stage: Option<Rc<TelemetryStage>>,
+    /// `on_done` came while a report was on its way: finish on its answer.
+    retiring: bool,
 }
 
 impl Context for TelemetryRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
         if let Some(stage) = &self.stage {
             stage.on_http_call_response(&HostRequest, token);
+            if self.retiring && !stage.reporting() {
+                self.retiring = false;
+                glue::root_done();
+            }
         }
+    }
+
+    /// A new configuration retires this root: report what is pending now (see the suite's
+    /// root), and stay until that report is answered.
+    fn on_done(&mut self) -> bool {
+        let Some(stage) = &self.stage else {
+            return true;
+        };
+        self.retiring = stage.flush_final(&HostRequest);
+        !self.retiring
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weft_e2e::workspace_root;
+use weft_e2e::{workspace_root, EnvoyOptions, Pod, TestNet, UpstreamOptions, ADMIN_SOCKET};
+use weft_xds::bootstrap::{self, BootstrapParams, XdsUpstreamTls};
 
 /// Builds (incrementally) the binary under test; cargo test builds only this crate's deps.
 pub fn weft_bin() -> PathBuf {
@@ -22,6 +23,22 @@ pub fn weft_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     target.join("debug/weft")
+}
+
+/// `weft serve` arguments for a mesh with the CA on: xDS over TLS on any port, named
+/// `gateway` (the test network's gateway, how sidecars reach it) and 127.0.0.1, no warm-up.
+pub fn ca_mesh_args(gateway: &str) -> Vec<String> {
+    [
+        "--xds-listen",
+        "0.0.0.0:0",
+        "--mesh-warmup-ms",
+        "0",
+        "--ca",
+        "--xds-tls-name",
+        &format!("{gateway},127.0.0.1"),
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
 
 /// A running `weft serve`, killed when dropped.
@@ -60,7 +77,36 @@ impl WeftServer {
         server
     }
 
+    /// [`WeftServer::start`] serving the modules of `modules_dir`, signature-checked against
+    /// the trust list `signers`.
+    pub fn start_with_modules(
+        bin: &Path,
+        data: &Path,
+        args: &[&str],
+        modules_dir: &Path,
+        signers: &Path,
+    ) -> Self {
+        Self::start_full(
+            bin,
+            data,
+            &["--insecure-listen", "127.0.0.1:0"],
+            args,
+            (modules_dir, signers),
+        )
+    }
+
     fn start_on(bin: &Path, data: &Path, listen: &[&str], args: &[&str]) -> Self {
+        let (dir, signers) = (weft_e2e::filters_dir(), weft_e2e::module_signers());
+        Self::start_full(bin, data, listen, args, (&dir, &signers))
+    }
+
+    fn start_full(
+        bin: &Path,
+        data: &Path,
+        listen: &[&str],
+        args: &[&str],
+        (modules_dir, signers): (&Path, &Path),
+    ) -> Self {
         let mut child = Command::new(bin)
             .args(["serve", "--data-dir"])
             .arg(data)
@@ -69,7 +115,9 @@ impl WeftServer {
             .args(["--grace-ms", "2000"])
             .args(args)
             .arg("--modules-dir")
-            .arg(weft_e2e::filters_dir())
+            .arg(modules_dir)
+            .arg("--module-signers")
+            .arg(signers)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -87,9 +135,10 @@ impl WeftServer {
         let want_metrics = args.contains(&"--metrics-listen");
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_none() || xds.is_none() || (want_metrics && metrics.is_none()) {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("weft serve did not print its addresses in 30 s");
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                stop_and_panic(&mut child, "weft serve did not print its addresses in 30 s");
+            };
             if let Some(a) = line.strip_prefix("listening on ") {
                 api = Some(a.to_string());
             } else if let Some(a) = line.strip_prefix("xds listening on ") {
@@ -100,10 +149,14 @@ impl WeftServer {
         }
         let api: String = api.unwrap();
         let token_file = data.join("admin.token");
-        let token = std::fs::read_to_string(&token_file)
-            .expect("the first start writes admin.token")
-            .trim()
-            .to_string();
+        let token = match std::fs::read_to_string(&token_file) {
+            Ok(token) => token.trim().to_string(),
+            // With shared operators (etcd) only the first replica writes one: copy it.
+            Err(e) => stop_and_panic(
+                &mut child,
+                &format!("the first start writes {}: {e}", token_file.display()),
+            ),
+        };
         Self {
             child,
             cli_flags: vec![
@@ -125,6 +178,11 @@ impl WeftServer {
         format!("Bearer {}", self.token)
     }
 
+    /// The process id (to send it a signal).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Still running (not aborted by a panic)?
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -133,6 +191,26 @@ impl WeftServer {
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// `weft apply -f file` without waiting for sidecars' ACKs; fails the test unless it exits 0.
+    pub fn apply_file(&self, bin: &Path, file: &Path) {
+        let file = file.display().to_string();
+        let (code, out, err) = self.cli(bin, &["apply", "-f", &file, "--ack-timeout", "0"]);
+        assert_eq!(code, 0, "weft apply -f {file}\n{out}\n{err}");
+    }
+
+    /// `GET <api><path>` with the admin token (the plain-HTTP API of [`WeftServer::start`]).
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        weft_e2e::http_client()
+            .get(format!("{}{path}", self.api))
+            .header("authorization", self.authorization())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Runs the CLI against this server; returns (exit code, stdout, stderr).
@@ -150,9 +228,58 @@ impl WeftServer {
     }
 }
 
+impl WeftServer {
+    /// A pod of `namespace/service` `version` joining this server (started with `--ca` and
+    /// `--xds-tls-name <gateway>`) as a real sidecar does: a join token from
+    /// `weft token create`, SDS for its SVID, xDS over TLS pinned to `weft ca show --bundle`,
+    /// its inbound listener (15006) mapped.
+    pub async fn join_pod(
+        &self,
+        bin: &Path,
+        net: &TestNet,
+        gateway: &str,
+        (namespace, service, version): (&str, &str, &str),
+    ) -> Pod {
+        let (code, token, err) = self.cli(
+            bin,
+            &[
+                "token",
+                "create",
+                "--service",
+                service,
+                "-n",
+                namespace,
+                "--ttl",
+                "1h",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (code, bundle, err) = self.cli(bin, &["ca", "show", "--bundle"]);
+        assert_eq!(code, 0, "{err}");
+        let mut params = BootstrapParams::new(service, version, gateway, self.xds_port);
+        params.namespace = namespace.into();
+        params.admin_socket = Some(ADMIN_SOCKET.into());
+        params.sds = true;
+        params.token = Some(token.trim().to_string());
+        params.xds_tls = Some(XdsUpstreamTls::new(&bundle, "cluster.local", gateway).unwrap());
+        let options = EnvoyOptions::new(bootstrap::render(&params).unwrap()).ports([15006]);
+        Pod::start(net, options, UpstreamOptions::new(service, version))
+            .await
+            .unwrap()
+    }
+}
+
 impl Drop for WeftServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A failed start must not leave the server running (it would outlive the test, writing to
+/// its output).
+fn stop_and_panic(child: &mut std::process::Child, message: &str) -> ! {
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{message}");
 }

@@ -131,18 +131,7 @@ impl ControlPlane {
     /// Starts a pod from `params` (with `sds` or `token` set, say), the inbound listener
     /// mapped; the sidecar's hostname is `<service>-<version>-sidecar` unless `node_id` is set.
     pub async fn sidecar_from(&self, net: &TestNet, params: &BootstrapParams) -> Pod {
-        let mut options = EnvoyOptions::new(bootstrap::render(params).unwrap()).ports([INBOUND]);
-        options.hostname = params
-            .node_id
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}-sidecar", params.service, params.version));
-        Pod::start(
-            net,
-            options,
-            UpstreamOptions::new(&params.service, &params.version),
-        )
-        .await
-        .unwrap()
+        pod_from(net, params).await
     }
 
     /// Publishes authz `config` for `service/version` at `revision`.
@@ -155,6 +144,24 @@ impl ControlPlane {
             .set_config(revision, filters, Vec::new())
             .unwrap();
     }
+}
+
+/// Starts a pod from `params` (with `sds` or `token` set, say), the inbound listener
+/// mapped; the sidecar's hostname is `<service>-<version>-sidecar` unless `node_id` is set.
+/// For any control plane: this in-process one, or a `weft serve` (`params.xds_port`).
+pub async fn pod_from(net: &TestNet, params: &BootstrapParams) -> Pod {
+    let mut options = EnvoyOptions::new(bootstrap::render(params).unwrap()).ports([INBOUND]);
+    options.hostname = params
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-sidecar", params.service, params.version));
+    Pod::start(
+        net,
+        options,
+        UpstreamOptions::new(&params.service, &params.version),
+    )
+    .await
+    .unwrap()
 }
 
 /// The mesh's one service: `reviews` on port 9080, stable version v1.

@@ -1,10 +1,16 @@
 //! The audit log: `<data-dir>/audit.log`, one JSON object per line, appended and fsync'ed
-//! before the answer leaves (for every non-GET call, allowed or refused).
+//! before the answer leaves (for every non-GET call, allowed or refused). With replicas, one
+//! shared log (`audit/<time>-<unique>` entries in etcd) that every replica appends to and any
+//! replica lists.
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use weft_store::SharedState;
+
+/// The shared directory of audit entries.
+pub const SHARED_AUDIT: &str = "audit";
 
 pub const AUDIT_FILE: &str = "audit.log";
 /// A query returns at most this many entries (the newest).
@@ -33,7 +39,12 @@ pub struct AuditEntry {
 
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    sink: Sink,
+}
+
+enum Sink {
+    File(Mutex<std::fs::File>),
+    Shared(Arc<dyn SharedState>),
 }
 
 impl AuditLog {
@@ -45,15 +56,31 @@ impl AuditLog {
         }
         Ok(Self {
             path,
-            file: Mutex::new(file),
+            sink: Sink::File(Mutex::new(file)),
         })
     }
 
-    /// Appends `entry` and fsyncs.
+    /// The audit log of every replica, in shared state.
+    pub fn open_shared(state: Arc<dyn SharedState>) -> Self {
+        Self {
+            path: PathBuf::from(state.describe(SHARED_AUDIT)),
+            sink: Sink::Shared(state),
+        }
+    }
+
+    /// Appends `entry` and fsyncs (etcd: once a quorum has it).
     pub fn append(&self, entry: &AuditEntry) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        let file = match &self.sink {
+            Sink::Shared(state) => {
+                return state
+                    .append(SHARED_AUDIT, line)
+                    .map_err(std::io::Error::other)
+            }
+            Sink::File(file) => file,
+        };
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
         file.write_all(&line)?;
         file.sync_data()
     }
@@ -66,17 +93,30 @@ impl AuditLog {
         since_ms: Option<u64>,
         principal: Option<&str>,
     ) -> std::io::Result<Vec<AuditEntry>> {
+        let wanted = |entry: &AuditEntry| {
+            !(since_ms.is_some_and(|s| entry.time_unix_ms < s)
+                || principal.is_some_and(|p| {
+                    entry.principal != p && entry.principal != format!("operator:{p}")
+                }))
+        };
+        if let Sink::Shared(state) = &self.sink {
+            // The newest entries of every replica, then the filters.
+            let entries = state
+                .list(SHARED_AUDIT, MAX_AUDIT_ENTRIES)
+                .map_err(std::io::Error::other)?;
+            return Ok(entries
+                .iter()
+                .filter_map(|(_, bytes)| serde_json::from_slice::<AuditEntry>(bytes).ok())
+                .filter(wanted)
+                .collect());
+        }
         let file = std::fs::File::open(&self.path)?;
         let mut out = std::collections::VecDeque::new();
         for line in std::io::BufReader::new(file).split(b'\n') {
             let Ok(entry) = serde_json::from_slice::<AuditEntry>(&line?) else {
                 continue;
             };
-            if since_ms.is_some_and(|s| entry.time_unix_ms < s)
-                || principal.is_some_and(|p| {
-                    entry.principal != p && entry.principal != format!("operator:{p}")
-                })
-            {
+            if !wanted(&entry) {
                 continue;
             }
             if out.len() == MAX_AUDIT_ENTRIES {

@@ -154,6 +154,9 @@ pub const ROUTE_NEEDS: &[(&str, &str, Need)] = &[
         "/api/v1/xds/sidecars/{namespace}/{service}/{version}/resources",
         Need::Read,
     ),
+    ("get", "/api/v1/replicas", Need::Read),
+    ("post", "/api/v1/check", Need::Read),
+    ("post", "/api/v1/check/matrix", Need::Read),
     ("post", "/api/v1/operators", Need::SecurityWrite),
     ("get", "/api/v1/operators", Need::SecurityRead),
     ("delete", "/api/v1/operators/{name}", Need::SecurityWrite),
@@ -184,6 +187,12 @@ pub const ROUTE_NEEDS: &[(&str, &str, Need)] = &[
     (
         "post",
         "/api/v1/rollouts/{namespace}/{name}/resume",
+        Need::EditPathNamespace,
+    ),
+    // A trace shows the namespace's deciding policies: who may change them may see them.
+    (
+        "post",
+        "/api/v1/explain/{namespace}/{service}/tokens",
         Need::EditPathNamespace,
     ),
 ];
@@ -365,6 +374,17 @@ mod tests {
         ));
         assert_eq!(need("POST", "/api/v1/apply"), Some(EditDocuments));
         assert_eq!(need("get", "/api/v1/apply"), None);
+        // Explain tokens: an editor of the service's namespace (or an admin) only.
+        let explain = "/api/v1/explain/{namespace}/{service}/tokens";
+        assert_eq!(need("post", explain), Some(EditPathNamespace));
+        assert_eq!(
+            path_namespace(explain, "/api/v1/explain/finance/ledger/tokens"),
+            Some("finance")
+        );
+        // `weft check` changes nothing: every viewer may ask.
+        assert_eq!(need("POST", "/api/v1/check"), Some(Read));
+        assert_eq!(need("post", "/api/v1/check/matrix"), Some(Read));
+        assert_eq!(need("get", "/api/v1/check"), None);
     }
 
     #[test]

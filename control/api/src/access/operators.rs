@@ -8,8 +8,10 @@ use super::authz::{Principal, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
+use weft_store::SharedState;
 
 /// The file under the data directory.
 pub const OPERATORS_FILE: &str = "operators.json";
@@ -76,11 +78,19 @@ pub enum OperatorError {
     NotFound(String),
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
+    /// Shared state (etcd) cannot be reached: nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+/// The shared document holding every operator (replicas over etcd).
+pub const SHARED_OPERATORS: &str = "operators";
 
 /// The operators of one control plane.
 pub struct Operators {
     path: PathBuf,
+    /// With replicas: the operators are one shared document, changed by compare-and-swap.
+    shared: Option<(Arc<dyn SharedState>, AtomicI64)>,
     records: Mutex<Vec<OperatorRecord>>,
 }
 
@@ -100,16 +110,83 @@ impl Operators {
         let first_start = records.is_empty();
         let operators = Self {
             path,
+            shared: None,
             records: Mutex::new(records),
         };
         if !first_start {
             return Ok((operators, None));
         }
+        operators.first_admin(dir)
+    }
+
+    /// Opens the operators kept in shared state (every replica authenticates the same
+    /// operators). The first replica to start on an empty store creates the `admin`
+    /// operator and writes its token to `<dir>/admin.token`, like a first start; the others
+    /// find it there.
+    pub fn open_shared(
+        state: Arc<dyn SharedState>,
+        dir: &Path,
+    ) -> Result<(Self, Option<PathBuf>), OperatorError> {
+        let operators = Self {
+            path: PathBuf::from(state.describe(SHARED_OPERATORS)),
+            shared: Some((state, AtomicI64::new(0))),
+            records: Mutex::new(Vec::new()),
+        };
+        operators.reload()?;
+        if !operators.lock().is_empty() {
+            return Ok((operators, None));
+        }
+        match operators.write_first_admin(dir) {
+            Ok(path) => Ok((operators, Some(path))),
+            // Another replica made the first admin meanwhile.
+            Err(OperatorError::Conflict(_)) => {
+                operators.reload()?;
+                Ok((operators, None))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn first_admin(self, dir: &Path) -> Result<(Self, Option<PathBuf>), OperatorError> {
+        let path = self.write_first_admin(dir)?;
+        Ok((self, Some(path)))
+    }
+
+    fn write_first_admin(&self, dir: &Path) -> Result<PathBuf, OperatorError> {
         let (token, _) =
-            operators.create("admin", Role::Admin, Vec::new(), None, false, "weft-serve")?;
+            self.create("admin", Role::Admin, Vec::new(), None, false, "weft-serve")?;
         let token_path = dir.join(ADMIN_TOKEN_FILE);
         write_private(&token_path, format!("{token}\n").as_bytes())?;
-        Ok((operators, Some(token_path)))
+        Ok(token_path)
+    }
+
+    /// Reads the shared document again when another replica changed it (an operator created
+    /// or revoked there); whether it changed. Nothing to do for the file (only this process
+    /// writes it).
+    pub fn reload(&self) -> Result<bool, OperatorError> {
+        let mut records = self.lock();
+        self.refresh(&mut records)
+    }
+
+    fn refresh(&self, records: &mut Vec<OperatorRecord>) -> Result<bool, OperatorError> {
+        let Some((state, revision)) = &self.shared else {
+            return Ok(false);
+        };
+        let doc = state
+            .read(SHARED_OPERATORS)
+            .map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        let Some(doc) = doc else {
+            return Ok(false);
+        };
+        if doc.revision == revision.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        *records = serde_json::from_slice(&doc.bytes).map_err(|e| OperatorError::Io {
+            path: self.path.clone(),
+            reason: format!("unreadable: {e}"),
+        })?;
+        revision.store(doc.revision, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Creates an operator; returns its token (the only time it exists in clear).
@@ -172,6 +249,7 @@ impl Operators {
             token_sha256: Some(sha256_hex(&secret)),
         };
         let mut records = self.lock();
+        self.refresh(&mut records)?;
         if records.iter().any(|r| r.name == name) {
             return Err(OperatorError::Conflict(format!(
                 "operator {name:?} exists (names are never reused, even after a revocation)"
@@ -194,6 +272,7 @@ impl Operators {
     pub fn revoke(&self, name: &str) -> Result<OperatorRecord, OperatorError> {
         let now = now_ms();
         let mut records = self.lock();
+        self.refresh(&mut records)?;
         let mut next = records.clone();
         let index = next
             .iter()
@@ -257,12 +336,28 @@ impl Operators {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Writes the file, or the shared document by compare-and-swap on the revision last
+    /// read (a change another replica made in between refuses this one: try again).
     fn save(&self, records: &[OperatorRecord]) -> Result<(), OperatorError> {
         let bytes = serde_json::to_vec_pretty(records).map_err(|e| OperatorError::Io {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
-        write_private(&self.path, &bytes)
+        let Some((state, revision)) = &self.shared else {
+            return write_private(&self.path, &bytes);
+        };
+        let written = state
+            .write(SHARED_OPERATORS, bytes, revision.load(Ordering::Relaxed))
+            .map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        match written {
+            Some(new) => {
+                revision.store(new, Ordering::Relaxed);
+                Ok(())
+            }
+            None => Err(OperatorError::Conflict(
+                "the operators were changed on another replica meanwhile; try again".into(),
+            )),
+        }
     }
 }
 
@@ -381,6 +476,34 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(ops.authenticate(&short).is_none());
         assert!(ops.revoke("admin").is_err(), "the last admin stays");
+    }
+
+    #[test]
+    fn shared_operators_are_one_set_for_every_replica() {
+        let state: Arc<dyn SharedState> = Arc::new(weft_store::MemoryShared::default());
+        let (one_dir, two_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (one, written) = Operators::open_shared(Arc::clone(&state), one_dir.path()).unwrap();
+        let admin = std::fs::read_to_string(written.unwrap()).unwrap();
+        let (two, written) = Operators::open_shared(Arc::clone(&state), two_dir.path()).unwrap();
+        assert!(written.is_none(), "one first admin for all replicas");
+        assert!(two.authenticate(admin.trim()).is_some());
+        let (token, _) = one
+            .create("fin", Role::Viewer, vec![], None, false, "admin")
+            .unwrap();
+        assert!(two.authenticate(&token).is_none(), "not reloaded yet");
+        assert!(two.reload().unwrap());
+        assert!(two.authenticate(&token).is_some());
+        two.revoke("fin").unwrap();
+        assert!(one.reload().unwrap());
+        assert!(one.authenticate(&token).is_none());
+        // A replica that had not seen the latest change still cannot overwrite it: names stay
+        // unique across replicas.
+        assert!(one
+            .create("fin", Role::Viewer, vec![], None, false, "admin")
+            .is_err());
+        let raw =
+            serde_json::to_string(&state.read(SHARED_OPERATORS).unwrap().unwrap().bytes).unwrap();
+        assert!(!raw.contains(&token));
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn failed(error: OperatorError) -> ApiError {
         OperatorError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         OperatorError::Conflict(_) => StatusCode::CONFLICT,
         OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
+        OperatorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         OperatorError::Io { .. } => {
             tracing::error!(%error, "operator store failure");
             StatusCode::INTERNAL_SERVER_ERROR

@@ -76,6 +76,16 @@ fn document(doc: &Document, c: &mut Collector<'_>) {
         Spec::FaultInjection(s) => fault(s, c),
         Spec::CircuitBreaker(s) => breaker(s, c),
         Spec::Rollout(s) => rollout(s, c),
+        Spec::WebApplicationFirewall(s) => waf(doc, s, c),
+    }
+}
+
+/// A WebApplicationFirewall is checked by the filter's own validation of what it compiles
+/// to, with the field named as the document writes it.
+fn waf(doc: &Document, s: &crate::model::WebApplicationFirewallSpec, c: &mut Collector<'_>) {
+    let config = s.to_config(&format!("{}/{}", doc.namespace(), doc.metadata.name));
+    if let Err(e) = weft_filter_core::waf::Waf::new(config) {
+        c.push(crate::model::spec_field(&e.field), e.reason);
     }
 }
 
@@ -123,6 +133,9 @@ fn service(s: &ServiceSpec, c: &mut Collector<'_>) {
             );
         }
     }
+    if let Some(calls) = &s.calls {
+        service_calls(calls, c);
+    }
     if let Some(host) = &s.host {
         let ok = !host.is_empty()
             && host.len() <= 253
@@ -137,6 +150,54 @@ fn service(s: &ServiceSpec, c: &mut Collector<'_>) {
         }
     }
 }
+/// A `spec.calls` entry naming no declared service: a typo would otherwise leave the
+/// caller's sidecars without the route to a service it needs.
+fn undeclared_calls(
+    set: &PolicySet,
+    label_of: &dyn Fn(&DocKey) -> String,
+    out: &mut Vec<FieldError>,
+) {
+    for (ns, name, s) in set.services() {
+        for (i, (call_ns, call_name)) in s.called_services(ns).into_iter().flatten().enumerate() {
+            if set.service(&call_ns, &call_name).is_some() {
+                continue;
+            }
+            let key = DocKey {
+                kind: Kind::Service,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            };
+            out.push(FieldError::new(
+                label_of(&key),
+                format!("spec.calls[{i}]"),
+                format!("unknown service {call_name:?} in namespace {call_ns:?}: declare it with a Service document"),
+            ));
+        }
+    }
+}
+
+/// `spec.calls`: each `name` or `namespace/name` (DNS labels), each once. Whether they are
+/// declared is [`validate_set`]'s.
+fn service_calls(calls: &[String], c: &mut Collector<'_>) {
+    let mut seen = BTreeSet::new();
+    for (i, call) in calls.iter().enumerate() {
+        let at = format!("spec.calls[{i}]");
+        let parts: Vec<&str> = call.split('/').collect();
+        let checked = match parts.as_slice() {
+            [name] => check_name(name),
+            [ns, name] => check_name(ns).and_then(|()| check_name(name)),
+            _ => Err(format!(
+                "invalid service {call:?}: expected `name` or `namespace/name`"
+            )),
+        };
+        let failed = checked.is_err();
+        c.check(&at, checked);
+        if !failed && !seen.insert(call) {
+            c.push(at, format!("duplicate service {call:?}"));
+        }
+    }
+}
+
 /// Parses a request and checks each document on its own: every parse and validation error of
 /// every document, or the documents. Cross-document checks are [`validate_set`]'s.
 pub fn load(input: &[u8], limits: &crate::Limits) -> Result<Vec<Document>, crate::PolicyError> {
@@ -200,6 +261,9 @@ pub fn validate_set(
             ));
         }
     }
+    if refs == References::Strict {
+        undeclared_calls(set, &label_of, &mut out);
+    }
     // (kind, namespace, service, version) -> first document claiming it.
     let mut claimed: BTreeMap<(Kind, String, String, String), DocKey> = BTreeMap::new();
     for doc in set.iter() {
@@ -252,7 +316,11 @@ pub fn validate_set(
         // would fight over its split.
         let exclusive = matches!(
             doc.kind(),
-            Kind::TrafficSplit | Kind::FaultInjection | Kind::CircuitBreaker | Kind::Rollout
+            Kind::TrafficSplit
+                | Kind::FaultInjection
+                | Kind::CircuitBreaker
+                | Kind::Rollout
+                | Kind::WebApplicationFirewall
         );
         if exclusive {
             let versions: Vec<&String> = match (&t.versions, doc.kind()) {

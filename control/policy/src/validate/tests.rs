@@ -55,6 +55,10 @@ fn valid_documents_pass() {
     assert_eq!(check(&mk_doc("AuthorizationPolicy", "a", AUTHZ_OK)), vec![]);
     let split = "  target: {service: reviews}\n  split: [{version: v1, weight: 33.33}, {version: v2, weight: 33.33}, {version: v3, weight: 33.34}]\n";
     assert_eq!(check(&mk_doc("TrafficSplit", "s", split)), vec![]);
+    let calls = "  port: 80\n  versions: [v1]\n  calls: [ratings, shop/reviews]\n";
+    assert_eq!(check(&mk_doc("Service", "web", calls)), vec![]);
+    let leaf = "  port: 80\n  versions: [v1]\n  calls: []\n";
+    assert_eq!(check(&mk_doc("Service", "web", leaf)), vec![]);
 }
 
 #[test]
@@ -105,10 +109,23 @@ fn error_kinds_name_field_and_reason() {
         ("TrafficSplit", "  target: {service: reviews}\n  sticky: {header: a, cookie: b}\n  split: [{version: v1, weight: 100}]\n", "spec.sticky", "exactly one", ""),
         ("FaultInjection", "  target: {service: reviews}\n", "spec", "at least one of `delay` or `abort`", ""),
         ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 700, percent: 1}\n", "spec.abort.httpStatus", "not an HTTP status", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  expiry: tomorrow\n", "spec.expiry", "RFC 3339", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  expiry: 2026-02-30T00:00:00Z\n", "spec.expiry", "no such day", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  expiry: 0s\n", "spec.expiry", "more than 0", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  maxActive: 0\n", "spec.maxActive", "at least 1", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  maxActive: 100001\n", "spec.maxActive", "more than the maximum of 100000", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  maxPercent: 0\n", "spec.maxPercent", "at least 0.01", ""),
+        ("FaultInjection", "  target: {service: reviews}\n  abort: {httpStatus: 503, percent: 1}\n  maxPercent: 150\n", "spec.maxPercent", "not a percentage", ""),
         ("CircuitBreaker", "  target: {service: reviews}\n  failureOn: [5xx, teapot]\n", "spec.failureOn[1]", "unknown failure kind", ""),
         ("CircuitBreaker", "  target: {service: reviews}\n  openInterval: 10s\n  maxOpenInterval: 1s\n", "spec.maxOpenInterval", "must not be less", ""),
         ("Service", "  port: 0\n  versions: [v1, v1]\n", "spec.versions[1]", "duplicate version", ""),
         ("Service", "  port: 80\n  versions: [v1]\n  stableVersion: v2\n", "spec.stableVersion", "unknown service version", ""),
+        // what a service calls: names, each once, each declared
+        ("Service", "  port: 80\n  versions: [v1]\n  calls: [Reviews]\n", "spec.calls[0]", "invalid name \"Reviews\"", ""),
+        ("Service", "  port: 80\n  versions: [v1]\n  calls: [a/b/c]\n", "spec.calls[0]", "expected `name` or `namespace/name`", ""),
+        ("Service", "  port: 80\n  versions: [v1]\n  calls: [ratings, ratings]\n", "spec.calls[1]", "duplicate service \"ratings\"", ""),
+        ("Service", "  port: 80\n  versions: [v1]\n  calls: [ratings, payments]\n", "spec.calls[1]", "unknown service \"payments\" in namespace \"shop\"", ""),
+        ("Service", "  port: 80\n  versions: [v1]\n  calls: [billing/ratings]\n", "spec.calls[0]", "unknown service \"ratings\" in namespace \"billing\"", ""),
     ];
     for (kind, spec, field, reason, _) in cases {
         assert_error(&mk_doc(kind, "doc", spec), field, reason);
@@ -263,3 +280,58 @@ fn units() {
 }
 
 mod rollout;
+
+#[test]
+fn web_application_firewall_errors_name_the_document_field() {
+    let cases = [
+        ("  paranoia: 3\n", "spec.paranoia"),
+        (
+            "  limits: {status: {bodyTooLarge: 200}}\n",
+            "spec.limits.status.bodyTooLarge",
+        ),
+        ("  inspectBodyBytes: 9000000\n", "spec.inspectBodyBytes"),
+        (
+            "  exclusions: [{pathPrefix: /x, rules: [1]}]\n",
+            "spec.exclusions[0].rules[0]",
+        ),
+        ("  exclusions: [{pathPrefix: /x}]\n", "spec.exclusions[0]"),
+        ("  limits: {methods: [get]}\n", "spec.limits.methods[0]"),
+    ];
+    for (spec, field) in cases {
+        let doc = mk_doc(
+            "WebApplicationFirewall",
+            "edge",
+            &format!("  target: {{service: reviews}}\n{spec}"),
+        );
+        let errors = check(&doc);
+        assert!(
+            errors.iter().any(|e| e.field == field),
+            "{spec}: {errors:?}"
+        );
+    }
+    let ok = mk_doc(
+        "WebApplicationFirewall",
+        "edge",
+        "  target: {service: reviews}\n",
+    );
+    assert_eq!(check(&ok), vec![]);
+    // One per service version.
+    let two = format!(
+        "{ok}---\n{}",
+        mk_doc(
+            "WebApplicationFirewall",
+            "other",
+            "  target: {service: reviews}\n"
+        )
+    );
+    assert!(check(&two)
+        .iter()
+        .any(|e| e.reason.contains("conflicts with")));
+    // A typo is refused by name.
+    let typo = mk_doc(
+        "WebApplicationFirewall",
+        "edge",
+        "  target: {service: reviews}\n  mdoe: detect\n",
+    );
+    assert!(check(&typo).iter().any(|e| e.reason.contains("mdoe")));
+}

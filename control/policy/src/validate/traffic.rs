@@ -124,6 +124,9 @@ pub(super) fn route_match(c: &mut Collector<'_>, at: &str, m: &RouteMatch) {
     }
 }
 
+/// Most requests one FaultInjection may hold delayed at once (the fault filter's bound).
+pub const MAX_FAULT_ACTIVE: u32 = weft_filter_core::fault::MAX_ACTIVE_LIMIT;
+
 /// Longest fault delay: five minutes (the fault filter's own bound).
 pub const MAX_FAULT_DELAY_MS: u64 = 300_000;
 
@@ -140,6 +143,20 @@ pub(super) fn fault(s: &FaultInjectionSpec, c: &mut Collector<'_>) {
     let cap = s.percent_cap.unwrap_or(50.0);
     if let Some(v) = s.percent_cap {
         percent(c, "spec.percentCap".into(), v);
+    }
+    if let Some(text) = &s.expiry {
+        c.check("spec.expiry", crate::expiry::parse_expiry(text).map(drop));
+    }
+    if let Some(n) = s.max_active {
+        if n == 0 {
+            c.push("spec.maxActive", "must be at least 1");
+        }
+        at_most(c, "spec.maxActive", Some(n), MAX_FAULT_ACTIVE);
+    }
+    if let Some(v) = s.max_percent {
+        if percent(c, "spec.maxPercent".into(), v) == Some(0) {
+            c.push("spec.maxPercent", "must be at least 0.01");
+        }
     }
     let fault_percent = |c: &mut Collector<'_>, at: &str, value: f64| {
         if percent(c, at.to_string(), value) == Some(0) {

@@ -255,3 +255,39 @@ fn mesh_tls_dir_makes_the_inbound_listener_require_mesh_client_certificates() {
         "envoy.filters.network.http_connection_manager"
     );
 }
+
+#[test]
+fn more_replicas_are_endpoints_of_the_one_xds_cluster() {
+    let mut params = BootstrapParams::new("reviews", "v1", "cp-1", 18000);
+    params.xds_more = vec![("cp-2".into(), 18001), ("10.0.0.3".into(), 18002)];
+    let root = render_value(&params).unwrap();
+    let clusters = root["static_resources"]["clusters"].as_array().unwrap();
+    let xds = clusters.iter().find(|c| c["name"] == "weft_xds").unwrap();
+    let addresses: Vec<(String, u64)> = xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let a = &e["endpoint"]["address"]["socket_address"];
+            (
+                a["address"].as_str().unwrap().to_string(),
+                a["port_value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            ("cp-1".to_string(), 18000),
+            ("cp-2".to_string(), 18001),
+            ("10.0.0.3".to_string(), 18002)
+        ]
+    );
+    // One ADS stream, to the cluster: Envoy picks a live endpoint on each retry.
+    assert_eq!(
+        root["dynamic_resources"]["ads_config"]["grpc_services"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}

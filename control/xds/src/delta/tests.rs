@@ -241,3 +241,20 @@ fn a_type_the_snapshot_does_not_hold_is_not_answered_until_it_does() {
     let out = c.handle_update(Arc::new(snapshot));
     assert_eq!(bodies(&out[0]), ["c1"]);
 }
+
+#[test]
+fn running_modules_are_those_sent_and_not_removed() {
+    let snapshot =
+        crate::snapshot::Snapshot::clone(&conn().snapshot).with_modules(BTreeMap::from([
+            ("a".to_string(), ("authz".to_string(), "aa".into())),
+            ("b".to_string(), ("canary".to_string(), "bb".into())),
+        ]));
+    let mut c = DeltaConnection::new(Arc::new(snapshot));
+    let r = c.handle_request(sub(&["a"])).unwrap().remove(0);
+    c.handle_request(ack(&r.nonce)).unwrap();
+    assert!(c.is_synced());
+    assert_eq!(
+        c.running_modules(),
+        BTreeMap::from([("authz".to_string(), "aa".to_string())])
+    );
+}

@@ -1,5 +1,7 @@
 use super::*;
+use crate::mesh::{MeshEndpoint, MeshService, StaticService};
 use crate::test_support::{mk_resource, CDS, ECDS};
+use std::collections::BTreeSet;
 
 fn mk_modules() -> WasmModules {
     let mut modules = WasmModules::default();
@@ -24,7 +26,7 @@ struct Fixture {
     modules: WasmModules,
     source: ModuleSource,
     refresh: HashMap<SidecarGroup, u64>,
-    mesh: Vec<(String, Vec<Resource>)>,
+    mesh: Option<MeshIndex>,
     secrets: BTreeMap<SidecarGroup, Vec<Resource>>,
 }
 
@@ -47,7 +49,7 @@ impl Fixture {
             modules: mk_modules(),
             source: mk_source(),
             refresh: HashMap::new(),
-            mesh: Vec::new(),
+            mesh: None,
             secrets: BTreeMap::new(),
         }
     }
@@ -64,7 +66,7 @@ impl Fixture {
                 modules: &self.modules,
                 module_source: &self.source,
                 refresh: &self.refresh,
-                mesh: &self.mesh,
+                mesh: self.mesh.as_ref(),
                 secrets: &self.secrets,
             },
         )
@@ -107,12 +109,14 @@ fn each_group_gets_its_own_filter_entries_at_the_revision() {
 fn a_group_no_policy_declares_gets_an_empty_filter_list_and_the_mesh() {
     let mut fixture = Fixture::new();
     let rds = type_url::ROUTE;
-    fixture.mesh = vec![(rds.to_string(), vec![mk_resource(rds, "mesh", "r")])];
+    let services = [MeshService::new("shop", "reviews", 9080, "v1")];
+    fixture.mesh = Some(MeshIndex::new(&services, &BTreeSet::new(), &[], None));
     let built = fixture.build(&[mk_group("v9")]).unwrap();
     let (_, snapshot) = &built[0];
     assert!(snapshot.has_type(ECDS));
     assert!(names(snapshot, ECDS).is_empty());
-    assert_eq!(names(snapshot, rds), ["mesh"]);
+    assert_eq!(names(snapshot, rds), ["edge", "outbound"]);
+    assert_eq!(names(snapshot, CDS), ["reviews"]);
 }
 
 #[test]
@@ -160,13 +164,14 @@ fn a_missing_module_refuses_the_whole_build_naming_group_and_filter() {
 #[test]
 fn duplicate_resources_are_refused_as_inconsistent() {
     let mut fixture = Fixture::new();
-    fixture.mesh = vec![(
-        CDS.to_string(),
-        vec![
-            mk_resource(CDS, "reviews", "a"),
-            mk_resource(CDS, "reviews", "b"),
-        ],
-    )];
+    // A static service named like a mesh host: two clusters of one name.
+    let services = [MeshService::new("shop", "reviews", 9080, "v1")];
+    let statics = [StaticService {
+        name: "reviews".into(),
+        host: "example.com".into(),
+        port: 443,
+    }];
+    fixture.mesh = Some(MeshIndex::new(&services, &BTreeSet::new(), &statics, None));
     let error = fixture.build(&[mk_group("v1")]).unwrap_err();
     assert!(
         matches!(
@@ -176,4 +181,112 @@ fn duplicate_resources_are_refused_as_inconsistent() {
         ),
         "{error}"
     );
+}
+
+#[test]
+fn each_snapshot_knows_the_module_hash_of_its_filter_entries() {
+    let fixture = Fixture::new();
+    let built = fixture.build(&[mk_group("v2")]).unwrap();
+    let (_, snapshot) = &built[0];
+    assert_eq!(
+        snapshot.modules_of(["weft.authz", "weft.canary", "weft.unknown"]),
+        BTreeMap::from([
+            ("authz".to_string(), "ab".repeat(32)),
+            ("canary".to_string(), "cd".repeat(32)),
+        ])
+    );
+    assert_eq!(
+        snapshot
+            .modules_of(["weft.canary"])
+            .keys()
+            .collect::<Vec<_>>(),
+        ["canary"]
+    );
+}
+
+fn mk_endpoint(service: &str, version: &str, ip: &str) -> MeshEndpoint {
+    MeshEndpoint {
+        group: SidecarGroup::new("shop", service, version),
+        ip: ip.into(),
+        port: 15006,
+    }
+}
+
+fn eds_addresses(snapshot: &Snapshot) -> Vec<String> {
+    use envoy_types::pb::envoy::config::core::v3::address::Address;
+    use envoy_types::pb::envoy::config::endpoint::v3::{
+        lb_endpoint::HostIdentifier, ClusterLoadAssignment,
+    };
+    use prost::Message;
+    let mut out = Vec::new();
+    for resource in snapshot.resources(crate::resource::type_url::ENDPOINT) {
+        let cla = ClusterLoadAssignment::decode(resource.body.value.as_slice()).unwrap();
+        for e in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+            if let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier {
+                if let Some(Address::SocketAddress(s)) =
+                    ep.address.as_ref().unwrap().address.as_ref()
+                {
+                    out.push(format!("{}={}", resource.name, s.address));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_service_that_declares_its_calls_gets_only_their_clusters_endpoints_and_routes() {
+    let mut fixture = Fixture::new();
+    let mut web = MeshService::new("shop", "web", 80, "v1");
+    web.calls = Some(vec![("shop".into(), "reviews".into())]);
+    let mut leaf = MeshService::new("shop", "ratings", 9080, "v1");
+    leaf.calls = Some(vec![]);
+    let services = [web, MeshService::new("shop", "reviews", 9080, "v1"), leaf];
+    let endpoints = BTreeSet::from([
+        mk_endpoint("web", "v1", "10.0.0.1"),
+        mk_endpoint("reviews", "v2", "10.0.0.2"),
+        mk_endpoint("ratings", "v1", "10.0.0.3"),
+    ]);
+    fixture.mesh = Some(MeshIndex::new(&services, &endpoints, &[], None));
+    let web_v1 = SidecarGroup::new("shop", "web", "v1");
+    let ratings_v1 = SidecarGroup::new("shop", "ratings", "v1");
+    let built = fixture
+        .build(&[web_v1, ratings_v1, mk_group("v1")])
+        .unwrap();
+    let by_group: BTreeMap<String, &Snapshot> =
+        built.iter().map(|(g, s)| (g.to_string(), s)).collect();
+
+    let web = by_group["shop/web/v1"];
+    assert_eq!(
+        names(web, CDS),
+        ["outbound|9080|v2|reviews.shop", "reviews"]
+    );
+    assert_eq!(
+        eds_addresses(web),
+        ["outbound|9080|v2|reviews.shop=10.0.0.2"]
+    );
+    let routes = crate::mesh_routes::route_configuration("outbound", &services[1..2], &[]);
+    let served = web.get(type_url::ROUTE, "outbound").unwrap();
+    assert_eq!(
+        *served.body,
+        envoy_types::util::pack_any(routes),
+        "only reviews is routed"
+    );
+
+    // A leaf calls nothing: no mesh cluster, no endpoint, and its routes only 404.
+    let leaf = by_group["shop/ratings/v1"];
+    assert!(names(leaf, CDS).is_empty());
+    assert!(eds_addresses(leaf).is_empty());
+
+    // A service that declares nothing may call every service, as before.
+    let reviews = by_group["shop/reviews/v1"];
+    assert_eq!(names(reviews, CDS).len(), 6);
+    assert_eq!(
+        eds_addresses(reviews).len(),
+        5,
+        "web and ratings: version and stable clusters; reviews v2: its version cluster"
+    );
+    // The same cluster in two groups is one allocation.
+    let shared = |s: &Snapshot| std::sync::Arc::clone(&s.get(CDS, "reviews").unwrap().body);
+    assert!(std::sync::Arc::ptr_eq(&shared(web), &shared(reviews)));
 }

@@ -38,6 +38,7 @@ fn version_and_stable_clusters_hold_registered_sidecars() {
         port: 9080,
         host: "reviews".into(),
         stable_version: "v1".into(),
+        calls: None,
     }];
     let endpoints = BTreeSet::from([
         MeshEndpoint {
@@ -83,6 +84,7 @@ fn declared_service_without_sidecars_has_an_empty_stable_cluster() {
         port: 80,
         host: "ratings".into(),
         stable_version: "v1".into(),
+        calls: None,
     }];
     let out = mesh_resources(
         &services,
@@ -108,6 +110,7 @@ fn mesh_tls_puts_an_mtls_socket_checking_the_callee_spiffe_id_on_mesh_clusters_o
         port: 8080,
         host: "payments".into(),
         stable_version: "v1".into(),
+        calls: None,
     }];
     let endpoints = BTreeSet::from([MeshEndpoint {
         group: SidecarGroup::new("demo", "payments", "v1"),

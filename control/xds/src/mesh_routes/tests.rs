@@ -8,6 +8,7 @@ fn reviews() -> MeshService {
         port: 9080,
         host: "reviews".into(),
         stable_version: "v1".into(),
+        calls: None,
     }
 }
 

@@ -91,3 +91,66 @@ async fn a_tick_at_the_due_time_retries_while_attempts_remain_then_only_releases
     assert_eq!(retry.attempts, NACK_RETRIES + 1);
     assert_eq!(retry.on_tick(now), RetryAction::Release);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_module_refusal_keeps_retrying_past_envoys_negative_cache_then_gives_up() {
+    let mut retry = NackRetry::default();
+    let refusal = "Unable to create Wasm plugin weft.authz";
+    let start = Instant::now();
+    let mut now = start;
+    // The doubling budget first, then every 11 s.
+    for _ in 0..NACK_RETRIES {
+        retry.schedule(now, refusal);
+        now = retry.deadline().unwrap();
+        assert_eq!(retry.on_tick(now), RetryAction::Retry);
+    }
+    retry.schedule(now, refusal);
+    assert_eq!(retry.deadline().unwrap() - now, MODULE_RETRY_EVERY);
+    // Still retried long after the budget, while inside the window.
+    while now.duration_since(start) < MODULE_RETRY_WINDOW - MODULE_RETRY_EVERY {
+        retry.schedule(now, refusal);
+        assert_eq!(retry.deadline().unwrap() - now, MODULE_RETRY_EVERY);
+        now = retry.deadline().unwrap();
+        assert_eq!(
+            retry.on_tick(now),
+            RetryAction::Retry,
+            "at {:?}",
+            now - start
+        );
+    }
+    // Past the window the module is broken for good: the last timer only releases.
+    now += MODULE_RETRY_EVERY;
+    retry.schedule(now, refusal);
+    now = retry.deadline().unwrap();
+    assert_eq!(retry.on_tick(now), RetryAction::Release);
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_refusals_keep_the_bounded_budget() {
+    let mut retry = NackRetry::default();
+    let mut now = Instant::now();
+    for _ in 0..=NACK_RETRIES {
+        retry.schedule(now, "invalid route");
+        now = retry.deadline().unwrap();
+    }
+    assert_eq!(retry.on_tick(now), RetryAction::Release);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_revision_keeps_a_pending_retry_with_a_fresh_budget() {
+    let mut retry = NackRetry::default();
+    let start = Instant::now();
+    for _ in 0..NACK_RETRIES {
+        retry.schedule(start, "Unable to create Wasm plugin weft.breaker");
+    }
+    let due = retry.deadline();
+    assert!(due.is_some());
+    retry.new_revision();
+    assert_eq!(retry.deadline(), due, "the held type is still released");
+    assert_eq!(retry.attempts, 0, "a fresh budget");
+    assert_eq!(retry.on_tick(due.unwrap()), RetryAction::Retry);
+    // Nothing pending: nothing made up.
+    let mut idle = NackRetry::default();
+    idle.new_revision();
+    assert_eq!(idle.deadline(), None);
+}

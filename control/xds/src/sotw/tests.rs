@@ -146,6 +146,14 @@ fn after_a_nack_updates_wait_for_the_release_then_the_new_snapshot_is_sent() {
     assert_eq!(out.len(), 1);
     assert_eq!(names(&out[0]), ["authz-b"]);
     assert!(c.resend_nacked(false).is_empty(), "released once");
+    let released = &out[0];
+    c.handle_request(req(
+        ECDS,
+        &["weft.authz", "weft.canary"],
+        &released.version_info,
+        &released.nonce,
+    ))
+    .unwrap();
     let out = c.handle_update(mk_snapshot(3, &[("weft.authz", "authz-c")]));
     assert_eq!(out.len(), 1);
     assert_eq!(names(&out[0]), ["authz-c"]);
@@ -197,11 +205,19 @@ fn stale_nonce_is_ignored() {
         .handle_request(req(ECDS, &["weft.authz"], "", ""))
         .unwrap()
         .remove(0);
+    // A changed subscription is answered at once, whatever is in flight.
     let r2 = c
-        .handle_update(mk_snapshot(2, &[("weft.authz", "authz-b")]))
+        .handle_request(req(
+            ECDS,
+            &["weft.authz", "weft.canary"],
+            &r1.version_info,
+            &r1.nonce,
+        ))
+        .unwrap()
         .remove(0);
     assert_ne!(r1.nonce, r2.nonce);
-    // Envoy ACKs the first response after we already sent the second.
+    c.drain_events();
+    // Envoy answers the first response again after we already sent the second.
     let out = c
         .handle_request(req(
             ECDS,
@@ -216,9 +232,44 @@ fn stale_nonce_is_ignored() {
         "a stale ACK is not an ACK of the latest"
     );
     assert!(!c.is_synced());
-    c.handle_request(req(ECDS, &["weft.authz"], &r2.version_info, &r2.nonce))
-        .unwrap();
+    c.handle_request(req(
+        ECDS,
+        &["weft.authz", "weft.canary"],
+        &r2.version_info,
+        &r2.nonce,
+    ))
+    .unwrap();
     assert!(c.is_synced());
+}
+
+#[test]
+fn an_update_while_a_response_awaits_its_ack_goes_with_the_ack() {
+    let mut c = conn();
+    let r1 = c
+        .handle_request(req(ECDS, &["weft.authz"], "", ""))
+        .unwrap()
+        .remove(0);
+    // Two snapshots while r1 is unanswered: nothing queued behind it.
+    assert!(c
+        .handle_update(mk_snapshot(2, &[("weft.authz", "authz-b")]))
+        .is_empty());
+    assert!(c
+        .handle_update(mk_snapshot(3, &[("weft.authz", "authz-c")]))
+        .is_empty());
+    // The ACK of r1 is answered with the newest selection only.
+    let out = c
+        .handle_request(req(ECDS, &["weft.authz"], &r1.version_info, &r1.nonce))
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(names(&out[0]), ["authz-c"]);
+    assert!(!c.is_synced());
+    let r = &out[0];
+    let out = c
+        .handle_request(req(ECDS, &["weft.authz"], &r.version_info, &r.nonce))
+        .unwrap();
+    assert!(out.is_empty(), "nothing changed since");
+    assert!(c.is_synced());
+    assert_eq!(c.snapshot_revision(), 3);
 }
 
 #[test]
@@ -380,4 +431,36 @@ fn resend_nacked_sends_the_refused_resources_again_with_a_new_nonce() {
     .unwrap();
     assert!(c.is_synced());
     assert!(c.resend_nacked(true).is_empty());
+}
+
+#[test]
+fn running_modules_are_those_of_the_selected_filter_entries() {
+    let snapshot = Snapshot::clone(&mk_snapshot(
+        1,
+        &[("weft.authz", "authz-a"), ("weft.canary", "canary-a")],
+    ))
+    .with_modules(BTreeMap::from([
+        ("weft.authz".to_string(), ("authz".to_string(), "aa".into())),
+        (
+            "weft.canary".to_string(),
+            ("canary".to_string(), "cc".into()),
+        ),
+    ]));
+    let mut c = SotwConnection::new(Arc::new(snapshot));
+    assert!(c.running_modules().is_empty(), "nothing subscribed");
+    let out = c
+        .handle_request(req(ECDS, &["weft.authz"], "", ""))
+        .unwrap();
+    c.handle_request(req(
+        ECDS,
+        &["weft.authz"],
+        &out[0].version_info,
+        &out[0].nonce,
+    ))
+    .unwrap();
+    assert!(c.is_synced());
+    assert_eq!(
+        c.running_modules(),
+        BTreeMap::from([("authz".to_string(), "aa".to_string())])
+    );
 }

@@ -30,6 +30,7 @@ fn node(id: &str, service: &str) -> NodeIdentity {
         service: service.into(),
         version: "v1".into(),
         inbound: None,
+        filters: None,
     }
 }
 

@@ -9,12 +9,13 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use weft_filter_core::authz::{Authz, Verdict};
+use weft_filter_core::authz::{authz_trace, Authz, Verdict};
+use weft_filter_core::explain::{Explain, Refusal, TOKEN_HEADER, TRACE_HEADER};
 use weft_filter_core::host::{stat_segment, Counter, Flow};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::suite::MemoRequest;
 use weft_filter_core::telemetry::{AuthzOutcome, AUTHZ_PROPERTY, DECISION_PROPERTY};
-use weft_filter_core::Host;
+use weft_filter_core::{Host, RequestAttributes};
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +58,14 @@ struct Stats {
     denied: Outcome,
     dry_run_denied: Outcome,
     audited: Outcome,
+    /// Defined only when the configuration explains.
+    explain: Option<ExplainStats>,
+}
+
+/// Explain tokens honoured, and refused by reason.
+struct ExplainStats {
+    granted: Counter,
+    refused: Vec<(Refusal, Counter)>,
 }
 
 /// The authz filter of one root context: the compiled policies and their stats.
@@ -90,6 +99,16 @@ impl AuthzStage {
             denied: Outcome::new(host, "denied", &names),
             dry_run_denied: Outcome::new(host, "dry_run_denied", &names),
             audited: Outcome::new(host, "audited", &names),
+            explain: authz.explain_token().map(|_| ExplainStats {
+                granted: Counter::new(host, &Filter::Authz.stat("explain.granted")),
+                refused: Refusal::ALL
+                    .iter()
+                    .map(|r| {
+                        let name = Filter::Authz.stat(&format!("explain.refused.{}", r.as_str()));
+                        (*r, Counter::new(host, &name))
+                    })
+                    .collect(),
+            }),
         };
         log::info!(
             "weft-authz: configured with {} policies",
@@ -107,6 +126,28 @@ impl AuthzStage {
     /// [`Self::on_request_headers`], also returning the outcome for a telemetry stage of the
     /// same module; `publish`: also set the stream property (for a separate filter).
     pub fn decide<H: Host>(&self, req: &MemoRequest<H>, publish: bool) -> (Flow, AuthzOutcome) {
+        let (flow, outcome, _) = self.decide_explained(req, publish);
+        (flow, outcome)
+    }
+
+    /// Whether configured to explain: then the filter writes (or removes) the response
+    /// header [`TRACE_HEADER`] on every response, so an app cannot forge one.
+    pub fn explains(&self) -> bool {
+        self.authz.explain_token().is_some()
+    }
+
+    /// [`Self::decide`], also checking an explain token (removed from the request either
+    /// way): the trace to put in the response header [`TRACE_HEADER`] when the token is
+    /// valid (a denied request's reply carries it too).
+    pub fn decide_explained<H: Host>(
+        &self,
+        req: &MemoRequest<H>,
+        publish: bool,
+    ) -> (Flow, AuthzOutcome, Option<String>) {
+        let explain = self
+            .authz
+            .explain_token()
+            .filter(|e| self.token_valid(e, req));
         let authz = &self.authz;
         // Only JWT validation looks at the time: skip the host clock without providers.
         let now = if authz.needs_time() {
@@ -133,6 +174,7 @@ impl AuthzStage {
         for policy in &decision.audited {
             stats.audited.count(req, Some(policy));
         }
+        let trace = explain.map(|e| authz_trace(e, &decision));
         match decision.verdict {
             Verdict::Allow { policy } => {
                 stats.allowed.count(req, policy.as_deref());
@@ -145,20 +187,52 @@ impl AuthzStage {
                     }
                 }
                 log::debug!("weft-authz: allow ({})", decision.reason);
-                (Flow::Continue, outcome)
+                (Flow::Continue, outcome, trace)
             }
             Verdict::Deny {
                 policy,
                 status,
                 body,
-                headers,
+                mut headers,
             } => {
                 stats.denied.count(req, Some(&policy));
+                if let Some(trace) = &trace {
+                    headers.push((TRACE_HEADER.to_string(), trace.clone()));
+                }
                 let why = format!("authz: {status} by {policy}: {}", decision.reason);
                 log::debug!("weft-{why}");
                 req.set_property(DECISION_PROPERTY, why.as_bytes());
                 req.send_local_reply(status, &headers, &body);
-                (Flow::Pause, outcome)
+                // Also returned: Envoy runs the reply through this filter's response
+                // headers callback, which writes the trace header again.
+                (Flow::Pause, outcome, trace)
+            }
+        }
+    }
+
+    /// Reads, removes (so the app never sees it) and checks the request's explain token,
+    /// counting the outcome. No token: false, and no host call beyond the read.
+    fn token_valid<H: Host>(&self, explain: &Explain, req: &MemoRequest<H>) -> bool {
+        let Some(token) = req.header(TOKEN_HEADER) else {
+            return false;
+        };
+        req.set_request_header(TOKEN_HEADER, None);
+        let checked = explain.check(&token, req.now_millis() / 1000);
+        let stats = self.stats.explain.as_ref();
+        match checked {
+            Ok(()) => {
+                if let Some(stats) = stats {
+                    stats.granted.inc(req);
+                }
+                true
+            }
+            Err(refusal) => {
+                let counter = stats.and_then(|s| s.refused.iter().find(|(r, _)| *r == refusal));
+                if let Some((_, counter)) = counter {
+                    counter.inc(req);
+                }
+                log::debug!("weft-authz: explain token refused: {}", refusal.as_str());
+                false
             }
         }
     }

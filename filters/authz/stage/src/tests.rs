@@ -146,3 +146,122 @@ fn configuring_defines_four_outcomes_per_policy_and_in_total() {
         (3 + 3) * 4 + 4
     );
 }
+
+// === explain tokens ===
+
+const NOW_MS: u64 = 1_796_601_600_000;
+
+/// The stage with the test policies explaining `shop/ratings`, and a token for `service`.
+fn explaining(host: &MockHost, service: &str, expires: u64) -> (AuthzStage, String) {
+    use weft_filter_core::explain::{mint, service_key, ExplainConfig};
+    let mut config = Authz::from_json(POLICIES.as_bytes())
+        .unwrap()
+        .config()
+        .clone();
+    let key = service_key(b"master", "shop", "ratings");
+    config.explain = Some(ExplainConfig {
+        namespace: "shop".into(),
+        service: "ratings".into(),
+        key,
+    });
+    let stage = AuthzStage::new(Authz::new(config).unwrap(), host);
+    host.clear_calls();
+    let token = mint(
+        &service_key(b"master", "shop", service),
+        "shop",
+        service,
+        expires,
+    )
+    .unwrap();
+    (stage, token)
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_valid_explain_token_gets_the_trace_and_never_reaches_the_app() {
+    let probe = MockHost::request("GET", "ratings", "/reports/a");
+    let token = explaining(&probe, "ratings", NOW_MS / 1000 + 60).1;
+    let host = MockHost::request("GET", "ratings", "/reports/a").header(TOKEN_HEADER, &token);
+    host.set_now(NOW_MS);
+    let (stage, _) = explaining(&host, "ratings", 0);
+    assert!(stage.explains());
+    let (flow, _, trace) = stage.decide_explained(&MemoRequest::new(&host), true);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(
+        trace.as_deref(),
+        Some(
+            r#"shop/ratings inbound authz=allow by readers (ALLOW policy "readers" rule 0 matched)"#
+        )
+    );
+    assert_eq!(
+        host.request_header(TOKEN_HEADER),
+        None,
+        "removed before the app"
+    );
+    assert_eq!(host.metric("weft.authz.explain.granted"), Some(1));
+    // A denial carries the trace in its own reply.
+    let host = MockHost::request("GET", "ratings", "/admin/x").header(TOKEN_HEADER, &token);
+    host.set_now(NOW_MS);
+    let (stage, _) = explaining(&host, "ratings", 0);
+    let (flow, _, trace) = stage.decide_explained(&MemoRequest::new(&host), true);
+    assert_eq!(flow, Flow::Pause);
+    let expected = r#"shop/ratings inbound authz=418 by block-admin (DENY policy "block-admin" rule 0 matched)"#;
+    assert_eq!(trace.as_deref(), Some(expected));
+    let headers = host.calls().into_iter().find_map(|c| match c {
+        Call::LocalReply { headers, .. } => Some(headers),
+        _ => None,
+    });
+    let explained = headers
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == TRACE_HEADER)
+        .map(|(_, v)| v);
+    assert_eq!(
+        explained.as_deref(),
+        Some(
+            r#"shop/ratings inbound authz=418 by block-admin (DENY policy "block-admin" rule 0 matched)"#
+        )
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn missing_forged_expired_or_foreign_tokens_explain_nothing_and_are_counted() {
+    let now = NOW_MS / 1000;
+    let probe = MockHost::new();
+    let valid = explaining(&probe, "ratings", now + 60).1;
+    let mut forged = valid.clone();
+    forged.replace_range(forged.len() - 4.., "0000");
+    let cases = [
+        (Some(forged), "forged"),
+        (Some(explaining(&probe, "ratings", now - 1).1), "expired"),
+        (
+            Some(explaining(&probe, "reviews", now + 60).1),
+            "other_service",
+        ),
+        (Some("x".repeat(5000)), "malformed"),
+        (None, ""),
+    ];
+    for (token, refusal) in cases {
+        let mut host = MockHost::request("GET", "ratings", "/reports/a");
+        if let Some(token) = &token {
+            host = host.header(TOKEN_HEADER, token);
+        }
+        host.set_now(NOW_MS);
+        let (stage, _) = explaining(&host, "ratings", 0);
+        let (flow, _, trace) = stage.decide_explained(&MemoRequest::new(&host), true);
+        assert_eq!((flow, trace), (Flow::Continue, None), "{refusal}");
+        assert_eq!(host.request_header(TOKEN_HEADER), None, "{refusal}");
+        if token.is_some() {
+            let name = format!("weft.authz.explain.refused.{refusal}");
+            assert_eq!(host.metric(&name), Some(1), "{refusal}");
+        } else {
+            // No token: one header read, nothing written, nothing counted.
+            assert_eq!(host.count(|c| matches!(c, Call::SetHeader(..))), 0);
+            assert!(host
+                .moved_metrics()
+                .iter()
+                .all(|(n, _)| !n.contains("explain")));
+        }
+    }
+}

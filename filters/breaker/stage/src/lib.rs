@@ -4,7 +4,10 @@
 //! cluster's `BreakerState` in Envoy shared data (one record per cluster, seeded in
 //! `on_configure`, changed only by compare-and-swap, see `weft_filter_core::host::shared`), admits or
 //! fails fast on the request headers, and feeds the outcome back in `on_log`, which Envoy
-//! calls on every way a request can end, so the in-flight slot is always released. The
+//! calls on every way a request can end, so the in-flight slot is always released. A closed
+//! breaker costs one read of the record per request: admissions, leased slots of the cap and
+//! successes stay in the worker until something must be written
+//! (`weft_filter_core::breaker::worker`, D74). The
 //! standalone module is `filters/breaker` (`breaker.wasm`); `weft-suite` runs the stage last.
 //! All through the [`Host`] trait, so the tests run it against `MockHost`.
 #![forbid(unsafe_code)]
@@ -12,23 +15,18 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
-use weft_filter_core::breaker::{
-    Admission, Breaker, BreakerState, Policy, Rejection, Ticket, Transition,
-};
+use weft_filter_core::breaker::worker::{self, Admit, Held, Local, Step};
+use weft_filter_core::breaker::{Breaker, BreakerState, Phase, Policy, Rejection, Transition};
 use weft_filter_core::host::shared::{self, SharedError};
 use weft_filter_core::host::{stat_segment, Counter, Gauge};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
-use weft_filter_core::telemetry::DECISION_PROPERTY;
+use weft_filter_core::telemetry::{BreakerMark, BREAKER_PROPERTY, DECISION_PROPERTY};
 use weft_filter_core::Host;
 
 #[cfg(test)]
 mod tests;
 
-/// CAS attempts per admission / release. Two threads rarely collide more than once; a
-/// release gets more room because giving up would leak an in-flight slot.
-const ADMIT_ATTEMPTS: u32 = 64;
-const RELEASE_ATTEMPTS: u32 = 1024;
 /// Gauges are refreshed from shared data this often, so they settle even when the last
 /// writer's gauge update raced another worker's.
 pub const GAUGE_REFRESH: Duration = Duration::from_secs(1);
@@ -77,8 +75,8 @@ impl ClusterStats {
         self.in_flight.set(host, u64::from(state.in_flight));
     }
 
-    /// After a request's update: the phase only changes with a transition (whose writer
-    /// sets it; `on_tick` settles it anyway), the in-flight count changes every time.
+    /// After this worker wrote the record: the phase only changes with a transition (whose
+    /// writer sets it; `on_tick` settles it anyway), the in-flight count with any write.
     fn show_after(&self, host: &impl Host, transition: Option<Transition>, state: &BreakerState) {
         if transition.is_some() {
             self.state.set(host, state.phase as u64);
@@ -93,9 +91,18 @@ struct Guarded {
     key: String,
     policy: Policy,
     stats: ClusterStats,
+    /// This worker's leases, batched successes and view of the record.
+    local: RefCell<Local>,
 }
 
 impl Guarded {
+    /// A step's transition and, when this worker wrote the record, the gauges.
+    fn report_step<T>(&self, host: &impl Host, step: &Step<T>) {
+        if let Some(state) = &step.written {
+            self.report(host, step.transition, state);
+        }
+    }
+
     fn report(&self, host: &impl Host, transition: Option<Transition>, state: &BreakerState) {
         match transition {
             None => {}
@@ -141,7 +148,7 @@ pub struct BreakerStage {
 pub struct Slot {
     /// Index into `guarded`.
     index: usize,
-    ticket: Ticket,
+    held: Held,
 }
 
 /// What the stage decided on a request's headers.
@@ -189,6 +196,7 @@ impl BreakerStage {
                 key,
                 policy: policy.clone(),
                 stats,
+                local: RefCell::new(Local::default()),
             };
             clusters.insert(name.to_string(), guarded.len());
             guarded.push(cluster);
@@ -210,8 +218,19 @@ impl BreakerStage {
 
     /// From the root's tick, every [`GAUGE_REFRESH`]: the gauges from the shared records, so
     /// they settle even when the last writer's gauge update raced another worker's.
+    /// First each cluster's batched successes and idle leases go back to the record.
     pub fn refresh_gauges(&self, host: &impl Host) {
         for cluster in &self.guarded {
+            let settled = {
+                let mut local = cluster.local.borrow_mut();
+                let rng = &mut self.rng.borrow_mut();
+                worker::settle(host, &cluster.key, &cluster.policy, &mut local, rng)
+            };
+            match settled {
+                Ok(Some(step)) => self.count_retries(host, step.cas_retries),
+                Ok(None) => {}
+                Err(err) => self.failed_update(host, cluster, err),
+            }
             if let Ok(Some(bytes)) = shared::read(host, &cluster.key) {
                 cluster.stats.show(host, &decode(&bytes));
             }
@@ -223,33 +242,23 @@ impl BreakerStage {
         let Some((index, cluster)) = self.guarded(req) else {
             return Gate::Unguarded;
         };
-        // Only an open breaker looks at the time: read the clock once, and only then.
-        let mut now = None;
-        let result = shared::update(req, &cluster.key, ADMIT_ATTEMPTS, |bytes| {
-            let mut state = decode(bytes);
-            let now = if cluster.policy.admit_needs_time(&state) {
-                *now.get_or_insert_with(|| req.now_millis())
-            } else {
-                0
-            };
-            let (admission, transition) = cluster.policy.admit(now, &mut state);
-            let encoded = state.to_bytes();
-            let write = (encoded[..] != *bytes).then_some(encoded);
-            (write, (admission, transition, state))
-        });
-        let rejection = match result {
-            Ok(updated) => {
-                self.cas_retries.add(req, i64::from(updated.cas_retries));
-                let (admission, transition, state) = updated.value;
-                cluster.report(req, transition, &state);
-                match admission {
-                    Admission::Admitted(ticket) => {
-                        if ticket.probe {
+        let admitted = {
+            let mut local = cluster.local.borrow_mut();
+            worker::admit(req, &cluster.key, &cluster.policy, &mut local)
+        };
+        let (rejection, phase) = match admitted {
+            Ok(step) => {
+                self.count_retries(req, step.cas_retries);
+                cluster.report_step(req, &step);
+                match step.value {
+                    Admit::Admitted(held) => {
+                        if held.ticket.probe {
                             cluster.stats.probes.inc(req);
                         }
-                        return Gate::Admitted(Slot { index, ticket });
+                        mark(req, step.phase, false);
+                        return Gate::Admitted(Slot { index, held });
                     }
-                    Admission::Rejected(rejection) => Some(rejection),
+                    Admit::Rejected(rejection) => (Some(rejection), step.phase),
                 }
             }
             // Never seeded: the breaker cannot guard this cluster; let the request through.
@@ -260,15 +269,17 @@ impl BreakerStage {
             // Could not take a slot: fail safe, the cap must hold.
             Err(err) => {
                 self.failed_update(req, cluster, err);
-                None
+                (None, None)
             }
         };
         let stats = &cluster.stats;
         if cluster.policy.dry_run {
             // Nothing was taken (a rejection holds no slot): pass it on unguarded.
             stats.would_fail_fast.inc(req);
+            mark(req, phase, true);
             return Gate::Unguarded;
         }
+        mark(req, phase, false);
         stats.rejections.inc(req);
         match rejection {
             Some(Rejection::Open) => stats.rejected_open.inc(req),
@@ -307,22 +318,32 @@ impl BreakerStage {
             "weft-breaker: {}: ended {code} flags {flags:#x}: {outcome:?}",
             cluster.name
         );
-        let now = host.now_millis();
-        let rng = &mut self.rng.borrow_mut();
-        let result = shared::update(host, &cluster.key, RELEASE_ATTEMPTS, |bytes| {
-            let mut state = decode(bytes);
-            let transition = cluster
-                .policy
-                .on_result(now, slot.ticket, outcome, rng, &mut state);
-            (Some(state.to_bytes()), (transition, state))
-        });
-        match result {
-            Ok(updated) => {
-                self.cas_retries.add(host, i64::from(updated.cas_retries));
-                let (transition, state) = updated.value;
-                cluster.report(host, transition, &state);
+        let released = {
+            let mut local = cluster.local.borrow_mut();
+            let rng = &mut self.rng.borrow_mut();
+            worker::release(
+                host,
+                &cluster.key,
+                &cluster.policy,
+                &mut local,
+                slot.held,
+                outcome,
+                rng,
+            )
+        };
+        match released {
+            Ok(step) => {
+                self.count_retries(host, step.cas_retries);
+                cluster.report_step(host, &step);
             }
             Err(err) => self.failed_update(host, cluster, err),
+        }
+    }
+
+    /// CAS retries into their counter; none (the usual case) costs no host call.
+    fn count_retries(&self, host: &impl Host, retries: u32) {
+        if retries > 0 {
+            self.cas_retries.add(host, i64::from(retries));
         }
     }
 
@@ -337,6 +358,17 @@ impl BreakerStage {
             cluster.name,
             cluster.key
         );
+    }
+}
+
+/// Tells telemetry the phase this request's admission saw (see [`BREAKER_PROPERTY`]).
+fn mark(req: &impl Host, phase: Option<Phase>, would_fail_fast: bool) {
+    let mark = BreakerMark {
+        phase,
+        would_fail_fast,
+    };
+    if mark != BreakerMark::default() {
+        req.set_property(BREAKER_PROPERTY, mark.encode().as_bytes());
     }
 }
 

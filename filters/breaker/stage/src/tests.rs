@@ -3,6 +3,7 @@
 //! through wasm-bindgen-test, on wasm32.
 
 use super::*;
+use weft_filter_core::breaker::worker::ADMIT_ATTEMPTS;
 use weft_filter_core::host::{Call, MockHost};
 use weft_filter_core::suite::MemoRequest;
 
@@ -67,27 +68,31 @@ fn configuring_seeds_each_record_once() {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[test]
-fn admission_and_release_are_one_cas_read_and_write_each() {
+fn a_closed_breaker_costs_one_read_per_request_and_no_write() {
     let host = to_cluster();
     let stage = stage(&host, "{}");
-    assert!(matches!(request(&host, &stage, 200), Gate::Admitted(_)));
-    let cas0 = 1; // the seeding write
+    for _ in 0..3 {
+        assert!(matches!(request(&host, &stage, 200), Gate::Admitted(_)));
+    }
+    assert_eq!(shared_calls(&host), vec![Call::SharedGet(KEY.into()); 3]);
+    // No gauge, counter or clock moved on the way either.
     assert_eq!(
-        shared_calls(&host),
-        vec![
-            Call::SharedGet(KEY.into()),
-            Call::SharedSet {
-                key: KEY.into(),
-                cas: Some(cas0)
-            },
-            Call::SharedGet(KEY.into()),
-            Call::SharedSet {
-                key: KEY.into(),
-                cas: Some(cas0 + 1)
-            },
-        ]
+        host.count(|c| matches!(c, Call::Increment(..) | Call::Record(..) | Call::Now)),
+        0,
+        "{:?}",
+        host.calls()
     );
     assert!(host.replies().is_empty());
+    // Telemetry learns the phase the admission saw.
+    assert_eq!(
+        BreakerMark::parse(host.property(&[BREAKER_PROPERTY]).as_deref()).phase,
+        Some(Phase::Closed)
+    );
+    // A failure is written at once.
+    assert!(matches!(request(&host, &stage, 503), Gate::Admitted(_)));
+    assert_eq!(host.count(|c| matches!(c, Call::SharedSet { .. })), 1);
+    let state = BreakerState::decode(&host.shared_record(KEY).unwrap().0).unwrap();
+    assert_eq!(state.consecutive_failures, 1);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -130,9 +135,13 @@ fn an_open_breaker_fails_fast_then_admits_exactly_k_probes() {
     let probes: Vec<Gate> = (0..3)
         .map(|_| stage.on_request_headers(&MemoRequest::new(&host)))
         .collect();
-    assert!(matches!(probes[0], Gate::Admitted(s) if s.ticket.probe));
-    assert!(matches!(probes[1], Gate::Admitted(s) if s.ticket.probe));
+    assert!(matches!(probes[0], Gate::Admitted(s) if s.held.ticket.probe));
+    assert!(matches!(probes[1], Gate::Admitted(s) if s.held.ticket.probe));
     assert!(matches!(probes[2], Gate::Rejected));
+    assert_eq!(
+        host.property(&[BREAKER_PROPERTY]).as_deref(),
+        Some(&b"half-open"[..])
+    );
     assert_eq!(host.metric("weft.breaker.reviews-v1.probes"), Some(2));
     assert_eq!(host.metric("weft.breaker.reviews-v1.half_opens"), Some(1));
     assert_eq!(
@@ -155,11 +164,12 @@ fn an_open_breaker_fails_fast_then_admits_exactly_k_probes() {
 #[test]
 fn a_lost_cas_race_is_retried_and_counted() {
     let host = to_cluster();
-    let stage = stage(&host, "{}");
+    // Under a cap the first admission leases slots by CAS (after its read of the record).
+    let stage = stage(&host, r#"{"max_concurrent": 10}"#);
     host.conflict_next_cas(2);
     let gate = stage.on_request_headers(&MemoRequest::new(&host));
     assert!(matches!(gate, Gate::Admitted(_)));
-    assert_eq!(host.count(|c| matches!(c, Call::SharedGet(_))), 3);
+    assert_eq!(host.count(|c| matches!(c, Call::SharedGet(_))), 1 + 3);
     assert_eq!(host.count(|c| matches!(c, Call::SharedSet { .. })), 3);
     assert_eq!(host.metric("weft.breaker.cas_retries"), Some(2));
 }
@@ -216,7 +226,13 @@ fn a_dry_run_breaker_runs_its_machine_and_counts_what_it_would_fail_fast() {
         assert!(matches!(request(&host, &stage, 200), Gate::Unguarded));
     }
     assert!(host.replies().is_empty());
-    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 0);
+    // No decision (nothing was answered); telemetry is told the phase and the verdict.
+    let mark = Call::SetProperty(BREAKER_PROPERTY.into(), b"open,would_fail_fast".to_vec());
+    assert_eq!(host.count(|c| *c == mark), 3, "{:?}", host.calls());
+    assert_eq!(
+        host.count(|c| matches!(c, Call::SetProperty(n, _) if n == DECISION_PROPERTY)),
+        0
+    );
     assert_eq!(
         host.metric("weft.breaker.reviews-v1.would_fail_fast"),
         Some(3)

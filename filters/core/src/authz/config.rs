@@ -39,6 +39,10 @@ pub struct AuthzConfig {
     /// (removed from each segment before matching, as Tomcat-like apps read them).
     #[serde(default, skip_serializing_if = "is_default")]
     pub path_parameters: PathParameters,
+    /// Explain tokens of this sidecar's service (see [`crate::explain`]); absent: requests
+    /// are never explained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<crate::explain::ExplainConfig>,
 }
 
 impl Default for AuthzConfig {
@@ -50,6 +54,7 @@ impl Default for AuthzConfig {
             claim_headers: Vec::new(),
             allow_all: false,
             path_parameters: PathParameters::default(),
+            explain: None,
         }
     }
 }

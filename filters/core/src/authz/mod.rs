@@ -11,7 +11,10 @@
 //! are what `claims` conditions see.
 
 mod compile;
+pub(crate) use compile::header_name;
 pub mod config;
+mod explain;
+pub use explain::authz_trace;
 mod jwt;
 pub mod path;
 mod rules;
@@ -20,14 +23,20 @@ mod rules;
 mod tests;
 
 pub use config::*;
+pub use explain::{Explanation, PolicyTrace};
 pub use jwt::JwtError;
+pub use rules::Mismatch;
 
 use crate::{ConfigError, RequestAttributes};
 use jwt::Provider;
 use rules::{CompiledPolicy, RequestView};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+
+/// What [`Authz::prepare`] hands the policies: the normalized path and the token's claims.
+type Prepared<'p> = (Option<Cow<'p, str>>, Option<Map<String, Value>>);
 
 /// Policy name reported when enforced ALLOW policies exist and none matched.
 pub const DEFAULT_DENY_POLICY: &str = "default-deny";
@@ -47,6 +56,7 @@ pub struct Authz {
     namespace_prefix: String,
     /// The enforced ALLOW policies' names, `a, b`, for a default deny's reason.
     allow_present: Arc<str>,
+    explain: Option<crate::explain::Explain>,
 }
 
 /// What the filter must do with the request.
@@ -123,6 +133,31 @@ impl fmt::Display for Reason {
     }
 }
 
+/// The authz stage's line of a trace: verdict, deciding policy and rule, dry-run denials
+/// and audits, e.g. `shop/ratings inbound authz=allow by readers (ALLOW policy "readers"
+/// rule 0 matched)`.
+pub fn trace(explain: &crate::explain::Explain, decision: &Decision) -> String {
+    let verdict = match &decision.verdict {
+        Verdict::Allow { policy } => format!("allow by {}", policy.as_deref().unwrap_or("-")),
+        Verdict::Deny { policy, status, .. } => format!("{status} by {policy}"),
+    };
+    let mut line = format!(
+        "{} inbound authz={verdict} ({})",
+        explain.service(),
+        decision.reason
+    );
+    if !decision.dry_run_denied.is_empty() {
+        line.push_str(&format!(
+            "; dry-run denied by {}",
+            decision.dry_run_denied.join(", ")
+        ));
+    }
+    if !decision.audited.is_empty() {
+        line.push_str(&format!("; audited by {}", decision.audited.join(", ")));
+    }
+    crate::explain::header_value(&line)
+}
+
 // === impl Authz ===
 
 impl Authz {
@@ -154,7 +189,13 @@ impl Authz {
             .filter(|p| p.action == Action::Allow && !p.dry_run)
             .map(|p| &*p.name)
             .collect();
+        let explain = config
+            .explain
+            .as_ref()
+            .map(|e| crate::explain::Explain::new("explain", e))
+            .transpose()?;
         Ok(Self {
+            explain,
             allow_present: Arc::from(allow_present.join(", ")),
             namespace_prefix: format!("spiffe://{}/ns/", config.trust_domain),
             config,
@@ -167,6 +208,11 @@ impl Authz {
         &self.config
     }
 
+    /// The explain-token checker, when the configuration has one.
+    pub fn explain_token(&self) -> Option<&crate::explain::Explain> {
+        self.explain.as_ref()
+    }
+
     /// Decide one request. `now_unix_secs` is used for JWT `exp`/`nbf`.
     pub fn decide(&self, req: &dyn RequestAttributes, now_unix_secs: u64) -> Decision {
         if self.policies.is_empty() && self.providers.is_empty() && !self.config.allow_all {
@@ -177,25 +223,9 @@ impl Authz {
                 Reason::NoConfiguration,
             );
         }
-        // Matched on the path the app will act on; a path that has none is refused.
         let raw_path = req.path();
-        let path = match raw_path
-            .as_deref()
-            .map(|p| path::normalize(p, self.config.path_parameters))
-            .transpose()
-        {
-            Ok(path) => path,
-            Err(e) => {
-                return local_deny(
-                    INVALID_PATH_POLICY,
-                    400,
-                    format!("bad request: {e}\n"),
-                    Reason::InvalidPath(e),
-                )
-            }
-        };
-        let claims = match self.authenticate(req, now_unix_secs) {
-            Ok(claims) => claims,
+        let (path, claims) = match self.prepare(req, raw_path.as_deref(), now_unix_secs) {
+            Ok(prepared) => prepared,
             Err(denied) => return *denied,
         };
         let view = RequestView::new(
@@ -223,6 +253,30 @@ impl Authz {
             reason,
             request_headers,
         }
+    }
+
+    /// The normalized path and the validated token's claims, or the local reply that
+    /// decides before any policy (an invalid path, a refused token).
+    fn prepare<'p>(
+        &self,
+        req: &dyn RequestAttributes,
+        raw_path: Option<&'p str>,
+        now_unix_secs: u64,
+    ) -> Result<Prepared<'p>, Box<Decision>> {
+        // Matched on the path the app will act on; a path that has none is refused.
+        let path = raw_path
+            .map(|p| path::normalize(p, self.config.path_parameters))
+            .transpose()
+            .map_err(|e| {
+                Box::new(local_deny(
+                    INVALID_PATH_POLICY,
+                    400,
+                    format!("bad request: {e}\n"),
+                    Reason::InvalidPath(e),
+                ))
+            })?;
+        let claims = self.authenticate(req, now_unix_secs)?;
+        Ok((path, claims))
     }
 
     /// Every configured claim header, with the validated claim's value or removed.

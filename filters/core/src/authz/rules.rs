@@ -211,49 +211,126 @@ impl CompiledRule {
         ignore_path_case: bool,
         strict: bool,
     ) -> bool {
+        self.first_mismatch(req, ignore_path_case, strict).is_none()
+    }
+
+    /// The first condition of the rule that does not hold (fields in the order
+    /// [`matches`](Self::matches) looks at them), or `None` when the rule matches. The
+    /// same evaluation as `matches`: `weft check` reports which condition decided.
+    pub(crate) fn first_mismatch<'a>(
+        &'a self,
+        req: &RequestView<'a>,
+        ignore_path_case: bool,
+        strict: bool,
+    ) -> Option<Mismatch> {
         let r = &self.rule;
-        field(
+        if !field(
             &r.principals,
             &r.not_principals,
             || req.principal(),
             |m, p| m.0.matches(p),
-        ) && field(
+        ) {
+            return Some(Mismatch::Principals);
+        }
+        if !field(
             &r.namespaces,
             &r.not_namespaces,
             || req.namespace(),
             |m, ns| m.matches(ns),
-        ) && field(
+        ) {
+            return Some(Mismatch::Namespaces);
+        }
+        if !field(
             &r.methods,
             &r.not_methods,
             || req.method(),
             |m, v| m.0.matches(v),
-        ) && field(
+        ) {
+            return Some(Mismatch::Methods);
+        }
+        if !field(
             &r.paths,
             &r.not_paths,
             || req.path(ignore_path_case),
             |m, p| m.matches(p),
-        ) && field(
+        ) {
+            return Some(Mismatch::Paths);
+        }
+        if !field(
             &r.hosts,
             &r.not_hosts,
             || req.req.authority(),
             |m, h| m.matches(h),
-        ) && field(
+        ) {
+            return Some(Mismatch::Hosts);
+        }
+        if !field(
             &r.ip_blocks,
             &r.not_ip_blocks,
             || req.source_ip(),
             |c, ip| c.contains(*ip),
-        ) && field(
+        ) {
+            return Some(Mismatch::IpBlocks);
+        }
+        if !field(
             &r.remote_ip_blocks,
             &r.not_remote_ip_blocks,
             || req.remote_ip(),
             |c, ip| c.contains(*ip),
-        ) && field(
+        ) {
+            return Some(Mismatch::RemoteIpBlocks);
+        }
+        if !field(
             &r.request_principals,
             &r.not_request_principals,
             || req.request_principal(),
             |m, p| m.matches(p),
-        ) && self.headers.iter().all(|h| h.matches(req, strict))
-            && self.claims.iter().all(|c| c.matches(req.claims))
+        ) {
+            return Some(Mismatch::RequestPrincipals);
+        }
+        if let Some(i) = self.headers.iter().position(|h| !h.matches(req, strict)) {
+            return Some(Mismatch::Header(i));
+        }
+        if let Some(i) = self.claims.iter().position(|c| !c.matches(req.claims)) {
+            return Some(Mismatch::Claim(i));
+        }
+        None
+    }
+}
+
+/// The condition of a rule that did not hold, as `weft check` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// `principals` / `not_principals`.
+    Principals,
+    Namespaces,
+    Methods,
+    Paths,
+    Hosts,
+    IpBlocks,
+    RemoteIpBlocks,
+    RequestPrincipals,
+    /// `headers[i]`.
+    Header(usize),
+    /// `claims[i]`.
+    Claim(usize),
+}
+
+impl Mismatch {
+    /// The rule's field (the `not_` form shares it), e.g. `principals`, `headers[0]`.
+    pub fn field(self) -> String {
+        match self {
+            Self::Principals => "principals".into(),
+            Self::Namespaces => "namespaces".into(),
+            Self::Methods => "methods".into(),
+            Self::Paths => "paths".into(),
+            Self::Hosts => "hosts".into(),
+            Self::IpBlocks => "ip_blocks".into(),
+            Self::RemoteIpBlocks => "remote_ip_blocks".into(),
+            Self::RequestPrincipals => "request_principals".into(),
+            Self::Header(i) => format!("headers[{i}]"),
+            Self::Claim(i) => format!("claims[{i}]"),
+        }
     }
 }
 

@@ -208,6 +208,19 @@ impl Policy {
         state: &mut BreakerState,
     ) -> Option<Transition> {
         state.in_flight = state.in_flight.saturating_sub(1);
+        self.record(now_ms, ticket, outcome, rng, state)
+    }
+
+    /// [`on_result`](Self::on_result) for a request that held no shared in-flight slot (a
+    /// closed-state admission on a worker's fast path): count its outcome, release nothing.
+    pub fn record(
+        &self,
+        now_ms: u64,
+        ticket: Ticket,
+        outcome: Outcome,
+        rng: &mut Rng,
+        state: &mut BreakerState,
+    ) -> Option<Transition> {
         if ticket.generation != state.generation {
             return None;
         }
@@ -243,6 +256,39 @@ impl Policy {
         }
         let rate = self.rate?;
         let (requests, failures) = state.window.record(now_ms, rate.bucket_ms, failed);
+        self.rate_trip(now_ms, rate, requests, failures, rng, state)
+    }
+
+    /// Count `successes` that ended in closed generation `generation` on one worker and were
+    /// kept back (a batch): they enter the failure-rate window, which may then trip (enough
+    /// requests for `min_requests` at a rate still over the threshold). They do not touch
+    /// the consecutive-failure streak: the worker resets that at once when it sees one. A
+    /// batch from an older generation is dropped, as a stale result is.
+    pub fn record_successes(
+        &self,
+        now_ms: u64,
+        generation: u32,
+        successes: u32,
+        rng: &mut Rng,
+        state: &mut BreakerState,
+    ) -> Option<Transition> {
+        if successes == 0 || state.phase != Phase::Closed || generation != state.generation {
+            return None;
+        }
+        let rate = self.rate?;
+        let (requests, failures) = state.window.record_n(now_ms, rate.bucket_ms, successes, 0);
+        self.rate_trip(now_ms, rate, requests, failures, rng, state)
+    }
+
+    fn rate_trip(
+        &self,
+        now_ms: u64,
+        rate: RateRule,
+        requests: u32,
+        failures: u32,
+        rng: &mut Rng,
+        state: &mut BreakerState,
+    ) -> Option<Transition> {
         let tripped = requests >= rate.min_requests
             && u64::from(failures) * 100 >= u64::from(rate.threshold_percent) * u64::from(requests);
         if tripped {

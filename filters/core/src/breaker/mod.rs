@@ -8,6 +8,9 @@
 mod config;
 mod machine;
 mod state;
+pub mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub use config::*;
 pub use machine::{

@@ -79,6 +79,18 @@ pub struct BreakerState {
 impl Window {
     /// Count one request at `now_ms`; the window's totals afterwards.
     pub fn record(&mut self, now_ms: u64, bucket_ms: u64, failed: bool) -> (u32, u32) {
+        self.record_n(now_ms, bucket_ms, 1, u32::from(failed))
+    }
+
+    /// Count `requests` requests, `failures` of them failed, at `now_ms` (a worker's batch
+    /// of successes); the window's totals afterwards.
+    pub fn record_n(
+        &mut self,
+        now_ms: u64,
+        bucket_ms: u64,
+        requests: u32,
+        failures: u32,
+    ) -> (u32, u32) {
         let index = now_ms / bucket_ms.max(1);
         if index > self.head {
             // Clear the buckets that fell out of the window since `head`.
@@ -90,10 +102,8 @@ impl Window {
         }
         // Another worker may have a clock a hair behind: count it in the newest bucket.
         let bucket = &mut self.buckets[slot(self.head)];
-        bucket.requests = bucket.requests.saturating_add(1);
-        if failed {
-            bucket.failures = bucket.failures.saturating_add(1);
-        }
+        bucket.requests = bucket.requests.saturating_add(requests);
+        bucket.failures = bucket.failures.saturating_add(failures);
         self.totals()
     }
 

@@ -2,7 +2,8 @@
 //! Every error names the full field path.
 
 use super::config::{
-    AbortSpec, DelaySpec, FaultConfig, FaultMatch, FaultPolicy, HeaderMatch, MAX_DELAY_MS,
+    AbortSpec, DelaySpec, FaultConfig, FaultMatch, FaultPolicy, HeaderMatch, MAX_ACTIVE_LIMIT,
+    MAX_DELAY_MS,
 };
 use super::reply::AbortReplies;
 use crate::ConfigError;
@@ -19,6 +20,8 @@ pub(super) struct CompiledPolicy {
     pub allow_header_trigger: bool,
     pub expires_at_unix_ms: Option<u64>,
     pub dry_run: bool,
+    pub max_active: Option<u32>,
+    pub max_percent_bp: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +163,34 @@ fn policy(at: &str, policy: &FaultPolicy, cap: f64) -> Result<CompiledPolicy, Co
         allow_header_trigger: policy.allow_header_trigger,
         expires_at_unix_ms: policy.expires_at_unix_ms,
         dry_run: policy.dry_run,
+        max_active: policy
+            .max_active
+            .map(|n| max_active(&format!("{at}.max_active"), n))
+            .transpose()?,
+        max_percent_bp: policy
+            .max_percent
+            .map(|p| max_percent(&format!("{at}.max_percent"), p))
+            .transpose()?,
     })
+}
+
+fn max_active(field: &str, n: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_ACTIVE_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("{n} is not in 1..={MAX_ACTIVE_LIMIT}"),
+        ))
+    }
+}
+
+/// A runtime cap is a share of traffic, not an injection rate: `percent_cap` does not bound it.
+fn max_percent(field: &str, percent: f64) -> Result<u32, ConfigError> {
+    match basis_points(field, percent, 100.0)? {
+        0 => Err(ConfigError::new(field, "must be at least 0.01")),
+        bp => Ok(bp),
+    }
 }
 
 /// A percentage as basis points, checked against the cap and the 0.01 % granularity.

@@ -16,7 +16,9 @@
 //!     "abort": { "percent": 20.0, "http_status": 503, "grpc_status": 14, "body": "injected" },
 //!     "delay": { "percent": 10.0, "fixed_ms": 200, "max_ms": 400 },
 //!     "allow_header_trigger": false,
-//!     "expires_at_unix_ms": 1767225600000
+//!     "expires_at_unix_ms": 1767225600000,
+//!     "max_active": 10,
+//!     "max_percent": 25.0
 //!   }]
 //! }
 //! ```
@@ -105,7 +107,19 @@ pub struct FaultPolicy {
     /// (and such a policy never hides an enforced one behind it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Most requests this policy holds delayed at once on one worker (1 ..=
+    /// [`MAX_ACTIVE_LIMIT`]); past it a drawn delay is skipped, counted `skipped_by_max_active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active: Option<u32>,
+    /// Most of this policy's matching requests, in percent (0.01 ..= 100), that get any fault
+    /// (sampled or by trigger header), counted per worker since the configuration arrived;
+    /// past it the fault is skipped, counted `skipped_by_max_percent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_percent: Option<f64>,
 }
+
+/// Largest [`FaultPolicy::max_active`].
+pub const MAX_ACTIVE_LIMIT: u32 = 100_000;
 
 /// All present fields must match; inside a list any value may match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

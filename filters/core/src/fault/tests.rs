@@ -471,6 +471,103 @@ fn past_the_concurrency_cap_no_delay_is_injected() {
     }
 }
 
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn max_active_bounds_the_requests_one_policy_holds() {
+    let fault = mk_fault(json!({"percent_cap": 100.0, "policies": [
+        {"name": "other", "match": {"path_prefixes": ["/other"]},
+         "delay": {"percent": 100.0, "fixed_ms": 50}},
+        {"name": "slow", "max_active": 2, "delay": {"percent": 100.0, "fixed_ms": 50}}]}));
+    let (slow, other) = (Req::new("a", "/"), Req::new("a", "/other"));
+    let mut load = FaultLoad::new();
+    let mut rng = Rng::new(3);
+    let mut held = 0;
+    for _ in 0..5 {
+        let d = fault.decide_with(&slow, NOW, held, &mut load, &mut rng);
+        if d.delay_ms.is_some() {
+            load.delay_started(1);
+            held += 1;
+        } else {
+            assert_eq!(d.skipped, vec![(1, Skip::MaxActive)]);
+        }
+    }
+    assert_eq!((load.active(1), held), (2, 2));
+    // Another policy's delays are not held against it.
+    let d = fault.decide_with(&other, NOW, held, &mut load, &mut rng);
+    assert!(d.delay_ms.is_some() && d.skipped.is_empty(), "{d:?}");
+    // A released request frees a place.
+    load.delay_ended(1);
+    let d = fault.decide_with(&slow, NOW, held, &mut load, &mut rng);
+    assert!(d.delay_ms.is_some(), "{d:?}");
+    // `decide` has no running counts: the cap does not apply there.
+    assert!(fault.decide(&slow, NOW, 0, &mut rng).delay_ms.is_some());
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn max_percent_bounds_the_faulted_share_even_by_header() {
+    let fault = mk_fault(json!({"policies": [
+        {"name": "p", "max_percent": 25.0, "allow_header_trigger": true}]}));
+    let req = Req::new("a", "/").with("x-weft-fault", "abort=503");
+    let mut load = FaultLoad::new();
+    let mut rng = Rng::new(4);
+    let mut aborted = 0;
+    for n in 1..=100u64 {
+        let d = fault.decide_with(&req, NOW, 0, &mut load, &mut rng);
+        if d.abort.is_some() {
+            aborted += 1;
+        } else {
+            assert_eq!(d.skipped, vec![(0, Skip::MaxPercent)]);
+        }
+        // The share never exceeds the cap, and reaches it whenever it can.
+        assert_eq!(aborted, n / 4, "after {n}");
+    }
+    // Sampled faults are held to it too: abort 50 % and delay 50 % under a 30 % cap.
+    let fault = mk_fault(json!({"percent_cap": 100.0, "policies": [{"name": "q",
+        "max_percent": 30.0, "abort": {"percent": 50.0, "http_status": 503},
+        "delay": {"percent": 50.0, "fixed_ms": 10}}]}));
+    let mut load = FaultLoad::new();
+    let faulted = (0..2000)
+        .filter(|_| {
+            !fault
+                .decide_with(&Req::new("a", "/"), NOW, 0, &mut load, &mut rng)
+                .is_noop()
+        })
+        .count();
+    assert!((590..=600).contains(&faulted), "{faulted} of 2000");
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn bad_caps_name_the_field() {
+    for (policy, field) in [
+        (
+            json!({"name": "a", "max_active": 0, "allow_header_trigger": true}),
+            "policies[0].max_active",
+        ),
+        (
+            json!({"name": "a", "max_active": 100_001, "allow_header_trigger": true}),
+            "policies[0].max_active",
+        ),
+        (
+            json!({"name": "a", "max_percent": 0.0, "allow_header_trigger": true}),
+            "policies[0].max_percent",
+        ),
+        (
+            json!({"name": "a", "max_percent": 100.5, "allow_header_trigger": true}),
+            "policies[0].max_percent",
+        ),
+        (
+            json!({"name": "a", "max_percent": 1.001, "allow_header_trigger": true}),
+            "policies[0].max_percent",
+        ),
+    ] {
+        let config = json!({"policies": [policy]});
+        let err = Fault::from_json(config.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, field, "{config}: {err}");
+    }
+}
+
 // === tick period and schedule ===
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

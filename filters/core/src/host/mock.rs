@@ -300,8 +300,10 @@ impl Host for MockHost {
             .map(|(_, v)| v.clone())
     }
 
+    /// Recorded, and readable afterwards as Envoy's filter state is (by later stages).
     fn set_property(&self, name: &str, value: &[u8]) {
         self.record(Call::SetProperty(name.to_string(), value.to_vec()));
+        self.put_property(name, value);
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {

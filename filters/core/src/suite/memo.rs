@@ -1,5 +1,6 @@
-//! One request as all the stages of the combined module see it: each attribute read from the
-//! host at most once, and a header a stage wrote visible to the later stages without a read.
+//! One request as all the stages of the combined module see it: each attribute and property
+//! read from the host at most once per callback, and a header a stage wrote visible to the
+//! later stages without a read.
 
 use crate::host::{Host, HostError, MetricId, MetricKind, SharedRecord};
 use crate::RequestAttributes;
@@ -24,6 +25,39 @@ fn cached(slot: &Slot, read: impl FnOnce() -> Option<String>) -> Option<String> 
     value
 }
 
+/// What a request's view learned in one callback and hands to the next: the pseudo-headers
+/// and the peer's identity and addresses, which do not change during a request, so `on_log`
+/// (telemetry) does not read them from the host again; and the stream properties the stages
+/// wrote (the marks telemetry reads back in `on_log`).
+#[derive(Debug, Default)]
+pub struct Carried {
+    method: Option<Option<String>>,
+    path: Option<Option<String>>,
+    authority: Option<Option<String>>,
+    source_address: Option<Option<String>>,
+    remote_address: Option<Option<String>>,
+    peer_principal: Option<Option<String>>,
+    written: Vec<(String, Vec<u8>)>,
+}
+
+/// Whether `key` (a property path joined with `.`) is `path`, without joining `path`.
+pub(super) fn is_path(key: &str, path: &[&str]) -> bool {
+    let mut rest = key;
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            match rest.strip_prefix('.') {
+                Some(after) => rest = after,
+                None => return false,
+            }
+        }
+        match rest.strip_prefix(segment) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 #[derive(Debug)]
 pub struct MemoRequest<R> {
     inner: R,
@@ -32,15 +66,26 @@ pub struct MemoRequest<R> {
     authority: Slot,
     source_address: Slot,
     peer_principal: Slot,
-    /// Other headers read (or written) so far, by lower-case name. The pseudo-headers every
-    /// stage asks for have their own cells: no name to copy, no list to search.
-    headers: RefCell<Vec<(String, Option<String>)>>,
+    /// Other headers read (or written) so far, by lower-case name, and whether the value is
+    /// every copy there is (`true` after this view set or removed the header: the host then
+    /// has exactly that one copy, or none). The pseudo-headers every stage asks for have
+    /// their own cells: no name to copy, no list to search.
+    headers: RefCell<Vec<(String, Option<String>, bool)>>,
     /// Every copy of the headers read with `header_values` (authz's header conditions).
     header_lists: RefCell<Vec<(String, Vec<String>)>>,
     /// The host's whole header map, read at most once (on the first `header_values` of a name
     /// not in `header_lists`) when the host can list it; dropped when a header is added.
     header_map: RefCell<Option<Vec<(String, String)>>>,
     remote_address: Slot,
+    /// Properties read so far, by path joined with `.` (in `on_log` the breaker and
+    /// telemetry both want `response.code`).
+    properties: RefCell<Vec<(String, Option<Vec<u8>>)>>,
+    /// Stream properties the stages wrote in this request (through this view or an earlier
+    /// callback's), when [`remember_writes`](Self::remember_writes) asked for it: a later
+    /// read of one is answered from here, as the host would answer it (only weft's filters
+    /// write these names).
+    written: RefCell<Vec<(String, Vec<u8>)>>,
+    remember_writes: bool,
 }
 
 // === impl MemoRequest ===
@@ -58,6 +103,44 @@ impl<R: RequestAttributes> MemoRequest<R> {
             header_lists: RefCell::new(Vec::new()),
             header_map: RefCell::new(None),
             remote_address: Slot::default(),
+            properties: RefCell::new(Vec::new()),
+            written: RefCell::new(Vec::new()),
+            remember_writes: false,
+        }
+    }
+
+    /// Keep the stream properties the stages write, for a later read in this request (the
+    /// suite's telemetry stage reads the other stages' marks in `on_log`). Without a reader
+    /// they are not copied.
+    pub fn remember_writes(mut self) -> Self {
+        self.remember_writes = true;
+        self
+    }
+
+    /// A view that starts from what an earlier callback's view learned.
+    pub fn with_carried(inner: R, carried: Carried) -> Self {
+        let view = Self::new(inner);
+        *view.method.borrow_mut() = carried.method;
+        *view.path.borrow_mut() = carried.path;
+        *view.authority.borrow_mut() = carried.authority;
+        *view.source_address.borrow_mut() = carried.source_address;
+        *view.remote_address.borrow_mut() = carried.remote_address;
+        *view.peer_principal.borrow_mut() = carried.peer_principal;
+        *view.written.borrow_mut() = carried.written;
+        view.remember_writes()
+    }
+
+    /// What this view learned that stays true for the rest of the request (moved, not
+    /// copied).
+    pub fn into_carried(self) -> Carried {
+        Carried {
+            method: self.method.into_inner(),
+            path: self.path.into_inner(),
+            authority: self.authority.into_inner(),
+            source_address: self.source_address.into_inner(),
+            remote_address: self.remote_address.into_inner(),
+            peer_principal: self.peer_principal.into_inner(),
+            written: self.written.into_inner(),
         }
     }
 
@@ -66,26 +149,43 @@ impl<R: RequestAttributes> MemoRequest<R> {
         &self.inner
     }
 
-    /// Record that header `name` now has `value` (`None`: removed) on the host.
+    /// Record that header `name` now has `value` (`None`: removed) on the host, as its only
+    /// copy.
     pub fn note_header(&self, name: &str, value: Option<&str>) {
-        {
-            let copies: Vec<String> = value.iter().map(|v| v.to_string()).collect();
+        let value = value.map(str::to_string);
+        if let Some(slot) = self.pseudo(name) {
+            // A pseudo-header has one copy: its list is the slot's value.
+            let copies: Vec<String> = value.iter().cloned().collect();
             let mut lists = self.header_lists.borrow_mut();
             match lists.iter_mut().find(|(n, _)| n == name) {
                 Some((_, old)) => *old = copies,
                 None => lists.push((name.to_string(), copies)),
             }
-        }
-        let value = value.map(str::to_string);
-        if let Some(slot) = self.pseudo(name) {
             *slot.borrow_mut() = Some(value);
             return;
         }
+        // Any list read before is stale; `header_values` answers from `headers` now.
+        self.header_lists.borrow_mut().retain(|(n, _)| n != name);
         let mut headers = self.headers.borrow_mut();
-        match headers.iter_mut().find(|(n, _)| n == name) {
-            Some((_, old)) => *old = value,
-            None => headers.push((name.to_string(), value)),
+        match headers.iter_mut().find(|(n, _, _)| n == name) {
+            Some((_, old, every)) => {
+                *old = value;
+                *every = true;
+            }
+            None => headers.push((name.to_string(), value, true)),
         }
+    }
+
+    /// Record that a copy of header `name` was added on the host: the next list of its
+    /// copies asks the host (the first copy, if known, is unchanged).
+    pub(super) fn note_added(&self, name: &str) {
+        self.header_lists.borrow_mut().retain(|(n, _)| n != name);
+        for (n, _, every) in self.headers.borrow_mut().iter_mut() {
+            if n == name {
+                *every = false;
+            }
+        }
+        *self.header_map.borrow_mut() = None;
     }
 
     /// Every copy of `name` from the host's whole header map, read once per request.
@@ -114,6 +214,30 @@ impl<R: RequestAttributes> MemoRequest<R> {
     }
 }
 
+impl<H: Host> MemoRequest<H> {
+    /// `f` of property `path`: what a stage wrote, else what was read, else read from the
+    /// host once (looked up without joining the path, copied only when the caller keeps it).
+    fn with_property<T>(&self, path: &[&str], f: impl FnOnce(Option<&[u8]>) -> T) -> T {
+        if let [name] = path {
+            if let Some((_, value)) = self.written.borrow().iter().find(|(n, _)| n == name) {
+                return f(Some(value));
+            }
+        }
+        if let Some((_, value)) = self
+            .properties
+            .borrow()
+            .iter()
+            .find(|(k, _)| is_path(k, path))
+        {
+            return f(value.as_deref());
+        }
+        let value = self.inner.property(path);
+        let result = f(value.as_deref());
+        self.properties.borrow_mut().push((path.join("."), value));
+        result
+    }
+}
+
 impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
     fn method(&self) -> Option<String> {
         cached(&self.method, || self.inner.method())
@@ -134,17 +258,20 @@ impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
             ":authority" => return self.authority(),
             _ => {}
         }
-        if let Some((_, value)) = self.headers.borrow().iter().find(|(n, _)| n == name) {
+        if let Some((_, value, _)) = self.headers.borrow().iter().find(|(n, _, _)| n == name) {
             return value.clone();
         }
         let value = self.inner.header(name);
         self.headers
             .borrow_mut()
-            .push((name.to_string(), value.clone()));
+            .push((name.to_string(), value.clone(), false));
         value
     }
 
     fn header_values(&self, name: &str) -> Vec<String> {
+        if let Some((_, value, true)) = self.headers.borrow().iter().find(|(n, _, _)| n == name) {
+            return value.iter().cloned().collect();
+        }
         if let Some((_, values)) = self.header_lists.borrow().iter().find(|(n, _)| n == name) {
             return values.clone();
         }
@@ -217,11 +344,29 @@ impl<H: Host> Host for MemoRequest<H> {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.inner.property(path)
+        self.with_property(path, |value| value.map(<[u8]>::to_vec))
+    }
+
+    fn property_u64(&self, path: &[&str]) -> Option<u64> {
+        self.with_property(path, |value| {
+            let arr: [u8; 8] = value?.get(..8)?.try_into().ok()?;
+            Some(u64::from_le_bytes(arr))
+        })
     }
 
     fn set_property(&self, name: &str, value: &[u8]) {
         self.inner.set_property(name, value);
+        if !self.remember_writes {
+            return;
+        }
+        let mut written = self.written.borrow_mut();
+        match written.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => {
+                old.clear();
+                old.extend_from_slice(value);
+            }
+            None => written.push((name.to_string(), value.to_vec())),
+        }
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -236,9 +381,7 @@ impl<H: Host> Host for MemoRequest<H> {
 
     fn add_request_header(&self, name: &str, value: &str) {
         self.inner.add_request_header(name, value);
-        // The copies changed: the next read of them asks the host.
-        self.header_lists.borrow_mut().retain(|(n, _)| n != name);
-        *self.header_map.borrow_mut() = None;
+        self.note_added(name);
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {

@@ -14,7 +14,7 @@ mod memo;
 #[cfg(test)]
 mod tests;
 
-pub use memo::MemoRequest;
+pub use memo::{Carried, MemoRequest};
 
 use crate::authz::Authz;
 use crate::breaker::Breaker;
@@ -22,6 +22,7 @@ use crate::canary::Canary;
 use crate::fault::Fault;
 use crate::registry::Filter;
 use crate::telemetry::TelemetryConfig;
+use crate::waf::Waf;
 use crate::ConfigError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -47,7 +48,12 @@ pub struct Suite {
     pub canary: Option<Canary>,
     pub fault: Option<Fault>,
     pub breaker: Option<Breaker>,
+    /// The edge WAF: runs before every other stage (`"waf"`, not a registry filter).
+    pub waf: Option<Waf>,
 }
+
+/// The key of the WAF's section.
+pub const WAF_SECTION: &str = "waf";
 
 /// The sections as written, before each stage parses its own.
 #[derive(Deserialize)]
@@ -63,6 +69,8 @@ struct Sections {
     fault: Option<Box<RawValue>>,
     #[serde(default)]
     breaker: Option<Box<RawValue>>,
+    #[serde(default)]
+    waf: Option<Box<RawValue>>,
     #[serde(default)]
     listener: Option<Listener>,
 }
@@ -101,6 +109,7 @@ impl Suite {
             canary: section(Filter::Canary, s.canary.as_deref(), Canary::from_json)?,
             fault: section(Filter::Fault, s.fault.as_deref(), Fault::from_json)?,
             breaker: section(Filter::Breaker, s.breaker.as_deref(), Breaker::from_json)?,
+            waf: named_section(WAF_SECTION, s.waf.as_deref(), Waf::from_json)?,
         };
         if inbound && suite.authz.is_none() {
             // The empty authz configuration: it denies every request.
@@ -118,11 +127,14 @@ impl Suite {
             self.fault.is_some(),
             self.breaker.is_some(),
         ];
-        STAGES
-            .iter()
-            .zip(on)
-            .filter_map(|(name, on)| on.then_some(*name))
-            .collect()
+        let mut enabled: Vec<&'static str> = self.waf.iter().map(|_| WAF_SECTION).collect();
+        enabled.extend(
+            STAGES
+                .iter()
+                .zip(on)
+                .filter_map(|(name, on)| on.then_some(*name)),
+        );
+        enabled
     }
 }
 
@@ -132,8 +144,16 @@ fn section<T>(
     raw: Option<&RawValue>,
     parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
 ) -> Result<Option<T>, ConfigError> {
+    named_section(filter.module(), raw, parse)
+}
+
+/// [`section`] by the section's key.
+fn named_section<T>(
+    name: &str,
+    raw: Option<&RawValue>,
+    parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
     let Some(raw) = raw else { return Ok(None) };
-    let name = filter.module();
     parse(raw.get().as_bytes()).map(Some).map_err(|err| {
         let field = match err.field.as_str() {
             "" | "configuration" => name.to_string(),

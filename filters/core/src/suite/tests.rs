@@ -255,3 +255,89 @@ fn every_header_list_comes_from_one_read_of_the_whole_map() {
     assert_eq!(*req.inner().map_reads.borrow(), 1);
     assert_eq!(*req.inner().name_reads.borrow(), 0);
 }
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn properties_are_read_once_and_what_a_stage_wrote_is_read_back_from_memory() {
+    use crate::host::{Call, Host, MockHost};
+    let host = MockHost::request("GET", "reviews", "/")
+        .with_property_u64("response.code", 503)
+        .with_property("response.codes", b"not this one");
+    let view = MemoRequest::new(&host).remember_writes();
+    assert_eq!(view.property_u64(&["response", "code"]), Some(503));
+    assert_eq!(view.property_u64(&["response", "code"]), Some(503));
+    assert_eq!(
+        view.property(&["response", "code"]),
+        Some(503u64.to_le_bytes().to_vec())
+    );
+    assert_eq!(view.property(&["response", "flags"]), None);
+    assert_eq!(view.property(&["response", "flags"]), None);
+    // A stage's mark goes to the host and is carried to the next callback's view, which
+    // answers it (and an overwrite of it) without a read.
+    view.set_property("weft_breaker", b"closed");
+    let next = MemoRequest::with_carried(&host, view.into_carried());
+    assert_eq!(
+        next.property(&["weft_breaker"]).as_deref(),
+        Some(&b"closed"[..])
+    );
+    next.set_property("weft_breaker", b"open");
+    assert_eq!(
+        next.property(&["weft_breaker"]).as_deref(),
+        Some(&b"open"[..])
+    );
+    let reads: Vec<Call> = host
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::ReadProperty(_)))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            Call::ReadProperty("response.code".into()),
+            Call::ReadProperty("response.flags".into()),
+        ]
+    );
+    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 2);
+    // Without a reader in the suite, a write is not copied: a read asks the host.
+    let plain = MemoRequest::new(&host);
+    plain.set_property("weft_fault", b"delayed");
+    assert_eq!(
+        plain.property(&["weft_fault"]).as_deref(),
+        Some(&b"delayed"[..])
+    );
+    assert_eq!(
+        host.count(|c| *c == Call::ReadProperty("weft_fault".into())),
+        1
+    );
+}
+
+#[test]
+fn a_property_key_matches_only_its_own_path() {
+    assert!(super::memo::is_path("response.code", &["response", "code"]));
+    assert!(super::memo::is_path("weft_breaker", &["weft_breaker"]));
+    assert!(!super::memo::is_path(
+        "response.codes",
+        &["response", "code"]
+    ));
+    assert!(!super::memo::is_path("response.code", &["response", "cod"]));
+    assert!(!super::memo::is_path("response.code", &["response"]));
+    assert!(!super::memo::is_path("responsecode", &["response", "code"]));
+    assert!(!super::memo::is_path("response", &["response", "code"]));
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn an_added_copy_sends_the_next_list_of_copies_to_the_host() {
+    let memo = MemoRequest::new(Counting {
+        req: Req::new("reviews", "/").with("x-user", "alice"),
+        reads: RefCell::new(Vec::new()),
+    });
+    memo.note_header("x-user", Some("bob"));
+    assert_eq!(memo.header_values("x-user"), ["bob"]);
+    assert!(memo.inner().reads.borrow().is_empty());
+    // As `add_request_header` leaves it: the written value is no longer every copy.
+    memo.note_added("x-user");
+    assert_eq!(memo.header("x-user").as_deref(), Some("bob"));
+    assert_eq!(memo.header_values("x-user"), ["alice"]);
+    assert_eq!(memo.inner().reads.borrow().as_slice(), ["x-user"]);
+}

@@ -1,6 +1,7 @@
 //! A worker's requests since the last report, aggregated per edge, and the report's wire
 //! format (JSON, shared with the control plane).
 
+use super::marks::LocalReply;
 use super::record::{status_class, AuthzOutcome, Record};
 use super::{latency_bucket, Direction, LATENCY_BUCKETS};
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,9 @@ pub struct RouteSeen {
     pub count: u64,
 }
 
-/// One edge's counts since the last report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One edge's counts since the last report. Fields added after the first format default to
+/// zero, so a sidecar running an older module still reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeReport {
     pub source: String,
     pub destination: String,
@@ -28,7 +30,40 @@ pub struct EdgeReport {
     pub status: [u64; 6],
     pub denied: u64,
     pub dry_run_denied: u64,
+    /// Requests the breaker failed fast (open, half-open full, over its cap).
     pub breaker_open: u64,
+    /// Of `requests`, those this sidecar answered itself (a weft stage or Envoy without an
+    /// upstream host), by status class: the next hop never saw them.
+    #[serde(default)]
+    pub local_status: [u64; 6],
+    /// Aborts the fault stage injected.
+    #[serde(default)]
+    pub aborted: u64,
+    /// Answered by Envoy without reaching an upstream host.
+    #[serde(default)]
+    pub unreached: u64,
+    /// Requests the fault stage delayed.
+    #[serde(default)]
+    pub delayed: u64,
+    /// Requests the WAF refused, and (detect mode) would have refused.
+    #[serde(default)]
+    pub waf_blocked: u64,
+    #[serde(default)]
+    pub waf_detected: u64,
+    /// Dry-run verdicts: what a dry-run fault or breaker policy would have done.
+    #[serde(default)]
+    pub would_abort: u64,
+    #[serde(default)]
+    pub would_delay: u64,
+    #[serde(default)]
+    pub would_fail_fast: u64,
+    /// Requests to a guarded cluster by the breaker phase their admission saw: closed,
+    /// open, half-open.
+    #[serde(default)]
+    pub breaker_phases: [u64; 3],
+    /// The phase the last of them saw (`closed`, `open`, `half-open`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_state: Option<String>,
     /// Counts per [`super::LATENCY_BOUNDS_MS`] bucket (+1 overflow bucket).
     pub latency: Vec<u64>,
     pub latency_us_sum: u64,
@@ -36,6 +71,40 @@ pub struct EdgeReport {
     pub routes: Vec<RouteSeen>,
     #[serde(default)]
     pub routes_truncated: bool,
+}
+
+// === impl EdgeReport ===
+
+impl EdgeReport {
+    /// The local reply, delays, dry-run verdicts and breaker phase of one request.
+    fn count_marks(&mut self, record: &Record<'_>, class: usize) {
+        if let Some(local) = record.local {
+            if let Some(slot) = self.local_status.get_mut(class) {
+                *slot += 1;
+            }
+            match local {
+                // Counted from the authz outcome, which says it too.
+                LocalReply::Denied => {}
+                LocalReply::Aborted => self.aborted += 1,
+                LocalReply::FailFast => self.breaker_open += 1,
+                LocalReply::Unreached => self.unreached += 1,
+                LocalReply::WafBlocked => self.waf_blocked += 1,
+            }
+        }
+        self.waf_detected += u64::from(record.marks.waf.detected);
+        let fault = record.marks.fault;
+        self.delayed += u64::from(fault.delayed);
+        self.would_abort += u64::from(fault.would_abort);
+        self.would_delay += u64::from(fault.would_delay);
+        let breaker = record.marks.breaker;
+        self.would_fail_fast += u64::from(breaker.would_fail_fast);
+        if let Some(phase) = breaker.phase {
+            if let Some(slot) = self.breaker_phases.get_mut(phase as usize) {
+                *slot += 1;
+            }
+            self.breaker_state = Some(phase.as_str().to_string());
+        }
+    }
 }
 
 /// What one worker of one sidecar reports per tick.
@@ -102,15 +171,8 @@ impl Batch {
                     source: record.source.to_string(),
                     destination: record.destination.to_string(),
                     version: record.version.to_string(),
-                    requests: 0,
-                    status: [0; 6],
-                    denied: 0,
-                    dry_run_denied: 0,
-                    breaker_open: 0,
                     latency: vec![0; LATENCY_BUCKETS],
-                    latency_us_sum: 0,
-                    routes: Vec::new(),
-                    routes_truncated: false,
+                    ..EdgeReport::default()
                 });
                 self.edges.len() - 1
             }
@@ -120,7 +182,8 @@ impl Batch {
             return false;
         };
         edge.requests += 1;
-        if let Some(slot) = edge.status.get_mut(status_class(record.status)) {
+        let class = status_class(record.status);
+        if let Some(slot) = edge.status.get_mut(class) {
             *slot += 1;
         }
         match record.authz {
@@ -128,9 +191,7 @@ impl Batch {
             AuthzOutcome::Denied => edge.denied += 1,
             AuthzOutcome::DryRunDenied => edge.dry_run_denied += 1,
         }
-        if record.breaker_open {
-            edge.breaker_open += 1;
-        }
+        edge.count_marks(record, class);
         if let Some(slot) = edge.latency.get_mut(latency_bucket(record.latency_us)) {
             *slot += 1;
         }

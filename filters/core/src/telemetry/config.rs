@@ -85,6 +85,10 @@ pub struct TelemetryConfig {
     /// Define tagged Envoy stats per edge (`wasmcustom.weft.telemetry...`).
     #[serde(default = "default_true")]
     pub envoy_stats: bool,
+    /// Outbound: the request header the canary writes its picked cluster into; a local
+    /// reply made before the route read it is attributed to that cluster's version.
+    #[serde(default = "crate::canary::config::default_cluster_header")]
+    pub cluster_header: String,
 }
 
 fn default_true() -> bool {
@@ -107,6 +111,7 @@ impl Default for TelemetryConfig {
             max_edges: default_max_edges(),
             max_routes: default_max_routes(),
             envoy_stats: true,
+            cluster_header: crate::canary::config::default_cluster_header(),
         }
     }
 }
@@ -146,6 +151,8 @@ impl TelemetryConfig {
                 return Err(ConfigError::new("service", "required with a key"));
             }
         }
+        crate::authz::header_name(&self.cluster_header)
+            .map_err(|e| ConfigError::new("cluster_header", e))?;
         if !self.path.starts_with('/') {
             return Err(ConfigError::new("path", "must start with /"));
         }
@@ -157,7 +164,7 @@ impl TelemetryConfig {
         if self.key.is_empty() {
             return None;
         }
-        super::decode_hex(&self.key)
+        crate::mac::decode_hex(&self.key)
     }
 
     pub fn reports(&self) -> bool {

@@ -11,18 +11,22 @@
 
 mod batch;
 mod config;
+mod marks;
 mod record;
 mod stats;
 
 pub use batch::{Batch, EdgeReport, Report, RouteSeen};
 pub use config::{Direction, TelemetryConfig};
+pub use marks::{
+    BreakerMark, FaultMarks, LocalReply, Marks, WafMark, BREAKER_PROPERTY, FAULT_PROPERTY,
+    WAF_PROPERTY,
+};
 pub use record::{destination_from_cluster, status_class, AuthzOutcome, Record};
 pub use stats::{
     edge_stat_prefix, service_of_principal, stat_tag_regexes, EdgeStats, EdgeTags, STAT_TAGS,
 };
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+pub use crate::mac::{sign, verify};
 
 /// Upper bounds (milliseconds) of the latency histogram buckets; one more bucket holds the
 /// rest. Shared by the filter (which fills them) and the control plane (which merges them
@@ -39,8 +43,15 @@ pub const SIGNATURE_HEADER: &str = "x-weft-telemetry-signature";
 pub const AUTHZ_PROPERTY: &str = "weft_authz";
 /// Why a weft filter answered a request itself (deny, injected abort, fail-fast), with the
 /// policy and rule that decided: a stream property the sidecar's access log prints with
-/// `%FILTER_STATE(wasm.weft_decision:PLAIN)%`. Set only on a local reply.
+/// `%FILTER_STATE(wasm.weft_decision:PLAIN)%`. Set only on a local reply; its first word
+/// (`authz:`, `fault:`, `breaker:`) is the cause telemetry counts ([`LocalReply`]).
 pub const DECISION_PROPERTY: &str = "weft_decision";
+
+/// The source of an edge a gateway reports into itself from outside (its edge WAF judged
+/// the request as it came in), in an outbound report; never a service name (those cannot
+/// hold parentheses). The control plane files it as the gateway's own inbound edge from a
+/// caller without a mesh identity.
+pub const INGRESS_SOURCE: &str = "(external)";
 
 /// The bucket of a latency in microseconds.
 pub fn latency_bucket(latency_us: u64) -> usize {
@@ -48,42 +59,6 @@ pub fn latency_bucket(latency_us: u64) -> usize {
         .iter()
         .position(|&bound| latency_us <= bound * 1000)
         .unwrap_or(LATENCY_BOUNDS_MS.len())
-}
-
-/// Lower-case hex HMAC-SHA256 of `body` under `key`.
-pub fn sign(key: &[u8], body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        // HMAC takes keys of any length; unreachable, but no panic on a filter path.
-        return String::new();
-    };
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Checks `signature` (hex) in constant time.
-pub fn verify(key: &[u8], body: &[u8], signature: &str) -> bool {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return false;
-    };
-    mac.update(body);
-    let Some(bytes) = decode_hex(signature) else {
-        return false;
-    };
-    mac.verify_slice(&bytes).is_ok()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

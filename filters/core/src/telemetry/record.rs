@@ -1,5 +1,7 @@
 //! One request as the telemetry filter saw it.
 
+use super::marks::{LocalReply, Marks};
+
 /// What authz decided, as far as this request shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthzOutcome {
@@ -42,11 +44,20 @@ pub struct Record<'a> {
     pub status: u16,
     pub latency_us: u64,
     pub authz: AuthzOutcome,
-    /// The breaker answered it (fail-fast, `x-weft-breaker: open`).
-    pub breaker_open: bool,
+    /// Answered on this sidecar without reaching the next hop, and by whom.
+    pub local: Option<LocalReply>,
+    /// Delays, dry-run verdicts and the breaker phase the other stages left.
+    pub marks: Marks,
     pub method: &'a str,
     /// Without the query string.
     pub path: &'a str,
+}
+
+impl Record<'_> {
+    /// The breaker failed it fast.
+    pub fn failed_fast(&self) -> bool {
+        self.local == Some(LocalReply::FailFast)
+    }
 }
 
 /// `2xx`, `4xx`, ...; `0xx` for no response.

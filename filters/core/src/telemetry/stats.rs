@@ -56,7 +56,7 @@ pub fn edge_stat_prefix(tags: &EdgeTags<'_>) -> String {
         },
         class,
         tags.record.authz.as_str(),
-        if tags.record.breaker_open {
+        if tags.record.failed_fast() {
             "open"
         } else {
             "pass"
@@ -137,7 +137,7 @@ impl<T: Copy> EdgeStats<T> {
         if let Some((_, handle)) = self.entries.iter().find(|(k, _)| {
             k.class == class
                 && k.authz == tags.record.authz
-                && k.breaker_open == tags.record.breaker_open
+                && k.breaker_open == tags.record.failed_fast()
                 && k.source == tags.source
                 && k.destination == tags.record.destination
                 && k.version == tags.record.version
@@ -155,7 +155,7 @@ impl<T: Copy> EdgeStats<T> {
                 version: tags.record.version.to_string(),
                 class,
                 authz: tags.record.authz,
-                breaker_open: tags.record.breaker_open,
+                breaker_open: tags.record.failed_fast(),
             },
             handle,
         ));

@@ -11,7 +11,8 @@ fn mk_record<'a>(source: &'a str, status: u16, latency_us: u64) -> Record<'a> {
         status,
         latency_us,
         authz: AuthzOutcome::Allowed,
-        breaker_open: false,
+        local: None,
+        marks: Default::default(),
         method: "GET",
         path: "/reports/q3",
     }
@@ -171,7 +172,7 @@ fn stat_names_carry_every_tag_in_order_and_the_regexes_name_them() {
             destination: "a.b",
             version: "",
             authz: AuthzOutcome::Denied,
-            breaker_open: true,
+            local: Some(LocalReply::FailFast),
             ..mk_record("", 0, 0)
         },
     });
@@ -219,4 +220,88 @@ fn edge_stats_define_each_combination_once_and_are_bounded() {
     assert_eq!(get(&mut stats, "b", 200), None, "full");
     assert_eq!(stats.len(), 2);
     assert!(defined[1].contains(".status.5xx."), "{defined:?}");
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn marks_round_trip_and_a_decision_names_its_stage() {
+    use crate::breaker::Phase;
+    let fault = FaultMarks {
+        delayed: true,
+        would_abort: false,
+        would_delay: true,
+    };
+    assert_eq!(fault.encode(), "delayed,would_delay");
+    assert_eq!(FaultMarks::parse(Some(fault.encode().as_bytes())), fault);
+    assert!(FaultMarks::parse(None).is_empty());
+    // Unknown words (a newer stage) are ignored, spaces trimmed.
+    assert_eq!(
+        FaultMarks::parse(Some(b"future, would_abort")),
+        FaultMarks {
+            would_abort: true,
+            ..FaultMarks::default()
+        }
+    );
+    for phase in [Phase::Closed, Phase::Open, Phase::HalfOpen] {
+        for would_fail_fast in [false, true] {
+            let mark = BreakerMark {
+                phase: Some(phase),
+                would_fail_fast,
+            };
+            assert_eq!(BreakerMark::parse(Some(mark.encode().as_bytes())), mark);
+        }
+    }
+    assert_eq!(BreakerMark::default().encode(), "");
+    for (decision, cause) in [
+        (
+            &b"authz: 403 by no-admin: DENY policy"[..],
+            Some(LocalReply::Denied),
+        ),
+        (
+            b"fault: 503 injected by policy chaos",
+            Some(LocalReply::Aborted),
+        ),
+        (
+            b"breaker: 503 fail-fast for cluster x: open",
+            Some(LocalReply::FailFast),
+        ),
+        (b"canary", None),
+        (b"", None),
+    ] {
+        assert_eq!(LocalReply::from_decision(Some(decision)), cause);
+    }
+    assert_eq!(LocalReply::from_decision(None), None);
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn local_replies_and_marks_are_counted_per_edge() {
+    let mut batch = Batch::new(8, 4);
+    let mut abort = mk_record("reviews", 503, 100);
+    abort.local = Some(LocalReply::Aborted);
+    let mut fail_fast = mk_record("reviews", 503, 100);
+    fail_fast.local = Some(LocalReply::FailFast);
+    fail_fast.marks.breaker.phase = Some(crate::breaker::Phase::Open);
+    let mut delayed = mk_record("reviews", 200, 100);
+    delayed.marks.fault.delayed = true;
+    delayed.marks.breaker.phase = Some(crate::breaker::Phase::Closed);
+    for r in [&abort, &abort, &fail_fast, &delayed] {
+        assert!(batch.record(r));
+    }
+    let report = batch
+        .take(Direction::Outbound, "default", "reviews", "v1")
+        .unwrap();
+    let e = &report.edges[0];
+    assert_eq!(
+        (e.requests, e.aborted, e.breaker_open, e.delayed),
+        (4, 2, 1, 1)
+    );
+    assert_eq!(e.local_status, [0, 0, 0, 0, 0, 3]);
+    assert_eq!(e.breaker_phases, [1, 1, 0]);
+    assert_eq!(e.breaker_state.as_deref(), Some("closed"), "the last one's");
+    // An older control plane's report (no new fields) still parses.
+    let old = r#"{"source":"a","destination":"b","version":"","requests":1,"status":[0,0,1,0,0,0],
+        "denied":0,"dry_run_denied":0,"breaker_open":0,"latency":[1],"latency_us_sum":5}"#;
+    let parsed: EdgeReport = serde_json::from_str(old).unwrap();
+    assert_eq!((parsed.aborted, parsed.breaker_state), (0, None));
 }

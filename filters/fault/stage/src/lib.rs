@@ -15,12 +15,12 @@ mod tick;
 pub use tick::{reply_for, resume, resume_after, TickScheduler};
 
 use std::cell::RefCell;
-use weft_filter_core::fault::{AbortReply, Fault, Skip};
+use weft_filter_core::fault::{AbortReply, Fault, FaultLoad, Skip};
 use weft_filter_core::host::{stat_segment, Counter, Flow, Gauge};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::rng::Rng;
 use weft_filter_core::suite::MemoRequest;
-use weft_filter_core::telemetry::DECISION_PROPERTY;
+use weft_filter_core::telemetry::{FaultMarks, DECISION_PROPERTY, FAULT_PROPERTY};
 use weft_filter_core::Host;
 
 /// One outcome, counted in total and per policy (indexed like the configured policies).
@@ -62,6 +62,8 @@ struct Stats {
     aborts: Outcome,
     delays: Outcome,
     skipped_by_cap: Outcome,
+    skipped_by_max_active: Outcome,
+    skipped_by_max_percent: Outcome,
     skipped_expired: Outcome,
     /// What dry-run policies would have injected (nothing is).
     would_abort: Outcome,
@@ -83,6 +85,8 @@ pub struct FaultStage<P> {
     fault: Fault,
     stats: Stats,
     scheduler: RefCell<TickScheduler<Held<P>>>,
+    /// The running counts of the policies' `max_active` / `max_percent`.
+    load: RefCell<FaultLoad>,
     rng: RefCell<Rng>,
 }
 
@@ -97,6 +101,8 @@ impl<P> FaultStage<P> {
             aborts: Outcome::new(host, "aborts_injected", &names),
             delays: Outcome::new(host, "delays_injected", &names),
             skipped_by_cap: Outcome::new(host, "skipped_by_cap", &names),
+            skipped_by_max_active: Outcome::new(host, "skipped_by_max_active", &names),
+            skipped_by_max_percent: Outcome::new(host, "skipped_by_max_percent", &names),
             skipped_expired: Outcome::new(host, "skipped_expired", &names),
             would_abort: Outcome::new(host, "would_abort", &names),
             would_delay: Outcome::new(host, "would_delay", &names),
@@ -115,6 +121,7 @@ impl<P> FaultStage<P> {
             fault,
             stats,
             scheduler: RefCell::new(scheduler),
+            load: RefCell::new(FaultLoad::new()),
             rng: RefCell::new(rng),
         }
     }
@@ -130,15 +137,23 @@ impl<P> FaultStage<P> {
         // The clock is needed for expiring policies and for scheduling a delay only.
         let now = self.fault.needs_time().then(|| req.now_millis());
         let pending = self.scheduler.borrow().len();
-        let decision =
-            self.fault
-                .decide(req, now.unwrap_or(0), pending, &mut self.rng.borrow_mut());
+        let decision = self.fault.decide_with(
+            req,
+            now.unwrap_or(0),
+            pending,
+            &mut self.load.borrow_mut(),
+            &mut self.rng.borrow_mut(),
+        );
         for (policy, skip) in &decision.skipped {
             match skip {
                 Skip::Expired => self.stats.skipped_expired.count(req, *policy),
                 Skip::DelayCap => self.stats.skipped_by_cap.count(req, *policy),
+                Skip::MaxActive => self.stats.skipped_by_max_active.count(req, *policy),
+                Skip::MaxPercent => self.stats.skipped_by_max_percent.count(req, *policy),
             }
         }
+        // What telemetry learns of this request (a reply also names itself, see `why`).
+        let mut marks = FaultMarks::default();
         if let Some(dry) = decision.dry_run {
             if dry.would_abort {
                 self.stats.would_abort.count(req, dry.policy);
@@ -146,8 +161,16 @@ impl<P> FaultStage<P> {
             if dry.would_delay {
                 self.stats.would_delay.count(req, dry.policy);
             }
+            marks.would_abort = dry.would_abort;
+            marks.would_delay = dry.would_delay;
         }
+        let mark = |marks: FaultMarks| {
+            if !marks.is_empty() {
+                req.set_property(FAULT_PROPERTY, marks.encode().as_bytes());
+            }
+        };
         let Some(policy) = decision.policy else {
+            mark(marks);
             return Flow::Continue;
         };
         if let Some(delay_ms) = decision.delay_ms {
@@ -162,11 +185,17 @@ impl<P> FaultStage<P> {
                 .borrow_mut()
                 .pause(req, context_id, now, delay_ms, held)
             {
+                self.load.borrow_mut().delay_started(policy);
                 self.stats.delays.count(req, policy);
+                mark(FaultMarks {
+                    delayed: true,
+                    ..marks
+                });
                 log::debug!("weft-fault: delaying {context_id} by {delay_ms} ms ({policy})");
                 return Flow::Pause;
             }
         }
+        mark(marks);
         match decision.abort {
             Some(reply) => {
                 self.stats.aborts.count(req, policy);
@@ -185,6 +214,7 @@ impl<P> FaultStage<P> {
         // The borrow ends here: resuming may call back into the request's HTTP context.
         let due = self.scheduler.borrow_mut().take_due(host, now_ms);
         for (context_id, held) in due {
+            self.load.borrow_mut().delay_ended(held.policy);
             let done = match &held.abort {
                 Some(reply) => {
                     let why = self.why(held.policy, reply.status);
@@ -215,12 +245,9 @@ impl<P> FaultStage<P> {
     /// From the request's `on_done`: the stream ended. Still pending means its client
     /// disconnected while delayed: forget it so the tick never touches a dead context.
     pub fn on_done(&self, host: &impl Host, context_id: u32) {
-        if self
-            .scheduler
-            .borrow_mut()
-            .cancel(host, context_id)
-            .is_some()
-        {
+        let cancelled = self.scheduler.borrow_mut().cancel(host, context_id);
+        if let Some(held) = cancelled {
+            self.load.borrow_mut().delay_ended(held.policy);
             self.stats.delays_cancelled.inc(host);
             log::debug!("weft-fault: delayed request {context_id} cancelled by its client");
         }

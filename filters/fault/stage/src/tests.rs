@@ -66,7 +66,33 @@ fn a_dry_run_policy_counts_what_it_would_inject_and_injects_nothing() {
             ("weft.fault.would_delay".to_string(), 1),
         ]
     );
-    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 0);
+    // No decision (nothing was answered); telemetry is told what would have happened.
+    let marks = Call::SetProperty(FAULT_PROPERTY.into(), b"would_abort,would_delay".to_vec());
+    assert_eq!(
+        host.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::SetProperty(..)))
+            .collect::<Vec<_>>(),
+        vec![marks]
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_delayed_request_is_marked_for_telemetry_once() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(&host, DELAY, "");
+    host.set_now(1_000);
+    let flow = stage.on_request_headers(REQUEST, &MemoRequest::new(&host), || ());
+    assert_eq!(flow, Flow::Pause);
+    assert_eq!(
+        FaultMarks::parse(host.property(&[FAULT_PROPERTY]).as_deref()),
+        FaultMarks {
+            delayed: true,
+            ..FaultMarks::default()
+        }
+    );
+    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 1);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -187,4 +213,57 @@ fn past_the_concurrency_cap_no_delay_is_injected() {
         Some(1)
     );
     assert_eq!(host.metric("weft.fault.delays_pending"), Some(1));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn max_active_counts_held_requests_until_they_are_released_or_cancelled() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(&host, &format!(r#""max_active": 1, {DELAY}"#), "");
+    let req = MemoRequest::new(&host);
+    let flows: Vec<Flow> = (0..2)
+        .map(|i| stage.on_request_headers(REQUEST + i, &req, || ()))
+        .collect();
+    assert_eq!(flows, [Flow::Pause, Flow::Continue]);
+    assert_eq!(
+        host.metric("weft.fault.policy.chaos.skipped_by_max_active"),
+        Some(1)
+    );
+    // Released on its due tick: the place is free again.
+    stage.release(&host, u64::MAX, |_, ()| true);
+    assert_eq!(
+        stage.on_request_headers(REQUEST + 2, &req, || ()),
+        Flow::Pause
+    );
+    // A client that leaves frees it too.
+    stage.on_done(&host, REQUEST + 2);
+    assert_eq!(
+        stage.on_request_headers(REQUEST + 3, &req, || ()),
+        Flow::Pause
+    );
+    assert_eq!(
+        host.metric("weft.fault.policy.chaos.skipped_by_max_active"),
+        Some(1)
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn max_percent_counts_what_it_holds_back() {
+    let host = MockHost::request("GET", "reviews", "/");
+    let stage = stage(
+        &host,
+        r#""max_percent": 50, "abort": {"percent": 100, "http_status": 503}"#,
+        "",
+    );
+    let req = MemoRequest::new(&host);
+    let flows: Vec<Flow> = (0..4)
+        .map(|i| stage.on_request_headers(REQUEST + i, &req, || ()))
+        .collect();
+    assert_eq!(
+        flows,
+        [Flow::Continue, Flow::Pause, Flow::Continue, Flow::Pause]
+    );
+    assert_eq!(host.metric("weft.fault.aborts_injected"), Some(2));
+    assert_eq!(host.metric("weft.fault.skipped_by_max_percent"), Some(2));
 }

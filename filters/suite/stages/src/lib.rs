@@ -24,10 +24,11 @@ use weft_breaker_stage::{BreakerStage, Gate, Slot, GAUGE_REFRESH};
 use weft_canary_stage::{CanaryRequest, CanaryStage};
 use weft_fault_stage::FaultStage;
 use weft_filter_core::host::Flow;
-use weft_filter_core::suite::{MemoRequest, Suite};
+use weft_filter_core::suite::{Carried, MemoRequest, Suite};
 use weft_filter_core::telemetry::AuthzOutcome;
 use weft_filter_core::Host;
 use weft_telemetry_stage::TelemetryStage;
+use weft_waf_stage::{WafRequest, WafStage};
 
 /// Where a request's breaker slot lands, shared by its HTTP context (which releases it in
 /// `on_log`) and, while the request is delayed, the root's tick (which takes it).
@@ -35,6 +36,7 @@ type SlotCell = Rc<Cell<Option<Slot>>>;
 
 /// The enabled stages of one configuration, in run order.
 pub struct Stages {
+    waf: Option<WafStage>,
     telemetry: Option<TelemetryStage>,
     authz: Option<AuthzStage>,
     canary: Option<CanaryStage>,
@@ -48,6 +50,7 @@ impl Stages {
     /// Each stage defines its stats (and the breaker seeds its records) on `host`.
     pub fn new(suite: Suite, root_context_id: u32, host: &impl Host) -> Self {
         Self {
+            waf: suite.waf.map(|w| WafStage::new(w, host)),
             telemetry: suite.telemetry.map(|t| TelemetryStage::new(t, host)),
             authz: suite.authz.map(|a| AuthzStage::new(a, host)),
             canary: suite
@@ -94,6 +97,21 @@ impl Stages {
         if let Some(telemetry) = &self.telemetry {
             telemetry.on_http_call_response(host, token);
         }
+    }
+
+    /// From the root's `on_done` (a new configuration retires this root): delayed requests
+    /// go on, and the telemetry pending since the last tick is reported now; true when the
+    /// root must stay until that report's answer ([`Self::reporting`]).
+    pub fn on_root_done(&self, host: &impl Host) -> bool {
+        self.release_delayed(host, u64::MAX);
+        self.telemetry.as_ref().is_some_and(|t| t.flush_final(host))
+    }
+
+    /// A telemetry report is on its way.
+    pub fn reporting(&self) -> bool {
+        self.telemetry
+            .as_ref()
+            .is_some_and(TelemetryStage::reporting)
     }
 }
 
@@ -172,6 +190,11 @@ pub struct SuiteRequest {
     slot: SlotCell,
     /// The authz stage's outcome, for the telemetry stage (`None`: authz did not run here).
     authz: Option<AuthzOutcome>,
+    /// What the request headers' view read, for `on_log`'s.
+    carried: Carried,
+    /// The explain trace for the response (a valid explain token came in).
+    trace: Option<String>,
+    waf: WafRequest,
 }
 
 // === impl SuiteRequest ===
@@ -183,59 +206,105 @@ impl SuiteRequest {
             canary: CanaryRequest::default(),
             slot: SlotCell::default(),
             authz: None,
+            carried: Carried::default(),
+            trace: None,
+            waf: WafRequest::default(),
         }
     }
 
-    /// The stages in order over one shared view of the request, so each attribute is read
-    /// from the host once and the breaker sees the canary's cluster header without a read.
+    /// The WAF first (a refusal stops the others), then the stages in order over one shared
+    /// view of the request, so each attribute is read from the host once and the breaker sees
+    /// the canary's cluster header without a read.
     pub fn on_request_headers<H: Host>(
         &mut self,
         stages: &Stages,
         host: &H,
         end_of_stream: bool,
     ) -> Flow {
-        let req = MemoRequest::new(host);
+        if let Some(waf) = &stages.waf {
+            if waf.on_request_headers(&mut self.waf, host, end_of_stream) == Flow::Pause {
+                return Flow::Pause;
+            }
+        }
+        let mut req = MemoRequest::new(host);
+        if stages.telemetry.is_some() {
+            // Telemetry reads the marks the stages write, in `on_log`: from memory.
+            req = req.remember_writes();
+        }
+        let flow = self.run_stages(stages, &req, end_of_stream);
+        self.carried = req.into_carried();
+        flow
+    }
+
+    fn run_stages<H: Host>(
+        &mut self,
+        stages: &Stages,
+        req: &MemoRequest<&H>,
+        end_of_stream: bool,
+    ) -> Flow {
         if let Some(authz) = &stages.authz {
             // The property is only for a telemetry filter outside this module.
-            let (flow, outcome) = authz.decide(&req, stages.telemetry.is_none());
+            let (flow, outcome, trace) = authz.decide_explained(req, stages.telemetry.is_none());
             self.authz = Some(outcome);
+            self.trace = trace;
             if flow == Flow::Pause {
                 return Flow::Pause;
             }
         }
         if let Some(canary) = &stages.canary {
-            canary.on_request_headers(&mut self.canary, &req, end_of_stream);
+            canary.on_request_headers(&mut self.canary, req, end_of_stream);
         }
         if let Some(fault) = &stages.fault {
             // Paused: answered, or held until the tick runs the breaker and resumes it.
             let slot = &self.slot;
-            if fault.on_request_headers(self.context_id, &req, || Rc::clone(slot)) == Flow::Pause {
+            if fault.on_request_headers(self.context_id, req, || Rc::clone(slot)) == Flow::Pause {
                 return Flow::Pause;
             }
         }
-        if stages.after_fault(&req, &self.slot) {
+        if stages.after_fault(req, &self.slot) {
             Flow::Continue
         } else {
             Flow::Pause
         }
     }
 
-    pub fn on_request_body(
+    /// A body chunk: the WAF's (holding, judging or counting it; `Pause` holds it or follows
+    /// a refusal), then the canary's mirror.
+    pub fn on_request_body<H: Host>(
         &mut self,
         stages: &Stages,
-        host: &impl Host,
+        host: &H,
         body_size: usize,
         end_of_stream: bool,
-    ) {
+    ) -> Flow {
+        if let Some(waf) = &stages.waf {
+            if waf.on_request_body(&mut self.waf, host, body_size, end_of_stream) == Flow::Pause {
+                return Flow::Pause;
+            }
+        }
         if let Some(canary) = &stages.canary {
             canary.on_request_body(host, &mut self.canary, body_size, end_of_stream);
         }
+        Flow::Continue
     }
 
-    pub fn on_request_trailers(&mut self, stages: &Stages, host: &impl Host) {
+    pub fn on_request_trailers<H: Host>(&mut self, stages: &Stages, host: &H) -> Flow {
+        if let Some(waf) = &stages.waf {
+            if waf.on_request_trailers(&mut self.waf, host) == Flow::Pause {
+                return Flow::Pause;
+            }
+        }
         if let Some(canary) = &stages.canary {
             canary.on_request_trailers(host, &mut self.canary);
         }
+        Flow::Continue
+    }
+
+    /// The explain trace response header to write: `Some(None)` removes an app's copy,
+    /// `Some(Some(trace))` sets weft's; `None` when authz does not explain here.
+    pub fn take_trace_header(&mut self, stages: &Stages) -> Option<Option<String>> {
+        let explains = stages.authz.as_ref().is_some_and(AuthzStage::explains);
+        explains.then(|| self.trace.take())
     }
 
     /// The cohort response header to add, once: `(name, version)`.
@@ -245,12 +314,15 @@ impl SuiteRequest {
 
     /// The breaker's slot back, then the telemetry record of every request, including those
     /// a stage answered locally (deny, abort, fail-fast).
+    /// Both read through one view, which starts from what the request headers' view read:
+    /// `response.code` once for the two, the pseudo-headers and the peer not again.
     pub fn on_log(&mut self, stages: &Stages, host: &impl Host) {
+        let view = MemoRequest::with_carried(host, std::mem::take(&mut self.carried));
         if let (Some(breaker), Some(slot)) = (&stages.breaker, self.slot.take()) {
-            breaker.on_log(host, slot);
+            breaker.on_log(&view, slot);
         }
         if let Some(telemetry) = &stages.telemetry {
-            telemetry.on_log(host, self.authz);
+            telemetry.on_log(&view, self.authz);
         }
     }
 

@@ -57,11 +57,13 @@ fn an_allowed_request_runs_every_stage_reading_each_attribute_once() {
         host.count(|c| *c == Call::ReadHeader("x-weft-cluster".into())),
         0
     );
+    // A closed breaker admits on one read of its record, without a write.
     let key = format!("weft.breaker.v1/{cluster}");
     assert_eq!(
-        host.count(|c| matches!(c, Call::SharedSet { key: k, .. } if *k == key)),
+        host.count(|c| matches!(c, Call::SharedGet(k) if *k == key)),
         1
     );
+    assert_eq!(host.count(|c| matches!(c, Call::SharedSet { .. })), 0);
     assert!(host.replies().is_empty());
     assert_eq!(host.metric("weft.authz.allowed"), Some(1));
     let per_request = host.call_count();
@@ -72,7 +74,8 @@ fn an_allowed_request_runs_every_stage_reading_each_attribute_once() {
         host.metric(&format!("weft.breaker.{cluster}.in_flight")),
         Some(0)
     );
-    // Outbound telemetry: one edge counter, authz outcome from memory (no property written).
+    // Outbound telemetry: one edge counter, authz outcome from memory; the one property
+    // written is the breaker's phase, which telemetry reads back in `on_log`.
     assert_eq!(
         host.moved_metrics()
             .iter()
@@ -80,7 +83,18 @@ fn an_allowed_request_runs_every_stage_reading_each_attribute_once() {
             .count(),
         1
     );
-    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 0);
+    let written: Vec<Call> = host
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::SetProperty(..)))
+        .collect();
+    assert_eq!(
+        written,
+        vec![Call::SetProperty(
+            weft_filter_core::telemetry::BREAKER_PROPERTY.into(),
+            b"closed".to_vec()
+        )]
+    );
     // The whole request, headers to log, stays small: a regression here is a host-call cost.
     assert!(
         per_request <= 20,
@@ -132,25 +146,21 @@ fn a_delayed_request_is_admitted_by_the_breaker_on_the_tick_and_released_in_on_l
 
     ticks.on_tick(&host, &stages, 1_010);
     assert_eq!(host.count(|c| *c == Call::Resume), 0, "not due");
+    let cluster = host.request_header("x-weft-cluster").unwrap();
+    let key = format!("weft.breaker.v1/{cluster}");
+    let reads = |host: &MockHost| host.count(|c| matches!(c, Call::SharedGet(k) if *k == key));
+    let before = reads(&host);
     ticks.on_tick(&host, &stages, 1_020);
     assert_eq!(host.count(|c| *c == Call::Resume), 1);
-    assert_eq!(
-        host.count(|c| matches!(c, Call::SharedSet { .. })),
-        1,
-        "admitted"
-    );
-    let cluster = host.request_header("x-weft-cluster").unwrap();
-    assert_eq!(
-        host.metric(&format!("weft.breaker.{cluster}.in_flight")),
-        Some(1)
-    );
+    assert_eq!(reads(&host), before + 1, "admitted");
 
-    host.put_property("response.code", &200u64.to_le_bytes());
+    // The ticket came back to the request's context: its failure is written in on_log.
+    host.put_property("response.code", &503u64.to_le_bytes());
     request.on_log(&stages, &host);
-    assert_eq!(
-        host.metric(&format!("weft.breaker.{cluster}.in_flight")),
-        Some(0)
-    );
+    assert_eq!(host.count(|c| matches!(c, Call::SharedSet { .. })), 1);
+    let record = host.shared_record(&key).unwrap().0;
+    let state = weft_filter_core::breaker::BreakerState::decode(&record).unwrap();
+    assert_eq!(state.consecutive_failures, 1);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

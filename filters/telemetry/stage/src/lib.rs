@@ -1,3 +1,5 @@
+// Over 400 lines: one stage, its report life cycle (tick, answer, retirement) and the three
+// kinds of record (inbound, outbound, into a gateway) that share its batch.
 //! weft telemetry: one record per request, aggregated per edge on each worker and reported
 //! to the control plane in signed batches from the root context's tick.
 //!
@@ -16,8 +18,10 @@ use std::time::Duration;
 use weft_filter_core::host::{Counter, Histogram};
 use weft_filter_core::registry::Filter;
 use weft_filter_core::telemetry::{
-    destination_from_cluster, service_of_principal, sign, AuthzOutcome, Batch, Direction,
-    EdgeStats, EdgeTags, Record, TelemetryConfig, AUTHZ_PROPERTY, SIGNATURE_HEADER,
+    destination_from_cluster, service_of_principal, sign, AuthzOutcome, Batch, BreakerMark,
+    Direction, EdgeStats, EdgeTags, FaultMarks, LocalReply, Marks, Record, TelemetryConfig,
+    WafMark, AUTHZ_PROPERTY, BREAKER_PROPERTY, DECISION_PROPERTY, FAULT_PROPERTY, INGRESS_SOURCE,
+    SIGNATURE_HEADER, WAF_PROPERTY,
 };
 use weft_filter_core::Host;
 
@@ -40,6 +44,18 @@ struct InFlight {
     token: u32,
     requests: u64,
     carried: u64,
+}
+
+/// How a request ended, as every record needs it: status (0: none), latency, the authz
+/// outcome when known from memory, and the stage that answered it locally.
+#[derive(Clone, Copy)]
+struct Ended {
+    status: u16,
+    latency_us: u64,
+    authz: Option<AuthzOutcome>,
+    local: Option<LocalReply>,
+    /// What a WAF in this chain concluded (a gateway's edge WAF, a service's inbound one).
+    waf: WafMark,
 }
 
 /// The telemetry filter of one root context (one per worker): the configuration, the
@@ -175,6 +191,25 @@ impl TelemetryStage {
         }
     }
 
+    /// The root context is being retired (a new configuration replaced it; Envoy makes a new
+    /// root per configuration): report what is pending now instead of at the next tick,
+    /// which this root will not see. True when a report is on its way, so the root should
+    /// stay until its answer ([`Self::reporting`]).
+    pub fn flush_final(&self, host: &impl Host) -> bool {
+        if self.in_flight.get().is_some() && !self.batch.borrow().is_empty() {
+            // One report in flight is all this stage tracks: the earlier one's answer is
+            // no longer awaited (its loss, if any, is not counted).
+            self.in_flight.set(None);
+        }
+        self.flush(host);
+        self.reporting()
+    }
+
+    /// A report is on its way.
+    pub fn reporting(&self) -> bool {
+        self.in_flight.get().is_some()
+    }
+
     /// From `on_log`: record the request. `authz` is the authorization outcome when the
     /// caller knows it (the suite's authz stage); `None` reads what a separate authz filter
     /// left in the stream property.
@@ -184,22 +219,35 @@ impl TelemetryStage {
             .and_then(|code| u16::try_from(code).ok())
             .unwrap_or(0);
         let latency_us = host.property_u64(&["request", "duration"]).unwrap_or(0) / 1000;
+        // Every weft local reply names its stage in the decision property, in both chains;
+        // the WAF's refusals are known from its own mark.
+        let waf = WafMark::parse(host.property(&[WAF_PROPERTY]).as_deref());
+        let local = LocalReply::from_decision(host.property(&[DECISION_PROPERTY]).as_deref())
+            .or(waf.blocked.then_some(LocalReply::WafBlocked));
+        let ended = Ended {
+            status,
+            latency_us,
+            authz,
+            local,
+            waf,
+        };
         let recorded = match self.config.direction {
-            Direction::Inbound => self.record_inbound(host, status, latency_us, authz),
-            Direction::Outbound => self.record_outbound(host, status, latency_us),
+            Direction::Inbound => self.record_inbound(host, ended),
+            Direction::Outbound => self.record_outbound(host, ended),
         };
         if !recorded {
             self.stats.dropped.inc(host);
         }
     }
 
-    fn record_inbound(
-        &self,
-        host: &impl Host,
-        status: u16,
-        latency_us: u64,
-        authz: Option<AuthzOutcome>,
-    ) -> bool {
+    fn record_inbound(&self, host: &impl Host, ended: Ended) -> bool {
+        let Ended {
+            status,
+            latency_us,
+            authz,
+            local,
+            waf,
+        } = ended;
         let config = &self.config;
         let source = host.peer_principal().unwrap_or_default();
         let authz = authz.unwrap_or_else(|| {
@@ -215,7 +263,11 @@ impl TelemetryStage {
             status,
             latency_us,
             authz,
-            breaker_open: false,
+            local,
+            marks: Marks {
+                waf,
+                ..Marks::default()
+            },
             method: &method,
             path,
         };
@@ -223,32 +275,105 @@ impl TelemetryStage {
         self.batch.borrow_mut().record(&record)
     }
 
-    fn record_outbound(&self, host: &impl Host, status: u16, latency_us: u64) -> bool {
+    /// A gateway's edge WAF judged the request as it came in from outside: the edge into
+    /// the gateway, reported from [`INGRESS_SOURCE`] (the control plane draws it from
+    /// `external`). A refused request goes no further, so it is on no outbound edge.
+    fn record_ingress(&self, host: &impl Host, ended: &Ended) -> bool {
         let config = &self.config;
+        let method = host.method().unwrap_or_default();
+        let path = host.path().unwrap_or_default();
+        let path = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+        let record = Record {
+            source: INGRESS_SOURCE,
+            destination: &config.service,
+            version: &config.version,
+            status: ended.status,
+            latency_us: ended.latency_us,
+            authz: AuthzOutcome::Allowed,
+            local: ended.local.filter(|l| *l == LocalReply::WafBlocked),
+            marks: Marks {
+                waf: ended.waf,
+                ..Marks::default()
+            },
+            method: &method,
+            path,
+        };
+        self.batch.borrow_mut().record(&record)
+    }
+
+    /// The caller's side: the picked cluster names the destination. A request answered
+    /// here (abort, fail-fast, a gateway's deny, Envoy without an upstream) never reaches
+    /// the callee, whose report therefore lacks it: the record says so (`local`).
+    fn record_outbound(&self, host: &impl Host, ended: Ended) -> bool {
+        if !ended.waf.is_empty() {
+            let recorded = self.record_ingress(host, &ended);
+            if ended.waf.blocked {
+                return recorded;
+            }
+        }
+        let Ended {
+            status,
+            latency_us,
+            authz,
+            local,
+            ..
+        } = ended;
+        let config = &self.config;
+        let local = local.or_else(|| {
+            host.property(&["upstream", "address"])
+                .is_none()
+                .then_some(LocalReply::Unreached)
+        });
         let cluster = host
             .property_string(&["xds", "cluster_name"])
             .unwrap_or_default();
-        let authority;
+        let (authority, picked);
         let (destination, version) = match destination_from_cluster(&cluster) {
             Some(found) => found,
             None => {
                 authority = host.header(":authority").unwrap_or_default();
-                let host = authority
+                let name = authority
                     .rsplit_once(':')
                     .map_or(authority.as_str(), |(h, _)| h);
-                (host, "")
+                // A local reply may come before the route read the canary's pick: its header
+                // names the version. Only a cluster of the service the request names counts,
+                // so an app's own header can at most pick the version of its own reply.
+                picked = local
+                    .and_then(|_| host.header(&config.cluster_header))
+                    .unwrap_or_default();
+                match destination_from_cluster(&picked) {
+                    Some((service, version))
+                        if name == service
+                            || name
+                                .strip_prefix(service)
+                                .is_some_and(|rest| rest.starts_with('.')) =>
+                    {
+                        (service, version)
+                    }
+                    _ => (name, ""),
+                }
             }
         };
-        let breaker_open =
-            status == 503 && host.response_header("x-weft-breaker").as_deref() == Some("open");
+        let authz = match (local, authz) {
+            (Some(LocalReply::Denied), _) => AuthzOutcome::Denied,
+            (_, Some(outcome)) => outcome,
+            (_, None) => AuthzOutcome::Allowed,
+        };
+        let marks = Marks {
+            fault: FaultMarks::parse(host.property(&[FAULT_PROPERTY]).as_deref()),
+            breaker: BreakerMark::parse(host.property(&[BREAKER_PROPERTY]).as_deref()),
+            // The WAF's verdict is on the edge into this sidecar (`record_ingress`).
+            waf: WafMark::default(),
+        };
         let record = Record {
             source: &config.service,
             destination,
             version,
             status,
             latency_us,
-            authz: AuthzOutcome::Allowed,
-            breaker_open,
+            authz,
+            local,
+            marks,
             method: "",
             path: "",
         };

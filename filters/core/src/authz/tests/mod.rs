@@ -1,6 +1,7 @@
 //! Table-driven tests of matching, precedence and validation. They run natively and,
 //! through wasm-bindgen-test, on wasm32-unknown-unknown.
 
+mod explain;
 mod hostile;
 mod validation;
 
@@ -99,7 +100,14 @@ fn rule_matches(rule: serde_json::Value, req: &Req) -> bool {
         "policies": [{"name": "p", "action": "ALLOW", "rules": [rule]}],
         "jwt": [{"name": "hs", "issuer": "iss", "keys": {"hs256_secrets": [HS_SECRET]}}],
     }));
-    match authz.decide(req, NOW).verdict {
+    // `weft check`'s trace runs the same rule evaluation: it must say the same.
+    let explained = authz.explain(req, NOW);
+    assert_eq!(explained.decision, authz.decide(req, NOW));
+    let traced = explained
+        .policies
+        .first()
+        .map(|p| p.matched_rule() == Some(0));
+    let allowed = match authz.decide(req, NOW).verdict {
         Verdict::Allow { policy } => {
             assert_eq!(policy.as_deref(), Some("p"));
             true
@@ -108,7 +116,13 @@ fn rule_matches(rule: serde_json::Value, req: &Req) -> bool {
             assert_eq!((policy.as_str(), status), (DEFAULT_DENY_POLICY, 403));
             false
         }
-    }
+    };
+    assert_eq!(
+        traced,
+        Some(allowed),
+        "the trace disagrees with the decision"
+    );
+    allowed
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
