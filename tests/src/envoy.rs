@@ -290,6 +290,30 @@ impl Envoy {
         container_logs(&self.container, &self.log).await
     }
 
+    /// Envoy's output once it holds every one of `needles`, or after 15 s without them (the
+    /// caller's assertion then shows what was logged). Docker copies a container's output to
+    /// its log asynchronously, so a line Envoy wrote before answering a request can still be
+    /// missing from `docker logs` a moment later on a loaded machine.
+    pub async fn logs_showing(&self, needles: &[&str]) -> String {
+        let shown = poll_until(
+            "lines in Envoy's log",
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || async {
+                let logs = self.logs().await;
+                Ok(needles
+                    .iter()
+                    .all(|needle| logs.contains(needle))
+                    .then_some(logs))
+            },
+        )
+        .await;
+        match shown {
+            Ok(logs) => logs,
+            Err(_) => self.logs().await,
+        }
+    }
+
     async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let exited = poll_until(
             "Envoy admin /ready",

@@ -69,7 +69,12 @@ async fn opens_after_n_failures_fails_fast_probes_exactly_k_and_recovers() {
     let url = format!("{}/reviews", envoy.url(10_000));
 
     // The shared record was created once, by the main thread, before any worker used it.
-    let logs = envoy.logs().await;
+    let logs = envoy
+        .logs_showing(&[
+            "seeded shared state weft.breaker.v1/upstream",
+            "starting main dispatch loop",
+        ])
+        .await;
     let seeded: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("seeded shared state weft.breaker.v1/upstream"))
@@ -168,12 +173,13 @@ async fn opens_after_n_failures_fails_fast_probes_exactly_k_and_recovers() {
         "cas retries: {}",
         stat(&envoy, "wasmcustom.weft.breaker.cas_retries").await
     );
-    let logs = envoy.logs().await;
-    for change in [
+    let changes = [
         "-> open for 3000 ms",
         "open -> half-open",
         "half-open -> closed",
-    ] {
+    ];
+    let logs = envoy.logs_showing(&changes).await;
+    for change in changes {
         assert!(
             logs.contains(change),
             "state change `{change}` not logged:\n{logs}"

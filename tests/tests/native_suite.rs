@@ -66,9 +66,7 @@ async fn the_module_loads_and_an_empty_configuration_denies() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 403);
-    let logs = envoy.logs().await;
-    assert!(
-        logs.contains("weft-suite (native): configured, stages [authz]"),
-        "{logs}"
-    );
+    let configured = "weft-suite (native): configured, stages [authz]";
+    let logs = envoy.logs_showing(&[configured]).await;
+    assert!(logs.contains(configured), "{logs}");
 }
