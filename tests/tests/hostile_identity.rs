@@ -295,10 +295,8 @@ async fn a_hostile_token_holder_cannot_take_the_control_planes_identity_or_anoth
     // What the refused Envoys were told (gRPC status messages, percent-encoded in their log).
     let too_many = "default/productpage%20already%20has%202%20open%20streams";
     let too_long = "node.id:%20300%20bytes%20(1%20to%20256%20allowed)";
-    let (third_log, oversized_log) = tokio::join!(
-        third.logs_showing(&[too_many]),
-        oversized.logs_showing(&[too_long])
-    );
+    let third_log = third.logs_showing(&[too_many]).await;
+    let oversized_log = oversized.logs_showing(&[too_long]).await;
     assert!(third_log.contains(too_many), "{third_log}");
     assert!(oversized_log.contains(too_long), "{oversized_log}");
     let ids: Vec<String> = registrations(&server)
