@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod ads_server;
 pub mod bootstrap;
 pub mod catch_panic;
 pub mod delta;

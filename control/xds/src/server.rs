@@ -11,16 +11,15 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    aggregated_discovery_service_server::{
-        AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-    },
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    aggregated_discovery_service_server::AggregatedDiscoveryService, DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, wrappers::TcpListenerStream, Stream};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::ads_server::AdsServer;
 use crate::delta::DeltaConnection;
 use crate::event::Event;
 use crate::nack_retry::{NackRetry, RetryAction};
@@ -65,10 +64,12 @@ pub async fn serve_with_tls(
     tls: Option<Arc<crate::tls::XdsTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let ads = AggregatedDiscoveryServiceServer::new(AdsService {
-        state: Arc::clone(&state),
-    })
-    .max_decoding_message_size(16 * 1024 * 1024);
+    let ads = AdsServer::new(
+        AdsService {
+            state: Arc::clone(&state),
+        },
+        16 * 1024 * 1024,
+    );
     if !state.settings().mesh_warmup.is_zero() {
         let warming = Arc::clone(&state);
         let warmup = state.settings().mesh_warmup;
@@ -282,7 +283,12 @@ async fn drive<M: Machine>(
     let limits = state.limits();
     let first = match tokio::time::timeout(limits.first_message_timeout, requests.message()).await {
         Ok(Ok(Some(first))) => first,
-        Ok(_) => return,
+        Ok(Ok(None)) => return,
+        // Undecodable or over the size limit: the client learns why its stream ended.
+        Ok(Err(status)) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
         Err(_) => {
             let refused = Refused {
                 reason: "first_message_timeout",
@@ -342,7 +348,11 @@ async fn drive<M: Machine>(
             None => tokio::select! {
                 message = requests.message() => match message {
                     Ok(Some(request)) => machine.handle_request(request),
-                    _ => break,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
                 },
                 changed = snapshots.changed() => match changed {
                     Ok(()) => {

@@ -312,3 +312,138 @@ fn cds_and_eds_wait_for_the_mesh_warmup_while_filters_go_out_at_once() {
     assert!(state.snapshot(&group).has_type(type_url::CLUSTER));
     assert!(state.snapshot(&group).has_type(type_url::ENDPOINT));
 }
+
+/// Sends raw bytes as the request message, decodes responses as `DiscoveryResponse`.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = DiscoveryResponse;
+    type Encoder = RawEncoder;
+    type Decoder = <weft_xds::ads_server::SizedCodec<DiscoveryRequest, DiscoveryResponse> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic::codec::Codec::decoder(&mut weft_xds::ads_server::SizedCodec::<
+            DiscoveryRequest,
+            DiscoveryResponse,
+        >::new())
+    }
+}
+
+/// The status a stream to `path` ends with after sending `message` as its first request.
+async fn raw_call(addr: &str, path: &'static str, message: Vec<u8>) -> tonic::Status {
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(64 << 20);
+    grpc.ready().await.unwrap();
+    let reply = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::iter([message])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            RawCodec,
+        )
+        .await;
+    let mut stream = match reply {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => return status,
+    };
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => return tonic::Status::ok("ended"),
+            Ok(Err(status)) => return status,
+            Err(_) => panic!("no end of stream on {path}"),
+        }
+    }
+}
+
+/// The hand-routed ADS service (`weft_xds::ads_server`): a large response arrives whole, and
+/// what a hostile client sends — an unknown method, bytes that are not a `DiscoveryRequest`,
+/// a request over the 16 MiB limit — ends its stream with the matching gRPC status and
+/// leaves the server serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ads_service_serves_large_responses_and_refuses_what_it_cannot_decode() {
+    use prost::Message;
+    let state = mk_state();
+    // ~1 MiB configuration: larger than any encode buffer the codec keeps.
+    let rules: Vec<String> = (0..20_000).map(|i| format!("\"/p{i:05}\"")).collect();
+    let big = format!(r#"{{"paths":[{}]}}"#, rules.join(","));
+    publish(&state, 1, &big);
+    let (addr, _server) = start(Arc::clone(&state)).await;
+    let mut sidecar = sotw(&addr, "reviews-1").await;
+    let first = sidecar.next().await;
+    assert!(
+        first.resources[0].value.len() > big.len(),
+        "{} bytes for a {} byte configuration",
+        first.resources[0].value.len(),
+        big.len()
+    );
+
+    let unknown = raw_call(
+        &addr,
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/FetchClusters",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(unknown.code(), tonic::Code::Unimplemented, "{unknown:?}");
+
+    let garbage = raw_call(
+        &addr,
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        vec![0xff; 64],
+    )
+    .await;
+    assert_eq!(garbage.code(), tonic::Code::InvalidArgument, "{garbage:?}");
+    assert!(
+        garbage.message().contains("malformed request"),
+        "{garbage:?}"
+    );
+
+    let oversized = DiscoveryRequest {
+        node: Some(mk_node("reviews-2")),
+        type_url: ECDS.into(),
+        error_detail: Some(envoy_types::pb::google::rpc::Status {
+            message: "x".repeat(17 << 20),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let refused = raw_call(
+        &addr,
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+        oversized.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+
+    // The first sidecar is still served.
+    sidecar.ack(&first).await;
+    publish(&state, 2, "{}");
+    let second = sidecar.next().await;
+    assert_ne!(second.version_info, first.version_info);
+}
