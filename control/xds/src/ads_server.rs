@@ -1,29 +1,40 @@
 //! The ADS gRPC service, routed by hand instead of through envoy-types' generated server,
-//! for its codec. The generated server encodes with prost's default codec, which grows each
-//! stream's encode buffer by doubling while it writes a message: after a 100 KB EDS
-//! response the stream keeps a ~128 KB allocation alive through the unsent tail of its
-//! buffer, for as long as the stream lives. With 10,000 sidecars that was ~0.8 GiB of
-//! retained buffers (`scripts/bench-control`, D102). [`SizedEncoder`] reserves each
-//! message's exact encoded length first, so a large response gets an allocation of its own
-//! size that is freed once HTTP/2 has sent it, and the buffer falls back to its small
-//! initial size.
+//! for what goes on the wire (D102):
 //!
-//! The service trait is still envoy-types' [`AggregatedDiscoveryService`]; only the routing
-//! and the codec are written here.
+//! - **State of the world**: a response is sent as [`SotwResponse::grpc_chunks`] — its own
+//!   small fields, then each resource's encoding as the snapshot holds it. Streams share
+//!   those bytes: while 10,000 sidecars wait for the same 90 KB of endpoints, HTTP/2 holds
+//!   one copy of them and 10,000 small heads, where tonic's codec encoded (and the
+//!   generated server cloned) a full copy per stream.
+//! - **Delta**: tonic's streaming path with [`SizedCodec`], which reserves each message's
+//!   exact length before encoding it. prost's default codec grows a stream's buffer by
+//!   doubling, and the unsent tail of a ~128 KB buffer kept it alive for the stream's life.
+//!
+//! Requests are decoded by tonic's `Streaming` in both: an undecodable request, or one over
+//! the size limit, ends the stream with the gRPC status saying so.
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest,
 };
+use http_body::Frame;
+use prost::bytes::Bytes;
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, StreamingService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
+
+use crate::delta::DeltaConnection;
+use crate::resource::SotwResponse;
+use crate::server::{start, ResponseStream};
+use crate::sotw::SotwConnection;
+use crate::state::XdsState;
 
 /// The gRPC service name (the path prefix Envoy calls).
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -32,46 +43,37 @@ const SOTW_PATH: &str =
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-/// Each stream's encode buffer starts (and falls back to) this size: ACKed configuration
-/// updates are mostly a few KB.
+/// Each stream's encode and decode buffers start at (and fall back to) this size: ACKs and
+/// configuration updates are mostly a few KB.
 const BUFFER_SIZE: usize = 4 * 1024;
-/// Ready responses of one stream are written out together up to this many bytes.
+/// Ready responses of one Delta stream are written out together up to this many bytes.
 const YIELD_THRESHOLD: usize = 32 * 1024;
 
-/// `T`'s two ADS methods behind [`SizedCodec`]; everything else is `UNIMPLEMENTED`, as
-/// from a generated server.
-pub struct AdsServer<T> {
-    inner: Arc<T>,
+/// Both ADS methods over `state`; everything else is `UNIMPLEMENTED`, as from a generated
+/// server.
+#[derive(Clone)]
+pub struct AdsServer {
+    state: Arc<XdsState>,
     max_decoding_message_size: usize,
 }
 
-impl<T> AdsServer<T> {
-    /// Requests larger than `max_decoding_message_size` are refused with
-    /// `RESOURCE_EXHAUSTED` before they are decoded.
-    pub fn new(inner: T, max_decoding_message_size: usize) -> Self {
+impl AdsServer {
+    /// Requests larger than `max_decoding_message_size` end their stream with
+    /// `OUT_OF_RANGE` before they are decoded.
+    pub fn new(state: Arc<XdsState>, max_decoding_message_size: usize) -> Self {
         Self {
-            inner: Arc::new(inner),
+            state,
             max_decoding_message_size,
         }
     }
 }
 
-impl<T> Clone for AdsServer<T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-            max_decoding_message_size: self.max_decoding_message_size,
-        }
-    }
-}
-
-impl<T> NamedService for AdsServer<T> {
+impl NamedService for AdsServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
-impl<T, B> Service<http::Request<B>> for AdsServer<T>
+impl<B> Service<http::Request<B>> for AdsServer
 where
-    T: AggregatedDiscoveryService,
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
@@ -84,48 +86,129 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
+        let state = Arc::clone(&self.state);
         let limit = Some(self.max_decoding_message_size);
         match request.uri().path() {
-            SOTW_PATH => Box::pin(async move {
-                let mut grpc = Grpc::new(SizedCodec::<DiscoveryResponse, DiscoveryRequest>::new())
-                    .apply_max_message_size_config(limit, None);
-                Ok(grpc.streaming(Sotw(inner), request).await)
-            }),
+            SOTW_PATH => Box::pin(async move { Ok(sotw(&state, request, limit)) }),
             DELTA_PATH => Box::pin(async move {
                 let mut grpc =
                     Grpc::new(SizedCodec::<DeltaDiscoveryResponse, DeltaDiscoveryRequest>::new())
                         .apply_max_message_size_config(limit, None);
-                Ok(grpc.streaming(Delta(inner), request).await)
+                Ok(grpc.streaming(Delta(state), request).await)
             }),
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
     }
 }
 
-struct Sotw<T>(Arc<T>);
+/// A SotW stream: requests decoded by tonic, responses written as shared chunks.
+fn sotw<B>(
+    state: &Arc<XdsState>,
+    request: http::Request<B>,
+    limit: Option<usize>,
+) -> http::Response<tonic::body::Body>
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let (parts, body) = request.into_parts();
+    // Envoy sends xDS uncompressed; a compressed request cannot be read.
+    if let Some(encoding) = parts.headers.get("grpc-encoding") {
+        if encoding.as_bytes() != b"identity" {
+            return Status::unimplemented(format!(
+                "grpc-encoding {}: only uncompressed requests are served",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ))
+            .into_http();
+        }
+    }
+    let requests = Streaming::new_request(
+        ProtoDecoder::<DiscoveryRequest>(PhantomData),
+        body,
+        None,
+        limit,
+    );
+    let request = Request::from_http(http::Request::from_parts(parts, requests));
+    let responses = start::<SotwConnection>(state, request);
+    let mut response = http::Response::new(tonic::body::Body::new(ChunkedBody {
+        responses,
+        chunks: VecDeque::new(),
+        ended: false,
+    }));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
 
-impl<T: AggregatedDiscoveryService> StreamingService<DiscoveryRequest> for Sotw<T> {
-    type Response = DiscoveryResponse;
-    type ResponseStream = T::StreamAggregatedResourcesStream;
-    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+/// A SotW stream's response body: each response's chunks as DATA frames, then the trailers
+/// with the stream's final status. Polled by HTTP/2 only when the stream may send, so
+/// responses not yet sent wait as [`SotwResponse`]s (sharing their resources' bytes).
+struct ChunkedBody {
+    responses: ResponseStream<SotwResponse>,
+    chunks: VecDeque<Bytes>,
+    ended: bool,
+}
 
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let inner = Arc::clone(&self.0);
-        Box::pin(async move { inner.stream_aggregated_resources(request).await })
+impl ChunkedBody {
+    fn trailers(&mut self, status: &Status) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        self.ended = true;
+        let mut trailers = http::HeaderMap::new();
+        match status.add_header(&mut trailers) {
+            Ok(()) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            // A status that cannot be written as headers: the stream is reset instead.
+            Err(status) => Poll::Ready(Some(Err(status))),
+        }
     }
 }
 
-struct Delta<T>(Arc<T>);
+impl http_body::Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = Status;
 
-impl<T: AggregatedDiscoveryService> StreamingService<DeltaDiscoveryRequest> for Delta<T> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        loop {
+            if let Some(chunk) = self.chunks.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match self.responses.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(response))) => match response.grpc_chunks() {
+                    Some(chunks) => self.chunks.extend(chunks),
+                    None => {
+                        return self.trailers(&Status::resource_exhausted(
+                            "a response over gRPC's 4 GiB message limit",
+                        ))
+                    }
+                },
+                Poll::Ready(Some(Err(status))) => return self.trailers(&status),
+                Poll::Ready(None) => return self.trailers(&Status::ok("")),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.chunks.is_empty()
+    }
+}
+
+struct Delta(Arc<XdsState>);
+
+impl StreamingService<DeltaDiscoveryRequest> for Delta {
     type Response = DeltaDiscoveryResponse;
-    type ResponseStream = T::DeltaAggregatedResourcesStream;
+    type ResponseStream = ResponseStream<DeltaDiscoveryResponse>;
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let inner = Arc::clone(&self.0);
-        Box::pin(async move { inner.delta_aggregated_resources(request).await })
+        let state = Arc::clone(&self.0);
+        Box::pin(async move { Ok(Response::new(start::<DeltaConnection>(&state, request))) })
     }
 }
 

@@ -11,18 +11,18 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    aggregated_discovery_service_server::AggregatedDiscoveryService, DeltaDiscoveryRequest,
-    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, wrappers::TcpListenerStream, Stream};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 
 use crate::ads_server::AdsServer;
 use crate::delta::DeltaConnection;
 use crate::event::Event;
 use crate::nack_retry::{NackRetry, RetryAction};
+use crate::resource::SotwResponse;
 use crate::snapshot::Snapshot;
 use crate::sotw::{ProtocolError, SotwConnection};
 use crate::state::{check_node, truncated, NodeIdentity, NodeKey, Refusal, Refused, XdsState};
@@ -64,12 +64,7 @@ pub async fn serve_with_tls(
     tls: Option<Arc<crate::tls::XdsTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let ads = AdsServer::new(
-        AdsService {
-            state: Arc::clone(&state),
-        },
-        16 * 1024 * 1024,
-    );
+    let ads = AdsServer::new(Arc::clone(&state), 16 * 1024 * 1024);
     if !state.settings().mesh_warmup.is_zero() {
         let warming = Arc::clone(&state);
         let warmup = state.settings().mesh_warmup;
@@ -184,36 +179,12 @@ fn wasm_module(state: &XdsState, file: &str) -> axum::response::Response {
     }
 }
 
-struct AdsService {
-    state: Arc<XdsState>,
-}
+/// The stream of one ADS stream's responses (ended by an error status or by the stream task
+/// ending).
+pub(crate) type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(start::<SotwConnection>(&self.state, request)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(start::<DeltaConnection>(
-            &self.state,
-            request,
-        )))
-    }
-}
-
-fn start<M: Machine>(
+/// Starts the task that runs one ADS stream; its responses come out of the returned stream.
+pub(crate) fn start<M: Machine>(
     state: &Arc<XdsState>,
     request: Request<Streaming<M::Request>>,
 ) -> ResponseStream<M::Response> {
@@ -548,7 +519,7 @@ fn authenticate(
 }
 
 /// What the stream loop needs from a connection state machine.
-trait Machine: Send + 'static {
+pub(crate) trait Machine: Send + 'static {
     type Request: prost::Message + Default + Send + 'static;
     type Response: Send + 'static;
     const PROTOCOL: &'static str;
@@ -606,7 +577,7 @@ macro_rules! impl_machine {
     };
 }
 
-impl_machine!(SotwConnection, DiscoveryRequest, DiscoveryResponse, "sotw");
+impl_machine!(SotwConnection, DiscoveryRequest, SotwResponse, "sotw");
 impl_machine!(
     DeltaConnection,
     DeltaDiscoveryRequest,

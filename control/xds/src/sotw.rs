@@ -21,10 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use crate::event::{reply_event, Answered, Event};
-use crate::resource::{content_version, type_url::is_wildcard_type};
+use crate::resource::{content_version, type_url::is_wildcard_type, SotwResponse};
 use crate::snapshot::Snapshot;
 
 /// A request the protocol does not allow.
@@ -85,7 +85,7 @@ impl SotwConnection {
     pub fn handle_request(
         &mut self,
         request: DiscoveryRequest,
-    ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+    ) -> Result<Vec<SotwResponse>, ProtocolError> {
         if request.type_url.is_empty() {
             return Err(ProtocolError::MissingTypeUrl);
         }
@@ -137,7 +137,7 @@ impl SotwConnection {
     }
 
     /// A new snapshot: the responses for every subscribed type whose selection changed.
-    pub fn handle_update(&mut self, snapshot: Arc<Snapshot>) -> Vec<DiscoveryResponse> {
+    pub fn handle_update(&mut self, snapshot: Arc<Snapshot>) -> Vec<SotwResponse> {
         self.snapshot = snapshot;
         let types: Vec<String> = self.watches.keys().cloned().collect();
         types
@@ -153,7 +153,7 @@ impl SotwConnection {
     /// configuration succeeds a moment later. The caller decides when (and how often) to retry.
     /// With `force` false it only releases the hold: a type is sent when its selection
     /// changed since the refused response.
-    pub fn resend_nacked(&mut self, force: bool) -> Vec<DiscoveryResponse> {
+    pub fn resend_nacked(&mut self, force: bool) -> Vec<SotwResponse> {
         let held: Vec<String> = self
             .watches
             .iter_mut()
@@ -207,7 +207,7 @@ impl SotwConnection {
     /// awaits its ACK: a sidecar slower than the snapshots then holds one response per type
     /// in flight rather than a queue of stale ones (each a copy of its resources), and gets
     /// the newest selection once it answers — go-control-plane's flow control.
-    fn respond(&mut self, type_url: &str, force: bool) -> Option<DiscoveryResponse> {
+    fn respond(&mut self, type_url: &str, force: bool) -> Option<SotwResponse> {
         let watch = self.watches.get_mut(type_url)?;
         if watch.held || !self.snapshot.has_type(type_url) || (watch.awaiting_reply && !force) {
             return None;
@@ -228,12 +228,11 @@ impl SotwConnection {
         watch.sent_nonce = Some(nonce.clone());
         watch.awaiting_reply = true;
         watch.nacked = false;
-        Some(DiscoveryResponse {
+        Some(SotwResponse {
             version_info: version,
-            resources: selected.iter().map(|r| (*r.body).clone()).collect(),
+            resources: selected.into_iter().cloned().collect(),
             type_url: type_url.to_string(),
             nonce,
-            ..Default::default()
         })
     }
 }

@@ -26,10 +26,10 @@ fn nack(type_url: &str, names: &[&str], version: &str, nonce: &str, msg: &str) -
     }
 }
 
-fn names(resp: &DiscoveryResponse) -> Vec<String> {
+fn names(resp: &SotwResponse) -> Vec<String> {
     resp.resources
         .iter()
-        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+        .map(|r| String::from_utf8_lossy(&r.body.value).into_owned())
         .collect()
 }
 
