@@ -138,14 +138,28 @@ impl Envoy {
     ///
     /// Fails with Envoy's log when it exits (a refused config) or is not ready in time.
     pub async fn start(net: &TestNet, options: EnvoyOptions) -> anyhow::Result<Self> {
-        let (request, files, log) = request(net, &options)?;
-        let container = request.start().await.with_context(|| {
-            format!(
-                "starting Envoy ({}); is the image built? run scripts/setup\n{}",
-                envoy_image(),
-                log.text()
-            )
-        })?;
+        let mut attempt = 1;
+        let (container, files, log) = loop {
+            let (request, files, log) = request(net, &options)?;
+            match request.start().await {
+                Ok(container) => break (container, files, log),
+                // Docker picks a free-looking host port for each published one; a host
+                // process (a test's own client, weft serve) may hold it by then. The next
+                // start gets another port.
+                Err(error) if attempt < 4 && is_host_port_taken(&error.to_string()) => {
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error)).with_context(|| {
+                        format!(
+                            "starting Envoy ({}); is the image built? run scripts/setup\n{}",
+                            envoy_image(),
+                            log.text()
+                        )
+                    })
+                }
+            }
+        };
         let mut mapped = HashMap::new();
         for port in options.ports.iter().copied() {
             match container.get_host_port_ipv4(port.tcp()).await {
@@ -492,6 +506,11 @@ async fn container_logs(container: &ContainerAsync<GenericImage>, log: &LogBuffe
         }
         _ => log.text(),
     }
+}
+
+/// Docker's refusal to publish a port some host process holds.
+pub(crate) fn is_host_port_taken(error: &str) -> bool {
+    error.contains("address already in use") || error.contains("port is already allocated")
 }
 
 /// Container output as it streams in, readable without awaiting (for `Drop`).

@@ -116,31 +116,47 @@ impl Upstream {
     pub async fn start_with(net: &TestNet, options: UpstreamOptions) -> anyhow::Result<Self> {
         let image = test_service_image();
         let (repo, tag) = split_image(&image);
-        let mut generic = GenericImage::new(repo, tag).with_exposed_port(SERVICE_PORT.tcp());
-        if options.instrumented {
-            generic = generic.with_exposed_port(INSTRUMENT_PORT.tcp());
-        }
-        let mut request = generic
-            .with_wait_for(WaitFor::message_on_stdout("listening on"))
-            .with_network(net.name())
-            // Docker adds the hostname to the container's DNS aliases on a user network.
-            .with_hostname(options.alias.clone())
-            .with_env_var("SERVICE_NAME", options.name.clone())
-            .with_env_var("SERVICE_VERSION", options.version.clone())
-            .with_env_var("PORT", SERVICE_PORT.to_string())
-            .with_startup_timeout(std::time::Duration::from_secs(30));
-        if options.instrumented {
-            request = request.with_env_var("INSTRUMENT_PORT", INSTRUMENT_PORT.to_string());
-        }
-        let container = request
-            .start()
-            .await
-            .with_context(|| {
-                format!(
-                    "starting upstream {} ({image}); is the image built? run scripts/build-test-service-image",
-                    options.alias
-                )
-            })?;
+        let build = || {
+            let mut generic =
+                GenericImage::new(repo.clone(), tag.clone()).with_exposed_port(SERVICE_PORT.tcp());
+            if options.instrumented {
+                generic = generic.with_exposed_port(INSTRUMENT_PORT.tcp());
+            }
+            let mut request = generic
+                .with_wait_for(WaitFor::message_on_stdout("listening on"))
+                .with_network(net.name())
+                // Docker adds the hostname to the container's DNS aliases on a user network.
+                .with_hostname(options.alias.clone())
+                .with_env_var("SERVICE_NAME", options.name.clone())
+                .with_env_var("SERVICE_VERSION", options.version.clone())
+                .with_env_var("PORT", SERVICE_PORT.to_string())
+                .with_startup_timeout(std::time::Duration::from_secs(30));
+            if options.instrumented {
+                request = request.with_env_var("INSTRUMENT_PORT", INSTRUMENT_PORT.to_string());
+            }
+            request
+        };
+        let mut attempt = 1;
+        let container = loop {
+            match build().start().await {
+                Ok(container) => break container,
+                // Another host process took the port Docker chose: the next start picks
+                // another (as `Envoy::start`).
+                Err(error)
+                    if attempt < 4 && crate::envoy::is_host_port_taken(&error.to_string()) =>
+                {
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error)).with_context(|| {
+                        format!(
+                            "starting upstream {} ({image}); is the image built? run scripts/build-test-service-image",
+                            options.alias
+                        )
+                    })
+                }
+            }
+        };
         let port = container
             .get_host_port_ipv4(SERVICE_PORT.tcp())
             .await
