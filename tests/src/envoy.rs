@@ -18,7 +18,11 @@ use testcontainers::{
     ContainerAsync, ContainerRequest, GenericImage, ImageExt,
 };
 
-use crate::{filters_dir, poll_until, upstream::split_image, TestNet};
+use crate::{
+    filters_dir, poll_until,
+    upstream::{is_host_port_taken, split_image},
+    TestNet,
+};
 
 /// The port of a bootstrap's loopback admin interface (`weft bootstrap`'s default); the
 /// harness never maps it: it reads admin through [`ADMIN_SOCKET`].
@@ -506,11 +510,6 @@ async fn container_logs(container: &ContainerAsync<GenericImage>, log: &LogBuffe
         }
         _ => log.text(),
     }
-}
-
-/// Docker's refusal to publish a port some host process holds.
-pub(crate) fn is_host_port_taken(error: &str) -> bool {
-    error.contains("address already in use") || error.contains("port is already allocated")
 }
 
 /// Container output as it streams in, readable without awaiting (for `Drop`).

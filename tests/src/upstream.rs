@@ -143,7 +143,7 @@ impl Upstream {
                 // Another host process took the port Docker chose: the next start picks
                 // another (as `Envoy::start`).
                 Err(error)
-                    if attempt < 4 && crate::envoy::is_host_port_taken(&error.to_string()) =>
+                    if attempt < 4 && is_host_port_taken(&error.to_string()) =>
                 {
                     attempt += 1;
                 }
@@ -330,4 +330,10 @@ pub(crate) fn split_image(image: &str) -> (String, String) {
         Some((repo, tag)) if !tag.contains('/') => (repo.into(), tag.into()),
         _ => (image.into(), "latest".into()),
     }
+}
+
+/// Docker's refusal to publish a port some host process holds (`Envoy::start` and
+/// `Upstream::start` then start the container again: Docker picks another port).
+pub(crate) fn is_host_port_taken(error: &str) -> bool {
+    error.contains("address already in use") || error.contains("port is already allocated")
 }

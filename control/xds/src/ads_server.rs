@@ -32,9 +32,9 @@ use tonic::{Request, Response, Status};
 
 use crate::delta::DeltaConnection;
 use crate::resource::SotwResponse;
-use crate::server::{start, ResponseStream};
 use crate::sotw::SotwConnection;
 use crate::state::XdsState;
+use crate::stream::{start, ResponseStream};
 
 /// The gRPC service name (the path prefix Envoy calls).
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";

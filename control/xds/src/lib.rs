@@ -42,6 +42,7 @@ pub mod sidecar;
 pub mod snapshot;
 pub mod sotw;
 pub mod state;
+mod stream;
 pub mod suite_bootstrap;
 mod svids;
 pub mod tls;
