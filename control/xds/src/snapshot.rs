@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use envoy_types::pb::envoy::config::cluster::v3::{cluster::ClusterDiscoveryType, Cluster};
 use prost::Message;
 
-use crate::resource::{type_url, Resource};
+use crate::resource::{content_version, type_url, Resource};
 
 /// Why a snapshot was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct Snapshot {
     /// waits for sidecars to acknowledge.
     pub revision: u64,
     types: BTreeMap<String, BTreeMap<String, Resource>>,
+    /// Per type, a content version of all its resources (names and versions): equal in two
+    /// snapshots exactly when the type's resources are, so a stream can tell that its
+    /// selection cannot have changed without selecting again (`SotwConnection`).
+    type_versions: BTreeMap<String, String>,
     /// ECDS resource name -> the module it runs: (name, SHA-256). What a sidecar that
     /// acknowledged the resource runs (`weft status`, `weft module audit`).
     modules: BTreeMap<String, (String, String)>,
@@ -58,9 +62,20 @@ impl Snapshot {
                 entry.insert(resource.name.clone(), resource);
             }
         }
+        let type_versions = types
+            .iter()
+            .map(|(type_url, resources)| {
+                let parts: Vec<&[u8]> = resources
+                    .values()
+                    .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()])
+                    .collect();
+                (type_url.clone(), content_version(&parts))
+            })
+            .collect();
         let snapshot = Self {
             revision,
             types,
+            type_versions,
             modules: BTreeMap::new(),
         };
         snapshot.check_endpoints()?;
@@ -104,6 +119,11 @@ impl Snapshot {
         self.types.get(type_url).and_then(|m| m.get(name))
     }
 
+    /// The content version of all resources of `type_url` (see the field).
+    pub fn type_version(&self, type_url: &str) -> Option<&str> {
+        self.type_versions.get(type_url).map(String::as_str)
+    }
+
     /// The resources a subscription selects: all of the type (`None`, wildcard) or the named
     /// ones that exist.
     pub fn select<'a>(
@@ -111,11 +131,14 @@ impl Snapshot {
         type_url: &str,
         names: Option<&BTreeSet<String>>,
     ) -> Vec<&'a Resource> {
+        let Some(resources) = self.types.get(type_url) else {
+            return Vec::new();
+        };
         match names {
-            None => self.resources(type_url).collect(),
+            None => resources.values().collect(),
             Some(names) => names
                 .iter()
-                .filter_map(|name| self.get(type_url, name))
+                .filter_map(|name| resources.get(name))
                 .collect(),
         }
     }

@@ -40,6 +40,10 @@ struct Watch {
     /// `None`: wildcard.
     names: Option<BTreeSet<String>>,
     sent_version: Option<String>,
+    /// The snapshot's version of this type (`Snapshot::type_version`) that `sent_version`
+    /// was selected from, while the subscription stays the same: a snapshot with the same
+    /// type version selects the same resources, so nothing is selected or hashed again.
+    sent_basis: Option<String>,
     /// The snapshot revision of the last response sent.
     sent_revision: u64,
     sent_nonce: Option<String>,
@@ -125,6 +129,9 @@ impl SotwConnection {
         let replied = !request.response_nonce.is_empty();
         let names = subscription(&request.type_url, &request.resource_names);
         let changed = watch.names != names;
+        if changed {
+            watch.sent_basis = None;
+        }
         watch.names = names;
         if first || changed {
             Ok(self.respond(&request.type_url, true).into_iter().collect())
@@ -212,6 +219,11 @@ impl SotwConnection {
         if watch.held || !self.snapshot.has_type(type_url) || (watch.awaiting_reply && !force) {
             return None;
         }
+        let basis = self.snapshot.type_version(type_url);
+        if !force && basis.is_some() && watch.sent_basis.as_deref() == basis {
+            return None;
+        }
+        let basis = basis.map(str::to_string);
         let selected = self.snapshot.select(type_url, watch.names.as_ref());
         let parts: Vec<&[u8]> = selected
             .iter()
@@ -219,8 +231,10 @@ impl SotwConnection {
             .collect();
         let version = content_version(&parts);
         if !force && watch.sent_version.as_deref() == Some(version.as_str()) {
+            watch.sent_basis = basis;
             return None;
         }
+        watch.sent_basis = basis;
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
         watch.sent_version = Some(version.clone());

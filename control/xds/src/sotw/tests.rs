@@ -464,3 +464,58 @@ fn running_modules_are_those_of_the_selected_filter_entries() {
         BTreeMap::from([("authz".to_string(), "aa".to_string())])
     );
 }
+
+/// A snapshot whose resources of a type are unchanged sends nothing for it without selecting
+/// again (the type version); a change to a resource the stream did not select sends
+/// nothing either; a changed subscription or a changed selected resource is sent.
+#[test]
+fn unchanged_types_and_unselected_changes_send_nothing() {
+    let mut c = conn();
+    let first = c
+        .handle_request(req(ECDS, &["weft.authz"], "", ""))
+        .unwrap()
+        .remove(0);
+    assert!(c
+        .handle_request(req(
+            ECDS,
+            &["weft.authz"],
+            &first.version_info,
+            &first.nonce
+        ))
+        .unwrap()
+        .is_empty());
+    // A new revision, the same resources.
+    let same = mk_snapshot(2, &[("weft.authz", "authz-a"), ("weft.canary", "canary-a")]);
+    assert_eq!(same.type_version(ECDS), c.snapshot.type_version(ECDS));
+    assert!(c.handle_update(same).is_empty());
+    // Only the unselected canary changed.
+    let canary = mk_snapshot(3, &[("weft.authz", "authz-a"), ("weft.canary", "canary-b")]);
+    assert_ne!(canary.type_version(ECDS), c.snapshot.type_version(ECDS));
+    assert!(c.handle_update(canary).is_empty());
+    assert!(c.is_synced());
+    // The subscription grows: both are sent, the canary as it is now.
+    let grown = c
+        .handle_request(req(
+            ECDS,
+            &["weft.authz", "weft.canary"],
+            &first.version_info,
+            &first.nonce,
+        ))
+        .unwrap()
+        .remove(0);
+    assert_eq!(names(&grown), ["authz-a", "canary-b"]);
+    c.handle_request(req(
+        ECDS,
+        &["weft.authz", "weft.canary"],
+        &grown.version_info,
+        &grown.nonce,
+    ))
+    .unwrap();
+    // The selected authz changes: sent.
+    let out = c.handle_update(mk_snapshot(
+        4,
+        &[("weft.authz", "authz-b"), ("weft.canary", "canary-b")],
+    ));
+    assert_eq!(out.len(), 1);
+    assert_eq!(names(&out[0]), ["authz-b", "canary-b"]);
+}
