@@ -27,14 +27,24 @@ pub struct Snapshot {
     /// The policy revision (store version) these resources come from; what `weft apply`
     /// waits for sidecars to acknowledge.
     pub revision: u64,
-    types: BTreeMap<String, BTreeMap<String, Resource>>,
-    /// Per type, a content version of all its resources (names and versions): equal in two
-    /// snapshots exactly when the type's resources are, so a stream can tell that its
-    /// selection cannot have changed without selecting again (`SotwConnection`).
-    type_versions: BTreeMap<String, String>,
+    /// A handful of types, sorted by type URL, looked up by `==`: type URLs share a
+    /// 26-byte prefix, which an ordered map compares on every step, while their lengths
+    /// mostly differ (D102).
+    types: Vec<TypeResources>,
     /// ECDS resource name -> the module it runs: (name, SHA-256). What a sidecar that
     /// acknowledged the resource runs (`weft status`, `weft module audit`).
     modules: BTreeMap<String, (String, String)>,
+}
+
+/// The resources of one type.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct TypeResources {
+    type_url: String,
+    /// A content version of all the type's resources (names and versions): equal in two
+    /// snapshots exactly when the type's resources are, so a stream can tell that its
+    /// selection cannot have changed without selecting again (`SotwConnection`).
+    version: String,
+    resources: BTreeMap<String, Resource>,
 }
 
 // === impl Snapshot ===
@@ -62,20 +72,24 @@ impl Snapshot {
                 entry.insert(resource.name.clone(), resource);
             }
         }
-        let type_versions = types
-            .iter()
+        let types = types
+            .into_iter()
             .map(|(type_url, resources)| {
                 let parts: Vec<&[u8]> = resources
                     .values()
                     .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()])
                     .collect();
-                (type_url.clone(), content_version(&parts))
+                let version = content_version(&parts);
+                TypeResources {
+                    type_url,
+                    version,
+                    resources,
+                }
             })
             .collect();
         let snapshot = Self {
             revision,
             types,
-            type_versions,
             modules: BTreeMap::new(),
         };
         snapshot.check_endpoints()?;
@@ -100,28 +114,31 @@ impl Snapshot {
             .collect()
     }
 
+    fn of_type(&self, type_url: &str) -> Option<&TypeResources> {
+        self.types.iter().find(|t| t.type_url == type_url)
+    }
+
     /// The resources of one type (empty when the snapshot has none).
     pub fn resources(&self, type_url: &str) -> impl Iterator<Item = &Resource> {
-        self.types
-            .get(type_url)
+        self.of_type(type_url)
             .into_iter()
-            .flat_map(|m| m.values())
+            .flat_map(|t| t.resources.values())
     }
 
     /// Whether the snapshot speaks for this type at all. A type it does not hold is not
     /// answered (Envoy keeps what it has), which differs from holding it with no resources
     /// (for CDS: remove every cluster).
     pub fn has_type(&self, type_url: &str) -> bool {
-        self.types.contains_key(type_url)
+        self.of_type(type_url).is_some()
     }
 
     pub fn get(&self, type_url: &str, name: &str) -> Option<&Resource> {
-        self.types.get(type_url).and_then(|m| m.get(name))
+        self.of_type(type_url).and_then(|t| t.resources.get(name))
     }
 
-    /// The content version of all resources of `type_url` (see the field).
+    /// The content version of all resources of `type_url` (`TypeResources::version`).
     pub fn type_version(&self, type_url: &str) -> Option<&str> {
-        self.type_versions.get(type_url).map(String::as_str)
+        self.of_type(type_url).map(|t| t.version.as_str())
     }
 
     /// The resources a subscription selects: all of the type (`None`, wildcard) or the named
@@ -131,7 +148,7 @@ impl Snapshot {
         type_url: &str,
         names: Option<&BTreeSet<String>>,
     ) -> Vec<&'a Resource> {
-        let Some(resources) = self.types.get(type_url) else {
+        let Some(TypeResources { resources, .. }) = self.of_type(type_url) else {
             return Vec::new();
         };
         match names {

@@ -63,7 +63,8 @@ struct Watch {
 pub struct SotwConnection {
     node: Option<Node>,
     snapshot: Arc<Snapshot>,
-    watches: BTreeMap<String, Watch>,
+    /// Per type URL; a handful, looked up by `==` (see `Snapshot`'s types).
+    watches: Vec<(String, Watch)>,
     next_nonce: u64,
     events: Vec<Event>,
 }
@@ -75,7 +76,7 @@ impl SotwConnection {
         Self {
             node: None,
             snapshot,
-            watches: BTreeMap::new(),
+            watches: Vec::new(),
             next_nonce: 0,
             events: Vec::new(),
         }
@@ -96,8 +97,15 @@ impl SotwConnection {
         if self.node.is_none() {
             self.node = request.node.clone();
         }
-        let first = !self.watches.contains_key(&request.type_url);
-        let watch = self.watches.entry(request.type_url.clone()).or_default();
+        let (index, first) = match self.watch_index(&request.type_url) {
+            Some(index) => (index, false),
+            None => {
+                self.watches
+                    .push((request.type_url.clone(), Watch::default()));
+                (self.watches.len() - 1, true)
+            }
+        };
+        let watch = &mut self.watches[index].1;
         if !first && watch.sent_nonce.as_deref() != Some(request.response_nonce.as_str()) {
             // Stale (or absent) nonce: Envoy has not seen our latest response yet; it will
             // answer that one.
@@ -134,10 +142,10 @@ impl SotwConnection {
         }
         watch.names = names;
         if first || changed {
-            Ok(self.respond(&request.type_url, true).into_iter().collect())
+            Ok(self.respond(index, true).into_iter().collect())
         } else if replied {
             // What changed while the response was in flight goes now (see `respond`).
-            Ok(self.respond(&request.type_url, false).into_iter().collect())
+            Ok(self.respond(index, false).into_iter().collect())
         } else {
             Ok(Vec::new())
         }
@@ -146,10 +154,8 @@ impl SotwConnection {
     /// A new snapshot: the responses for every subscribed type whose selection changed.
     pub fn handle_update(&mut self, snapshot: Arc<Snapshot>) -> Vec<SotwResponse> {
         self.snapshot = snapshot;
-        let types: Vec<String> = self.watches.keys().cloned().collect();
-        types
-            .iter()
-            .filter_map(|type_url| self.respond(type_url, false))
+        (0..self.watches.len())
+            .filter_map(|index| self.respond(index, false))
             .collect()
     }
 
@@ -161,17 +167,18 @@ impl SotwConnection {
     /// With `force` false it only releases the hold: a type is sent when its selection
     /// changed since the refused response.
     pub fn resend_nacked(&mut self, force: bool) -> Vec<SotwResponse> {
-        let held: Vec<String> = self
+        let held: Vec<usize> = self
             .watches
             .iter_mut()
-            .filter(|(_, w)| w.held)
-            .map(|(t, w)| {
+            .enumerate()
+            .filter(|(_, (_, w))| w.held)
+            .map(|(index, (_, w))| {
                 w.held = false;
-                t.clone()
+                index
             })
             .collect();
-        held.iter()
-            .filter_map(|type_url| self.respond(type_url, force))
+        held.into_iter()
+            .filter_map(|index| self.respond(index, force))
             .collect()
     }
 
@@ -179,7 +186,8 @@ impl SotwConnection {
     /// current snapshot.
     pub fn is_synced(&self) -> bool {
         self.watches
-            .values()
+            .iter()
+            .map(|(_, w)| w)
             .all(|w| !w.awaiting_reply && !w.nacked && w.sent_nonce.is_some())
     }
 
@@ -190,18 +198,20 @@ impl SotwConnection {
     /// The modules (name -> SHA-256) of the ECDS resources this stream selects in its
     /// snapshot: what the sidecar runs once [`SotwConnection::is_synced`].
     pub fn running_modules(&self) -> BTreeMap<String, String> {
-        let Some(watch) = self
-            .watches
-            .get(crate::resource::type_url::EXTENSION_CONFIG)
-        else {
+        let Some(index) = self.watch_index(crate::resource::type_url::EXTENSION_CONFIG) else {
             return BTreeMap::new();
         };
+        let watch = &self.watches[index].1;
         let selected = self.snapshot.select(
             crate::resource::type_url::EXTENSION_CONFIG,
             watch.names.as_ref(),
         );
         self.snapshot
             .modules_of(selected.iter().map(|r| r.name.as_str()))
+    }
+
+    fn watch_index(&self, type_url: &str) -> Option<usize> {
+        self.watches.iter().position(|(t, _)| t == type_url)
     }
 
     /// ACKs and NACKs seen since the last call.
@@ -214,8 +224,9 @@ impl SotwConnection {
     /// awaits its ACK: a sidecar slower than the snapshots then holds one response per type
     /// in flight rather than a queue of stale ones (each a copy of its resources), and gets
     /// the newest selection once it answers — go-control-plane's flow control.
-    fn respond(&mut self, type_url: &str, force: bool) -> Option<SotwResponse> {
-        let watch = self.watches.get_mut(type_url)?;
+    fn respond(&mut self, index: usize, force: bool) -> Option<SotwResponse> {
+        let (type_url, watch) = self.watches.get_mut(index)?;
+        let type_url = type_url.as_str();
         if watch.held || !self.snapshot.has_type(type_url) || (watch.awaiting_reply && !force) {
             return None;
         }
