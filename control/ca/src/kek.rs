@@ -165,7 +165,7 @@ impl Kek {
                 previous => format!("{} (and previous {})", self.id, previous.join(", ")),
             };
             return Err(refuse(format!(
-                "sealed with key-encryption key {}, this replica holds {held} (every replica needs the same --etcd-kek; during a rotation, the old one as --etcd-kek-previous)",
+                "sealed with key-encryption key {}, but the key given is {held} (every replica and `weft etcd rekey` need the same --etcd-kek; during a rotation, the old one as --etcd-kek-previous)",
                 sealed.kek_id
             )));
         };
