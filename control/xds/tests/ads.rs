@@ -433,13 +433,20 @@ async fn the_ads_service_serves_large_responses_and_refuses_what_it_cannot_decod
         }),
         ..Default::default()
     };
-    let refused = raw_call(
-        &addr,
-        "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
-        oversized.encode_to_vec(),
-    )
-    .await;
-    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    for method in ["StreamAggregatedResources", "DeltaAggregatedResources"] {
+        let path: &'static str = match method {
+            "StreamAggregatedResources" => {
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+            }
+            _ => "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+        };
+        let refused = raw_call(&addr, path, oversized.encode_to_vec()).await;
+        assert_eq!(
+            refused.code(),
+            tonic::Code::OutOfRange,
+            "{method}: {refused:?}"
+        );
+    }
 
     // The first sidecar is still served.
     sidecar.ack(&first).await;
