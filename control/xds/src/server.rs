@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::ads_server::AdsServer;
 use crate::state::XdsState;
@@ -104,7 +103,12 @@ pub async fn serve_with_tls(
         }
         None => {
             server
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(
+                    // tonic applies its TCP_NODELAY default only to listeners it binds itself
+                    // (see `XdsTls::incoming`).
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
                 .await
         }
     }

@@ -235,6 +235,12 @@ impl XdsTls {
                         }
                     },
                 };
+                // Responses go out as several DATA frames (a head, then shared resource
+                // bytes, D102): without TCP_NODELAY a small last segment can wait for the
+                // peer's delayed ACK (~40 ms).
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+                }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let info = tcp.connect_info();
