@@ -56,6 +56,10 @@ impl Resource {
     }
 }
 
+/// Resource entries this large or larger go out as shared chunks (EDS of busy services);
+/// smaller ones are copied into their response.
+pub const SHARED_ENTRY: usize = 16 * 1024;
+
 /// `DiscoveryResponse.resources`.
 const RESOURCES_FIELD: u32 = 2;
 /// `DiscoveryResponse.version_info`, `.type_url`, `.nonce`.
@@ -77,34 +81,63 @@ pub struct SotwResponse {
 
 impl SotwResponse {
     /// The response as one gRPC length-prefixed message, in chunks: the 5-byte prefix with
-    /// this response's own fields, then each resource's shared entry (protobuf reads fields
-    /// in any order and concatenates a repeated field's entries). `None` past gRPC's 4 GiB
-    /// message limit.
+    /// this response's own fields, then the resources' entries (protobuf reads fields in any
+    /// order and concatenates a repeated field's entries). An entry of at least
+    /// [`SHARED_ENTRY`] bytes is its own chunk, the very bytes every stream sends; smaller
+    /// ones are copied into the chunk before them, so a response of small resources is one
+    /// chunk, written with one system call (HTTP/2 writes each large DATA frame on its own).
+    /// `None` past gRPC's 4 GiB message limit.
     pub fn grpc_chunks(&self) -> Option<Vec<Bytes>> {
-        let mut head = Vec::with_capacity(
-            5 + 3 * 2 + self.version_info.len() + self.type_url.len() + self.nonce.len() + 16,
-        );
-        head.extend_from_slice(&[0; 5]);
-        for (field, value) in [
-            (VERSION_INFO_FIELD, &self.version_info),
-            (TYPE_URL_FIELD, &self.type_url),
-            (NONCE_FIELD, &self.nonce),
-        ] {
-            if !value.is_empty() {
-                prost::encoding::string::encode(field, value, &mut head);
-            }
-        }
         let length = self
             .resources
             .iter()
-            .try_fold(head.len() - 5, |sum, r| sum.checked_add(r.entry.len()))?;
+            .try_fold(self.head_length(), |sum, r| sum.checked_add(r.entry.len()))?;
         let length = u32::try_from(length).ok()?;
+        let copied: usize = self
+            .resources
+            .iter()
+            .map(|r| r.entry.len())
+            .take_while(|n| *n < SHARED_ENTRY)
+            .sum();
+        let mut current = Vec::with_capacity(5 + self.head_length() + copied);
         // Byte 0: not compressed; bytes 1-4: the message length, big-endian.
-        head[1..5].copy_from_slice(&length.to_be_bytes());
-        let mut chunks = Vec::with_capacity(1 + self.resources.len());
-        chunks.push(Bytes::from(head));
-        chunks.extend(self.resources.iter().map(|r| r.entry.clone()));
+        current.push(0);
+        current.extend_from_slice(&length.to_be_bytes());
+        for (field, value) in self.head_fields() {
+            prost::encoding::string::encode(field, value, &mut current);
+        }
+        let mut chunks = Vec::new();
+        for resource in &self.resources {
+            if resource.entry.len() < SHARED_ENTRY {
+                current.extend_from_slice(&resource.entry);
+            } else {
+                if !current.is_empty() {
+                    chunks.push(Bytes::from(std::mem::take(&mut current)));
+                }
+                chunks.push(resource.entry.clone());
+            }
+        }
+        if !current.is_empty() {
+            chunks.push(Bytes::from(current));
+        }
         Some(chunks)
+    }
+
+    /// `version_info`, `type_url`, `nonce` as prost writes them: absent when empty.
+    fn head_fields(&self) -> impl Iterator<Item = (u32, &String)> {
+        [
+            (VERSION_INFO_FIELD, &self.version_info),
+            (TYPE_URL_FIELD, &self.type_url),
+            (NONCE_FIELD, &self.nonce),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+    }
+
+    fn head_length(&self) -> usize {
+        self.head_fields()
+            .map(|(field, value)| prost::encoding::string::encoded_len(field, value))
+            .sum()
     }
 
     /// The protobuf message these chunks encode.

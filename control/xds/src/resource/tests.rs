@@ -32,7 +32,17 @@ fn the_chunks_are_the_grpc_message_of_the_response() {
     ] {
         let response = response(resources);
         let chunks = response.grpc_chunks().unwrap();
-        assert_eq!(chunks.len(), 1 + response.resources.len());
+        // Small entries ride in the chunk before them; a large one is a chunk of its own.
+        let large = response
+            .resources
+            .iter()
+            .filter(|r| r.entry.len() >= SHARED_ENTRY)
+            .count();
+        let trailing_small = response
+            .resources
+            .last()
+            .is_some_and(|r| r.entry.len() < SHARED_ENTRY && large > 0);
+        assert_eq!(chunks.len(), 1 + large + usize::from(trailing_small));
         let wire: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         assert_eq!(wire[0], 0, "not compressed");
         let length = u32::from_be_bytes([wire[1], wire[2], wire[3], wire[4]]) as usize;
@@ -66,8 +76,11 @@ fn empty_fields_are_left_out() {
 /// Streams share a resource's encoding: a clone of a response points at the same bytes.
 #[test]
 fn every_stream_sends_the_same_resource_bytes() {
-    let resource = Resource::new("a", any(type_url::ENDPOINT, &[1u8; 1000]));
+    let resource = Resource::new("a", any(type_url::ENDPOINT, &[1u8; SHARED_ENTRY]));
     let one = response(vec![resource.clone()]).grpc_chunks().unwrap();
     let two = response(vec![resource]).grpc_chunks().unwrap();
     assert_eq!(one[1].as_ptr(), two[1].as_ptr());
+    // A small resource is copied into the response's one chunk.
+    let small = Resource::new("b", any(type_url::ENDPOINT, &[2u8; 100]));
+    assert_eq!(response(vec![small]).grpc_chunks().unwrap().len(), 1);
 }
