@@ -282,3 +282,50 @@ impl<D: Message + Default> Decoder for ProtoDecoder<D> {
         BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> Arc<XdsState> {
+        XdsState::new(
+            crate::XdsSettings {
+                module_source: crate::ModuleSource {
+                    cluster: "weft_xds".into(),
+                    base_url: "http://cp".into(),
+                },
+                grace: std::time::Duration::from_secs(1),
+                mesh_warmup: std::time::Duration::ZERO,
+            },
+            crate::WasmModules::default(),
+        )
+    }
+
+    /// A compressed request cannot be read: it is refused before any stream starts, with
+    /// `UNIMPLEMENTED` naming the encoding; `identity` is no compression and is served.
+    #[tokio::test]
+    async fn a_compressed_request_is_refused_naming_the_encoding() {
+        let state = state();
+        for (encoding, refused) in [("gzip", true), ("identity", false)] {
+            let request = http::Request::builder()
+                .uri(SOTW_PATH)
+                .header("content-type", "application/grpc")
+                .header("grpc-encoding", encoding)
+                .body(tonic::body::Body::empty())
+                .unwrap();
+            let response = sotw(&state, request, Some(1024));
+            let status = response
+                .headers()
+                .get("grpc-status")
+                .map(|v| v.to_str().unwrap().to_string());
+            if refused {
+                assert_eq!(status.as_deref(), Some("12"), "{encoding}");
+                let message = response.headers()["grpc-message"].to_str().unwrap();
+                assert!(message.contains("gzip"), "{message}");
+            } else {
+                // Served: the status comes in the trailers, at the stream's end.
+                assert_eq!(status, None, "{encoding}");
+            }
+        }
+    }
+}
