@@ -82,6 +82,19 @@ async fn policy_version(server: &WeftServer) -> u64 {
     body["policyVersion"].as_u64().unwrap()
 }
 
+/// The replica's `/metrics` text, as an operator reads it.
+async fn metrics_text(server: &WeftServer) -> String {
+    http_client()
+        .get(format!("{}/metrics", server.api))
+        .header("authorization", server.authorization())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn healthz(server: &WeftServer) -> (u16, String) {
     let response = http_client()
         .get(format!("{}/healthz", server.api))
@@ -349,15 +362,7 @@ async fn replicas_over_etcd_share_versions_race_safely_and_survive_quorum_loss()
             .unwrap_or_else(|| panic!("{} not listed:\n{out}", r.api));
         assert!(row.contains("as last seen"), "{row}");
     }
-    let metrics = http_client()
-        .get(format!("{}/metrics", replicas[2].api))
-        .header("authorization", replicas[2].authorization())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&replicas[2]).await;
     assert!(
         metrics.lines().any(|l| l == "weft_etcd_degraded 1"),
         "{metrics}"
@@ -404,15 +409,7 @@ async fn replicas_over_etcd_share_versions_race_safely_and_survive_quorum_loss()
     for r in &replicas {
         assert_eq!(policy_version(r).await, last);
         assert_eq!(healthz(r).await.0, 200);
-        let metrics = http_client()
-            .get(format!("{}/metrics", r.api))
-            .header("authorization", r.authorization())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(r).await;
         assert!(
             metrics.lines().any(|l| l == "weft_etcd_degraded 0"),
             "{metrics}"
