@@ -20,7 +20,7 @@ use testcontainers::{
 
 use crate::{
     filters_dir, poll_until,
-    upstream::{is_host_port_taken, split_image},
+    upstream::{split_image, start_publishing},
     TestNet,
 };
 
@@ -142,28 +142,18 @@ impl Envoy {
     ///
     /// Fails with Envoy's log when it exits (a refused config) or is not ready in time.
     pub async fn start(net: &TestNet, options: EnvoyOptions) -> anyhow::Result<Self> {
-        let mut attempt = 1;
-        let (container, files, log) = loop {
+        let (started, (files, log)) = start_publishing(|| {
             let (request, files, log) = request(net, &options)?;
-            match request.start().await {
-                Ok(container) => break (container, files, log),
-                // Docker picks a free-looking host port for each published one; a host
-                // process (a test's own client, weft serve) may hold it by then. The next
-                // start gets another port.
-                Err(error) if attempt < 4 && is_host_port_taken(&error.to_string()) => {
-                    attempt += 1;
-                }
-                Err(error) => {
-                    return Err(anyhow::Error::new(error)).with_context(|| {
-                        format!(
-                            "starting Envoy ({}); is the image built? run scripts/setup\n{}",
-                            envoy_image(),
-                            log.text()
-                        )
-                    })
-                }
-            }
-        };
+            Ok((request, (files, log)))
+        })
+        .await?;
+        let container = started.with_context(|| {
+            format!(
+                "starting Envoy ({}); is the image built? run scripts/setup\n{}",
+                envoy_image(),
+                log.text()
+            )
+        })?;
         let mut mapped = HashMap::new();
         for port in options.ports.iter().copied() {
             match container.get_host_port_ipv4(port.tcp()).await {

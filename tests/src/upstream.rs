@@ -9,7 +9,7 @@ use serde::Deserialize;
 use testcontainers::{
     core::{IntoContainerPort, WaitFor},
     runners::AsyncRunner,
-    ContainerAsync, GenericImage, ImageExt,
+    ContainerAsync, ContainerRequest, GenericImage, ImageExt, TestcontainersError,
 };
 
 use crate::{http_client, poll_until, TestNet};
@@ -134,29 +134,15 @@ impl Upstream {
             if options.instrumented {
                 request = request.with_env_var("INSTRUMENT_PORT", INSTRUMENT_PORT.to_string());
             }
-            request
+            Ok((request, ()))
         };
-        let mut attempt = 1;
-        let container = loop {
-            match build().start().await {
-                Ok(container) => break container,
-                // Another host process took the port Docker chose: the next start picks
-                // another (as `Envoy::start`).
-                Err(error)
-                    if attempt < 4 && is_host_port_taken(&error.to_string()) =>
-                {
-                    attempt += 1;
-                }
-                Err(error) => {
-                    return Err(anyhow::Error::new(error)).with_context(|| {
-                        format!(
-                            "starting upstream {} ({image}); is the image built? run scripts/build-test-service-image",
-                            options.alias
-                        )
-                    })
-                }
-            }
-        };
+        let (started, ()) = start_publishing(build).await?;
+        let container = started.with_context(|| {
+            format!(
+                "starting upstream {} ({image}); is the image built? run scripts/build-test-service-image",
+                options.alias
+            )
+        })?;
         let port = container
             .get_host_port_ipv4(SERVICE_PORT.tcp())
             .await
@@ -332,8 +318,24 @@ pub(crate) fn split_image(image: &str) -> (String, String) {
     }
 }
 
-/// Docker's refusal to publish a port some host process holds (`Envoy::start` and
-/// `Upstream::start` then start the container again: Docker picks another port).
-pub(crate) fn is_host_port_taken(error: &str) -> bool {
+/// Starts the container of the request `build` makes (with what belongs to it, `T`), and
+/// starts a new one, at most 4 times in all, when Docker refuses to publish a port because
+/// a host process holds it ("address already in use": Docker picks a free-looking host
+/// port, and a test's own client or `weft serve` may take it first). The last start's
+/// outcome comes back with its `T`.
+pub(crate) async fn start_publishing<T>(
+    mut build: impl FnMut() -> anyhow::Result<(ContainerRequest<GenericImage>, T)>,
+) -> anyhow::Result<(Result<ContainerAsync<GenericImage>, TestcontainersError>, T)> {
+    let mut attempt = 1;
+    loop {
+        let (request, with) = build()?;
+        match request.start().await {
+            Err(error) if attempt < 4 && is_host_port_taken(&error.to_string()) => attempt += 1,
+            started => return Ok((started, with)),
+        }
+    }
+}
+
+fn is_host_port_taken(error: &str) -> bool {
     error.contains("address already in use") || error.contains("port is already allocated")
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weft_e2e::{
-    api_client, artifacts_dir, chromium, http_client, label_boxes, overlapping, poll_until,
+    artifacts_dir, chromium, http_client, label_boxes, overlapping, poll_until,
     xds_support::network_gateway, Pod, TestNet,
 };
 use weft_serve::{weft_bin, WeftServer};
@@ -105,7 +105,6 @@ const WINDOW_SECS: f64 = 300.0;
 
 struct Mesh {
     server: WeftServer,
-    bundle: Vec<u8>,
     web: Pod,
     _callees: Vec<Pod>,
     _net: TestNet,
@@ -114,16 +113,7 @@ struct Mesh {
 
 impl Mesh {
     async fn graph(&self) -> Value {
-        api_client(Some(&self.bundle), &self.server.token)
-            .get(format!("{}/api/v1/graph?window=5m", self.server.api))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.server.api_json("/api/v1/graph?window=5m").await
     }
 
     /// `n` GETs from web's app through its sidecar to `host` `path`, with `headers`; the
@@ -163,7 +153,6 @@ async fn start() -> Mesh {
             &format!("{gateway},127.0.0.1"),
         ],
     );
-    let bundle = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
     let file = data.path().join("policies.yaml");
     std::fs::write(&file, POLICIES).unwrap();
     let (code, _, err) = server.cli(
@@ -182,7 +171,6 @@ async fn start() -> Mesh {
     let web = started.remove(0);
     Mesh {
         server,
-        bundle,
         web,
         _callees: started,
         _net: net,

@@ -24,7 +24,7 @@ mod xds_common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use etcd_common::{kek_file, EtcdCluster};
+use etcd_common::{etcd_flags, kek_file, share_admin_token, EtcdCluster};
 use weft_e2e::{
     http_client, xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions,
 };
@@ -35,24 +35,10 @@ use xds_common::{status_of, until_statuses, INBOUND};
 const SIDECARS: usize = 6;
 
 fn replica(bin: &Path, data: &Path, endpoints: &str, kek: &Path) -> WeftServer {
-    WeftServer::start(
-        bin,
-        data,
-        &[
-            "--etcd-kek",
-            kek.to_str().unwrap(),
-            "--xds-listen",
-            "0.0.0.0:0",
-            "--store",
-            "etcd",
-            "--etcd-endpoints",
-            endpoints,
-            "--etcd-timeout-ms",
-            "1500",
-            "--etcd-health-ms",
-            "3000",
-        ],
-    )
+    let mut flags = etcd_flags(endpoints, Some(kek));
+    flags.extend(["--xds-listen", "0.0.0.0:0", "--etcd-health-ms", "3000"].map(str::to_string));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    WeftServer::start(bin, data, &flags)
 }
 
 /// `finance` allowing `GET /<prefix>/*` only.
@@ -152,15 +138,9 @@ async fn replicas_over_etcd_share_versions_race_safely_and_survive_quorum_loss()
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let files = tempfile::tempdir().unwrap();
     let kek = kek_file(files.path(), "kek", 0x11);
-    // The operators are etcd's, shared (D87): the first replica writes the admin token,
-    // the others' CLI uses the same.
     let mut replicas = vec![replica(&bin, dirs[0].path(), &endpoints, &kek)];
+    share_admin_token(dirs[0].path(), dirs[1..].iter().map(|d| d.path()));
     for d in &dirs[1..] {
-        std::fs::copy(
-            dirs[0].path().join("admin.token"),
-            d.path().join("admin.token"),
-        )
-        .unwrap();
         replicas.push(replica(&bin, d.path(), &endpoints, &kek));
     }
     let net = TestNet::new("replicas");

@@ -31,7 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_common::{assert_nothing_secret_in_clear, kek_file, raw_values, EtcdCluster};
+use etcd_common::{
+    assert_nothing_secret_in_clear, etcd_flags, kek_file, raw_values, share_admin_token,
+    EtcdCluster,
+};
 use serde_json::Value;
 use weft_e2e::{
     http_client, xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions,
@@ -65,24 +68,8 @@ spec:
 
 fn args(gateway: &str, endpoints: &str, kek: Option<&Path>) -> Vec<String> {
     let mut args = ca_mesh_args(gateway);
-    args.extend(
-        [
-            "--svid-ttl",
-            "20s",
-            "--root-propagation",
-            "2s",
-            "--store",
-            "etcd",
-            "--etcd-endpoints",
-            endpoints,
-            "--etcd-timeout-ms",
-            "1500",
-        ]
-        .map(str::to_string),
-    );
-    if let Some(kek) = kek {
-        args.extend(["--etcd-kek".to_string(), kek.display().to_string()]);
-    }
+    args.extend(["--svid-ttl", "20s", "--root-propagation", "2s"].map(str::to_string));
+    args.extend(etcd_flags(endpoints, kek));
     args
 }
 
@@ -258,13 +245,7 @@ async fn replicas_share_the_ca_tokens_operators_and_audit_through_etcd() {
         dirs[0].path(),
         &args(&gateway, &endpoints, Some(&kek)),
     );
-    for d in &dirs[1..3] {
-        std::fs::copy(
-            dirs[0].path().join("admin.token"),
-            d.path().join("admin.token"),
-        )
-        .unwrap();
-    }
+    share_admin_token(dirs[0].path(), dirs[1..3].iter().map(|d| d.path()));
     let replicas = [
         r1,
         start(
@@ -646,13 +627,7 @@ async fn replicas_share_the_ca_tokens_operators_and_audit_through_etcd() {
         }
         a
     };
-    for d in &dirs[3..] {
-        std::fs::copy(
-            dirs[0].path().join("admin.token"),
-            d.path().join("admin.token"),
-        )
-        .unwrap();
-    }
+    share_admin_token(dirs[0].path(), dirs[3..].iter().map(|d| d.path()));
     let rotating = start(&bin, dirs[3].path(), &with_previous(&new, Some(&kek)));
     let rekey = |current: &Path, previous: &Path| {
         let out = std::process::Command::new(&bin)

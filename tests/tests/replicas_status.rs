@@ -22,7 +22,10 @@ mod xds_common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use etcd_common::{assert_nothing_secret_in_clear, kek_file, raw_values, EtcdCluster};
+use etcd_common::{
+    assert_nothing_secret_in_clear, etcd_flags, kek_file, raw_values, share_admin_token,
+    EtcdCluster,
+};
 use serde_json::Value;
 use weft_e2e::{http_client, poll_until, xds_support::network_gateway, Pod, TestNet};
 use weft_serve::{weft_bin, WeftServer};
@@ -54,26 +57,20 @@ spec: {port: 8080, versions: [v1]}
 ";
 
 fn replica(bin: &Path, data: &Path, endpoints: &str, id: &str, kek: &Path) -> WeftServer {
-    WeftServer::start(
-        bin,
-        data,
-        &[
-            "--etcd-kek",
-            kek.to_str().unwrap(),
+    let mut flags = etcd_flags(endpoints, Some(kek));
+    flags.extend(
+        [
             "--xds-listen",
             "0.0.0.0:0",
             "--mesh-warmup-ms",
             "0",
-            "--store",
-            "etcd",
-            "--etcd-endpoints",
-            endpoints,
-            "--etcd-timeout-ms",
-            "1500",
             "--replica-id",
             id,
-        ],
-    )
+        ]
+        .map(str::to_string),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    WeftServer::start(bin, data, &flags)
 }
 
 /// `SERVICES` plus a policy named after `tag` for `target` (each apply makes a new version;
@@ -190,17 +187,9 @@ async fn every_replica_sees_every_sidecar_its_acks_endpoints_and_telemetry() {
             .await
             .unwrap();
     }
-    // The operators are etcd's, shared (D87): the first replica writes the admin token, the
-    // others' CLI uses the same.
-    let mut replicas: Vec<WeftServer> = Vec::new();
-    for (d, id) in dirs.iter().zip(IDS) {
-        if let Some(first) = dirs.first().filter(|first| first.path() != d.path()) {
-            std::fs::copy(
-                first.path().join("admin.token"),
-                d.path().join("admin.token"),
-            )
-            .unwrap();
-        }
+    let mut replicas = vec![replica(&bin, dirs[0].path(), &endpoints, IDS[0], &kek)];
+    share_admin_token(dirs[0].path(), dirs[1..].iter().map(|d| d.path()));
+    for (d, id) in dirs.iter().zip(IDS).skip(1) {
         replicas.push(replica(&bin, d.path(), &endpoints, id, &kek));
     }
     let values = raw_values(&endpoints).await;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_e2e::{
-    api_client, artifacts_dir, chromium, http_client, poll_until, within_binomial_999,
+    artifacts_dir, chromium, http_client, poll_until, within_binomial_999,
     xds_support::network_gateway, EnvoyOptions, Pod, TestNet, UpstreamOptions, ADMIN_SOCKET,
 };
 use weft_serve::{weft_bin, WeftServer};
@@ -97,33 +97,15 @@ impl Mesh {
     }
 
     async fn status(&self) -> Value {
-        self.get_api(&format!(
-            "{}/api/v1/rollouts/default/reviews",
-            self.server.api
-        ))
-        .await
-    }
-
-    /// GET on the operator API with the admin token.
-    async fn get_api(&self, url: &str) -> Value {
-        api_client(None, &self.server.token)
-            .get(url)
-            .send()
+        self.server
+            .api_json("/api/v1/rollouts/default/reviews")
             .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 
     async fn events(&self) -> Vec<Value> {
-        let url = format!(
-            "{}/api/v1/rollouts/default/reviews/events?limit=1000",
-            self.server.api
-        );
-        self.get_api(&url).await["events"]
+        self.server
+            .api_json("/api/v1/rollouts/default/reviews/events?limit=1000")
+            .await["events"]
             .as_array()
             .unwrap()
             .clone()

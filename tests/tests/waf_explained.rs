@@ -23,7 +23,7 @@ use std::time::Duration;
 use pki_common::{dns, TestCa};
 use serde_json::Value;
 use weft_e2e::xds_support::network_gateway;
-use weft_e2e::{api_client, artifacts_dir, chromium, poll_until, Envoy, EnvoyOptions, TestNet};
+use weft_e2e::{artifacts_dir, chromium, poll_until, Envoy, EnvoyOptions, TestNet};
 use weft_serve::{ca_mesh_args, weft_bin, WeftServer};
 use weft_xds::bootstrap::{BootstrapParams, XdsUpstreamTls};
 use weft_xds::gateway::{render_gateway, GatewayParams};
@@ -87,7 +87,6 @@ const BENIGN_BODY: Probe = Probe {
 struct Edge {
     server: WeftServer,
     bin: std::path::PathBuf,
-    bundle: Vec<u8>,
     gateway: Envoy,
     client: weft_e2e::reqwest::Client,
     port: u16,
@@ -138,16 +137,7 @@ impl Edge {
     }
 
     async fn graph(&self) -> Value {
-        api_client(Some(&self.bundle), &self.server.token)
-            .get(format!("{}/api/v1/graph?window=5m", self.server.api))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.server.api_json("/api/v1/graph?window=5m").await
     }
 }
 
@@ -159,7 +149,6 @@ async fn start() -> Edge {
     let args = ca_mesh_args(&host);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = WeftServer::start_tls(&bin, data.path(), &args);
-    let bundle = std::fs::read(server.ca_file.as_ref().unwrap()).unwrap();
     // The documents first: each sidecar gets its filters in its first xDS response.
     let file = data.path().join("policies.yaml");
     std::fs::write(&file, format!("{SERVICES}---\n{}", waf("block"))).unwrap();
@@ -177,7 +166,6 @@ async fn start() -> Edge {
         port: 0,
         server,
         bin,
-        bundle,
         _net: net,
         data,
     }

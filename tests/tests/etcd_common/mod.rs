@@ -210,6 +210,37 @@ pub fn kek_file(dir: &std::path::Path, name: &str, byte: u8) -> PathBuf {
     path
 }
 
+/// The `weft serve` flags of a replica on `endpoints`: the etcd store, 1.5 s per etcd call,
+/// and the key-encryption key when given (without one, a replica with the CA must refuse).
+pub fn etcd_flags(endpoints: &str, kek: Option<&std::path::Path>) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        endpoints,
+        "--etcd-timeout-ms",
+        "1500",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    if let Some(kek) = kek {
+        flags.extend(["--etcd-kek".to_string(), kek.display().to_string()]);
+    }
+    flags
+}
+
+/// The operators are etcd's, shared by every replica (D87): the first replica's first start
+/// writes the admin token, and the CLI run against any other replica's data directory uses
+/// the same one.
+pub fn share_admin_token<'a>(
+    first: &std::path::Path,
+    others: impl IntoIterator<Item = &'a std::path::Path>,
+) {
+    for other in others {
+        std::fs::copy(first.join("admin.token"), other.join("admin.token")).unwrap();
+    }
+}
+
 /// Every key under `/weft` and its value, read with etcd's own client (what anyone who
 /// reads etcd sees).
 pub async fn raw_values(endpoints: &str) -> Vec<(String, String)> {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use weft_e2e::{api_client, poll_until, xds_support::network_gateway, Pod, TestNet, ADMIN_SOCKET};
+use weft_e2e::{poll_until, xds_support::network_gateway, Pod, TestNet, ADMIN_SOCKET};
 use weft_xds::bootstrap::BootstrapParams;
 
 use crate::weft_serve::{weft_bin, WeftServer};
@@ -88,16 +88,7 @@ impl ServedMesh {
 
     /// GET on the operator API with the admin token.
     pub async fn get_api(&self, path: &str) -> Value {
-        api_client(None, &self.server.token)
-            .get(format!("{}{path}", self.server.api))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.server.api_json(path).await
     }
 
     /// Polls until every pod's sidecar is connected and has acknowledged the current

@@ -213,6 +213,22 @@ impl WeftServer {
             .unwrap()
     }
 
+    /// `GET <api><path>` as the admin, over TLS pinned to the server's CA bundle when the API
+    /// speaks TLS ([`WeftServer::start_tls`]); fails the test on a status other than 2xx.
+    pub async fn api_json(&self, path: &str) -> serde_json::Value {
+        let bundle = self.ca_file.as_ref().map(|f| std::fs::read(f).unwrap());
+        weft_e2e::api_client(bundle.as_deref(), &self.token)
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Runs the CLI against this server; returns (exit code, stdout, stderr).
     pub fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
         let output = Command::new(bin)
