@@ -488,6 +488,123 @@ async fn a_header_sent_twice_cannot_defeat_a_header_rule() {
     verdict("headers sent twice", &table);
 }
 
+/// Header lines of one request whose values are bytes (not always UTF-8).
+type ByteHeaders<'a> = &'a [(&'a str, &'a [u8])];
+
+/// `GET <target>` with header lines given as bytes.
+fn get_bytes(target: &str, headers: ByteHeaders) -> Vec<u8> {
+    let mut out =
+        format!("GET {target} HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n").into_bytes();
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Envoy passes header values with bytes 0x80-0xFF (obs-text) to filters. The proxy-wasm
+/// SDK's `String` readers unwrap `from_utf8`, so before weft read headers as bytes one such
+/// request trapped the VM, and a fail-closed sidecar answered 503 to every request after it.
+/// Each row is sent, then a plain request proves the sidecar still enforces and serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_that_is_not_utf8_neither_crashes_the_filter_nor_passes_a_rule() {
+    let net = TestNet::new("hostile-bytes");
+    let (_cp, workloads) = mesh(&net, POLICIES, &["reviews", "ratings", "orders"]).await;
+    let (reviews, ratings, orders) = (
+        &workloads["reviews"],
+        &workloads["ratings"],
+        &workloads["orders"],
+    );
+    let mut table = Vec::new();
+    let cases: &[(&str, &Workload, &str, ByteHeaders, bool)] = &[
+        // Read by a header rule (every copy, from the whole map).
+        (
+            "x-user \\xff\\xfe",
+            reviews,
+            "/reviews/1",
+            &[("x-user", b"\xff\xfe")],
+            true,
+        ),
+        (
+            "x-user mallory\\xff",
+            reviews,
+            "/reviews/1",
+            &[("x-user", b"mallory\xff")],
+            true,
+        ),
+        (
+            "x-user \\xff then mallory",
+            reviews,
+            "/reviews/1",
+            &[("x-user", b"\xff"), ("x-user", b"mallory")],
+            false,
+        ),
+        (
+            "x-tier gold\\xff on /private",
+            ratings,
+            "/private",
+            &[("x-tier", b"gold\xff")],
+            false,
+        ),
+        (
+            "x-tier \\xc3\\x28 on /public/a",
+            ratings,
+            "/public/a",
+            &[("x-tier", b"\xc3\x28")],
+            true,
+        ),
+        // Read as a single header (the JWT), and a header no rule names.
+        (
+            "authorization Bearer \\xff",
+            orders,
+            "/reports/q",
+            &[("authorization", b"Bearer \xff\xfe")],
+            false,
+        ),
+        (
+            "x-other \\x80 on /orders/1",
+            orders,
+            "/orders/1",
+            &[("x-other", b"\x80\x81")],
+            true,
+        ),
+        // The explain token's header is read by authz when present.
+        (
+            "x-weft-explain \\xff",
+            reviews,
+            "/reviews/1",
+            &[("x-weft-explain", b"\xff")],
+            true,
+        ),
+    ];
+    for (what, w, path, headers, reach) in cases {
+        table.push(attempt(w, what, get_bytes(path, headers), *reach).await);
+        // The filter is alive and still enforcing after it.
+        table.push(
+            attempt(
+                reviews,
+                &format!("  then DENY x-user mallory ({what})"),
+                get("/reviews/1", &[("x-user", "mallory")]),
+                false,
+            )
+            .await,
+        );
+        table.push(
+            attempt(
+                w,
+                &format!("  then plain {path} ({what})"),
+                get(path, &[]),
+                !path.starts_with("/reports") && *path != "/private",
+            )
+            .await,
+        );
+    }
+    verdict("header values that are not UTF-8", &table);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_claim_headers_never_reach_the_app() {
     let net = TestNet::new("hostile-claims");

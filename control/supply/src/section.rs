@@ -106,6 +106,63 @@ pub fn read(wasm: &[u8]) -> Result<Option<VersionInfo>, SupplyError> {
         .map_err(|e| SupplyError::invalid(origin, e.to_string()))
 }
 
+/// `wasm` without the exports named in `names`; returns the module and the names it dropped
+/// (those it had). Only the export section changes: the functions stay until a later pass
+/// (`wasm-opt`) removes what nothing references.
+pub fn drop_exports(wasm: &[u8], names: &[&str]) -> Result<(Vec<u8>, Vec<String>), SupplyError> {
+    let bad = |reason: &str| SupplyError::invalid("wasm export section", reason.to_string());
+    let mut out = Vec::with_capacity(wasm.len());
+    out.extend_from_slice(wasm.get(..8).unwrap_or_default());
+    let mut dropped = Vec::new();
+    for section in sections(wasm)? {
+        if section.raw.first() != Some(&EXPORT_SECTION) {
+            out.extend_from_slice(section.raw);
+            continue;
+        }
+        let mut at = 1;
+        read_leb128(section.raw, &mut at).ok_or_else(|| bad("bad size"))?;
+        let count = read_leb128(section.raw, &mut at).ok_or_else(|| bad("bad count"))?;
+        let mut kept = 0u64;
+        let mut body = Vec::new();
+        for _ in 0..count {
+            let start = at;
+            let len = read_leb128(section.raw, &mut at).ok_or_else(|| bad("bad name length"))?;
+            let name_end = usize::try_from(len)
+                .ok()
+                .and_then(|l| at.checked_add(l))
+                .filter(|e| *e <= section.raw.len())
+                .ok_or_else(|| bad("a name runs past the section"))?;
+            let name = std::str::from_utf8(section.raw.get(at..name_end).unwrap_or_default())
+                .map_err(|_| bad("a name is not UTF-8"))?;
+            at = name_end + 1; // the kind byte
+            read_leb128(section.raw, &mut at).ok_or_else(|| bad("bad index"))?;
+            let entry = section
+                .raw
+                .get(start..at)
+                .ok_or_else(|| bad("an export runs past the section"))?;
+            if names.contains(&name) {
+                dropped.push(name.to_string());
+            } else {
+                kept += 1;
+                body.extend_from_slice(entry);
+            }
+        }
+        if at != section.raw.len() {
+            return Err(bad("bytes after the last export"));
+        }
+        let mut payload = Vec::with_capacity(body.len() + 5);
+        leb128(&mut payload, kept);
+        payload.extend_from_slice(&body);
+        out.push(EXPORT_SECTION);
+        leb128(&mut out, payload.len() as u64);
+        out.extend_from_slice(&payload);
+    }
+    Ok((out, dropped))
+}
+
+/// The export section's id.
+const EXPORT_SECTION: u8 = 7;
+
 struct Section<'a> {
     /// The whole section, id and size included.
     raw: &'a [u8],
@@ -253,4 +310,80 @@ fn adler32(data: &[u8]) -> u32 {
         b %= 65_521;
     }
     b << 16 | a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(out: &mut Vec<u8>, n: &str) {
+        leb128(out, n.len() as u64);
+        out.extend_from_slice(n.as_bytes());
+    }
+
+    fn section(id: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![id];
+        leb128(&mut out, payload.len() as u64);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn exports(entries: &[(&str, u8, u64)]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        leb128(&mut payload, entries.len() as u64);
+        for (n, kind, index) in entries {
+            name(&mut payload, n);
+            payload.push(*kind);
+            leb128(&mut payload, *index);
+        }
+        section(EXPORT_SECTION, &payload)
+    }
+
+    fn module(export_section: &[u8]) -> Vec<u8> {
+        let mut custom = Vec::new();
+        name(&mut custom, "name");
+        custom.extend_from_slice(b"\x01\x02\x03");
+        let mut out = b"\0asm\x01\0\0\0".to_vec();
+        out.extend_from_slice(&section(1, b"\x01\x60\x00\x00"));
+        out.extend_from_slice(export_section);
+        out.extend_from_slice(&section(0, &custom));
+        out
+    }
+
+    #[test]
+    fn only_the_named_exports_leave_and_every_other_byte_stays() {
+        // An index over 127 takes two LEB128 bytes.
+        let before = module(&exports(&[
+            ("proxy_on_request_headers", 0, 3),
+            ("proxy_on_response_body", 0, 200),
+            ("memory", 2, 0),
+        ]));
+        let (after, dropped) =
+            drop_exports(&before, &["proxy_on_response_body", "proxy_on_grpc_close"]).unwrap();
+        assert_eq!(dropped, ["proxy_on_response_body"]);
+        assert_eq!(
+            after,
+            module(&exports(&[
+                ("proxy_on_request_headers", 0, 3),
+                ("memory", 2, 0)
+            ]))
+        );
+        // Again: nothing left to drop, the same bytes.
+        let (again, dropped) = drop_exports(&after, &["proxy_on_response_body"]).unwrap();
+        assert!(dropped.is_empty());
+        assert_eq!(again, after);
+    }
+
+    #[test]
+    fn a_malformed_export_section_is_refused_by_name() {
+        let mut broken = exports(&[("proxy_on_log", 0, 1)]);
+        // Claim a second export the section does not hold.
+        broken[2] = 2;
+        let err = drop_exports(&module(&broken), &["x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wasm export section"), "{err}");
+        let err = drop_exports(b"not wasm", &["x"]).unwrap_err().to_string();
+        assert!(err.contains("magic"), "{err}");
+    }
 }

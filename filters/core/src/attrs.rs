@@ -27,6 +27,16 @@ pub trait RequestAttributes {
     fn header_map(&self) -> Option<Vec<(String, String)>> {
         None
     }
+    /// Whether one read of the whole header map costs less than reading a few headers one
+    /// by one. In proxy-wasm every host call that returns data crosses the VM boundary twice
+    /// (the call, then `proxy_on_memory_allocate` for the answer), and a request's stages
+    /// read at least three headers (`:method`, `:path`, `:authority`): one map read is two
+    /// crossings instead of six. [`crate::suite::MemoRequest`] then answers every request
+    /// header from that one read. Envoy's dynamic-module ABI reads a header in place, so the
+    /// native glue says no.
+    fn prefers_header_map(&self) -> bool {
+        false
+    }
     /// The direct downstream peer's address as text, e.g. `10.0.0.7:51234` or `10.0.0.7`
     /// (what `ipBlocks` match).
     fn source_address(&self) -> Option<String>;

@@ -46,8 +46,15 @@ fn module_headers(headers: &[(String, String)]) -> Vec<ModuleHttpHeader> {
         .collect()
 }
 
+/// Envoy's bytes as text. Header values may hold any byte but NUL, CR and LF (obs-text,
+/// 0x80-0xFF, passes Envoy's codecs): bytes that are not UTF-8 become U+FFFD, so a header is
+/// never taken for absent for its encoding (a presence rule would be passed by `x: \xff`)
+/// and the ASCII a rule matches on is kept.
 fn text(buffer: EnvoyBuffer) -> Option<String> {
-    String::from_utf8(copy(buffer)).ok()
+    Some(
+        String::from_utf8(copy(buffer))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 /// Borrows the bytes Envoy passed to a hook (e.g. the configuration) for that hook.
@@ -458,5 +465,26 @@ impl Config {
             id,
             value,
         );
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    /// A header value with obs-text bytes is a value, never an absent header: a presence rule
+    /// (`x-debug` present → DENY) must not be passed by `x-debug: \xff`.
+    #[test]
+    fn bytes_that_are_not_utf8_are_text_not_absence() {
+        let of = |bytes: &[u8]| {
+            text(EnvoyBuffer {
+                ptr: bytes.as_ptr(),
+                length: bytes.len(),
+            })
+        };
+        assert_eq!(of(b"mallory\xff").as_deref(), Some("mallory\u{fffd}"));
+        assert_eq!(of(b"\xc3\x28").as_deref(), Some("\u{fffd}("));
+        assert_eq!(of("caf\u{e9}".as_bytes()).as_deref(), Some("caf\u{e9}"));
+        assert_eq!(of(b"").as_deref(), Some(""));
     }
 }

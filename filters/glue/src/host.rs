@@ -70,9 +70,7 @@ impl RequestAttributes for HostRequest {
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
+        request_header(name)
     }
 
     /// Envoy's `get_http_request_header` returns only the first copy (`getHeaderMapValue`
@@ -91,7 +89,12 @@ impl RequestAttributes for HostRequest {
 
     /// One hostcall for the whole map; `MemoRequest` keeps it for the request's callback.
     fn header_map(&self) -> Option<Vec<(String, String)>> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).ok()
+        header_map(MapType::HttpRequestHeaders)
+    }
+
+    /// Yes: a single header read is as many VM crossings as the whole map (D103).
+    fn prefers_header_map(&self) -> bool {
+        true
     }
 
     /// `source.address` is the stream's downstream remote address. Envoy exposes no property
@@ -111,6 +114,34 @@ impl RequestAttributes for HostRequest {
     fn peer_principal(&self) -> Option<String> {
         Self::property_string(&["connection", "uri_san_peer_certificate"]).filter(|s| !s.is_empty())
     }
+}
+
+/// Header bytes as text. A value may hold any byte but NUL, CR and LF (Envoy passes
+/// obs-text, 0x80-0xFF, through), and the SDK's `String` readers unwrap `from_utf8`: a hostile
+/// caller's `x: \xff` would trap the VM (and, fail-closed, answer 503 to every request after
+/// it). Bytes that are not UTF-8 become U+FFFD, so the ASCII a rule matches on is kept.
+pub(crate) fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The first value of a request header, as text (see [`text`]).
+fn request_header(name: &str) -> Option<String> {
+    map_value(MapType::HttpRequestHeaders, name)
+}
+
+/// The first value of header `name` in `map`, as text (see [`text`]).
+pub(crate) fn map_value(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+        .map(text)
+}
+
+/// Every entry of header map `map` in order, values as text (see [`text`]; Envoy's header
+/// names are tokens, ASCII).
+fn header_map(map: MapType) -> Option<Vec<(String, String)>> {
+    let pairs = hostcalls::get_map_bytes(map).ok()?;
+    Some(pairs.into_iter().map(|(k, v)| (k, text(v))).collect())
 }
 
 /// A host status as the core's error: a CAS mismatch is a domain outcome, the rest a refusal.
@@ -158,7 +189,7 @@ impl Host for HostRequest {
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        header_map(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {

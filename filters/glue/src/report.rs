@@ -15,9 +15,7 @@ pub fn set_stream_property(name: &str, value: &[u8]) {
 
 /// A response header; also works in `on_log`, where Envoy hands the logged headers.
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+    crate::host::map_value(MapType::HttpResponseHeaders, name)
 }
 
 /// From the root context: its tick period (zero stops it).
@@ -43,8 +41,5 @@ pub fn root_done() {
 /// In `on_http_call_response`: the answer's status (`None`: no response, e.g. a reset or
 /// timeout).
 pub fn call_response_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse().ok())
+    crate::host::map_value(MapType::HttpCallResponseHeaders, ":status").and_then(|s| s.parse().ok())
 }

@@ -3,6 +3,7 @@
 //! later stages without a read.
 
 use crate::host::{Host, HostError, MetricId, MetricKind, SharedRecord};
+use crate::telemetry::{BREAKER_PROPERTY, FAULT_PROPERTY, WAF_PROPERTY};
 use crate::RequestAttributes;
 use std::cell::RefCell;
 use std::time::Duration;
@@ -12,6 +13,9 @@ use std::time::Duration;
 /// Stages that write a request header report it with [`note_header`](Self::note_header)
 /// after writing it to the host, so a later stage (the breaker reading the canary's cluster
 /// header) gets the new value without asking the host again.
+/// The stream properties only the telemetry stage reads (the other stages' marks).
+pub const MARK_PROPERTIES: [&str; 3] = [FAULT_PROPERTY, BREAKER_PROPERTY, WAF_PROPERTY];
+
 /// One attribute: `None` until read, then what the host gave.
 type Slot = RefCell<Option<Option<String>>>;
 
@@ -38,6 +42,7 @@ pub struct Carried {
     remote_address: Option<Option<String>>,
     peer_principal: Option<Option<String>>,
     written: Vec<(String, Vec<u8>)>,
+    marks_in_memory: bool,
 }
 
 /// Whether `key` (a property path joined with `.`) is `path`, without joining `path`.
@@ -86,6 +91,9 @@ pub struct MemoRequest<R> {
     /// write these names).
     written: RefCell<Vec<(String, Vec<u8>)>>,
     remember_writes: bool,
+    /// The telemetry stage runs in this module ([`telemetry_inside`](Self::telemetry_inside)):
+    /// the marks only it reads stay in memory and are not written to the host.
+    marks_in_memory: bool,
 }
 
 // === impl MemoRequest ===
@@ -106,6 +114,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
             properties: RefCell::new(Vec::new()),
             written: RefCell::new(Vec::new()),
             remember_writes: false,
+            marks_in_memory: false,
         }
     }
 
@@ -115,6 +124,17 @@ impl<R: RequestAttributes> MemoRequest<R> {
     pub fn remember_writes(mut self) -> Self {
         self.remember_writes = true;
         self
+    }
+
+    /// The module's own telemetry stage is the only reader of the marks the other stages
+    /// leave ([`MARK_PROPERTIES`]: fault, breaker, WAF), so they are kept in memory
+    /// ([`remember_writes`](Self::remember_writes)) and not written to the host: one Envoy
+    /// filter-state object fewer per request (the breaker marks every request it guards).
+    /// The access log's decision (`weft_decision`) is still written. Carried to the later
+    /// callbacks' views.
+    pub fn telemetry_inside(mut self) -> Self {
+        self.marks_in_memory = true;
+        self.remember_writes()
     }
 
     /// A view that starts from what an earlier callback's view learned.
@@ -127,7 +147,12 @@ impl<R: RequestAttributes> MemoRequest<R> {
         *view.remote_address.borrow_mut() = carried.remote_address;
         *view.peer_principal.borrow_mut() = carried.peer_principal;
         *view.written.borrow_mut() = carried.written;
-        view.remember_writes()
+        let view = view.remember_writes();
+        if carried.marks_in_memory {
+            view.telemetry_inside()
+        } else {
+            view
+        }
     }
 
     /// What this view learned that stays true for the rest of the request (moved, not
@@ -141,6 +166,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
             remote_address: self.remote_address.into_inner(),
             peer_principal: self.peer_principal.into_inner(),
             written: self.written.into_inner(),
+            marks_in_memory: self.marks_in_memory,
         }
     }
 
@@ -188,20 +214,42 @@ impl<R: RequestAttributes> MemoRequest<R> {
         *self.header_map.borrow_mut() = None;
     }
 
+    /// The first copy of request header `name` (`Some(None)`: there is none) from the host's
+    /// whole header map, when the host prefers one map read to single reads; `None`: ask the
+    /// host for this header. The map is read at most once per callback (again after a stage
+    /// added a header, which drops it); a header a stage set or removed is answered from
+    /// `headers` before this is asked.
+    fn first_from_map(&self, name: &str) -> Option<Option<String>> {
+        if !self.inner.prefers_header_map() {
+            return None;
+        }
+        self.with_map(|entries| {
+            entries
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        })
+    }
+
     /// Every copy of `name` from the host's whole header map, read once per request.
     fn copies_from_map(&self, name: &str) -> Option<Vec<String>> {
-        let mut map = self.header_map.borrow_mut();
-        if map.is_none() {
-            *map = self.inner.header_map();
-        }
-        let entries = map.as_ref()?;
-        Some(
+        self.with_map(|entries| {
             entries
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
-                .collect(),
-        )
+                .collect()
+        })
+    }
+
+    /// `f` of the host's whole header map, read on first use; `None` when the host cannot
+    /// list it.
+    fn with_map<T>(&self, f: impl FnOnce(&[(String, String)]) -> T) -> Option<T> {
+        let mut map = self.header_map.borrow_mut();
+        if map.is_none() {
+            *map = self.inner.header_map();
+        }
+        map.as_deref().map(f)
     }
 
     fn pseudo(&self, name: &str) -> Option<&Slot> {
@@ -240,15 +288,24 @@ impl<H: Host> MemoRequest<H> {
 
 impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
     fn method(&self) -> Option<String> {
-        cached(&self.method, || self.inner.method())
+        cached(&self.method, || {
+            self.first_from_map(":method")
+                .unwrap_or_else(|| self.inner.method())
+        })
     }
 
     fn path(&self) -> Option<String> {
-        cached(&self.path, || self.inner.path())
+        cached(&self.path, || {
+            self.first_from_map(":path")
+                .unwrap_or_else(|| self.inner.path())
+        })
     }
 
     fn authority(&self) -> Option<String> {
-        cached(&self.authority, || self.inner.authority())
+        cached(&self.authority, || {
+            self.first_from_map(":authority")
+                .unwrap_or_else(|| self.inner.authority())
+        })
     }
 
     fn header(&self, name: &str) -> Option<String> {
@@ -261,7 +318,9 @@ impl<R: RequestAttributes> RequestAttributes for MemoRequest<R> {
         if let Some((_, value, _)) = self.headers.borrow().iter().find(|(n, _, _)| n == name) {
             return value.clone();
         }
-        let value = self.inner.header(name);
+        let value = self
+            .first_from_map(name)
+            .unwrap_or_else(|| self.inner.header(name));
         self.headers
             .borrow_mut()
             .push((name.to_string(), value.clone(), false));
@@ -317,6 +376,9 @@ impl<R: RequestAttributes + ?Sized> RequestAttributes for &R {
     fn header_map(&self) -> Option<Vec<(String, String)>> {
         (**self).header_map()
     }
+    fn prefers_header_map(&self) -> bool {
+        (**self).prefers_header_map()
+    }
 
     fn source_address(&self) -> Option<String> {
         (**self).source_address()
@@ -355,7 +417,9 @@ impl<H: Host> Host for MemoRequest<H> {
     }
 
     fn set_property(&self, name: &str, value: &[u8]) {
-        self.inner.set_property(name, value);
+        if !(self.marks_in_memory && MARK_PROPERTIES.contains(&name)) {
+            self.inner.set_property(name, value);
+        }
         if !self.remember_writes {
             return;
         }

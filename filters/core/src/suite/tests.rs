@@ -202,22 +202,31 @@ fn every_copy_of_a_header_is_read_once_and_follows_writes() {
     assert_eq!(memo.inner().reads.borrow().len(), 1);
 }
 
-/// A host that lists its header map in one read and counts the reads of each kind.
+/// A host that lists its header map in one read and counts the reads of each kind; with
+/// `prefers`, it says one map read is cheaper than single reads (the wasm glue).
 struct MapHost {
     map: Vec<(String, String)>,
     map_reads: RefCell<u32>,
     name_reads: RefCell<u32>,
+    prefers: bool,
 }
 
 impl RequestAttributes for MapHost {
     fn method(&self) -> Option<String> {
-        None
+        self.header(":method")
     }
     fn path(&self) -> Option<String> {
-        None
+        self.header(":path")
     }
-    fn header(&self, _: &str) -> Option<String> {
-        None
+    fn header(&self, name: &str) -> Option<String> {
+        *self.name_reads.borrow_mut() += 1;
+        self.map
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn prefers_header_map(&self) -> bool {
+        self.prefers
     }
     fn header_values(&self, _: &str) -> Vec<String> {
         *self.name_reads.borrow_mut() += 1;
@@ -237,6 +246,62 @@ impl RequestAttributes for MapHost {
 
 #[test]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_host_that_prefers_the_map_answers_every_header_from_one_read() {
+    let map = [
+        (":method", "GET"),
+        (":path", "/reports/q"),
+        (":authority", "reviews"),
+        ("x-user", "alice"),
+        ("x-user", "mallory"),
+    ]
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .to_vec();
+    let host = |prefers| MapHost {
+        map: map.clone(),
+        map_reads: RefCell::new(0),
+        name_reads: RefCell::new(0),
+        prefers,
+    };
+    let req = MemoRequest::new(host(true));
+    assert_eq!(req.method().as_deref(), Some("GET"));
+    assert_eq!(req.path().as_deref(), Some("/reports/q"));
+    assert_eq!(req.authority().as_deref(), Some("reviews"));
+    // The first copy, as Envoy's single read gives it; every copy for a list.
+    assert_eq!(req.header("x-user").as_deref(), Some("alice"));
+    assert_eq!(req.header_values("x-user"), ["alice", "mallory"]);
+    assert_eq!(req.header("x-absent"), None);
+    assert_eq!(
+        (
+            *req.inner().map_reads.borrow(),
+            *req.inner().name_reads.borrow()
+        ),
+        (1, 0)
+    );
+    // Writes are seen as written; an added copy makes the next unknown name read the map again.
+    req.note_header(":path", Some("/rewritten"));
+    req.note_header("x-user", None);
+    assert_eq!(req.path().as_deref(), Some("/rewritten"));
+    assert_eq!(req.header("x-user"), None);
+    req.note_added("x-other");
+    assert_eq!(req.header("x-other2"), None);
+    assert_eq!(*req.inner().map_reads.borrow(), 2);
+    assert_eq!(*req.inner().name_reads.borrow(), 0);
+
+    // A host that reads headers in place (the native glue) is asked name by name.
+    let req = MemoRequest::new(host(false));
+    assert_eq!(req.method().as_deref(), Some("GET"));
+    assert_eq!(req.header("x-user").as_deref(), Some("alice"));
+    assert_eq!(
+        (
+            *req.inner().map_reads.borrow(),
+            *req.inner().name_reads.borrow()
+        ),
+        (0, 2)
+    );
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn every_header_list_comes_from_one_read_of_the_whole_map() {
     let map = [("x-a", "1"), ("x-b", "2"), ("X-A", "3")]
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -245,6 +310,7 @@ fn every_header_list_comes_from_one_read_of_the_whole_map() {
         map,
         map_reads: RefCell::new(0),
         name_reads: RefCell::new(0),
+        prefers: false,
     });
     assert_eq!(req.header_values("x-a"), ["1", "3"]);
     assert_eq!(req.header_values("x-b"), ["2"]);
@@ -340,4 +406,46 @@ fn an_added_copy_sends_the_next_list_of_copies_to_the_host() {
     assert_eq!(memo.header("x-user").as_deref(), Some("bob"));
     assert_eq!(memo.header_values("x-user"), ["alice"]);
     assert_eq!(memo.inner().reads.borrow().as_slice(), ["x-user"]);
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn with_telemetry_inside_the_marks_stay_in_memory_and_the_decision_goes_to_the_host() {
+    use crate::host::{Call, Host, MockHost};
+    use crate::telemetry::{BREAKER_PROPERTY, DECISION_PROPERTY, FAULT_PROPERTY};
+    let host = MockHost::request("GET", "reviews", "/");
+    let view = MemoRequest::new(&host).telemetry_inside();
+    view.set_property(BREAKER_PROPERTY, b"closed");
+    view.set_property(FAULT_PROPERTY, b"delayed");
+    view.set_property(DECISION_PROPERTY, b"authz deny");
+    let written: Vec<Call> = host
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::SetProperty(..)))
+        .collect();
+    assert_eq!(
+        written,
+        [Call::SetProperty(
+            DECISION_PROPERTY.into(),
+            b"authz deny".to_vec()
+        )]
+    );
+    // The next callback's view (on_log) reads them from memory and keeps the rule.
+    let next = MemoRequest::with_carried(&host, view.into_carried());
+    assert_eq!(
+        next.property(&[BREAKER_PROPERTY]).as_deref(),
+        Some(&b"closed"[..])
+    );
+    assert_eq!(
+        next.property(&[FAULT_PROPERTY]).as_deref(),
+        Some(&b"delayed"[..])
+    );
+    next.set_property(BREAKER_PROPERTY, b"open");
+    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 1);
+    assert_eq!(host.count(|c| matches!(c, Call::ReadProperty(..))), 0);
+
+    // Without it (a telemetry module outside this one may read them) every mark is written.
+    let plain = MemoRequest::new(&host);
+    plain.set_property(BREAKER_PROPERTY, b"closed");
+    assert_eq!(host.count(|c| matches!(c, Call::SetProperty(..))), 2);
 }

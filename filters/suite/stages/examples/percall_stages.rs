@@ -6,7 +6,10 @@
 //! request are `(Ir at N - Ir at 0) / N`, less those of `none` (the harness). `<stage>`:
 //! none, authz, canary, fault, breaker,
 //! telemetry, suite (authz, canary, fault and breaker as the benchmark's S5), suite-telemetry
-//! (the same plus telemetry, as a mesh sidecar runs it). The host answers from memory and
+//! (the same plus telemetry, as a mesh sidecar runs it). A third argument `map` makes the
+//! host prefer one read of the whole header map to single reads, as the wasm glue does
+//! (`RequestAttributes::prefers_header_map`); without it headers are read one by one, as the
+//! native glue does. The host answers from memory and
 //! counts calls in an array, so the instructions are the stages' own (plus the copies a
 //! real host's answers cost the module: every returned string is allocated in the module).
 
@@ -42,6 +45,7 @@ struct BenchHost {
     calls: RefCell<[u64; KINDS.len()]>,
     now: Cell<u64>,
     metrics: Cell<u32>,
+    prefers_map: bool,
 }
 
 impl BenchHost {
@@ -105,6 +109,9 @@ impl RequestAttributes for BenchHost {
     fn header_map(&self) -> Option<Vec<(String, String)>> {
         self.count(0);
         Some(self.headers.borrow().clone())
+    }
+    fn prefers_header_map(&self) -> bool {
+        self.prefers_map
     }
     fn source_address(&self) -> Option<String> {
         self.property_string(&["source", "address"])
@@ -253,7 +260,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let which = args.get(1).map_or("suite", String::as_str);
     let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let json = config(which).ok_or_else(|| format!("unknown stage {which}"))?;
-    let host = BenchHost::new();
+    let host = BenchHost {
+        prefers_map: args.get(3).is_some_and(|a| a == "map"),
+        ..BenchHost::new()
+    };
     let stages = Stages::new(Suite::from_json(json.as_bytes())?, 1, &host);
     host.reset();
     let original = host.headers.borrow().clone();

@@ -228,8 +228,8 @@ impl SuiteRequest {
         }
         let mut req = MemoRequest::new(host);
         if stages.telemetry.is_some() {
-            // Telemetry reads the marks the stages write, in `on_log`: from memory.
-            req = req.remember_writes();
+            // Telemetry reads the marks the stages write, in `on_log`: from memory only.
+            req = req.telemetry_inside();
         }
         let flow = self.run_stages(stages, &req, end_of_stream);
         self.carried = req.into_carried();
