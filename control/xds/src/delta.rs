@@ -191,12 +191,12 @@ impl DeltaConnection {
 
     /// The modules (name -> SHA-256) of the ECDS resources this stream has sent and not
     /// removed: what the sidecar runs once [`DeltaConnection::is_synced`].
-    pub fn running_modules(&self) -> BTreeMap<String, String> {
+    pub fn running_modules(&self) -> Arc<BTreeMap<String, String>> {
         let Some(watch) = self
             .watches
             .get(crate::resource::type_url::EXTENSION_CONFIG)
         else {
-            return BTreeMap::new();
+            return Arc::default();
         };
         self.snapshot.modules_of(
             watch

@@ -76,7 +76,8 @@ pub struct SotwResponse {
     pub version_info: String,
     pub type_url: String,
     pub nonce: String,
-    pub resources: Vec<Resource>,
+    /// Shared with every stream whose subscription selects the same resources.
+    pub resources: Arc<[Resource]>,
 }
 
 impl SotwResponse {
@@ -107,7 +108,7 @@ impl SotwResponse {
             prost::encoding::string::encode(field, value, &mut current);
         }
         let mut chunks = Vec::new();
-        for resource in &self.resources {
+        for resource in self.resources.iter() {
             if resource.entry.len() < SHARED_ENTRY {
                 current.extend_from_slice(&resource.entry);
             } else {

@@ -3,6 +3,7 @@
 //! A leaf module: the state, the mesh resources and the metrics all read these types.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use serde::Serialize;
@@ -121,7 +122,8 @@ pub struct SidecarStatus {
     /// The wasm modules it runs, name -> SHA-256: those of the filter resources of the
     /// newest revision it acknowledged in full (Envoy acknowledges a filter only once the
     /// module with that hash is fetched, verified and loaded).
-    pub modules: BTreeMap<String, String>,
+    /// Shared: every sidecar of a group synced to one snapshot holds the same map.
+    pub modules: Arc<BTreeMap<String, String>>,
     /// The refusal in force: set by a NACK, cleared once the sidecar acknowledges everything.
     pub current_nack: Option<Nack>,
     /// The latest refusal, kept after it is resolved (a module fetch in progress is refused
@@ -181,7 +183,7 @@ mod tests {
             protocol: "sotw",
             synced_revision: None,
             acked: BTreeMap::new(),
-            modules: BTreeMap::new(),
+            modules: Arc::default(),
             current_nack: None,
             last_nack: None,
             nack_count: 0,

@@ -2,6 +2,7 @@
 //! before anyone can see it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster::ClusterDiscoveryType, Cluster};
 use prost::Message;
@@ -34,6 +35,45 @@ pub struct Snapshot {
     /// ECDS resource name -> the module it runs: (name, SHA-256). What a sidecar that
     /// acknowledged the resource runs (`weft status`, `weft module audit`).
     modules: BTreeMap<String, (String, String)>,
+    /// `modules_of` every ECDS resource, made once and shared: each sidecar of the group
+    /// subscribes to all of them and records the map when it syncs (D104).
+    all_modules: Memo<Arc<BTreeMap<String, String>>>,
+    /// The selections streams asked for, made once each: the sidecars of a group subscribe
+    /// alike, so at 10,000 sidecars in 20 groups each selection serves ~500 streams (D104).
+    selections: Memo<Mutex<Vec<Remembered>>>,
+}
+
+/// A selection made: its type URL, its subscription (`None`: wildcard) and what it selects.
+type Remembered = (String, Option<BTreeSet<String>>, Arc<Selection>);
+
+/// What one subscription selects in a snapshot, and its content version (what a SotW
+/// response carries as `version_info`).
+#[derive(Debug, PartialEq)]
+pub struct Selection {
+    pub resources: Arc<[Resource]>,
+    pub version: String,
+}
+
+/// The most selections a snapshot remembers: enough for every subscription shape of its
+/// group's sidecars; past it (sidecars subscribing to arbitrary names) each is made anew.
+const MAX_SELECTIONS: usize = 64;
+
+/// A value computed at most once from the rest of the snapshot: it takes no part in
+/// comparing snapshots (two equal snapshots are equal whether either computed it yet), and a
+/// copy of the snapshot computes its own (a copy may be changed).
+#[derive(Debug, Default)]
+struct Memo<T>(OnceLock<T>);
+
+impl<T> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The resources of one type.
@@ -91,6 +131,8 @@ impl Snapshot {
             revision,
             types,
             modules: BTreeMap::new(),
+            all_modules: Memo::default(),
+            selections: Memo::default(),
         };
         snapshot.check_endpoints()?;
         Ok(snapshot)
@@ -99,19 +141,36 @@ impl Snapshot {
     /// Records which module (name, SHA-256) each ECDS resource runs.
     pub fn with_modules(mut self, modules: BTreeMap<String, (String, String)>) -> Self {
         self.modules = modules;
+        self.all_modules = Memo::default();
         self
     }
 
     /// The modules (name -> SHA-256) of the named ECDS resources.
+    /// When the names are every ECDS resource with a module (a sidecar of the group, as a
+    /// rule), the one shared map.
     pub fn modules_of<'a>(
         &self,
-        ecds_names: impl IntoIterator<Item = &'a str>,
-    ) -> BTreeMap<String, String> {
-        ecds_names
-            .into_iter()
-            .filter_map(|name| self.modules.get(name))
-            .cloned()
-            .collect()
+        ecds_names: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Arc<BTreeMap<String, String>> {
+        let mut count = 0;
+        let every = ecds_names.clone().into_iter().all(|name| {
+            count += 1;
+            self.modules.contains_key(name)
+        });
+        if every && count == self.modules.len() {
+            return Arc::clone(
+                self.all_modules
+                    .0
+                    .get_or_init(|| Arc::new(self.modules.values().cloned().collect())),
+            );
+        }
+        Arc::new(
+            ecds_names
+                .into_iter()
+                .filter_map(|name| self.modules.get(name))
+                .cloned()
+                .collect(),
+        )
     }
 
     fn of_type(&self, type_url: &str) -> Option<&TypeResources> {
@@ -158,6 +217,36 @@ impl Snapshot {
                 .filter_map(|name| resources.get(name))
                 .collect(),
         }
+    }
+
+    /// [`select`](Self::select) with the selection's content version, shared by every
+    /// stream that subscribes alike.
+    pub fn selection(&self, type_url: &str, names: Option<&BTreeSet<String>>) -> Arc<Selection> {
+        let memo = self.selections.0.get_or_init(Mutex::default);
+        let same = |(t, n, _): &&Remembered| t == type_url && n.as_ref() == names;
+        if let Some((_, _, found)) = memo
+            .lock()
+            .ok()
+            .as_deref()
+            .and_then(|m| m.iter().find(same))
+        {
+            return Arc::clone(found);
+        }
+        let selected = self.select(type_url, names);
+        let parts: Vec<&[u8]> = selected
+            .iter()
+            .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()])
+            .collect();
+        let selection = Arc::new(Selection {
+            version: content_version(&parts),
+            resources: selected.into_iter().cloned().collect(),
+        });
+        if let Ok(mut memo) = memo.lock() {
+            if memo.len() < MAX_SELECTIONS {
+                memo.push((type_url.to_string(), names.cloned(), Arc::clone(&selection)));
+            }
+        }
+        selection
     }
 
     fn check_endpoints(&self) -> Result<(), SnapshotError> {

@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use crate::event::{reply_event, Answered, Event};
-use crate::resource::{content_version, type_url::is_wildcard_type, SotwResponse};
+use crate::resource::{type_url::is_wildcard_type, SotwResponse};
 use crate::snapshot::Snapshot;
 
 /// A request the protocol does not allow.
@@ -197,9 +197,9 @@ impl SotwConnection {
 
     /// The modules (name -> SHA-256) of the ECDS resources this stream selects in its
     /// snapshot: what the sidecar runs once [`SotwConnection::is_synced`].
-    pub fn running_modules(&self) -> BTreeMap<String, String> {
+    pub fn running_modules(&self) -> Arc<BTreeMap<String, String>> {
         let Some(index) = self.watch_index(crate::resource::type_url::EXTENSION_CONFIG) else {
-            return BTreeMap::new();
+            return Arc::default();
         };
         let watch = &self.watches[index].1;
         let selected = self.snapshot.select(
@@ -235,12 +235,8 @@ impl SotwConnection {
             return None;
         }
         let basis = basis.map(str::to_string);
-        let selected = self.snapshot.select(type_url, watch.names.as_ref());
-        let parts: Vec<&[u8]> = selected
-            .iter()
-            .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()])
-            .collect();
-        let version = content_version(&parts);
+        let selection = self.snapshot.selection(type_url, watch.names.as_ref());
+        let version = selection.version.clone();
         if !force && watch.sent_version.as_deref() == Some(version.as_str()) {
             watch.sent_basis = basis;
             return None;
@@ -255,7 +251,7 @@ impl SotwConnection {
         watch.nacked = false;
         Some(SotwResponse {
             version_info: version,
-            resources: selected.into_iter().cloned().collect(),
+            resources: Arc::clone(&selection.resources),
             type_url: type_url.to_string(),
             nonce,
         })

@@ -510,7 +510,7 @@ impl XdsState {
             protocol,
             synced_revision: None,
             acked: BTreeMap::new(),
-            modules: BTreeMap::new(),
+            modules: Arc::default(),
             current_nack: None,
             last_nack: None,
             nack_count: 0,
@@ -600,7 +600,7 @@ impl XdsState {
         &self,
         node: &NodeKey,
         events: Vec<Event>,
-        synced: Option<(u64, BTreeMap<String, String>)>,
+        synced: Option<(u64, Arc<BTreeMap<String, String>>)>,
     ) {
         if events.is_empty() && synced.is_none() {
             return;

@@ -382,7 +382,7 @@ pub(crate) trait Machine: Send + 'static {
     fn resend_nacked(&mut self, force: bool) -> Vec<Self::Response>;
     fn is_synced(&self) -> bool;
     fn snapshot_revision(&self) -> u64;
-    fn running_modules(&self) -> BTreeMap<String, String>;
+    fn running_modules(&self) -> Arc<BTreeMap<String, String>>;
     fn drain_events(&mut self) -> Vec<Event>;
 }
 
@@ -416,7 +416,7 @@ macro_rules! impl_machine {
             fn snapshot_revision(&self) -> u64 {
                 <$machine>::snapshot_revision(self)
             }
-            fn running_modules(&self) -> BTreeMap<String, String> {
+            fn running_modules(&self) -> Arc<BTreeMap<String, String>> {
                 <$machine>::running_modules(self)
             }
             fn drain_events(&mut self) -> Vec<Event> {

@@ -113,7 +113,10 @@ async fn sotw_handshake_ack_and_status() {
     // What it runs: the module hash of the filter entry it acknowledged.
     assert_eq!(
         statuses[0].modules,
-        BTreeMap::from([("authz".to_string(), weft_xds::modules::sha256_hex(b"\0asm"))])
+        std::sync::Arc::new(BTreeMap::from([(
+            "authz".to_string(),
+            weft_xds::modules::sha256_hex(b"\0asm")
+        )]))
     );
     assert_eq!(
         statuses[0]

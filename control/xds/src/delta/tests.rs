@@ -255,6 +255,6 @@ fn running_modules_are_those_sent_and_not_removed() {
     assert!(c.is_synced());
     assert_eq!(
         c.running_modules(),
-        BTreeMap::from([("authz".to_string(), "aa".to_string())])
+        Arc::new(BTreeMap::from([("authz".to_string(), "aa".to_string())]))
     );
 }

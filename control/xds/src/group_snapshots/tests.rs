@@ -189,12 +189,22 @@ fn each_snapshot_knows_the_module_hash_of_its_filter_entries() {
     let built = fixture.build(&[mk_group("v2")]).unwrap();
     let (_, snapshot) = &built[0];
     assert_eq!(
-        snapshot.modules_of(["weft.authz", "weft.canary", "weft.unknown"]),
+        *snapshot.modules_of(["weft.authz", "weft.canary", "weft.unknown"]),
         BTreeMap::from([
             ("authz".to_string(), "ab".repeat(32)),
             ("canary".to_string(), "cd".repeat(32)),
         ])
     );
+    // Every filter entry of the group (what each of its sidecars subscribes to): one map,
+    // shared by all of them.
+    let names: Vec<String> = snapshot
+        .resources(crate::resource::type_url::EXTENSION_CONFIG)
+        .map(|r| r.name.clone())
+        .collect();
+    let first = snapshot.modules_of(names.iter().map(String::as_str));
+    let again = snapshot.modules_of(names.iter().map(String::as_str));
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "{names:?}");
+    assert_eq!(first.len(), names.len());
     assert_eq!(
         snapshot
             .modules_of(["weft.canary"])
@@ -202,6 +212,46 @@ fn each_snapshot_knows_the_module_hash_of_its_filter_entries() {
             .collect::<Vec<_>>(),
         ["canary"]
     );
+}
+
+#[test]
+fn streams_that_subscribe_alike_share_one_selection() {
+    use crate::resource::type_url;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    let fixture = Fixture::new();
+    let built = fixture.build(&[mk_group("v2")]).unwrap();
+    let (_, snapshot) = &built[0];
+    let all = snapshot.selection(type_url::EXTENSION_CONFIG, None);
+    assert!(Arc::ptr_eq(
+        &all,
+        &snapshot.selection(type_url::EXTENSION_CONFIG, None)
+    ));
+    let names: Vec<&str> = all.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        snapshot
+            .select(type_url::EXTENSION_CONFIG, None)
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+    );
+    // A narrower subscription is its own selection, with its own version.
+    let one: BTreeSet<String> = [names[0].to_string()].into();
+    let narrow = snapshot.selection(type_url::EXTENSION_CONFIG, Some(&one));
+    assert_eq!(narrow.resources.len(), 1);
+    assert_ne!(narrow.version, all.version);
+    assert!(Arc::ptr_eq(
+        &narrow,
+        &snapshot.selection(type_url::EXTENSION_CONFIG, Some(&one))
+    ));
+    // Past the memo's bound (a sidecar naming arbitrary resources) selections are still right.
+    for i in 0..100 {
+        let names: BTreeSet<String> = [format!("no-such-{i}"), names[0].to_string()].into();
+        let selection = snapshot.selection(type_url::EXTENSION_CONFIG, Some(&names));
+        assert_eq!(selection.resources.len(), 1);
+        assert_eq!(selection.version, narrow.version);
+    }
 }
 
 fn mk_endpoint(service: &str, version: &str, ip: &str) -> MeshEndpoint {

@@ -12,7 +12,7 @@ fn response(resources: Vec<Resource>) -> SotwResponse {
         version_info: "0123456789abcdef".into(),
         type_url: type_url::ENDPOINT.into(),
         nonce: "42".into(),
-        resources,
+        resources: resources.into(),
     }
 }
 
@@ -64,7 +64,7 @@ fn empty_fields_are_left_out() {
         version_info: String::new(),
         type_url: type_url::CLUSTER.into(),
         nonce: String::new(),
-        resources: Vec::new(),
+        resources: Vec::new().into(),
     };
     let chunks = response.grpc_chunks().unwrap();
     assert_eq!(

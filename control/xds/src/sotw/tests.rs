@@ -461,7 +461,7 @@ fn running_modules_are_those_of_the_selected_filter_entries() {
     assert!(c.is_synced());
     assert_eq!(
         c.running_modules(),
-        BTreeMap::from([("authz".to_string(), "aa".to_string())])
+        Arc::new(BTreeMap::from([("authz".to_string(), "aa".to_string())]))
     );
 }
 
