@@ -92,7 +92,7 @@ impl RequestAttributes for HostRequest {
         header_map(MapType::HttpRequestHeaders)
     }
 
-    /// Yes: a single header read is as many VM crossings as the whole map (D103).
+    /// Yes: a single header read is as many VM crossings as the whole map (D104).
     fn prefers_header_map(&self) -> bool {
         true
     }
