@@ -7,6 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use weft_filter_core::host::{HostError, MetricId, MetricKind, SharedRecord};
 use weft_filter_core::{Host, RequestAttributes};
 
+use crate::headers::{header_map, map_value};
+
 /// The current request, read lazily from the host on demand.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostRequest;
@@ -70,7 +72,7 @@ impl RequestAttributes for HostRequest {
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        request_header(name)
+        map_value(MapType::HttpRequestHeaders, name)
     }
 
     /// Envoy's `get_http_request_header` returns only the first copy (`getHeaderMapValue`
@@ -114,34 +116,6 @@ impl RequestAttributes for HostRequest {
     fn peer_principal(&self) -> Option<String> {
         Self::property_string(&["connection", "uri_san_peer_certificate"]).filter(|s| !s.is_empty())
     }
-}
-
-/// Header bytes as text. A value may hold any byte but NUL, CR and LF (Envoy passes
-/// obs-text, 0x80-0xFF, through), and the SDK's `String` readers unwrap `from_utf8`: a hostile
-/// caller's `x: \xff` would trap the VM (and, fail-closed, answer 503 to every request after
-/// it). Bytes that are not UTF-8 become U+FFFD, so the ASCII a rule matches on is kept.
-pub(crate) fn text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// The first value of a request header, as text (see [`text`]).
-fn request_header(name: &str) -> Option<String> {
-    map_value(MapType::HttpRequestHeaders, name)
-}
-
-/// The first value of header `name` in `map`, as text (see [`text`]).
-pub(crate) fn map_value(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(map, name)
-        .ok()
-        .flatten()
-        .map(text)
-}
-
-/// Every entry of header map `map` in order, values as text (see [`text`]; Envoy's header
-/// names are tokens, ASCII).
-fn header_map(map: MapType) -> Option<Vec<(String, String)>> {
-    let pairs = hostcalls::get_map_bytes(map).ok()?;
-    Some(pairs.into_iter().map(|(k, v)| (k, text(v))).collect())
 }
 
 /// A host status as the core's error: a CAS mismatch is a domain outcome, the rest a refusal.

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod headers;
 mod host;
 mod http_call;
 mod report;

@@ -15,7 +15,7 @@ pub fn set_stream_property(name: &str, value: &[u8]) {
 
 /// A response header; also works in `on_log`, where Envoy hands the logged headers.
 pub fn response_header(name: &str) -> Option<String> {
-    crate::host::map_value(MapType::HttpResponseHeaders, name)
+    crate::headers::map_value(MapType::HttpResponseHeaders, name)
 }
 
 /// From the root context: its tick period (zero stops it).
@@ -41,5 +41,6 @@ pub fn root_done() {
 /// In `on_http_call_response`: the answer's status (`None`: no response, e.g. a reset or
 /// timeout).
 pub fn call_response_status() -> Option<u16> {
-    crate::host::map_value(MapType::HttpCallResponseHeaders, ":status").and_then(|s| s.parse().ok())
+    crate::headers::map_value(MapType::HttpCallResponseHeaders, ":status")
+        .and_then(|s| s.parse().ok())
 }

@@ -127,7 +127,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
     }
 
     /// The module's own telemetry stage is the only reader of the marks the other stages
-    /// leave ([`MARK_PROPERTIES`]: fault, breaker, WAF), so they are kept in memory
+    /// leave (`MARK_PROPERTIES`: fault, breaker, WAF), so they are kept in memory
     /// ([`remember_writes`](Self::remember_writes)) and not written to the host: one Envoy
     /// filter-state object fewer per request (the breaker marks every request it guards).
     /// The access log's decision (`weft_decision`) is still written. Carried to the later
