@@ -56,29 +56,14 @@ fn allowing(dir: &Path, prefix: &str) -> PathBuf {
 }
 
 async fn policy_version(server: &WeftServer) -> u64 {
-    let body: serde_json::Value = http_client()
-        .get(format!("{}/api/v1/status", server.api))
-        .header("authorization", server.authorization())
-        .send()
-        .await
+    server.api_get("/api/v1/status").await["policyVersion"]
+        .as_u64()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["policyVersion"].as_u64().unwrap()
 }
 
 /// The replica's `/metrics` text, as an operator reads it.
 async fn metrics_text(server: &WeftServer) -> String {
-    http_client()
-        .get(format!("{}/metrics", server.api))
-        .header("authorization", server.authorization())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    server.api_text("/metrics").await
 }
 
 async fn healthz(server: &WeftServer) -> (u16, String) {

@@ -202,12 +202,12 @@ impl SotwConnection {
             return Arc::default();
         };
         let watch = &self.watches[index].1;
-        let selected = self.snapshot.select(
+        let selection = self.snapshot.selection(
             crate::resource::type_url::EXTENSION_CONFIG,
             watch.names.as_ref(),
         );
         self.snapshot
-            .modules_of(selected.iter().map(|r| r.name.as_str()))
+            .modules_of(selection.resources.iter().map(|r| r.name.as_str()))
     }
 
     fn watch_index(&self, type_url: &str) -> Option<usize> {

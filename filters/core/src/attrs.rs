@@ -4,6 +4,14 @@
 //! say, the peer certificate never pays for the property read. Decisions take only this view;
 //! the stages, which also act, take [`crate::Host`], which extends it.
 
+/// A header value's bytes as text. Envoy passes values with any byte but NUL, CR and LF
+/// (obs-text, 0x80-0xFF, included): bytes that are not UTF-8 become U+FFFD, so a value is
+/// never lost for its encoding (read as absent, or trapping a reader that unwraps) and the
+/// ASCII a rule matches on is kept (D103). Valid UTF-8 is taken without a copy.
+pub fn header_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Read-only view of one HTTP request as the proxy sees it.
 pub trait RequestAttributes {
     /// `:method`

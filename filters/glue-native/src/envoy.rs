@@ -46,15 +46,10 @@ fn module_headers(headers: &[(String, String)]) -> Vec<ModuleHttpHeader> {
         .collect()
 }
 
-/// Envoy's bytes as text. Header values may hold any byte but NUL, CR and LF (obs-text,
-/// 0x80-0xFF, passes Envoy's codecs): bytes that are not UTF-8 become U+FFFD, so a header is
-/// never taken for absent for its encoding (a presence rule would be passed by `x: \xff`)
-/// and the ASCII a rule matches on is kept.
+/// Envoy's bytes as text ([`weft_filter_core::attrs::header_text`]): never `None` for its
+/// encoding, so a header with obs-text is not taken for absent.
 fn text(buffer: EnvoyBuffer) -> Option<String> {
-    Some(
-        String::from_utf8(copy(buffer))
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
+    Some(weft_filter_core::attrs::header_text(copy(buffer)))
 }
 
 /// Borrows the bytes Envoy passed to a hook (e.g. the configuration) for that hook.

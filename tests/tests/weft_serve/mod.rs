@@ -202,13 +202,18 @@ impl WeftServer {
 
     /// `GET <api><path>` with the admin token (the plain-HTTP API of [`WeftServer::start`]).
     pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.api_text(path).await).unwrap()
+    }
+
+    /// [`api_get`](Self::api_get)'s body as text (e.g. `/metrics`).
+    pub async fn api_text(&self, path: &str) -> String {
         weft_e2e::http_client()
             .get(format!("{}{path}", self.api))
             .header("authorization", self.authorization())
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap()
     }
