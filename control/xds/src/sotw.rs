@@ -135,12 +135,15 @@ impl SotwConnection {
             ));
         }
         let replied = !request.response_nonce.is_empty();
-        let names = subscription(&request.type_url, &request.resource_names);
-        let changed = watch.names != names;
+        let changed = !same_subscription(
+            watch.names.as_ref(),
+            &request.type_url,
+            &request.resource_names,
+        );
         if changed {
             watch.sent_basis = None;
+            watch.names = subscription(&request.type_url, &request.resource_names);
         }
-        watch.names = names;
         if first || changed {
             Ok(self.respond(index, true).into_iter().collect())
         } else if replied {
@@ -206,8 +209,7 @@ impl SotwConnection {
             crate::resource::type_url::EXTENSION_CONFIG,
             watch.names.as_ref(),
         );
-        self.snapshot
-            .modules_of(selection.resources.iter().map(|r| r.name.as_str()))
+        self.snapshot.modules_of_selection(&selection)
     }
 
     fn watch_index(&self, type_url: &str) -> Option<usize> {
@@ -259,6 +261,20 @@ impl SotwConnection {
 }
 
 /// `None` (wildcard) for `*` or for an empty list on a wildcard type.
+/// Whether `names` subscribe to exactly `current` (what [`subscription`] would make of
+/// them), without building a set: an ACK repeats its stream's names, and every ACK of an
+/// apply used to copy them into a new set to compare.
+fn same_subscription(current: Option<&BTreeSet<String>>, type_url: &str, names: &[String]) -> bool {
+    match current {
+        None => names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url)),
+        // Strictly ascending (as Envoy sends them): distinct, so equal iff in step.
+        Some(set) if names.windows(2).all(|w| w[0] < w[1]) => {
+            set.len() == names.len() && set.iter().zip(names).all(|(a, b)| a == b)
+        }
+        Some(set) => subscription(type_url, names).as_ref() == Some(set),
+    }
+}
+
 fn subscription(type_url: &str, names: &[String]) -> Option<BTreeSet<String>> {
     if names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url)) {
         None

@@ -88,7 +88,10 @@ pub(crate) struct Inner {
     modules: WasmModules,
     /// node -> (connection id, endpoint, connected).
     registrations: BTreeMap<NodeKey, (u64, Option<MeshEndpoint>, bool)>,
-    sidecars: BTreeMap<NodeKey, SidecarStatus>,
+    /// By hash, not in order: every ACK of every stream finds its sidecar here, and a
+    /// B-tree of 10,000 keys compared string by string cost an apply ~4 % of its CPU.
+    /// Listings sort (`sidecars`).
+    sidecars: HashMap<NodeKey, SidecarStatus>,
     groups: HashMap<GroupKey, watch::Sender<Arc<Snapshot>>>,
     /// Per group, bumped to make Envoy re-create filters after a refused module fetch.
     refresh: HashMap<GroupKey, u64>,

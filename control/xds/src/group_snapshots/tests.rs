@@ -212,6 +212,18 @@ fn each_snapshot_knows_the_module_hash_of_its_filter_entries() {
             .collect::<Vec<_>>(),
         ["canary"]
     );
+    // A subscription to part of the entries (not the shared map above): its modules are
+    // made once per selection and shared by the streams that select alike.
+    let part = std::collections::BTreeSet::from(["weft.canary".to_string()]);
+    let selection = snapshot.selection(crate::resource::type_url::EXTENSION_CONFIG, Some(&part));
+    let once = snapshot.modules_of_selection(&selection);
+    let same = snapshot.selection(crate::resource::type_url::EXTENSION_CONFIG, Some(&part));
+    assert!(std::sync::Arc::ptr_eq(&selection, &same));
+    assert!(std::sync::Arc::ptr_eq(
+        &once,
+        &snapshot.modules_of_selection(&same)
+    ));
+    assert_eq!(*once, *snapshot.modules_of(["weft.canary"]));
 }
 
 #[test]

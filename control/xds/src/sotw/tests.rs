@@ -519,3 +519,37 @@ fn unchanged_types_and_unselected_changes_send_nothing() {
     assert_eq!(out.len(), 1);
     assert_eq!(names(&out[0]), ["authz-b", "canary-b"]);
 }
+
+#[test]
+fn an_ack_repeating_its_names_is_judged_as_building_the_set_would() {
+    // Every list of up to 3 names over {a, b, *} (with repeats and any order), against every
+    // subscription such lists make: the fast path agrees with comparing built sets.
+    let alphabet = ["a", "b", "*"];
+    let mut lists: Vec<Vec<String>> = vec![Vec::new()];
+    for len in 1..=3 {
+        let mut at = vec![0usize; len];
+        loop {
+            lists.push(at.iter().map(|&i| alphabet[i].to_string()).collect());
+            let Some(pos) = (0..len).rev().find(|&p| at[p] + 1 < alphabet.len()) else {
+                break;
+            };
+            at[pos] += 1;
+            at[pos + 1..].iter_mut().for_each(|i| *i = 0);
+        }
+    }
+    for type_url in [ECDS, CDS] {
+        let subscriptions: Vec<Option<BTreeSet<String>>> = lists
+            .iter()
+            .map(|names| subscription(type_url, names))
+            .collect();
+        for current in &subscriptions {
+            for names in &lists {
+                assert_eq!(
+                    same_subscription(current.as_ref(), type_url, names),
+                    *current == subscription(type_url, names),
+                    "{type_url}: {current:?} vs {names:?}"
+                );
+            }
+        }
+    }
+}
