@@ -260,7 +260,6 @@ impl SotwConnection {
     }
 }
 
-/// `None` (wildcard) for `*` or for an empty list on a wildcard type.
 /// Whether `names` subscribe to exactly `current` (what [`subscription`] would make of
 /// them), without building a set: an ACK repeats its stream's names, and every ACK of an
 /// apply used to copy them into a new set to compare.
@@ -275,6 +274,7 @@ fn same_subscription(current: Option<&BTreeSet<String>>, type_url: &str, names: 
     }
 }
 
+/// `None` (wildcard) for `*` or for an empty list on a wildcard type.
 fn subscription(type_url: &str, names: &[String]) -> Option<BTreeSet<String>> {
     if names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url)) {
         None
