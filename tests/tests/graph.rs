@@ -234,8 +234,12 @@ async fn settled(mesh: &Mesh) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_graph_shows_latency_and_every_local_reply_by_cause() {
     let mesh = start().await;
-    // Ready: every callee answers through the mesh (readiness probes are counted on the
-    // edges like anything else; the assertions below are on differences).
+    // Ready: every callee answers through the mesh, and its edge is reported by both
+    // sidecars (readiness probes are counted on the edges like anything else; the
+    // assertions below are on differences). An edge shows the callee's view once it has
+    // one: a baseline taken from the caller's view alone (the callee's telemetry not
+    // reporting yet on a loaded machine) would count the warm-up probes the callee never
+    // saw, and the difference would come out short by them.
     let probe = [("x-delay-ms", "35")];
     for (host, path, want) in [
         ("reviews", "/reviews/probe", 200),
@@ -250,9 +254,18 @@ async fn the_graph_shows_latency_and_every_local_reply_by_cause() {
             Duration::from_millis(500),
             || async {
                 let got = mesh.send(host, path, &probe, 1).await;
-                let done = got == [want];
+                let answered = got == [want];
                 *last.lock().unwrap() = got;
-                Ok(done.then_some(()))
+                if !answered {
+                    return Ok(None);
+                }
+                let reported_by = edge(&mesh.graph().await, host)["reported_by"].clone();
+                let both = ["inbound", "outbound"].iter().all(|side| {
+                    reported_by
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|s| s == side))
+                });
+                Ok(both.then_some(()))
             },
         )
         .await;
