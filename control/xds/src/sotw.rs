@@ -265,7 +265,7 @@ impl SotwConnection {
 /// apply used to copy them into a new set to compare.
 fn same_subscription(current: Option<&BTreeSet<String>>, type_url: &str, names: &[String]) -> bool {
     match current {
-        None => names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url)),
+        None => is_wildcard(type_url, names),
         // Strictly ascending (as Envoy sends them): distinct, so equal iff in step.
         Some(set) if names.windows(2).all(|w| w[0] < w[1]) => {
             set.len() == names.len() && set.iter().zip(names).all(|(a, b)| a == b)
@@ -274,9 +274,15 @@ fn same_subscription(current: Option<&BTreeSet<String>>, type_url: &str, names: 
     }
 }
 
-/// `None` (wildcard) for `*` or for an empty list on a wildcard type.
+/// Whether `names` subscribe to every resource of `type_url`: `*`, or an empty list on a
+/// wildcard type.
+fn is_wildcard(type_url: &str, names: &[String]) -> bool {
+    names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url))
+}
+
+/// `None` (wildcard, see [`is_wildcard`]), else the set of `names`.
 fn subscription(type_url: &str, names: &[String]) -> Option<BTreeSet<String>> {
-    if names.iter().any(|n| n == "*") || (names.is_empty() && is_wildcard_type(type_url)) {
+    if is_wildcard(type_url, names) {
         None
     } else {
         Some(names.iter().cloned().collect())
