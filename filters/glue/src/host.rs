@@ -179,19 +179,21 @@ impl Host for HostRequest {
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
-        let kind = match kind {
+        let host_kind = match kind {
             MetricKind::Counter => MetricType::Counter,
             MetricKind::Gauge => MetricType::Gauge,
             MetricKind::Histogram => MetricType::Histogram,
         };
-        hostcalls::define_metric(kind, name).map_err(|status| {
+        let id = hostcalls::define_metric(host_kind, name).map_err(|status| {
             log::warn!("weft: cannot define metric {name}: {status:?}");
             host_error(status)
-        })
+        })?;
+        crate::counters::defined(kind, id);
+        Ok(id)
     }
 
     fn increment_metric(&self, id: MetricId, delta: i64) {
-        let _ = hostcalls::increment_metric(id, delta);
+        crate::counters::increment(id, delta);
     }
 
     fn record_metric(&self, id: MetricId, value: u64) {

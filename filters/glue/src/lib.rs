@@ -8,12 +8,14 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod counters;
 mod headers;
 mod host;
 mod http_call;
 mod report;
 
 pub use config::load_plugin_config;
+pub use counters::{batch_counters, flush_counters, request_began, request_ended};
 pub use host::{now_millis, HostRequest};
 pub use report::{root_done, set_root_tick};
 

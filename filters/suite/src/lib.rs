@@ -27,8 +27,15 @@ use weft_suite_stages::{Stages, SuiteRequest, Ticks};
 
 proxy_wasm::main! {{
     glue::init_logging();
+    // Counter increments are summed while requests overlap on this worker (D106).
+    glue::batch_counters();
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(SuiteRoot { context_id, stages: None, ticks: Ticks::default(), retiring: false })
+        Box::new(SuiteRoot {
+            context_id,
+            stages: None,
+            ticks: Ticks::with_counter_flush(),
+            retiring: false,
+        })
     });
 }}
 
@@ -56,6 +63,7 @@ impl Context for SuiteRoot {
     /// tick would die with it, so they are reported now, and the root stays (`false`) until
     /// that report is answered (the call has a timeout, so it always is).
     fn on_done(&mut self) -> bool {
+        glue::flush_counters();
         let Some(stages) = &self.stages else {
             return true;
         };
@@ -83,6 +91,7 @@ impl RootContext for SuiteRoot {
     }
 
     fn on_tick(&mut self) {
+        glue::flush_counters();
         let Some(stages) = self.stages.clone() else {
             return;
         };
@@ -92,6 +101,7 @@ impl RootContext for SuiteRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let stages = self.stages.clone()?;
+        glue::request_began();
         Some(Box::new(SuiteHttp {
             stages,
             request: SuiteRequest::new(context_id),
@@ -106,6 +116,14 @@ impl RootContext for SuiteRoot {
 struct SuiteHttp {
     stages: Rc<Stages>,
     request: SuiteRequest,
+}
+
+/// The SDK drops an HTTP context in `proxy_on_delete`, after its `on_log` and `on_done`:
+/// every increment the request made is in the batch by then.
+impl Drop for SuiteHttp {
+    fn drop(&mut self) {
+        glue::request_ended();
+    }
 }
 
 impl Context for SuiteHttp {

@@ -7,12 +7,14 @@
 //! canned answers, so a stage's whole pipeline runs in unit tests, natively and on wasm32.
 //! [`Counter`], [`Gauge`] and [`shared`] are written once, against the trait.
 
+mod batch;
 mod metrics;
 mod mock;
 pub mod shared;
 #[cfg(test)]
 mod tests;
 
+pub use batch::{Add, CounterBatch};
 pub use metrics::{stat_segment, Counter, Gauge, Histogram};
 pub use mock::{Call, MockHost};
 

@@ -9,7 +9,10 @@
 //! (the same plus telemetry, as a mesh sidecar runs it). A third argument `map` makes the
 //! host prefer one read of the whole header map to single reads, as the wasm glue does
 //! (`RequestAttributes::prefers_header_map`); without it headers are read one by one, as the
-//! native glue does. The host answers from memory and
+//! native glue does. An argument `busy` sums counter increments as the wasm suite does on a
+//! worker with requests overlapping (`CounterBatch`, D106: one call per counter per batch);
+//! without it every increment is a call, as on a worker serving one request at a time.
+//! The host answers from memory and
 //! counts calls in an array, so the instructions are the stages' own (plus the copies a
 //! real host's answers cost the module: every returned string is allocated in the module).
 
@@ -17,7 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
-use weft_filter_core::host::{HostError, MetricId, MetricKind, SharedRecord};
+use weft_filter_core::host::{Add, CounterBatch, HostError, MetricId, MetricKind, SharedRecord};
 use weft_filter_core::suite::Suite;
 use weft_filter_core::testing::bench_config as bench;
 use weft_filter_core::{Host, RequestAttributes};
@@ -46,6 +49,8 @@ struct BenchHost {
     now: Cell<u64>,
     metrics: Cell<u32>,
     prefers_map: bool,
+    /// `busy`: counter increments held as on a worker with other requests in flight.
+    batch: Option<RefCell<CounterBatch>>,
 }
 
 impl BenchHost {
@@ -168,13 +173,29 @@ impl Host for BenchHost {
     fn send_local_reply(&self, _status: u16, _headers: &[(String, String)], _body: &str) {
         self.count(7);
     }
-    fn define_metric(&self, _kind: MetricKind, _name: &str) -> Result<MetricId, HostError> {
+    fn define_metric(&self, kind: MetricKind, _name: &str) -> Result<MetricId, HostError> {
         self.count(9);
         self.metrics.set(self.metrics.get() + 1);
+        if let Some(batch) = &self.batch {
+            batch.borrow_mut().defined(kind, self.metrics.get());
+        }
         Ok(self.metrics.get())
     }
-    fn increment_metric(&self, _id: MetricId, _delta: i64) {
-        self.count(3);
+    fn increment_metric(&self, id: MetricId, delta: i64) {
+        let Some(batch) = &self.batch else {
+            return self.count(3);
+        };
+        let add = batch.borrow_mut().add(id, delta);
+        match add {
+            Add::Send => self.count(3),
+            Add::Held => {}
+            Add::Drain => {
+                let sent = batch.borrow_mut().drain().count();
+                for _ in 0..sent {
+                    self.count(3);
+                }
+            }
+        }
     }
     fn record_metric(&self, _id: MetricId, _value: u64) {
         self.count(3);
@@ -260,8 +281,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let which = args.get(1).map_or("suite", String::as_str);
     let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let json = config(which).ok_or_else(|| format!("unknown stage {which}"))?;
+    let flags = args.get(3..).unwrap_or_default();
     let host = BenchHost {
-        prefers_map: args.get(3).is_some_and(|a| a == "map"),
+        prefers_map: flags.iter().any(|a| a == "map"),
+        batch: flags.iter().any(|a| a == "busy").then(|| {
+            let mut batch = CounterBatch::default();
+            // Another request is always in flight on this worker.
+            batch.request_began();
+            RefCell::new(batch)
+        }),
         ..BenchHost::new()
     };
     let stages = Stages::new(Suite::from_json(json.as_bytes())?, 1, &host);

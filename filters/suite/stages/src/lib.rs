@@ -30,6 +30,9 @@ use weft_filter_core::Host;
 use weft_telemetry_stage::TelemetryStage;
 use weft_waf_stage::{WafRequest, WafStage};
 
+/// The longest a held counter increment waits for the root's tick (D106).
+pub const COUNTER_FLUSH: Duration = Duration::from_secs(1);
+
 /// Where a request's breaker slot lands, shared by its HTTP context (which releases it in
 /// `on_log`) and, while the request is delayed, the root's tick (which takes it).
 type SlotCell = Rc<Cell<Option<Slot>>>;
@@ -119,9 +122,11 @@ impl Stages {
 /// the slow tick of the breaker's gauge refresh and the telemetry flush.
 #[derive(Debug, Default)]
 pub struct Ticks {
-    /// The tick while no request is delayed: the shorter of the breaker's gauge refresh and
-    /// the telemetry flush; `None`: no tick then.
+    /// The tick while no request is delayed: the shorter of the breaker's gauge refresh,
+    /// the telemetry flush and the counter flush; `None`: no tick then.
     slow_tick: Option<Duration>,
+    /// The module holds counter increments (D106): tick at least every [`COUNTER_FLUSH`].
+    counter_flush: bool,
     /// Host time of the next breaker gauge refresh.
     gauges_due_ms: u64,
     /// Host time of the next telemetry report.
@@ -136,6 +141,15 @@ fn due_after(now_ms: u64, period: Duration) -> u64 {
 // === impl Ticks ===
 
 impl Ticks {
+    /// For a module that holds counter increments until its tick (D106): the slow tick is
+    /// never longer than [`COUNTER_FLUSH`], whatever the stages.
+    pub fn with_counter_flush() -> Self {
+        Self {
+            counter_flush: true,
+            ..Self::default()
+        }
+    }
+
     /// From `on_configure`: the slow tick of `stages`, set on the host if there is one.
     pub fn configure(&mut self, host: &impl Host, stages: &Stages) {
         let gauges = stages.breaker.as_ref().map(|_| GAUGE_REFRESH);
@@ -143,10 +157,8 @@ impl Ticks {
             .telemetry
             .as_ref()
             .and_then(TelemetryStage::flush_period);
-        self.slow_tick = match (gauges, flush) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let counters = self.counter_flush.then_some(COUNTER_FLUSH);
+        self.slow_tick = [gauges, flush, counters].into_iter().flatten().min();
         if let Some(period) = self.slow_tick {
             if let Err(err) = host.set_tick_period(period) {
                 log::error!("weft-suite: cannot set the tick period: {err}");

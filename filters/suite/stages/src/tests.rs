@@ -176,6 +176,19 @@ fn the_slow_tick_is_the_shorter_of_gauge_refresh_and_flush() {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[test]
+fn a_module_holding_counters_ticks_even_without_breaker_or_telemetry() {
+    let host = MockHost::new();
+    let json = format!(r#"{{"authz": {AUTHZ}, "canary": {CANARY}}}"#);
+    let stages = Stages::new(Suite::from_json(json.as_bytes()).unwrap(), ROOT, &host);
+    host.clear_calls();
+    Ticks::default().configure(&host, &stages);
+    assert_eq!(host.calls(), vec![], "nothing to tick for");
+    Ticks::with_counter_flush().configure(&host, &stages);
+    assert_eq!(host.calls(), vec![Call::SetTick(COUNTER_FLUSH)]);
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
 fn a_client_gone_while_delayed_is_cancelled_not_resumed() {
     let host = MockHost::request("GET", "reviews", "/reports/q1");
     let stages = stages(&host, ALWAYS_DELAY);
