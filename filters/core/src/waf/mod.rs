@@ -448,7 +448,7 @@ impl Waf {
                 match parsed {
                     Some(value) => {
                         let max = self.config.limits.max_args as usize;
-                        let (leaves, keys) = request::json_args(&value, max);
+                        let (leaves, keys) = request::json_args(value, max);
                         self.args(a, &leaves, false);
                         // A key repeated (the same field of every array item) matches the
                         // same rules on the same target name: inspected once.

@@ -453,6 +453,10 @@ fn encoded_traversal(v: &View<'_>) -> bool {
 
 fn traversal(v: &View<'_>) -> bool {
     let n = v.norm;
+    // Every shape below holds `..`.
+    if !n.contains("..") {
+        return false;
+    }
     n.contains("../") || n.contains("..\\") || n.ends_with("/..") || n == ".." || n.contains("..;/")
 }
 
@@ -561,71 +565,104 @@ fn url_trailing_question(v: &View<'_>) -> bool {
 }
 
 /// Commands that are unmistakable wherever they appear in command position.
-const STRONG_COMMANDS: &[&str] = &[
-    "whoami",
-    "uname",
-    "wget",
-    "curl",
-    "nc",
-    "ncat",
-    "netcat",
-    "bash",
-    "zsh",
-    "ksh",
-    "python",
-    "python3",
-    "perl",
-    "ruby",
-    "php",
-    "nslookup",
-    "chmod",
-    "chown",
-    "mkfifo",
-    "telnet",
-    "socat",
-    "busybox",
-    "ifconfig",
-    "powershell",
-    "pwsh",
-    "certutil",
-    "bitsadmin",
-    "ipconfig",
-    "systeminfo",
-    "tasklist",
-    "wmic",
-    "mshta",
-    "rundll32",
-    "regsvr32",
-    "cscript",
-    "wscript",
-    "cmd",
-    "cmd.exe",
-    "passwd",
-    "crontab",
-    "nohup",
-    "sudo",
-    "base64",
-    "xxd",
-    "printenv",
-    "useradd",
-    "net.exe",
-    "ping",
-    "dig",
-    "tftp",
-    "scp",
-    "ssh",
-    "sh",
-    "dash",
-    "rm",
-    "id",
-];
+fn strong_command(word: &str) -> bool {
+    matches!(
+        word,
+        "whoami"
+            | "uname"
+            | "wget"
+            | "curl"
+            | "nc"
+            | "ncat"
+            | "netcat"
+            | "bash"
+            | "zsh"
+            | "ksh"
+            | "python"
+            | "python3"
+            | "perl"
+            | "ruby"
+            | "php"
+            | "nslookup"
+            | "chmod"
+            | "chown"
+            | "mkfifo"
+            | "telnet"
+            | "socat"
+            | "busybox"
+            | "ifconfig"
+            | "powershell"
+            | "pwsh"
+            | "certutil"
+            | "bitsadmin"
+            | "ipconfig"
+            | "systeminfo"
+            | "tasklist"
+            | "wmic"
+            | "mshta"
+            | "rundll32"
+            | "regsvr32"
+            | "cscript"
+            | "wscript"
+            | "cmd"
+            | "cmd.exe"
+            | "passwd"
+            | "crontab"
+            | "nohup"
+            | "sudo"
+            | "base64"
+            | "xxd"
+            | "printenv"
+            | "useradd"
+            | "net.exe"
+            | "ping"
+            | "dig"
+            | "tftp"
+            | "scp"
+            | "ssh"
+            | "sh"
+            | "dash"
+            | "rm"
+            | "id"
+    )
+}
 
 /// Commands that are also English words: they count only with a shell-like argument.
-const WORD_COMMANDS: &[&str] = &[
-    "cat", "ls", "echo", "head", "tail", "more", "less", "find", "sleep", "kill", "touch", "type",
-    "dir", "env", "set", "net", "del", "copy", "awk", "sed", "grep", "tac", "nl", "od", "ps",
-    "pwd", "who", "uptime", "reg", "start",
-];
+fn word_command(word: &str) -> bool {
+    matches!(
+        word,
+        "cat"
+            | "ls"
+            | "echo"
+            | "head"
+            | "tail"
+            | "more"
+            | "less"
+            | "find"
+            | "sleep"
+            | "kill"
+            | "touch"
+            | "type"
+            | "dir"
+            | "env"
+            | "set"
+            | "net"
+            | "del"
+            | "copy"
+            | "awk"
+            | "sed"
+            | "grep"
+            | "tac"
+            | "nl"
+            | "od"
+            | "ps"
+            | "pwd"
+            | "who"
+            | "uptime"
+            | "reg"
+            | "start"
+    )
+}
 
 /// Whether `arg` (what follows a command) looks like a shell argument.
 fn shell_arg(arg: &str) -> bool {
@@ -637,11 +674,14 @@ fn shell_arg(arg: &str) -> bool {
 
 /// A command after a separator (`;`, `|`, `&`, a newline, `$(`, a backtick) or at the start
 /// of the value: strong commands always, word commands with a shell-like argument (or,
-/// after a separator, alone at the end).
+/// after a separator, alone at the end). At most 64 separators are looked behind.
 fn command_injection(v: &View<'_>) -> bool {
     let s = v.shell();
     let b = s.as_bytes();
-    let mut positions = vec![(0usize, false)];
+    if command_at(s, 0, false) {
+        return true;
+    }
+    let mut separators = 0;
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         let sep = match c {
@@ -654,45 +694,57 @@ fn command_injection(v: &View<'_>) -> bool {
             while matches!(b.get(j), Some(b'|' | b'&' | b' ' | b'(' | b'{')) {
                 j += 1;
             }
-            positions.push((j, true));
+            if command_at(s, j, true) {
+                return true;
+            }
+            separators += 1;
+            if separators == 64 {
+                return false;
+            }
             i = j;
         } else {
             i += 1;
         }
-        if positions.len() > 64 {
-            break;
+    }
+    false
+}
+
+/// Whether a command starts at byte `at` of `s` (see [`command_injection`]).
+fn command_at(s: &str, at: usize, after_sep: bool) -> bool {
+    let mut rest = s.get(at..).unwrap_or("");
+    // Leading binary directories, each as many times as it repeats, in this order.
+    for dir in ["/usr/local/bin/", "/usr/bin/", "/bin/", "/sbin/"] {
+        while let Some(after) = rest.strip_prefix(dir) {
+            rest = after;
         }
     }
-    positions.into_iter().any(|(at, after_sep)| {
-        let rest = s.get(at..).unwrap_or("");
-        let rest = rest
-            .trim_start_matches("/usr/local/bin/")
-            .trim_start_matches("/usr/bin/")
-            .trim_start_matches("/bin/")
-            .trim_start_matches("/sbin/");
-        let word_len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
-            .unwrap_or(rest.len());
-        let word = rest.get(..word_len).unwrap_or("");
-        let arg = rest.get(word_len..).unwrap_or("");
-        let end = arg.trim().is_empty() || arg.trim_start().starts_with([';', '|', '&', '`', ')']);
-        if STRONG_COMMANDS.contains(&word) {
-            // At the start of a value a command word needs a shell-like argument (`id`,
-            // `python` and `ping` are also plain values), or a URL to fetch.
-            // After a separator: alone, with a shell-like argument, or (a longer name than
-            // the `id` that `I'd` folds into) with any argument.
-            (after_sep && (end || word.len() >= 4))
-                || shell_arg(arg)
-                || (arg.starts_with(' ')
-                    && ["http", "ftp"]
-                        .iter()
-                        .any(|p| arg.trim_start().starts_with(p)))
-        } else if WORD_COMMANDS.contains(&word) {
-            shell_arg(arg) || (after_sep && end)
-        } else {
-            false
-        }
-    })
+    let word_len = rest
+        .bytes()
+        .position(|c| !(c.is_ascii_alphanumeric() || c == b'.' || c == b'_'))
+        .unwrap_or(rest.len());
+    // Every command is 2 to 10 bytes: a longer (or empty) word is none.
+    if !(2..=10).contains(&word_len) {
+        return false;
+    }
+    let word = rest.get(..word_len).unwrap_or("");
+    let arg = rest.get(word_len..).unwrap_or("");
+    let end = || arg.trim().is_empty() || arg.trim_start().starts_with([';', '|', '&', '`', ')']);
+    if strong_command(word) {
+        // At the start of a value a command word needs a shell-like argument (`id`,
+        // `python` and `ping` are also plain values), or a URL to fetch.
+        // After a separator: alone, with a shell-like argument, or (a longer name than
+        // the `id` that `I'd` folds into) with any argument.
+        (after_sep && (word.len() >= 4 || end()))
+            || shell_arg(arg)
+            || (arg.starts_with(' ')
+                && ["http", "ftp"]
+                    .iter()
+                    .any(|p| arg.trim_start().starts_with(p)))
+    } else if word_command(word) {
+        shell_arg(arg) || (after_sep && end())
+    } else {
+        false
+    }
 }
 
 fn shell_path(v: &View<'_>) -> bool {

@@ -98,6 +98,9 @@ const DANGEROUS_FUNCS: [&str; 24] = [
     "information_schema",
 ];
 
+/// A word holding this names the catalogue: a dangerous function.
+const INFORMATION_SCHEMA: &str = "information_schema";
+
 fn keyword(word: &str) -> Option<Tok> {
     let kw = match word {
         "union" => Kw::Union,
@@ -129,7 +132,8 @@ fn keyword(word: &str) -> Option<Tok> {
 /// given. Comments are tokens; a MySQL `/*! ... */` comment's content is read as SQL.
 fn tokenise(input: &str, quote: Option<u8>) -> Vec<Tok> {
     let b = input.as_bytes();
-    let mut toks = Vec::new();
+    // One token per loop turn, at most one per byte: never grown.
+    let mut toks = Vec::with_capacity(MAX_TOKENS.min(b.len() + 1));
     let mut i = 0;
     if let Some(q) = quote {
         let (end, closed) = string_end(b, 0, q);
@@ -205,7 +209,9 @@ fn tokenise(input: &str, quote: Option<u8>) -> Vec<Tok> {
                     Tok::Func {
                         dangerous: DANGEROUS_FUNCS.contains(&word),
                     }
-                } else if word.contains("information_schema") {
+                } else if word.len() >= INFORMATION_SCHEMA.len()
+                    && word.contains(INFORMATION_SCHEMA)
+                {
                     Tok::Func { dangerous: true }
                 } else {
                     keyword(word).unwrap_or(Tok::Word)

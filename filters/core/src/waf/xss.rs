@@ -124,20 +124,40 @@ const CONTEXTS: [(&str, Option<u8>); 4] = [
 /// Whether an attribute value is a script URL (after dropping whitespace and controls, as
 /// browsers do inside the scheme).
 pub fn is_script_url(value: &str) -> bool {
-    let squeezed: String = value
-        .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
-        .take(32)
-        .collect();
-    [
+    const SCHEMES: [&str; 5] = [
         "javascript:",
         "vbscript:",
         "livescript:",
         "data:text/html",
         "data:application/x",
-    ]
-    .iter()
-    .any(|p| squeezed.starts_with(p))
+    ];
+    // The longest scheme's worth of the squeezed value, without a copy of the rest: a
+    // non-ASCII character ends what can match (every scheme is ASCII).
+    const LONGEST: usize = {
+        let mut longest = 0;
+        let mut i = 0;
+        while i < SCHEMES.len() {
+            if SCHEMES[i].len() > longest {
+                longest = SCHEMES[i].len();
+            }
+            i += 1;
+        }
+        longest
+    };
+    let mut head = [0u8; LONGEST];
+    let mut len = 0;
+    for c in value
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+    {
+        if len == LONGEST || !c.is_ascii() {
+            break;
+        }
+        head[len] = c as u8;
+        len += 1;
+    }
+    let head = &head[..len];
+    SCHEMES.iter().any(|p| head.starts_with(p.as_bytes()))
 }
 
 fn dangerous_attr(name: &str, value: Option<&str>, strict: bool) -> bool {
@@ -295,7 +315,33 @@ pub fn is_xss(input: &str, strict: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_xss;
+    use super::{is_script_url, is_xss};
+
+    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn script_urls_are_read_past_whitespace_and_controls_but_not_past_other_text() {
+        for s in [
+            "javascript:alert(1)",
+            " j a v a s c r i p t :x",
+            "java\u{0}script:x",
+            "\u{a0}\u{2003}vbscript:x",
+            "javascript:\u{e9}t\u{e9}",
+            "data:text/html\u{e9}",
+            "data:application/xhtml+xml,x",
+        ] {
+            assert!(is_script_url(s), "{s:?}");
+        }
+        for s in [
+            "",
+            "javascript",
+            "\u{ff4a}avascript:x",
+            "java\u{e9}script:x",
+            "xjavascript:x",
+            "data:text/plain",
+        ] {
+            assert!(!is_script_url(s), "{s:?}");
+        }
+    }
 
     #[test]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
