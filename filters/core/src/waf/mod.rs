@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod corpus_tests;
 pub mod decode;
+mod json;
 pub mod request;
 pub mod rules;
 mod sqli;
@@ -229,9 +230,10 @@ impl Waf {
     }
 
     /// Counts and inspects arguments (query, form or JSON), refusing past the limits.
-    fn args(&self, a: &mut Assessment, args: &[(String, String)], names: bool) {
+    fn args<V: AsRef<str>>(&self, a: &mut Assessment, args: &[(String, V)], names: bool) {
         let limits = &self.config.limits;
         for (name, value) in args {
+            let value = value.as_ref();
             a.args = a.args.saturating_add(1);
             if a.args > limits.max_args {
                 self.limit(
@@ -442,19 +444,17 @@ impl Waf {
         match kind {
             BodyKind::Form => self.args(a, &request::parse_query(&text), true),
             BodyKind::Json => {
-                let parsed = complete
-                    .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
-                    .flatten();
+                let parsed = complete.then(|| json::parse(&text)).flatten();
                 match parsed {
-                    Some(value) => {
+                    Some(doc) => {
                         let max = self.config.limits.max_args as usize;
-                        let (leaves, keys) = request::json_args(value, max);
+                        let (leaves, keys) = json::args(doc, max);
                         self.args(a, &leaves, false);
                         // A key repeated (the same field of every array item) matches the
                         // same rules on the same target name: inspected once.
                         let mut seen = std::collections::HashSet::new();
                         for name in keys.iter().take(max) {
-                            if seen.insert(name.as_str()) {
+                            if seen.insert(name.as_ref()) {
                                 self.inspect(a, Location::ArgName, name, name);
                             }
                         }
