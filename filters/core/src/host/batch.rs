@@ -113,6 +113,7 @@ mod tests {
         batch
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn with_no_request_in_flight_every_increment_is_sent() {
         let mut batch = batch_with_counters(&[4, 8]);
@@ -120,6 +121,7 @@ mod tests {
         assert_eq!(batch.held(), 0);
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn gauges_histograms_and_unknown_ids_are_sent_even_under_load() {
         let mut batch = batch_with_counters(&[4]);
@@ -132,6 +134,7 @@ mod tests {
         assert_eq!(batch.add(4, 1), Add::Held);
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn the_last_request_to_end_drains_the_sums_per_counter() {
         let mut batch = batch_with_counters(&[8, 4, 12]);
@@ -150,6 +153,7 @@ mod tests {
         assert!(!batch.request_ended(), "nothing held, nothing to drain");
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn a_full_batch_asks_for_a_drain() {
         let mut batch = batch_with_counters(&[4]);
@@ -163,6 +167,7 @@ mod tests {
         assert_eq!(batch.add(4, 1), Add::Held, "a new batch starts");
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn many_distinct_counters_ask_for_a_drain() {
         let ids: Vec<MetricId> = (0..40).map(|i| i * 4).collect();
@@ -173,6 +178,7 @@ mod tests {
         assert_eq!(first_drain, Some(CounterBatch::MAX_COUNTERS - 1));
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn an_end_without_a_beginning_does_not_wrap() {
         let mut batch = batch_with_counters(&[4]);
@@ -180,6 +186,7 @@ mod tests {
         assert_eq!(batch.add(4, 1), Add::Send, "still nothing in flight");
     }
 
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn defining_twice_keeps_one_entry() {
         let batch = batch_with_counters(&[4, 4, 4]);
