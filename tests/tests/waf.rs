@@ -235,12 +235,29 @@ async fn corpora_in_real_envoy_detection_per_category_and_false_positives() {
     let waf_refused: u32 = per.values().map(|v| v.0).sum();
     assert_eq!(blocked, u64::from(waf_refused));
     // The false positive the exclusion test takes out: refused by the default rules.
-    let reply = raw_exchange(
-        envoy.host_port(10_000).unwrap(),
-        post_article("/api/posts", ARTICLE),
-    )
-    .await;
+    let port = envoy.host_port(10_000).unwrap();
+    let reply = raw_exchange(port, post_article("/api/posts", ARTICLE)).await;
     assert_eq!(reply.status, 403, "{}", reply.body);
+    // A repeated JSON key: every copy is inspected, whichever one the application keeps.
+    let search = |body: &str| {
+        raw_with_body(
+            "POST",
+            "/api/search",
+            "shop",
+            &[("user-agent", "e2e"), ("content-type", "application/json")],
+            body.as_bytes(),
+            0,
+        )
+    };
+    for body in [
+        r#"{"q": "1' OR '1'='1", "q": "hello"}"#,
+        r#"{"q": "hello", "q": "1' OR '1'='1"}"#,
+    ] {
+        let reply = raw_exchange(port, search(body)).await;
+        assert_eq!(reply.status, 403, "{body}: {}", reply.body);
+    }
+    let reply = raw_exchange(port, search(r#"{"q": "red shoes", "q": "blue shoes"}"#)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,8 +1,10 @@
 //! A JSON body as the WAF reads it: the document `serde_json::Value` would make — objects by
-//! key in byte order, the last of a repeated key winning, numbers as `serde_json::Number`,
-//! the same parser, nesting limit and errors — but with each string borrowed from the text
-//! when it holds no escape, and objects as sorted vectors instead of B-trees (D107). Its
-//! leaves and keys are the WAF's JSON targets ([`args`]).
+//! key in byte order, numbers as `serde_json::Number`, the same parser, nesting limit and
+//! errors — but with each string borrowed from the text when it holds no escape, objects as
+//! sorted vectors instead of B-trees, and **every copy of a repeated key kept** (D107).
+//! `Value` keeps the last copy only; an application whose parser keeps the first would act
+//! on a value the WAF never saw (`{"q": "<attack>", "q": "hello"}`), so the WAF inspects
+//! them all, in the order given. Its leaves and keys are the WAF's JSON targets ([`args`]).
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -16,7 +18,7 @@ pub enum Json<'a> {
     Number(serde_json::Number),
     Str(Cow<'a, str>),
     Array(Vec<Json<'a>>),
-    /// Sorted by key, one entry per key (the last given).
+    /// Sorted by key; a repeated key's copies in the order given.
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
@@ -107,17 +109,10 @@ impl<'de> Visitor<'de> for JsonVisitor {
         while let Some((Text(key), value)) = map.next_entry::<Text<'de>, Json<'de>>()? {
             entries.push((key, value));
         }
-        // `Value`'s map: byte order of keys; a repeated key keeps its last value. The sort
-        // is stable, so the last of a run of equal keys is the last given.
+        // `Value`'s order: keys in byte order. The sort is stable, so a repeated key's
+        // copies stay in the order given.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Cow<'de, str>, Json<'de>)> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match unique.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => unique.push(entry),
-            }
-        }
-        Ok(Json::Object(unique))
+        Ok(Json::Object(entries))
     }
 }
 
@@ -125,8 +120,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
 pub type Targets<'a> = (Vec<(String, Cow<'a, str>)>, Vec<Cow<'a, str>>);
 
 /// The leaves of a document as (path, value): `user.tags[1]`, strings, numbers and booleans
-/// as text, and its keys (argument names), in the order a depth-first walk meets them. At
-/// most `max` leaves (the caller refuses more); the parser bounds the nesting.
+/// as text, in the order a depth-first walk meets them, and its keys (argument names), each
+/// object's listed when it is reached, last first. At most `max` leaves (the caller refuses more); the parser bounds the nesting.
 pub fn args(doc: Json<'_>, max: usize) -> Targets<'_> {
     use std::fmt::Write as _;
     let mut leaves = Vec::new();
@@ -218,12 +213,11 @@ mod tests {
 
     #[test]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn reads_every_document_as_value_does() {
+    fn reads_every_document_without_repeated_keys_as_value_does() {
         let deep_ok = format!("{}1{}", "[".repeat(100), "]".repeat(100));
         let too_deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         for text in [
             r#"{"b": 1, "a": [true, null, "x"], "c": {"z": -2, "y": 1.5e3}}"#,
-            r#"{"k": 1, "k": 2, "j": "first", "k": "last", "j": {"n": "deep"}}"#,
             r#"{"é": 1, "Z": 2, "a": 3, "": 4, "a\u0000": 5}"#,
             r#"{"esc\"aped": "line\nbreak \ud83d\ude00", "plain": "p"}"#,
             r#"[1, -1, 18446744073709551615, -9223372036854775808, 0.1, 1e308, 1E-7, 5e-324]"#,
@@ -246,6 +240,35 @@ mod tests {
         ] {
             assert_eq!(by_json(text), by_value(text), "{text}");
         }
+    }
+
+    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn every_copy_of_a_repeated_key_is_a_target_in_the_order_given() {
+        let text = r#"{"k": "<first>", "j": 1, "k": {"n": "deep"}, "k": "last", "a": 0}"#;
+        let (leaves, keys) = by_json(text).unwrap();
+        let leaves: Vec<(&str, &str)> = leaves
+            .iter()
+            .map(|(p, v)| (p.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            leaves,
+            [
+                ("a", "0"),
+                ("j", "1"),
+                ("k", "<first>"),
+                ("k.n", "deep"),
+                ("k", "last")
+            ]
+        );
+        // Keys as `Value`'s walk lists them: an object's keys when it is reached, last first.
+        assert_eq!(
+            keys,
+            ["k", "k", "k", "j", "a", "n"].map(String::from).to_vec()
+        );
+        // Value keeps only the last copy: its leaves are a subset.
+        let (by_value, _) = by_value(text).unwrap();
+        assert_eq!(by_value.len(), 3);
     }
 
     #[test]

@@ -295,6 +295,28 @@ fn exclusions_remove_a_false_positive_and_only_it() {
 
 #[test]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn every_copy_of_a_repeated_json_key_is_inspected() {
+    let w = waf(json!({}));
+    let attack = "1' OR '1'='1";
+    for body in [
+        format!(r#"{{"q": "{attack}", "q": "hello"}}"#),
+        format!(r#"{{"q": "hello", "q": "{attack}"}}"#),
+        format!(r#"{{"q": {{"x": "{attack}"}}, "q": "hello"}}"#),
+    ] {
+        let (a, v) = post(&w, "/search", "application/json", &body);
+        assert!(blocked(&v), "{body}: {:?}", a.matches);
+    }
+    let (a, v) = post(
+        &w,
+        "/search",
+        "application/json",
+        r#"{"q": "red shoes", "q": "blue shoes"}"#,
+    );
+    assert_eq!(v, Verdict::Pass, "{:?}", a.matches);
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn bodies_form_json_cut_and_broken() {
     let w = waf(json!({"inspect_body_bytes": 64}));
     let (a, v) = post(
