@@ -119,7 +119,8 @@ impl Stages {
 }
 
 /// The root context's tick: the fault stage's fast tick while it holds requests, otherwise
-/// the slow tick of the breaker's gauge refresh and the telemetry flush.
+/// the slow tick of the breaker's gauge refresh, the telemetry flush and (in a module that
+/// holds counter increments) the counter flush.
 #[derive(Debug, Default)]
 pub struct Ticks {
     /// The tick while no request is delayed: the shorter of the breaker's gauge refresh,
