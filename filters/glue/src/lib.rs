@@ -15,7 +15,7 @@ mod http_call;
 mod report;
 
 pub use config::load_plugin_config;
-pub use counters::{batch_counters, flush_counters, request_began, request_ended};
+pub use counters::{flush_counters, request_began, request_ended};
 pub use host::{now_millis, HostRequest};
 pub use report::{root_done, set_root_tick};
 

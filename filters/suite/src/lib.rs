@@ -27,8 +27,6 @@ use weft_suite_stages::{Stages, SuiteRequest, Ticks};
 
 proxy_wasm::main! {{
     glue::init_logging();
-    // Counter increments are summed while requests overlap on this worker (D106).
-    glue::batch_counters();
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         Box::new(SuiteRoot {
             context_id,
@@ -101,6 +99,7 @@ impl RootContext for SuiteRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let stages = self.stages.clone()?;
+        // Counter increments are summed while requests overlap on this worker (D106).
         glue::request_began();
         Some(Box::new(SuiteHttp {
             stages,

@@ -12,9 +12,11 @@
 //!   instead of one per increment, and Envoy's counter lags by at most the increments of
 //!   requests still in flight on that worker, [`CounterBatch::MAX_ADDS`] of them, or one tick.
 //!
-//! Only counters are held: gauges (set or moved) and histograms go to the host at once. The
-//! batch is host-free; the wasm glue keeps one per VM (one VM per worker) and sends what
-//! [`CounterBatch::drain`] yields.
+//! Only counters are held: gauges (set or moved) and histograms go to the host at once. A
+//! module that never reports a request in flight ([`CounterBatch::request_began`]) has every
+//! increment sent at once. The batch is host-free; the wasm glue keeps one per VM (one VM per
+//! worker) and passes the call that sends an increment to [`CounterBatch::increment`],
+//! [`CounterBatch::request_ended`] and [`CounterBatch::drain_into`].
 
 use super::{MetricId, MetricKind};
 
@@ -33,7 +35,7 @@ pub struct CounterBatch {
 
 /// What to do with one increment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Add {
+enum Add {
     /// Not a counter, or no request is in flight: send it to the host now.
     Send,
     /// Held.
@@ -65,15 +67,38 @@ impl CounterBatch {
         self.in_flight = self.in_flight.saturating_add(1);
     }
 
-    /// A request ended on this worker; true when it was the last in flight and increments
-    /// are held (drain now).
-    pub fn request_ended(&mut self) -> bool {
+    /// A request ended on this worker; the last in flight hands what is held to `send`.
+    pub fn request_ended(&mut self, send: impl FnMut(MetricId, i64)) {
+        if self.ended() {
+            self.drain_into(send);
+        }
+    }
+
+    /// An increment of metric `id`: held, or handed to `send` (with the whole batch when
+    /// it is full).
+    pub fn increment(&mut self, id: MetricId, delta: i64, mut send: impl FnMut(MetricId, i64)) {
+        match self.add(id, delta) {
+            Add::Send => send(id, delta),
+            Add::Held => {}
+            Add::Drain => self.drain_into(send),
+        }
+    }
+
+    /// Every held sum to `send` now (the root's tick, a retiring root).
+    pub fn drain_into(&mut self, mut send: impl FnMut(MetricId, i64)) {
+        for (id, sum) in self.drain() {
+            send(id, sum);
+        }
+    }
+
+    /// Counts a request's end; true when it was the last in flight and increments are held.
+    fn ended(&mut self) -> bool {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.in_flight == 0 && !self.pending.is_empty()
     }
 
     /// Take `delta` for metric `id`, or say to send it now.
-    pub fn add(&mut self, id: MetricId, delta: i64) -> Add {
+    fn add(&mut self, id: MetricId, delta: i64) -> Add {
         if self.in_flight == 0 || self.counters.binary_search(&id).is_err() {
             return Add::Send;
         }
@@ -90,7 +115,7 @@ impl CounterBatch {
     }
 
     /// The held sums (zero sums left out), emptying the batch.
-    pub fn drain(&mut self) -> impl Iterator<Item = (MetricId, i64)> + '_ {
+    fn drain(&mut self) -> impl Iterator<Item = (MetricId, i64)> + '_ {
         self.adds = 0;
         self.pending.drain(..).filter(|(_, sum)| *sum != 0)
     }
@@ -145,12 +170,12 @@ mod tests {
         assert_eq!(batch.add(4, 1), Add::Held);
         assert_eq!(batch.add(12, 3), Add::Held);
         assert_eq!(batch.add(12, -3), Add::Held);
-        assert!(!batch.request_ended(), "one request is still in flight");
-        assert!(batch.request_ended());
+        assert!(!batch.ended(), "one request is still in flight");
+        assert!(batch.ended());
         let sent: Vec<_> = batch.drain().collect();
         assert_eq!(sent, vec![(4, 2), (8, 2)], "a zero sum is not sent");
         assert_eq!(batch.held(), 0);
-        assert!(!batch.request_ended(), "nothing held, nothing to drain");
+        assert!(!batch.ended(), "nothing held, nothing to drain");
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -182,7 +207,7 @@ mod tests {
     #[test]
     fn an_end_without_a_beginning_does_not_wrap() {
         let mut batch = batch_with_counters(&[4]);
-        assert!(!batch.request_ended());
+        assert!(!batch.ended());
         assert_eq!(batch.add(4, 1), Add::Send, "still nothing in flight");
     }
 

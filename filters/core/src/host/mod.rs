@@ -14,7 +14,7 @@ pub mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{Add, CounterBatch};
+pub use batch::CounterBatch;
 pub use metrics::{stat_segment, Counter, Gauge, Histogram};
 pub use mock::{Call, MockHost};
 

@@ -20,7 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
-use weft_filter_core::host::{Add, CounterBatch, HostError, MetricId, MetricKind, SharedRecord};
+use weft_filter_core::host::{CounterBatch, HostError, MetricId, MetricKind, SharedRecord};
 use weft_filter_core::suite::Suite;
 use weft_filter_core::testing::bench_config as bench;
 use weft_filter_core::{Host, RequestAttributes};
@@ -185,17 +185,9 @@ impl Host for BenchHost {
         let Some(batch) = &self.batch else {
             return self.count(3);
         };
-        let add = batch.borrow_mut().add(id, delta);
-        match add {
-            Add::Send => self.count(3),
-            Add::Held => {}
-            Add::Drain => {
-                let sent = batch.borrow_mut().drain().count();
-                for _ in 0..sent {
-                    self.count(3);
-                }
-            }
-        }
+        batch
+            .borrow_mut()
+            .increment(id, delta, |_, _| self.count(3));
     }
     fn record_metric(&self, _id: MetricId, _value: u64) {
         self.count(3);
