@@ -481,14 +481,24 @@ def scenarios(paths: dict[str, Path]) -> tuple[list[Variant], list[Comparison]]:
             description="authz -> canary -> fault 0 % -> breaker"),
     ]
 
-    def suite_variant(name: str, wasm: Path, description: str) -> Variant:
+    def s5_suite_config(current: bool) -> dict:
+        """The four policies as one suite configuration. No telemetry filter is in this chain,
+        so (as weft's compiler renders a suite without telemetry, D108) nothing outside the
+        module reads the stages' marks: `publish_marks` is false. An earlier build (a
+        `--baseline-*` row) does not know the field and gets the configuration it knew."""
+        config = {
+            "authz": authz_config(None),
+            "canary": canary_config(False),
+            "fault": fault_config(0),
+            "breaker": breaker_config(["v1", "v2"], "x-weft-cluster"),
+        }
+        if current:
+            config["publish_marks"] = False
+        return config
+
+    def suite_variant(name: str, wasm: Path, description: str, current: bool = True) -> Variant:
         return Variant("S5", name, "weft", [
-            wasm_filter("weft.suite", wasm, {
-                "authz": authz_config(None),
-                "canary": canary_config(False),
-                "fault": fault_config(0),
-                "breaker": breaker_config(["v1", "v2"], "x-weft-cluster"),
-            }),
+            wasm_filter("weft.suite", wasm, s5_suite_config(current)),
         ], ROUTE_CANARY, checks=deny_check, trip=True,
             stat_checks=["wasmcustom.weft.authz.allowed", "wasmcustom.weft.canary.reviews.v2.requests",
                          "wasmcustom.weft.breaker.v1.opens"],
@@ -500,18 +510,14 @@ def scenarios(paths: dict[str, Path]) -> tuple[list[Variant], list[Comparison]]:
         # --baseline-suite: the same four policies through an earlier build of suite.wasm, so
         # one interleaved run shows a change's effect.
         vs.append(suite_variant("s5-weft-suite-before", w["suite_before"],
-                                f"weft suite as built before ({w['suite_before'].name}), same policies"))
+                                f"weft suite as built before ({w['suite_before'].name}), same policies",
+                                current=False))
     # The first S5 comparison is the one the targets judge: the one-module suite is how weft runs
     # the whole suite; the chain stays for comparison.
     cmp.append(Comparison("S5", "whole suite, one module", "s5-weft-suite", "s5-native-all", "s5-router-only"))
     def native_suite_variant(name: str, module_dir: Path | None, description: str) -> Variant:
         return Variant("S5", name, "weft", [
-            native_module_filter("weft.suite", {
-                "authz": authz_config(None),
-                "canary": canary_config(False),
-                "fault": fault_config(0),
-                "breaker": breaker_config(["v1", "v2"], "x-weft-cluster"),
-            }),
+            native_module_filter("weft.suite", s5_suite_config(module_dir is None)),
         ], ROUTE_CANARY, checks=deny_check, trip=True,
             stat_checks=["dynamicmodulescustom.weft.authz.allowed",
                          "dynamicmodulescustom.weft.canary.reviews.v2.requests",

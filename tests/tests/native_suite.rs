@@ -70,3 +70,8 @@ async fn the_module_loads_and_an_empty_configuration_denies() {
     let logs = envoy.logs_showing(&[configured]).await;
     assert!(logs.contains(configured), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn marks_reach_envoy_only_for_a_reader_outside_the_module() {
+    suite_cases::marks_reach_envoy_only_for_a_reader_outside_the_module(NATIVE).await;
+}

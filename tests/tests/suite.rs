@@ -18,3 +18,8 @@ async fn the_suite_decides_like_the_four_chained_filters() {
 async fn a_bad_section_is_refused_naming_the_section_and_field() {
     suite_cases::a_bad_section_is_refused_naming_the_section_and_field(Runtime::Wasm).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn marks_reach_envoy_only_for_a_reader_outside_the_module() {
+    suite_cases::marks_reach_envoy_only_for_a_reader_outside_the_module(Runtime::Wasm).await;
+}

@@ -136,9 +136,19 @@ fn suite_configs_are_the_separate_configurations_as_sections() {
         ["telemetry", "canary", "fault", "breaker"]
     );
     assert_eq!(outbound.telemetry.unwrap().direction, Direction::Outbound);
-    // Without telemetry the section is left out, not null.
+    // With telemetry here the marks stay in memory; the flag is not written.
+    assert!(!configs.inbound.contains("publish_marks"));
+    assert!(!configs.outbound.contains("publish_marks"));
+    // Without telemetry the section is left out, not null, and no filter beside the suite
+    // reads the marks: they are not published.
     let bare = suite_configs(filters, None).unwrap();
     assert!(!bare.inbound.contains("telemetry"));
+    for json in [&bare.inbound, &bare.outbound] {
+        assert!(
+            !Suite::from_json(json.as_bytes()).unwrap().publish_marks,
+            "{json}"
+        );
+    }
     assert_eq!(
         Suite::from_json(bare.outbound.as_bytes())
             .unwrap()

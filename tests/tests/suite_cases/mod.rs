@@ -297,3 +297,78 @@ pub async fn a_bad_section_is_refused_naming_the_section_and_field(runtime: Runt
         "{line}"
     );
 }
+
+/// The stages' marks reach Envoy's filter state only for a reader outside the module (D108):
+/// one Envoy per setting, the route echoing the breaker's mark and authz's outcome as
+/// response headers (`%FILTER_STATE(wasm.…:PLAIN)%`, as an access log or a later filter reads
+/// them). An admitted request to the guarded cluster is marked `closed`; a denied one
+/// `denied`. With `"publish_marks": false` neither appears, and the access log's decision
+/// (`weft_decision`) still does.
+pub async fn marks_reach_envoy_only_for_a_reader_outside_the_module(runtime: Runtime) {
+    runtime.artifact("suite").unwrap();
+    let net = TestNet::new("suite-marks");
+    let v1 = Upstream::start_with(
+        &net,
+        UpstreamOptions::new("reviews", "v1").alias("reviews-v1"),
+    )
+    .await
+    .unwrap();
+    let echo = |name: &str, key: &str| json!({"header": {"key": name, "value": format!("%FILTER_STATE(wasm.{key}:PLAIN)%")}});
+    for (flag, published) in [(None, true), (Some(true), true), (Some(false), false)] {
+        let mut config = suite_config();
+        if let Some(flag) = flag {
+            config["publish_marks"] = json!(flag);
+        }
+        let mut bootstrap: Value = serde_json::from_str(&bootstrap(config, runtime)).unwrap();
+        let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"];
+        // An upstream's answer gets the route's headers; a local reply, the mapper's.
+        let echoes = json!([
+            echo("x-mark-breaker", "weft_breaker"),
+            echo("x-mark-authz", "weft_authz"),
+            echo("x-decision", "weft_decision")
+        ]);
+        hcm["route_config"]["virtual_hosts"][0]["response_headers_to_add"] = echoes.clone();
+        hcm["local_reply_config"] = json!({"mappers": [{
+            "filter": {"status_code_filter": {"comparison": {
+                "op": "GE", "value": {"default_value": 400, "runtime_key": "weft_test.status"}}}},
+            "headers_to_add": echoes
+        }]});
+        let envoy = Envoy::start(&net, EnvoyOptions::new(bootstrap.to_string()))
+            .await
+            .unwrap();
+        let client = http_client();
+        let get = |path: &'static str| {
+            client
+                .get(format!("{}{path}", envoy.url(10_000)))
+                .header("host", "reviews")
+                .header("x-pin", "v1")
+                .send()
+        };
+        let header = |response: &reqwest::Response, name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .filter(|v| !v.is_empty() && v != "-")
+        };
+        let admitted = get("/reviews/1").await.unwrap();
+        assert_eq!(admitted.status(), 200, "flag {flag:?}");
+        let expected = published.then(|| "closed".to_string());
+        assert_eq!(
+            header(&admitted, "x-mark-breaker"),
+            expected,
+            "flag {flag:?}"
+        );
+        let denied = get("/admin/x").await.unwrap();
+        assert_eq!(denied.status(), 403, "flag {flag:?}");
+        let expected = published.then(|| "deny".to_string());
+        assert_eq!(header(&denied, "x-mark-authz"), expected, "flag {flag:?}");
+        let decision = header(&denied, "x-decision").unwrap_or_default();
+        assert!(
+            decision.starts_with("authz: 403"),
+            "flag {flag:?}: {decision}"
+        );
+    }
+    drop(v1);
+}

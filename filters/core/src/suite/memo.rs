@@ -91,8 +91,8 @@ pub struct MemoRequest<R> {
     /// write these names).
     written: RefCell<Vec<(String, Vec<u8>)>>,
     remember_writes: bool,
-    /// The telemetry stage runs in this module ([`telemetry_inside`](Self::telemetry_inside)):
-    /// the marks only it reads stay in memory and are not written to the host.
+    /// No filter outside this module reads the marks ([`keep_marks`](Self::keep_marks)): they
+    /// stay in memory and are not written to the host.
     marks_in_memory: bool,
 }
 
@@ -126,13 +126,14 @@ impl<R: RequestAttributes> MemoRequest<R> {
         self
     }
 
-    /// The module's own telemetry stage is the only reader of the marks the other stages
-    /// leave (`MARK_PROPERTIES`: fault, breaker, WAF), so they are kept in memory
+    /// No filter outside this module reads the marks the stages leave (`MARK_PROPERTIES`:
+    /// fault, breaker, WAF): the module's own telemetry stage is their only reader, or there
+    /// is none (`"publish_marks": false`). They are kept in memory
     /// ([`remember_writes`](Self::remember_writes)) and not written to the host: one Envoy
     /// filter-state object fewer per request (the breaker marks every request it guards).
     /// The access log's decision (`weft_decision`) is still written. Carried to the later
     /// callbacks' views.
-    pub fn telemetry_inside(mut self) -> Self {
+    pub fn keep_marks(mut self) -> Self {
         self.marks_in_memory = true;
         self.remember_writes()
     }
@@ -149,7 +150,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
         *view.written.borrow_mut() = carried.written;
         let view = view.remember_writes();
         if carried.marks_in_memory {
-            view.telemetry_inside()
+            view.keep_marks()
         } else {
             view
         }

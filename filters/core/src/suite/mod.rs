@@ -9,6 +9,13 @@
 //! `"listener": "inbound" | "outbound"` says which; without it a configuration with none of
 //! canary, fault and breaker is taken for inbound. An error inside a section names it, e.g.
 //! `canary.services[0].split[1].weight`.
+//!
+//! `"publish_marks": false` says no filter outside this module reads the marks its stages
+//! leave for telemetry (fault, breaker, WAF, authz's refusals): they are then not written to
+//! the host's stream properties. Without a telemetry section they are written by default, for
+//! a telemetry filter later in the chain, as the separate filters write them; with one they
+//! stay in this module's memory either way. The access log's `weft_decision` is always
+//! written.
 
 mod memo;
 #[cfg(test)]
@@ -50,6 +57,9 @@ pub struct Suite {
     pub breaker: Option<Breaker>,
     /// The edge WAF: runs before every other stage (`"waf"`, not a registry filter).
     pub waf: Option<Waf>,
+    /// A filter outside this module may read the stages' marks (`"publish_marks"`, default
+    /// true; false when the telemetry stage runs here, since it reads them from memory).
+    pub publish_marks: bool,
 }
 
 /// The key of the WAF's section.
@@ -73,6 +83,8 @@ struct Sections {
     waf: Option<Box<RawValue>>,
     #[serde(default)]
     listener: Option<Listener>,
+    #[serde(default)]
+    publish_marks: Option<bool>,
 }
 
 /// Which listener's chain a suite configuration is for.
@@ -110,7 +122,9 @@ impl Suite {
             fault: section(Filter::Fault, s.fault.as_deref(), Fault::from_json)?,
             breaker: section(Filter::Breaker, s.breaker.as_deref(), Breaker::from_json)?,
             waf: named_section(WAF_SECTION, s.waf.as_deref(), Waf::from_json)?,
+            publish_marks: false,
         };
+        suite.publish_marks = suite.telemetry.is_none() && sections.publish_marks.unwrap_or(true);
         if inbound && suite.authz.is_none() {
             // The empty authz configuration: it denies every request.
             suite.authz = Some(Authz::new(crate::authz::AuthzConfig::default())?);

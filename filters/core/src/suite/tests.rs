@@ -185,6 +185,25 @@ fn an_inbound_suite_without_authz_denies() {
 
 #[test]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn marks_are_published_unless_telemetry_is_here_or_the_configuration_says_no() {
+    let publish = |config: &str| Suite::from_json(config.as_bytes()).unwrap().publish_marks;
+    assert!(publish(&format!(r#"{{"canary": {CANARY}}}"#)));
+    assert!(publish(
+        r#"{"publish_marks": true, "listener": "outbound"}"#
+    ));
+    assert!(!publish(
+        r#"{"publish_marks": false, "listener": "outbound"}"#
+    ));
+    assert!(!publish(&format!(r#"{{"telemetry": {TELEMETRY}}}"#)));
+    assert!(!publish(&format!(
+        r#"{{"telemetry": {TELEMETRY}, "publish_marks": true}}"#
+    )));
+    let err = Suite::from_json(br#"{"publish_marks": "no"}"#).unwrap_err();
+    assert!(err.to_string().contains("publish_marks"), "{err}");
+}
+
+#[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn every_copy_of_a_header_is_read_once_and_follows_writes() {
     let memo = MemoRequest::new(Counting {
         req: Req::new("reviews", "/").with("x-user", "alice"),
@@ -414,7 +433,7 @@ fn with_telemetry_inside_the_marks_stay_in_memory_and_the_decision_goes_to_the_h
     use crate::host::{Call, Host, MockHost};
     use crate::telemetry::{BREAKER_PROPERTY, DECISION_PROPERTY, FAULT_PROPERTY};
     let host = MockHost::request("GET", "reviews", "/");
-    let view = MemoRequest::new(&host).telemetry_inside();
+    let view = MemoRequest::new(&host).keep_marks();
     view.set_property(BREAKER_PROPERTY, b"closed");
     view.set_property(FAULT_PROPERTY, b"delayed");
     view.set_property(DECISION_PROPERTY, b"authz deny");

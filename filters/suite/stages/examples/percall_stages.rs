@@ -5,7 +5,9 @@
 //! the host calls per request by kind; under `valgrind --tool=callgrind` the instructions per
 //! request are `(Ir at N - Ir at 0) / N`, less those of `none` (the harness). `<stage>`:
 //! none, authz, canary, fault, breaker,
-//! telemetry, suite (authz, canary, fault and breaker as the benchmark's S5), suite-telemetry
+//! telemetry, suite (authz, canary, fault and breaker as the benchmark's S5, marks not
+//! published), suite-marks (the same, marks published for a telemetry filter outside),
+//! suite-telemetry
 //! (the same plus telemetry, as a mesh sidecar runs it). A third argument `map` makes the
 //! host prefer one read of the whole header map to single reads, as the wasm glue does
 //! (`RequestAttributes::prefers_header_map`); without it headers are read one by one, as the
@@ -254,7 +256,15 @@ fn config(which: &str) -> Option<String> {
         "fault" => format!(r#"{{"listener": "outbound", "fault": {f}}}"#),
         "breaker" => format!(r#"{{"listener": "outbound", "breaker": {b}}}"#),
         "telemetry" => format!(r#"{{"listener": "outbound", "telemetry": {t}}}"#),
+        // As `bench/run.py`'s S5: no telemetry filter in the chain reads the marks (D108).
         "suite" => {
+            let (a, b) = (bench::AUTHZ_NO_PEER, bench::BREAKER_V1_V2);
+            format!(
+                r#"{{"publish_marks": false, "authz": {a}, "canary": {c}, "fault": {f}, "breaker": {b}}}"#
+            )
+        }
+        // The same with the marks written, for a telemetry filter later in the chain.
+        "suite-marks" => {
             let (a, b) = (bench::AUTHZ_NO_PEER, bench::BREAKER_V1_V2);
             format!(r#"{{"authz": {a}, "canary": {c}, "fault": {f}, "breaker": {b}}}"#)
         }

@@ -45,6 +45,10 @@ pub struct Stages {
     canary: Option<CanaryStage>,
     fault: Option<FaultStage<SlotCell>>,
     breaker: Option<BreakerStage>,
+    /// A filter outside this module may read the stages' marks ([`Suite::publish_marks`]):
+    /// write them to the host. Otherwise they stay in memory, for the telemetry stage here or
+    /// for no one.
+    publish_marks: bool,
 }
 
 // === impl Stages ===
@@ -53,6 +57,7 @@ impl Stages {
     /// Each stage defines its stats (and the breaker seeds its records) on `host`.
     pub fn new(suite: Suite, root_context_id: u32, host: &impl Host) -> Self {
         Self {
+            publish_marks: suite.publish_marks,
             waf: suite.waf.map(|w| WafStage::new(w, host)),
             telemetry: suite.telemetry.map(|t| TelemetryStage::new(t, host)),
             authz: suite.authz.map(|a| AuthzStage::new(a, host)),
@@ -89,7 +94,16 @@ impl Stages {
         if let Some(fault) = &self.fault {
             fault.release(host, now_ms, |context_id, slot| {
                 weft_fault_stage::resume_after(host, context_id, || {
-                    self.after_fault(&MemoRequest::new(host), &slot)
+                    let view = MemoRequest::new(host);
+                    // A telemetry stage here reads this request's breaker mark from the host
+                    // in `on_log` (this view is not carried there); with neither it nor a
+                    // reader outside, the mark is not written.
+                    let view = if self.publish_marks || self.telemetry.is_some() {
+                        view
+                    } else {
+                        view.keep_marks()
+                    };
+                    self.after_fault(&view, &slot)
                 })
             });
         }
@@ -240,9 +254,10 @@ impl SuiteRequest {
             }
         }
         let mut req = MemoRequest::new(host);
-        if stages.telemetry.is_some() {
-            // Telemetry reads the marks the stages write, in `on_log`: from memory only.
-            req = req.telemetry_inside();
+        if !stages.publish_marks {
+            // No filter outside reads the marks the stages write; telemetry here, if any,
+            // reads them in `on_log`, from memory.
+            req = req.keep_marks();
         }
         let flow = self.run_stages(stages, &req, end_of_stream);
         self.carried = req.into_carried();
@@ -257,7 +272,7 @@ impl SuiteRequest {
     ) -> Flow {
         if let Some(authz) = &stages.authz {
             // The property is only for a telemetry filter outside this module.
-            let (flow, outcome, trace) = authz.decide_explained(req, stages.telemetry.is_none());
+            let (flow, outcome, trace) = authz.decide_explained(req, stages.publish_marks);
             self.authz = Some(outcome);
             self.trace = trace;
             if flow == Flow::Pause {

@@ -164,6 +164,97 @@ fn a_delayed_request_is_admitted_by_the_breaker_on_the_tick_and_released_in_on_l
     assert_eq!(state.consecutive_failures, 1);
 }
 
+/// The stream properties a request's stages write to the host, by name.
+fn properties_written(host: &MockHost) -> Vec<String> {
+    host.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::SetProperty(name, _) => Some(name),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn without_telemetry_the_marks_go_to_the_host_unless_no_one_outside_reads_them() {
+    use weft_filter_core::telemetry::{AUTHZ_PROPERTY, BREAKER_PROPERTY, DECISION_PROPERTY};
+    let suite = |extra: &str, fault: &str| {
+        format!(
+            r#"{{{extra}"authz": {AUTHZ}, "canary": {CANARY}, "fault": {fault}, "breaker": {BREAKER}}}"#
+        )
+    };
+    // (configuration, whether a filter later in the chain gets the marks)
+    let cases = [
+        (suite("", NO_FAULT), true),
+        (suite(r#""publish_marks": true, "#, NO_FAULT), true),
+        (suite(r#""publish_marks": false, "#, NO_FAULT), false),
+        // With telemetry here, the marks stay in memory whatever the flag says.
+        (
+            suite(
+                &format!(r#""telemetry": {TELEMETRY}, "publish_marks": true, "#),
+                NO_FAULT,
+            ),
+            false,
+        ),
+    ];
+    for (json, published) in cases {
+        let host = MockHost::request("GET", "reviews", "/reports/q1").header("x-user", "ann");
+        let stages = Stages::new(Suite::from_json(json.as_bytes()).unwrap(), ROOT, &host);
+        host.clear_calls();
+        // An admitted request: the breaker marks the phase it saw.
+        let mut request = SuiteRequest::new(REQUEST);
+        request.on_request_headers(&stages, &host, true);
+        host.put_property("response.code", &200u64.to_le_bytes());
+        request.on_log(&stages, &host);
+        let expected: Vec<String> = if published {
+            vec![BREAKER_PROPERTY.to_string()]
+        } else {
+            vec![]
+        };
+        assert_eq!(properties_written(&host), expected, "{json}");
+
+        // A denied request: authz's outcome is a mark; the access log's decision is not.
+        let host = MockHost::request("GET", "reviews", "/admin/users");
+        let stages = Stages::new(Suite::from_json(json.as_bytes()).unwrap(), ROOT, &host);
+        host.clear_calls();
+        let mut request = SuiteRequest::new(REQUEST);
+        assert_eq!(
+            request.on_request_headers(&stages, &host, true),
+            Flow::Pause
+        );
+        let mut expected = vec![DECISION_PROPERTY.to_string()];
+        if published {
+            expected.insert(0, AUTHZ_PROPERTY.to_string());
+        }
+        let mut written = properties_written(&host);
+        written.sort();
+        expected.sort();
+        assert_eq!(written, expected, "{json}");
+    }
+
+    // A request the fault stage delayed meets the breaker on the tick, in a view of its own.
+    for (flag, published) in [("", true), (r#""publish_marks": false, "#, false)] {
+        let json = suite(flag, ALWAYS_DELAY);
+        let host = MockHost::request("GET", "reviews", "/reports/q1").header("x-user", "ann");
+        let stages = Stages::new(Suite::from_json(json.as_bytes()).unwrap(), ROOT, &host);
+        host.set_now(1_000);
+        let mut request = SuiteRequest::new(REQUEST);
+        assert_eq!(
+            request.on_request_headers(&stages, &host, true),
+            Flow::Pause
+        );
+        host.clear_calls();
+        stages.release_delayed(&host, 1_020);
+        assert_eq!(host.count(|c| *c == Call::Resume), 1);
+        let breaker_marks = properties_written(&host)
+            .iter()
+            .filter(|n| *n == BREAKER_PROPERTY)
+            .count();
+        assert_eq!(breaker_marks, usize::from(published), "{json}");
+    }
+}
+
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[test]
 fn the_slow_tick_is_the_shorter_of_gauge_refresh_and_flush() {
