@@ -1180,7 +1180,9 @@ class Bench:
         return {
             "commit": sh("git", "rev-parse", "HEAD"),
             "commit_short": sh("git", "rev-parse", "--short", "HEAD"),
-            "worktree_dirty": bool(sh("git", "status", "--porcelain", "--untracked-files=no")),
+            # The benchmark's own outputs (configs/ is written before this) do not count.
+            "worktree_dirty": bool(sh("git", "status", "--porcelain", "--untracked-files=no", "--",
+                                      ".", ":(exclude)bench/results")),
             "started_utc": started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "elapsed_s": round(elapsed, 1),
             "machine": {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": round(mem_kb / 1024 / 1024, 1),
