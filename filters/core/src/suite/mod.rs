@@ -111,20 +111,22 @@ impl Suite {
                 .all(|s| s.is_none()),
         };
         let s = &sections;
+        let telemetry = section(
+            Filter::Telemetry,
+            s.telemetry.as_deref(),
+            TelemetryConfig::from_json,
+        )?;
+        // A telemetry stage here reads the marks from memory; nothing else would.
+        let publish_marks = telemetry.is_none() && s.publish_marks.unwrap_or(true);
         let mut suite = Self {
-            telemetry: section(
-                Filter::Telemetry,
-                s.telemetry.as_deref(),
-                TelemetryConfig::from_json,
-            )?,
+            telemetry,
             authz: section(Filter::Authz, s.authz.as_deref(), Authz::from_json)?,
             canary: section(Filter::Canary, s.canary.as_deref(), Canary::from_json)?,
             fault: section(Filter::Fault, s.fault.as_deref(), Fault::from_json)?,
             breaker: section(Filter::Breaker, s.breaker.as_deref(), Breaker::from_json)?,
             waf: named_section(WAF_SECTION, s.waf.as_deref(), Waf::from_json)?,
-            publish_marks: false,
+            publish_marks,
         };
-        suite.publish_marks = suite.telemetry.is_none() && sections.publish_marks.unwrap_or(true);
         if inbound && suite.authz.is_none() {
             // The empty authz configuration: it denies every request.
             suite.authz = Some(Authz::new(crate::authz::AuthzConfig::default())?);

@@ -256,17 +256,14 @@ fn config(which: &str) -> Option<String> {
         "fault" => format!(r#"{{"listener": "outbound", "fault": {f}}}"#),
         "breaker" => format!(r#"{{"listener": "outbound", "breaker": {b}}}"#),
         "telemetry" => format!(r#"{{"listener": "outbound", "telemetry": {t}}}"#),
-        // As `bench/run.py`'s S5: no telemetry filter in the chain reads the marks (D108).
-        "suite" => {
+        // As `bench/run.py`'s S5: no telemetry filter in the chain reads the marks (D108);
+        // `suite-marks` writes them, for a telemetry filter later in the chain.
+        "suite" | "suite-marks" => {
             let (a, b) = (bench::AUTHZ_NO_PEER, bench::BREAKER_V1_V2);
+            let publish = which == "suite-marks";
             format!(
-                r#"{{"publish_marks": false, "authz": {a}, "canary": {c}, "fault": {f}, "breaker": {b}}}"#
+                r#"{{"publish_marks": {publish}, "authz": {a}, "canary": {c}, "fault": {f}, "breaker": {b}}}"#
             )
-        }
-        // The same with the marks written, for a telemetry filter later in the chain.
-        "suite-marks" => {
-            let (a, b) = (bench::AUTHZ_NO_PEER, bench::BREAKER_V1_V2);
-            format!(r#"{{"authz": {a}, "canary": {c}, "fault": {f}, "breaker": {b}}}"#)
         }
         "suite-telemetry" => {
             let (a, b) = (bench::AUTHZ_NO_PEER, bench::BREAKER_V1_V2);

@@ -94,18 +94,22 @@ impl Stages {
         if let Some(fault) = &self.fault {
             fault.release(host, now_ms, |context_id, slot| {
                 weft_fault_stage::resume_after(host, context_id, || {
-                    let view = MemoRequest::new(host);
-                    // A telemetry stage here reads this request's breaker mark from the host
-                    // in `on_log` (this view is not carried there); with neither it nor a
-                    // reader outside, the mark is not written.
-                    let view = if self.publish_marks || self.telemetry.is_some() {
-                        view
-                    } else {
-                        view.keep_marks()
-                    };
-                    self.after_fault(&view, &slot)
+                    self.after_fault(&self.view(host, false), &slot)
                 })
             });
+        }
+    }
+
+    /// A view of the current request for the stages. The marks they write stay in its
+    /// memory when no filter outside this module reads them and the telemetry stage here, if
+    /// any, sees this view's writes (`carried_to_log`: it is carried to `on_log`); otherwise
+    /// they go to the host, where `on_log` reads them back.
+    fn view<H: Host>(&self, host: H, carried_to_log: bool) -> MemoRequest<H> {
+        let view = MemoRequest::new(host);
+        if !self.publish_marks && (carried_to_log || self.telemetry.is_none()) {
+            view.keep_marks()
+        } else {
+            view
         }
     }
 
@@ -253,12 +257,7 @@ impl SuiteRequest {
                 return Flow::Pause;
             }
         }
-        let mut req = MemoRequest::new(host);
-        if !stages.publish_marks {
-            // No filter outside reads the marks the stages write; telemetry here, if any,
-            // reads them in `on_log`, from memory.
-            req = req.keep_marks();
-        }
+        let req = stages.view(host, true);
         let flow = self.run_stages(stages, &req, end_of_stream);
         self.carried = req.into_carried();
         flow
