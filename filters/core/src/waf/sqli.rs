@@ -95,10 +95,10 @@ const DANGEROUS_FUNCS: [&str; 24] = [
     "user",
     "schema",
     "@@version",
-    "information_schema",
+    INFORMATION_SCHEMA,
 ];
 
-/// A word holding this names the catalogue: a dangerous function.
+/// A word holding this names the catalogue: a dangerous function (in [`DANGEROUS_FUNCS`]).
 const INFORMATION_SCHEMA: &str = "information_schema";
 
 fn keyword(word: &str) -> Option<Tok> {
