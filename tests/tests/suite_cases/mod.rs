@@ -151,13 +151,15 @@ impl Rig {
         };
         let (breaker, cohort) = (header("x-weft-breaker"), header("x-weft-version"));
         let body = response.text().await.unwrap();
-        let version = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["version"].as_str().map(str::to_string))
-            .unwrap_or_default();
+        let echoed = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
+        let version = echoed["version"].as_str().unwrap_or_default().to_string();
+        let upstream_cluster_header = echoed["headers"][CLUSTER_HEADER]
+            .as_str()
+            .map(str::to_string);
         Seen {
             status,
             version,
+            upstream_cluster_header,
             breaker,
             cohort,
             body,
@@ -172,6 +174,8 @@ struct Seen {
     status: u16,
     /// `version` the answering upstream reported ("" for a local reply).
     version: String,
+    /// The cluster header as the upstream received it.
+    upstream_cluster_header: Option<String>,
     /// The breaker's `x-weft-breaker` reply header.
     breaker: Option<String>,
     /// The canary's cohort response header `x-weft-version`.
@@ -207,6 +211,30 @@ pub async fn the_suite_decides_like_the_four_chained_filters(runtime: Runtime) {
         assert_eq!(beta.cohort.as_deref(), Some("v2"));
         let pinned = rig.get("GET", "/reviews/1", &[("x-pin", "v1")]).await;
         assert_eq!((pinned.status, pinned.version.as_str()), (200, "v1"));
+        // v2 is written for the route to read; v1 is where Envoy's route already went (the
+        // fallback), so nothing is written and the routes are not matched again.
+        assert_eq!(beta.upstream_cluster_header.as_deref(), Some("reviews-v2"));
+        assert_eq!(pinned.upstream_cluster_header, None, "{pinned:?}");
+    }
+    // A caller's own cluster header never stays: overwritten even when the pick is v1.
+    for forged in ["reviews-v2", "reviews-v1", "nonsense"] {
+        let s = rig
+            .get(
+                "GET",
+                "/reviews/1",
+                &[("x-pin", "v1"), (CLUSTER_HEADER, forged)],
+            )
+            .await;
+        assert_eq!(
+            (s.status, s.version.as_str()),
+            (200, "v1"),
+            "{forged}: {s:?}"
+        );
+        assert_eq!(
+            s.upstream_cluster_header.as_deref(),
+            Some("reviews-v1"),
+            "{forged}"
+        );
     }
     for user in ["alice", "bob", "carol", "dave"] {
         let expected = if bucket(SALT, user) < 5000 {
@@ -232,7 +260,7 @@ pub async fn the_suite_decides_like_the_four_chained_filters(runtime: Runtime) {
         binomial_interval_999(n, 0.5)
     );
     assert!(rig.stat("canary.reviews.v2.requests").await >= 10 + v2);
-    assert_eq!(rig.stat("authz.allowed").await, 20 + 40 + n);
+    assert_eq!(rig.stat("authz.allowed").await, 20 + 3 + 40 + n);
 
     // fault abort: answered before the breaker or an upstream sees it.
     let before = rig.reached().await;
@@ -270,11 +298,25 @@ pub async fn the_suite_decides_like_the_four_chained_filters(runtime: Runtime) {
     // Open: fail fast, at once and after a delay alike; v2 is not guarded and still serves.
     let fast = rig.get("GET", "/reviews/1", &[("x-pin", "v1")]).await;
     assert_eq!((fast.status, fast.breaker.as_deref()), (503, Some("open")));
+    // `fast` carried no cluster header (v1 is the route's fallback): the breaker found v1
+    // through the route Envoy chose. A caller's header naming a cluster the breaker does
+    // not guard does not get past it either: the canary overwrote it.
+    let forged = rig
+        .get(
+            "GET",
+            "/reviews/1",
+            &[("x-pin", "v1"), (CLUSTER_HEADER, "nonsense")],
+        )
+        .await;
+    assert_eq!(
+        (forged.status, forged.breaker.as_deref()),
+        (503, Some("open"))
+    );
     let late = rig.get("GET", "/reviews/1", &delayed).await;
     assert_eq!((late.status, late.breaker.as_deref()), (503, Some("open")));
     assert!(late.elapsed >= Duration::from_millis(DELAY_MS), "{late:?}");
     assert_eq!(rig.reached().await.0, before.0 + 3, "v1 reached while open");
-    assert_eq!(rig.stat("breaker.reviews-v1.rejected.open").await, 2);
+    assert_eq!(rig.stat("breaker.reviews-v1.rejected.open").await, 3);
     let beta = rig.get("GET", "/reviews/1", &[("x-beta", "true")]).await;
     assert_eq!((beta.status, beta.version.as_str()), (200, "v2"));
     assert_eq!(rig.stat("fault.delays_pending").await, 0);

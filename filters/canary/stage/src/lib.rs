@@ -2,7 +2,8 @@
 //!
 //! The decision lives in `weft_filter_core::canary`; [`CanaryStage`] writes the chosen cluster
 //! into the header the route's `cluster_header` reads (Envoy re-runs route selection after a
-//! wasm filter changes request headers), propagates the cohort, counts, and mirrors. When the
+//! wasm filter changes request headers), unless the route Envoy already chose goes there,
+//! propagates the cohort, counts, and mirrors. When the
 //! filter is skipped or no service matches, the route's fallback sends traffic to stable. The
 //! standalone module is `filters/canary` (`canary.wasm`); `weft-suite` runs the stage after authz.
 //! Everything goes through the [`Host`] trait, so the tests run it against `MockHost`.
@@ -204,6 +205,19 @@ impl CanaryStage {
         }
     }
 
+    /// Whether Envoy's route for this request already goes to `cluster`: Envoy picks the
+    /// route before the filters run, so a request with no cluster header of its own has
+    /// matched the route's fallback (the stable version, in the configurations weft writes
+    /// and documents). Writing the header would then only make Envoy match the routes again
+    /// to the same cluster, the largest share of the native module's own cost (D110). A
+    /// caller's own header is always overwritten, so a caller never picks the cluster (one
+    /// that matched no route of its own would otherwise stay, for the breaker to read).
+    fn routed_there_already<H: Host>(req: &MemoRequest<H>, header: &str, cluster: &str) -> bool {
+        req.property(&["xds", "cluster_name"])
+            .is_some_and(|routed| routed == cluster.as_bytes())
+            && req.header(header).is_none()
+    }
+
     fn apply<H: Host>(
         &self,
         state: &mut CanaryRequest,
@@ -211,8 +225,9 @@ impl CanaryStage {
         d: &Decision<'_>,
         end_of_stream: bool,
     ) {
-        let header = self.canary.cluster_header();
-        req.set_request_header(header, Some(d.cluster));
+        if !Self::routed_there_already(req, self.canary.cluster_header(), d.cluster) {
+            req.set_request_header(self.canary.cluster_header(), Some(d.cluster));
+        }
         if let Some(header) = d.cohort_request_header {
             req.set_request_header(header, Some(d.version_name));
         }

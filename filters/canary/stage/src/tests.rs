@@ -50,6 +50,65 @@ fn a_rule_writes_the_cluster_and_cohort_headers_and_counts_the_version() {
     assert_eq!(host.count(|c| matches!(c, Call::Dispatch(_))), 0);
 }
 
+/// What the stage wrote into the cluster header of a request whose route Envoy had sent to
+/// `routed` (`None`: the host does not say), with the caller's own `x-weft-cluster`.
+fn cluster_written(rule: bool, routed: Option<&str>, callers: Option<&str>) -> Vec<Option<String>> {
+    let mut host = MockHost::request("GET", "reviews", "/");
+    if rule {
+        host = host.header("x-beta", "1");
+    }
+    if let Some(cluster) = routed {
+        host = host.with_property("xds.cluster_name", cluster.as_bytes());
+    }
+    if let Some(cluster) = callers {
+        host = host.header("x-weft-cluster", cluster);
+    }
+    let stage = stage(&host, 0);
+    stage.on_request_headers(
+        &mut CanaryRequest::default(),
+        &MemoRequest::new(&host),
+        true,
+    );
+    assert_eq!(
+        host.request_header("x-cohort").as_deref(),
+        Some(if rule { "v2" } else { "v1" })
+    );
+    host.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::SetHeader(name, value) if name == "x-weft-cluster" => Some(value),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[test]
+fn a_pick_the_route_already_made_is_not_written_again() {
+    let v1 = || vec![Some("reviews-v1".to_string())];
+    let v2 = || vec![Some("reviews-v2".to_string())];
+    // The split picks v1, where the route's fallback already goes: no write, no new match.
+    assert_eq!(
+        cluster_written(false, Some("reviews-v1"), None),
+        Vec::<Option<String>>::new()
+    );
+    // The rule picks v2: written.
+    assert_eq!(cluster_written(true, Some("reviews-v1"), None), v2());
+    // The route went elsewhere, or the host does not say where: written.
+    assert_eq!(cluster_written(false, Some("reviews-v9"), None), v1());
+    assert_eq!(cluster_written(false, None, None), v1());
+    // A caller's own header is always overwritten, even naming the pick: the route it
+    // matched is the caller's choice, not this filter's.
+    assert_eq!(
+        cluster_written(false, Some("reviews-v2"), Some("reviews-v2")),
+        v1()
+    );
+    assert_eq!(
+        cluster_written(false, Some("reviews-v1"), Some("reviews-v1")),
+        v1()
+    );
+}
+
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[test]
 fn an_unmatched_host_drops_the_callers_own_cluster_header() {

@@ -45,6 +45,21 @@ pub struct Carried {
     marks_in_memory: bool,
 }
 
+/// Whether property `key` (a path joined with `.`) comes from the route Envoy chose, or
+/// from its cluster: `xds.cluster_name`, `xds.route_name`, their metadata, the upstream host's.
+pub(super) fn is_route_derived(key: &str) -> bool {
+    matches!(
+        key,
+        "route_name"
+            | "route_metadata"
+            | "cluster_name"
+            | "cluster_metadata"
+            | "upstream_host_metadata"
+    ) || key.strip_prefix("xds.").is_some_and(|rest| {
+        rest.starts_with("route") || rest.starts_with("cluster") || rest.starts_with("upstream")
+    })
+}
+
 /// Whether `key` (a property path joined with `.`) is `path`, without joining `path`.
 pub(super) fn is_path(key: &str, path: &[&str]) -> bool {
     let mut rest = key;
@@ -179,6 +194,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
     /// Record that header `name` now has `value` (`None`: removed) on the host, as its only
     /// copy.
     pub fn note_header(&self, name: &str, value: Option<&str>) {
+        self.forget_route();
         let value = value.map(str::to_string);
         if let Some(slot) = self.pseudo(name) {
             // A pseudo-header has one copy: its list is the slot's value.
@@ -206,6 +222,7 @@ impl<R: RequestAttributes> MemoRequest<R> {
     /// Record that a copy of header `name` was added on the host: the next list of its
     /// copies asks the host (the first copy, if known, is unchanged).
     pub(super) fn note_added(&self, name: &str) {
+        self.forget_route();
         self.header_lists.borrow_mut().retain(|(n, _)| n != name);
         for (n, _, every) in self.headers.borrow_mut().iter_mut() {
             if n == name {
@@ -213,6 +230,15 @@ impl<R: RequestAttributes> MemoRequest<R> {
             }
         }
         *self.header_map.borrow_mut() = None;
+    }
+
+    /// A request header change makes Envoy choose the route again (a routing filter's header
+    /// write clears the route cache), so what was read of the route and its cluster before
+    /// may no longer hold: it is read again when next asked.
+    fn forget_route(&self) {
+        self.properties
+            .borrow_mut()
+            .retain(|(key, _)| !is_route_derived(key));
     }
 
     /// The first copy of request header `name` (`Some(None)`: there is none) from the host's

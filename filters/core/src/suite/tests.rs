@@ -397,6 +397,62 @@ fn properties_are_read_once_and_what_a_stage_wrote_is_read_back_from_memory() {
 }
 
 #[test]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_request_header_write_makes_the_route_read_again() {
+    use crate::host::{Call, Host, MockHost};
+    let host = MockHost::request("GET", "reviews", "/")
+        .with_property("xds.cluster_name", b"reviews-v1")
+        .with_property("source.address", b"10.0.0.1:5000");
+    let view = MemoRequest::new(&host);
+    let cluster = || view.property_string(&["xds", "cluster_name"]);
+    assert_eq!(cluster().as_deref(), Some("reviews-v1"));
+    assert_eq!(cluster().as_deref(), Some("reviews-v1"), "from memory");
+    assert_eq!(
+        view.property(&["source", "address"]).map(|a| a.len()),
+        Some(13)
+    );
+    // Envoy matches the routes again after the write: the cluster is asked again, the
+    // caller's address (not the route's) is not.
+    view.set_request_header("x-weft-cluster", Some("reviews-v2"));
+    host.put_property("xds.cluster_name", b"reviews-v2");
+    assert_eq!(cluster().as_deref(), Some("reviews-v2"));
+    view.add_request_header("x-cohort", "v2");
+    host.put_property("xds.cluster_name", b"reviews-v3");
+    assert_eq!(cluster().as_deref(), Some("reviews-v3"));
+    assert_eq!(
+        view.property(&["source", "address"]).map(|a| a.len()),
+        Some(13)
+    );
+    let reads = |path: &str| host.count(|c| *c == Call::ReadProperty(path.into()));
+    assert_eq!(reads("xds.cluster_name"), 3);
+    assert_eq!(reads("source.address"), 1);
+}
+
+#[test]
+fn only_what_the_route_decides_is_route_derived() {
+    for key in [
+        "xds.cluster_name",
+        "xds.cluster_metadata",
+        "xds.route_name",
+        "xds.route_metadata",
+        "xds.upstream_host_metadata",
+        "route_name",
+        "cluster_name",
+    ] {
+        assert!(super::memo::is_route_derived(key), "{key}");
+    }
+    for key in [
+        "source.address",
+        "xds.node",
+        "xds.listener_direction",
+        "weft_breaker",
+        "response.code",
+    ] {
+        assert!(!super::memo::is_route_derived(key), "{key}");
+    }
+}
+
+#[test]
 fn a_property_key_matches_only_its_own_path() {
     assert!(super::memo::is_path("response.code", &["response", "code"]));
     assert!(super::memo::is_path("weft_breaker", &["weft_breaker"]));
