@@ -703,7 +703,24 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
         mine.contains("operator:vera") && !mine.contains("operator:fin"),
         "{mine}"
     );
+    // The file holds every write: the listed entries, and before each call that passed the
+    // checks its `started` entry under the same id (D111).
     let audit_file = std::fs::read_to_string(data.path().join("audit.log")).unwrap();
-    assert_eq!(audit_file.lines().count(), entries.len());
+    let lines: Vec<Value> = audit_file
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (started, finished): (Vec<&Value>, Vec<&Value>) =
+        lines.iter().partition(|e| e["outcome"] == "started");
+    assert_eq!(finished.len(), entries.len(), "{audit_file}");
+    assert!(!started.is_empty(), "{audit_file}");
+    for s in &started {
+        let outcome = finished.iter().find(|e| e["id"] == s["id"]);
+        assert!(
+            outcome.is_some_and(|e| e["principal"] == s["principal"] && e["route"] == s["route"]),
+            "started entry without its outcome: {s}"
+        );
+    }
+    assert!(entries.iter().all(|e| e["outcome"] != "started"), "{out}");
     println!("operator access: {} audited calls", entries.len());
 }

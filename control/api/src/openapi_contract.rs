@@ -201,6 +201,7 @@ fn contract() -> Vec<(&'static str, &'static str, Bodies)> {
         outcome: "failed".into(),
         version: Some(2),
         reason: Some("invalid".into()),
+        id: Some("5d1c0e7a9b2f4d68".into()),
     };
     let health = Health {
         status: "ok".into(),
@@ -478,6 +479,8 @@ fn contract() -> Vec<(&'static str, &'static str, Bodies)> {
                         },
                         AuditList {
                             entries: vec![AuditEntry {
+                                outcome: "started".into(),
+                                status: 0,
                                 version: None,
                                 reason: None,
                                 ..audit

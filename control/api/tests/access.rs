@@ -22,6 +22,11 @@ struct Server {
 }
 
 fn start() -> Server {
+    start_with(|dir| AuditLog::open(dir).unwrap())
+}
+
+/// A server whose audit log is `audit(data dir)`.
+fn start_with(audit: impl FnOnce(&std::path::Path) -> AuditLog) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (operators, written) = Operators::open(dir.path()).unwrap();
     let admin = std::fs::read_to_string(written.unwrap())
@@ -30,7 +35,7 @@ fn start() -> Server {
         .to_string();
     let access = Arc::new(Access {
         operators,
-        audit: AuditLog::open(dir.path()).unwrap(),
+        audit: audit(dir.path()),
         hosts: vec!["localhost".into(), "127.0.0.1".into()],
         operator_ca: None,
     });
@@ -284,4 +289,138 @@ fn credentials_roles_namespaces_body_types_and_hosts_are_enforced_and_audited() 
         None,
     );
     assert_eq!(code, 403);
+}
+
+/// Shared state whose appends fail while `down` is set, as etcd refuses them without a quorum.
+#[derive(Default)]
+struct FlakyAudit {
+    inner: weft_store::MemoryShared,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl weft_store::SharedState for FlakyAudit {
+    fn read(&self, name: &str) -> Result<Option<weft_store::Versioned>, weft_store::StoreError> {
+        self.inner.read(name)
+    }
+    fn write(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        expected: i64,
+    ) -> Result<Option<i64>, weft_store::StoreError> {
+        self.inner.write(name, bytes, expected)
+    }
+    fn list(
+        &self,
+        dir: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, weft_store::StoreError> {
+        self.inner.list(dir, limit)
+    }
+    fn append(&self, dir: &str, bytes: Vec<u8>) -> Result<(), weft_store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(weft_store::StoreError::Unavailable(
+                "no quorum (test)".into(),
+            ));
+        }
+        self.inner.append(dir, bytes)
+    }
+    fn describe(&self, name: &str) -> String {
+        self.inner.describe(name)
+    }
+}
+
+#[test]
+fn a_change_the_audit_log_cannot_record_is_not_made() {
+    let flaky = Arc::new(FlakyAudit::default());
+    let shared = Arc::clone(&flaky);
+    let s = start_with(move |_| AuditLog::open_shared(shared));
+    let admin = format!("Bearer {}", s.admin);
+    let yaml = ("content-type", "application/yaml");
+    let apply = |docs: &str| {
+        call(
+            &s,
+            "POST",
+            "/api/v1/apply",
+            &[("authorization", &admin), yaml],
+            Some(docs),
+        )
+    };
+    let version = || {
+        call(
+            &s,
+            "GET",
+            "/api/v1/status",
+            &[("authorization", &admin)],
+            None,
+        )
+        .1["policyVersion"]
+            .as_u64()
+    };
+    let (code, out) = apply(DOCS);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(version(), Some(1));
+
+    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = apply(FINANCE);
+    assert_eq!(code, 503, "{out}");
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("audit log") && error.contains("nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(version(), Some(1), "the change was not made");
+    // Reads go on: they are not audited.
+    let (code, _) = call(
+        &s,
+        "GET",
+        "/api/v1/policies",
+        &[("authorization", &admin)],
+        None,
+    );
+    assert_eq!(code, 200);
+
+    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = apply(FINANCE);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(version(), Some(2));
+    // Listed once per call; the store holds a started entry and an outcome for each.
+    let (_, out) = call(
+        &s,
+        "GET",
+        "/api/v1/audit",
+        &[("authorization", &admin)],
+        None,
+    );
+    let listed: Vec<(String, u64, Option<u64>)> = out["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap().to_string(),
+                e["status"].as_u64().unwrap(),
+                e["version"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("allowed".to_string(), 200, Some(1)),
+            ("allowed".to_string(), 200, Some(2)),
+        ]
+    );
+    let ids: Vec<&str> = out["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(
+        flaky.inner.raw().len(),
+        4,
+        "a started entry and an outcome per call"
+    );
 }

@@ -2,6 +2,11 @@
 //! before the answer leaves (for every non-GET call, allowed or refused). With replicas, one
 //! shared log (`audit/<time>-<unique>` entries in etcd) that every replica appends to and any
 //! replica lists.
+//!
+//! A call that passed the checks is written twice, under one `id`: a [`STARTED`] entry before
+//! it runs (a call whose entry cannot be written does not run, D111) and its outcome after.
+//! A listing shows one entry per call: the outcome, or the started entry of a call whose
+//! outcome was never written (still running, or the server stopped or failed to write it).
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
@@ -13,6 +18,8 @@ use weft_store::SharedState;
 pub const SHARED_AUDIT: &str = "audit";
 
 pub const AUDIT_FILE: &str = "audit.log";
+/// The outcome of the entry written before a call runs.
+pub const STARTED: &str = "started";
 /// A query returns at most this many entries (the newest).
 pub const MAX_AUDIT_ENTRIES: usize = 10_000;
 
@@ -27,7 +34,8 @@ pub struct AuditEntry {
     pub route: String,
     /// The HTTP status of the answer.
     pub status: u16,
-    /// `allowed`, `refused` (401/403/415/421) or `failed` (any other non-2xx).
+    /// `allowed`, `refused` (401/403/415/421), `failed` (any other non-2xx), or [`STARTED`]
+    /// (written before the call ran; listed only while no outcome follows it).
     pub outcome: String,
     /// The resulting policy version of a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +43,23 @@ pub struct AuditEntry {
     /// Why it was refused or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The call's id, shared by its started entry and its outcome (refusals have none: they
+    /// are written once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// `entries` with each started entry left out when an outcome with its id follows it.
+fn one_per_call(entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
+    let finished: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| e.outcome != STARTED)
+        .filter_map(|e| e.id.clone())
+        .collect();
+    entries
+        .into_iter()
+        .filter(|e| e.outcome != STARTED || !e.id.as_ref().is_some_and(|id| finished.contains(id)))
+        .collect()
 }
 
 pub struct AuditLog {
@@ -104,11 +129,13 @@ impl AuditLog {
             let entries = state
                 .list(SHARED_AUDIT, MAX_AUDIT_ENTRIES)
                 .map_err(std::io::Error::other)?;
-            return Ok(entries
-                .iter()
-                .filter_map(|(_, bytes)| serde_json::from_slice::<AuditEntry>(bytes).ok())
-                .filter(wanted)
-                .collect());
+            return Ok(one_per_call(
+                entries
+                    .iter()
+                    .filter_map(|(_, bytes)| serde_json::from_slice::<AuditEntry>(bytes).ok())
+                    .filter(wanted)
+                    .collect(),
+            ));
         }
         let file = std::fs::File::open(&self.path)?;
         let mut out = std::collections::VecDeque::new();
@@ -124,7 +151,7 @@ impl AuditLog {
             }
             out.push_back(entry);
         }
-        Ok(out.into())
+        Ok(one_per_call(out.into()))
     }
 }
 
@@ -146,6 +173,7 @@ mod tests {
                 outcome: "allowed".into(),
                 version: Some(t),
                 reason: None,
+                id: None,
             })
             .unwrap();
         }
@@ -160,5 +188,43 @@ mod tests {
             .write_all(b"{\"torn")
             .unwrap();
         assert_eq!(log.query(None, None).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_call_is_listed_once_and_an_unfinished_one_as_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let entry = |id: &str, outcome: &str| AuditEntry {
+            time_unix_ms: 1,
+            principal: "operator:a".into(),
+            source: String::new(),
+            route: "POST /api/v1/apply".into(),
+            status: if outcome == STARTED { 0 } else { 200 },
+            outcome: outcome.into(),
+            version: None,
+            reason: None,
+            id: Some(id.into()),
+        };
+        for e in [
+            entry("a", STARTED),
+            entry("b", STARTED),
+            entry("a", "allowed"),
+            entry("c", STARTED),
+        ] {
+            log.append(&e).unwrap();
+        }
+        let listed: Vec<(String, String)> = log
+            .query(None, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id.unwrap_or_default(), e.outcome))
+            .collect();
+        let pair = |id: &str, outcome: &str| (id.to_string(), outcome.to_string());
+        assert_eq!(
+            listed,
+            [pair("b", STARTED), pair("a", "allowed"), pair("c", STARTED)]
+        );
+        let raw = std::fs::read_to_string(dir.path().join(AUDIT_FILE)).unwrap();
+        assert_eq!(raw.lines().count(), 4, "every write is kept in the file");
     }
 }

@@ -85,6 +85,7 @@ async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Ne
         outcome: String::new(),
         version: None,
         reason: None,
+        id: None,
     };
     let namespace = template
         .as_deref()
@@ -107,6 +108,25 @@ async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Ne
         }
     };
     entry.principal = principal.id();
+    if audited {
+        // Written before the call runs: a change the log cannot record is not made (D111).
+        entry.id = Some(call_id());
+        let started = AuditEntry {
+            outcome: audit::STARTED.into(),
+            ..entry.clone()
+        };
+        if let Err(error) = access.audit.append(&started) {
+            tracing::error!(%error, route = %entry.route, principal = %entry.principal, "cannot write the audit log: the call is refused");
+            let reason = format!(
+                "the audit log cannot be written ({error}); nothing was changed: retry when it can"
+            );
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &reason,
+                request.uri().path(),
+            );
+        }
+    }
     request.extensions_mut().insert(principal);
     let response = next.run(request).await;
     if !audited {
@@ -299,6 +319,20 @@ fn refusal(status: StatusCode, reason: &str, path: &str) -> Response {
         );
     }
     response
+}
+
+/// A call's audit id: 64 random bits in hex, unique across replicas in practice.
+fn call_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No system randomness: the time and a process counter still tell calls apart on
+        // this replica.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes = (operators::now_ms() ^ n.rotate_left(40)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn record(access: &Access, entry: &AuditEntry) {
