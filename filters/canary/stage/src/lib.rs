@@ -207,9 +207,11 @@ impl CanaryStage {
 
     /// Whether Envoy's route for this request already goes to `cluster`: Envoy picks the
     /// route before the filters run, so a request with no cluster header of its own has
-    /// matched the route's fallback (the stable version, in the configurations weft writes
-    /// and documents). Writing the header would then only make Envoy match the routes again
-    /// to the same cluster, the largest share of the native module's own cost (D110). A
+    /// matched the route's fallback (the stable version's cluster in `envoy-configs/canary`
+    /// and the benchmark; a cluster named by the host in `weft serve`'s mesh, which never
+    /// equals a version cluster). Writing the header would then only make Envoy match the
+    /// routes again to the same cluster, the largest share of the native module's own cost
+    /// (D110); the request keeps the route it matched, as one the filter did not route. A
     /// caller's own header is always overwritten, so a caller never picks the cluster (one
     /// that matched no route of its own would otherwise stay, for the breaker to read).
     fn routed_there_already<H: Host>(req: &MemoRequest<H>, header: &str, cluster: &str) -> bool {
