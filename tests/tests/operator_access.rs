@@ -467,13 +467,13 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
         "{err}"
     );
     let (cert, key) = (cert_dir.join("cert.pem"), cert_dir.join("key.pem"));
-    let cli_cert = |args: &[&str]| {
+    let cli_pair = |cert: &std::path::Path, key: &std::path::Path, args: &[&str]| {
         let output = std::process::Command::new(&bin)
             .args(args)
             .args(["--server", &server.api, "--client-cert"])
-            .arg(&cert)
+            .arg(cert)
             .arg("--client-key")
-            .arg(&key)
+            .arg(key)
             .arg("--ca-file")
             .arg(server.ca_file.as_ref().unwrap())
             .env_remove("WEFT_TOKEN")
@@ -486,8 +486,54 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    let cli_cert = |args: &[&str]| cli_pair(&cert, &key, args);
     let (code, out, err) = cli_cert(&["operator", "whoami"]);
     assert_eq!((code, out.as_str()), (0, "ops (viewer)\n"), "{err}");
+    // Renewal: the operator asks with its current certificate for a fresh one; both
+    // authenticate it until the old one expires, and the key is never printed.
+    let renewed_dir = files.path().join("ops-renewed");
+    let (code, out, err) = cli_cert(&[
+        "operator",
+        "renew-cert",
+        "--cert-out",
+        renewed_dir.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !out.contains("PRIVATE KEY") && !out.contains("keyPem"),
+        "{out}"
+    );
+    let renewed = (renewed_dir.join("cert.pem"), renewed_dir.join("key.pem"));
+    assert_ne!(
+        std::fs::read_to_string(&renewed.0).unwrap(),
+        std::fs::read_to_string(&cert).unwrap()
+    );
+    let (code, out, err) = cli_pair(&renewed.0, &renewed.1, &["operator", "whoami"]);
+    assert_eq!((code, out.as_str()), (0, "ops (viewer)\n"), "{err}");
+    // Into a directory that holds a key already: refused before anything is asked.
+    let (code, _, err) = cli_cert(&[
+        "operator",
+        "renew-cert",
+        "--cert-out",
+        renewed_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    // An operator created without a certificate is not given one this way.
+    let (code, _, err) = cli_as(
+        &bin,
+        &server,
+        &viewer.token_file,
+        &[
+            "operator",
+            "renew-cert",
+            "--cert-out",
+            files.path().join("vera-cert").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("without a client certificate"), "{err}");
     let (code, _, err) = cli_cert(&["apply", "-f", &open_secret]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("operator:ops is a viewer"), "{err}");
@@ -555,6 +601,11 @@ async fn operators_are_authenticated_authorized_by_role_and_namespace_and_audite
     let (code, _, err) = cli_cert(&["operator", "whoami"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("revoked"), "{err}");
+    let (code, _, err) = cli_pair(&renewed.0, &renewed.1, &["operator", "whoami"]);
+    assert_eq!(
+        code, 6,
+        "the renewed certificate is revoked with its operator: {err}"
+    );
 
     // 9. Browser safety: text/plain and form bodies 415, a foreign Host 421, no CORS.
     for content_type in ["text/plain", "application/x-www-form-urlencoded"] {

@@ -17,8 +17,8 @@ use weft_policy::{FieldError, PolicySet};
 use weft_store::{Operation, Record, RecordSummary};
 
 use crate::access::{
-    AuditEntry, AuditList, CreateOperator, OperatorCreated, OperatorList, OperatorRecord, Role,
-    Whoami,
+    AuditEntry, AuditList, CertificateIssued, CreateOperator, OperatorCreated, OperatorList,
+    OperatorRecord, Role, Whoami,
 };
 use crate::types::*;
 
@@ -464,6 +464,25 @@ fn contract() -> Vec<(&'static str, &'static str, Bodies)> {
                         namespaces: vec!["*".into()],
                     }),
                 )],
+            ),
+        ),
+        (
+            "post",
+            "/api/v1/whoami/certificate",
+            typed(
+                vec![],
+                vec![
+                    (
+                        "201",
+                        one(CertificateIssued {
+                            spiffe_id: "spiffe://weft.test/ns/weft-system/operator/ana".into(),
+                            cert_pem: "-----BEGIN CERTIFICATE-----\n...".into(),
+                            key_pem: "-----BEGIN PRIVATE KEY-----\n...".into(),
+                        }),
+                    ),
+                    ("404", error()),
+                    ("409", error()),
+                ],
             ),
         ),
         (

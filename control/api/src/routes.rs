@@ -74,6 +74,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/operators"),
     ("delete", "/api/v1/operators/{name}"),
     ("get", "/api/v1/whoami"),
+    ("post", "/api/v1/whoami/certificate"),
     ("get", "/api/v1/audit"),
 ];
 

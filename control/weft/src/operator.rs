@@ -1,12 +1,14 @@
-//! `weft operator create|list|revoke|whoami` and `weft audit`: clients of
-//! `/api/v1/operators`, `/api/v1/whoami` and `/api/v1/audit`.
+//! `weft operator create|list|revoke|whoami|renew-cert` and `weft audit`: clients of
+//! `/api/v1/operators`, `/api/v1/whoami[/certificate]` and `/api/v1/audit`.
 
 use std::time::Duration;
 
 use crate::client::{decode, Client, Failure};
 use crate::output::{print, rfc3339, table, Output};
 use crate::Exit;
-use weft_api::access::{AuditList, CreateOperator, OperatorCreated, OperatorList, Role, Whoami};
+use weft_api::access::{
+    AuditList, CertificateIssued, CreateOperator, OperatorCreated, OperatorList, Role, Whoami,
+};
 
 /// `weft operator ...`
 #[derive(Debug, clap::Subcommand)]
@@ -38,6 +40,12 @@ pub enum OperatorCommand {
     },
     /// Who the credential in use is.
     Whoami,
+    /// A new client certificate (7 days) for the operator of the credential in use, written to
+    /// DIR/cert.pem and DIR/key.pem (0600): renew before the current one expires.
+    RenewCert {
+        #[arg(long, value_name = "DIR")]
+        cert_out: std::path::PathBuf,
+    },
 }
 
 /// `weft audit`.
@@ -75,14 +83,7 @@ pub fn operator(client: &Client, command: OperatorCommand, format: Output) -> Re
         } => {
             // Checked before anything is created: the certificate is shown only once.
             if let Some(dir) = &cert_out {
-                for file in ["cert.pem", "key.pem"] {
-                    if dir.join(file).exists() {
-                        return Err(Failure::new(
-                            Exit::Usage,
-                            format!("{} exists: give a new directory", dir.join(file).display()),
-                        ));
-                    }
-                }
+                fresh_cert_dir(dir)?;
             }
             let body = CreateOperator {
                 name,
@@ -144,6 +145,25 @@ pub fn operator(client: &Client, command: OperatorCommand, format: Output) -> Re
             let out = client.delete(&format!("/api/v1/operators/{name}"), None)?;
             print(format, &out, |_| format!("revoked {name}\n"));
         }
+        OperatorCommand::RenewCert { cert_out } => {
+            fresh_cert_dir(&cert_out)?;
+            let out = client.post_json("/api/v1/whoami/certificate", b"{}")?;
+            let issued: CertificateIssued = decode(&out)?;
+            write_cert(&cert_out, &issued.cert_pem, &issued.key_pem)?;
+            // The key is in the file only, never on the terminal or in a JSON pipeline.
+            let mut shown = out.clone();
+            if let Some(fields) = shown.as_object_mut() {
+                fields.remove("keyPem");
+            }
+            print(format, &shown, |_| {
+                format!(
+                    "client certificate {} in {}/cert.pem, key in {}/key.pem\n",
+                    issued.spiffe_id,
+                    cert_out.display(),
+                    cert_out.display()
+                )
+            });
+        }
         OperatorCommand::Whoami => {
             let out = client.get("/api/v1/whoami")?;
             let me: Whoami = decode(&out)?;
@@ -159,6 +179,20 @@ pub fn operator(client: &Client, command: OperatorCommand, format: Output) -> Re
                     }
                 )
             });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a directory that already holds a certificate or key: the key is shown only once,
+/// and an old one is never overwritten.
+fn fresh_cert_dir(dir: &std::path::Path) -> Result<(), Failure> {
+    for file in ["cert.pem", "key.pem"] {
+        if dir.join(file).exists() {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("{} exists: give a new directory", dir.join(file).display()),
+            ));
         }
     }
     Ok(())

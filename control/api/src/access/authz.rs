@@ -161,6 +161,8 @@ pub const ROUTE_NEEDS: &[(&str, &str, Need)] = &[
     ("get", "/api/v1/operators", Need::SecurityRead),
     ("delete", "/api/v1/operators/{name}", Need::SecurityWrite),
     ("get", "/api/v1/whoami", Need::Read),
+    // The caller's own certificate only (any role: renewing takes no power it lacks).
+    ("post", "/api/v1/whoami/certificate", Need::Read),
     ("get", "/api/v1/audit", Need::SecurityRead),
     ("get", "/api/v1/rollouts", Need::Read),
     ("get", "/api/v1/rollouts/{namespace}/{name}", Need::Read),

@@ -23,7 +23,9 @@ pub use crate::tls::Peer;
 pub use audit::{AuditEntry, AuditLog};
 pub use authz::{Principal, Role};
 pub use operators::{OperatorRecord, Operators};
-pub use routes::{AuditList, CreateOperator, OperatorCreated, OperatorList, Whoami};
+pub use routes::{
+    AuditList, CertificateIssued, CreateOperator, OperatorCreated, OperatorList, Whoami,
+};
 
 use crate::error::ApiError;
 

@@ -1,4 +1,4 @@
-//! `/api/v1/operators`, `/api/v1/whoami`, `/api/v1/audit`.
+//! `/api/v1/operators`, `/api/v1/whoami`, `/api/v1/whoami/certificate`, `/api/v1/audit`.
 
 use super::authz::{may_grant, Principal, Role};
 use super::operators::{OperatorError, OperatorRecord};
@@ -58,6 +58,17 @@ pub struct Whoami {
     pub namespaces: Vec<String>,
 }
 
+/// `201` to `POST /api/v1/whoami/certificate`: a new client certificate for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateIssued {
+    /// `spiffe://<td>/ns/weft-system/operator/<name>`.
+    pub spiffe_id: String,
+    pub cert_pem: String,
+    /// PKCS#8 PEM, shown this once.
+    pub key_pem: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditList {
     pub entries: Vec<AuditEntry>,
@@ -68,6 +79,7 @@ pub(super) fn router(access: Arc<Access>) -> Router {
         .route("/api/v1/operators", post(create).get(list))
         .route("/api/v1/operators/{name}", delete(revoke))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/whoami/certificate", post(renew_certificate))
         .route("/api/v1/audit", get(audit))
         .with_state(access)
 }
@@ -134,19 +146,24 @@ async fn create(
         spiffe_id: None,
     };
     if let (true, Some(ca)) = (request.certificate, &access.operator_ca) {
-        let cert = ca.issue_operator(&request.name).map_err(|e| {
-            tracing::error!(error = %e, "operator certificate");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("operator certificate: {e}"),
-            )
-        })?;
+        let cert = issue(ca, &request.name)?;
         created.spiffe_id = Some(cert.spiffe_id);
         created.cert_pem = Some(cert.cert_chain_pem);
         created.key_pem = Some(cert.key_pem);
     }
     tracing::info!(name = %created.operator.name, role = %created.operator.role, by = %creator.id(), "operator created");
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// A client certificate for operator `name` from the operator CA.
+fn issue(ca: &weft_ca::Ca, name: &str) -> Result<weft_ca::Svid, ApiError> {
+    ca.issue_operator(name).map_err(|e| {
+        tracing::error!(error = %e, "operator certificate");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("operator certificate: {e}"),
+        )
+    })
 }
 
 async fn list(State(access): State<Arc<Access>>) -> Json<OperatorList> {
@@ -190,6 +207,43 @@ async fn whoami(Extension(p): Extension<Principal>) -> Json<Whoami> {
         role: p.role,
         namespaces: p.namespaces,
     })
+}
+
+/// A fresh client certificate for the caller's own operator, authenticated by its token or
+/// its current certificate: how an operator renews before its certificate's 7 days run out.
+/// Only an operator created with a certificate gets one (a token-only operator is not given
+/// a second credential this way); a revoked or expired operator never gets here.
+async fn renew_certificate(
+    State(access): State<Arc<Access>>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let Some(ca) = &access.operator_ca else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "client certificates need the operator CA: start the server with `weft serve --ca`",
+        ));
+    };
+    let record = access
+        .operators
+        .get(&me.name)
+        .ok_or_else(|| failed(OperatorError::NotFound(me.name.clone())))?;
+    if !record.certificate {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "operator {:?} was created without a client certificate: an admin creates a new operator with one (`weft operator create --cert-out DIR`)",
+                me.name
+            ),
+        ));
+    }
+    let cert = issue(ca, &me.name)?;
+    tracing::info!(name = %me.name, "operator certificate renewed");
+    let issued = CertificateIssued {
+        spiffe_id: cert.spiffe_id,
+        cert_pem: cert.cert_chain_pem,
+        key_pem: cert.key_pem,
+    };
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
