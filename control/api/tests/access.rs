@@ -291,48 +291,9 @@ fn credentials_roles_namespaces_body_types_and_hosts_are_enforced_and_audited() 
     assert_eq!(code, 403);
 }
 
-/// Shared state whose appends fail while `down` is set, as etcd refuses them without a quorum.
-#[derive(Default)]
-struct FlakyAudit {
-    inner: weft_store::MemoryShared,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl weft_store::SharedState for FlakyAudit {
-    fn read(&self, name: &str) -> Result<Option<weft_store::Versioned>, weft_store::StoreError> {
-        self.inner.read(name)
-    }
-    fn write(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-        expected: i64,
-    ) -> Result<Option<i64>, weft_store::StoreError> {
-        self.inner.write(name, bytes, expected)
-    }
-    fn list(
-        &self,
-        dir: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>, weft_store::StoreError> {
-        self.inner.list(dir, limit)
-    }
-    fn append(&self, dir: &str, bytes: Vec<u8>) -> Result<(), weft_store::StoreError> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(weft_store::StoreError::Unavailable(
-                "no quorum (test)".into(),
-            ));
-        }
-        self.inner.append(dir, bytes)
-    }
-    fn describe(&self, name: &str) -> String {
-        self.inner.describe(name)
-    }
-}
-
 #[test]
 fn a_change_the_audit_log_cannot_record_is_not_made() {
-    let flaky = Arc::new(FlakyAudit::default());
+    let flaky = Arc::new(weft_store::MemoryShared::default());
     let shared = Arc::clone(&flaky);
     let s = start_with(move |_| AuditLog::open_shared(shared));
     let admin = format!("Bearer {}", s.admin);
@@ -361,7 +322,7 @@ fn a_change_the_audit_log_cannot_record_is_not_made() {
     assert_eq!(code, 200, "{out}");
     assert_eq!(version(), Some(1));
 
-    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    flaky.refuse_appends(true);
     let (code, out) = apply(FINANCE);
     assert_eq!(code, 503, "{out}");
     let error = out["error"].as_str().unwrap_or_default();
@@ -380,7 +341,7 @@ fn a_change_the_audit_log_cannot_record_is_not_made() {
     );
     assert_eq!(code, 200);
 
-    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky.refuse_appends(false);
     let (code, out) = apply(FINANCE);
     assert_eq!(code, 200, "{out}");
     assert_eq!(version(), Some(2));
@@ -419,7 +380,7 @@ fn a_change_the_audit_log_cannot_record_is_not_made() {
         .collect();
     assert_ne!(ids[0], ids[1]);
     assert_eq!(
-        flaky.inner.raw().len(),
+        flaky.raw().len(),
         4,
         "a started entry and an outcome per call"
     );

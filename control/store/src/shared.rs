@@ -53,11 +53,20 @@ pub trait SharedState: Send + Sync {
 #[derive(Default)]
 pub struct MemoryShared {
     inner: Mutex<(i64, BTreeMap<String, Versioned>)>,
+    /// Appends refused, as etcd refuses them without a quorum.
+    refusing_appends: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, (i64, BTreeMap<String, Versioned>)> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuse appends from now on (`true`) with [`StoreError::Unavailable`], or take them
+    /// again (`false`): a shared store that lost its quorum.
+    pub fn refuse_appends(&self, refuse: bool) {
+        self.refusing_appends
+            .store(refuse, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every document and entry as stored (what a reader of the raw store would see).
@@ -103,6 +112,14 @@ impl SharedState for MemoryShared {
     }
 
     fn append(&self, dir: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        if self
+            .refusing_appends
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Unavailable(
+                "appends refused (no quorum)".into(),
+            ));
+        }
         let mut inner = self.lock();
         inner.0 += 1;
         let revision = inner.0;

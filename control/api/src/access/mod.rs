@@ -334,7 +334,7 @@ fn call_id() -> String {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         bytes = (operators::now_ms() ^ n.rotate_left(40)).to_be_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    operators::hex(&bytes)
 }
 
 fn record(access: &Access, entry: &AuditEntry) {

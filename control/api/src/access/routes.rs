@@ -84,6 +84,10 @@ pub(super) fn router(access: Arc<Access>) -> Router {
         .with_state(access)
 }
 
+/// Why a client certificate cannot be issued by a server without `--ca`.
+const NO_OPERATOR_CA: &str =
+    "client certificates need the operator CA: start the server with `weft serve --ca`";
+
 fn failed(error: OperatorError) -> ApiError {
     let status = match &error {
         OperatorError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -121,10 +125,7 @@ async fn create(
         ));
     }
     if request.certificate && access.operator_ca.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "client certificates need the operator CA: start the server with `weft serve --ca`",
-        ));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, NO_OPERATOR_CA));
     }
     let ttl = request.ttl_seconds.map(Duration::from_secs);
     let (token, operator) = access
@@ -218,10 +219,7 @@ async fn renew_certificate(
     Extension(me): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     let Some(ca) = &access.operator_ca else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "client certificates need the operator CA: start the server with `weft serve --ca`",
-        ));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, NO_OPERATOR_CA));
     };
     let record = access
         .operators
