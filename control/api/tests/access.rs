@@ -385,3 +385,67 @@ fn a_change_the_audit_log_cannot_record_is_not_made() {
         "a started entry and an outcome per call"
     );
 }
+
+#[test]
+fn certificate_renewal_refuses_what_it_cannot_serve_and_never_reads_its_body() {
+    let s = start();
+    let admin = format!("Bearer {}", s.admin);
+    let json = ("content-type", "application/json");
+    let renew = |headers: &[(&str, &str)], body: &str| {
+        call(
+            &s,
+            "POST",
+            "/api/v1/whoami/certificate",
+            headers,
+            Some(body),
+        )
+    };
+    // No credential; a body type a form could send.
+    assert_eq!(renew(&[json], "{}").0, 401);
+    assert_eq!(
+        renew(
+            &[("authorization", &admin), ("content-type", "text/plain")],
+            "{}"
+        )
+        .0,
+        415
+    );
+    // This server has no operator CA: refused with the reason, whatever the body (it is
+    // never read: malformed or 2 MiB, the answer is the same).
+    let large = "x".repeat(2 * 1024 * 1024);
+    for body in ["{}", "{\"name\": \"admin\"", large.as_str()] {
+        let (code, out) = renew(&[("authorization", &admin), json], body);
+        assert_eq!(code, 404, "{out}");
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("operator CA"),
+            "{out}"
+        );
+    }
+    // A re-encoded path is not the route: nothing is issued.
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/v1/whoami%2Fcertificate",
+        &[("authorization", &admin), json],
+        Some("{}"),
+    );
+    assert!(!(200..300).contains(&code), "{code}");
+    // Each attempt that passed the checks is audited as failed.
+    let (_, out) = call(
+        &s,
+        "GET",
+        "/api/v1/audit",
+        &[("authorization", &admin)],
+        None,
+    );
+    let failed = out["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "POST /api/v1/whoami/certificate" && e["outcome"] == "failed")
+        .count();
+    assert_eq!(failed, 3, "{out}");
+}
