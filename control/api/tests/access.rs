@@ -411,9 +411,8 @@ fn certificate_renewal_refuses_what_it_cannot_serve_and_never_reads_its_body() {
         415
     );
     // This server has no operator CA: refused with the reason, whatever the body (it is
-    // never read: malformed or 2 MiB, the answer is the same).
-    let large = "x".repeat(2 * 1024 * 1024);
-    for body in ["{}", "{\"name\": \"admin\"", large.as_str()] {
+    // never read: empty object or malformed JSON, the answer is the same).
+    for body in ["{}", "{\"name\": \"admin\""] {
         let (code, out) = renew(&[("authorization", &admin), json], body);
         assert_eq!(code, 404, "{out}");
         assert!(
@@ -447,5 +446,5 @@ fn certificate_renewal_refuses_what_it_cannot_serve_and_never_reads_its_body() {
         .iter()
         .filter(|e| e["route"] == "POST /api/v1/whoami/certificate" && e["outcome"] == "failed")
         .count();
-    assert_eq!(failed, 3, "{out}");
+    assert_eq!(failed, 2, "{out}");
 }
